@@ -1,0 +1,99 @@
+"""The site's articles: what recommendation widgets may show.
+
+Items come from the shipped catalog file, from the CMS through the authenticated upsert endpoint,
+and from the page context of slot requests. Only known, live items are ever recommended.
+Upserts are appended to a journal beside the event log, so they survive a restart.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import orjson
+
+ITEM_ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
+_TEXT_FIELDS = ("url", "title", "image_url", "section")
+
+
+@dataclass(slots=True)
+class Item:
+    item_id: str
+    url: str
+    title: str
+    image_url: str | None = None
+    section: str | None = None
+    published: float | None = None  # Unix seconds
+    live: bool = True
+
+
+class CatalogError(ValueError):
+    pass
+
+
+def item_from_dict(raw: object) -> Item:
+    """Validate one item as sent by the CMS or read from a catalog file."""
+    if not isinstance(raw, dict):
+        raise CatalogError("an item must be a JSON object")
+    item_id = raw.get("item_id")
+    if not isinstance(item_id, str) or not ITEM_ID.match(item_id):
+        raise CatalogError("item_id: expected 1-128 letters, digits or _.:@/-")
+    for name in _TEXT_FIELDS:
+        value = raw.get(name)
+        if value is not None and (not isinstance(value, str) or len(value) > 2048):
+            raise CatalogError(f"{name}: expected a string of at most 2048 characters")
+    if not raw.get("url") or not str(raw["url"]).startswith(("https://", "http://", "/")):
+        raise CatalogError("url: expected an http(s) URL or a site path")
+    if not raw.get("title"):
+        raise CatalogError("title: required")
+    published = raw.get("published")
+    if published is not None and (isinstance(published, bool)
+                                  or not isinstance(published, (int, float))):
+        raise CatalogError("published: expected Unix seconds")
+    live = raw.get("live", True)
+    if not isinstance(live, bool):
+        raise CatalogError("live: expected true or false")
+    return Item(item_id=item_id, url=raw["url"], title=raw["title"], image_url=raw.get("image_url"),
+                section=raw.get("section"), published=published, live=live)
+
+
+class Catalog:
+    def __init__(self, items: dict[str, Item] | None = None, journal: Path | None = None) -> None:
+        self.items: dict[str, Item] = items or {}
+        self._journal = journal
+
+    @classmethod
+    def load(cls, path: str | Path, journal: str | Path | None = None) -> "Catalog":
+        catalog = cls(journal=Path(journal) if journal else None)
+        for source in (Path(path), catalog._journal):
+            if source is not None and source.is_file():
+                for line in source.read_bytes().splitlines():
+                    try:
+                        item = item_from_dict(orjson.loads(line))
+                    except (orjson.JSONDecodeError, CatalogError):
+                        continue  # a torn journal line loses one upsert, not the catalog
+                    catalog.items[item.item_id] = item
+        return catalog
+
+    def upsert(self, item: Item, persist: bool = True) -> None:
+        self.items[item.item_id] = item
+        if persist and self._journal is not None:
+            self._journal.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._journal, "ab") as f:
+                f.write(orjson.dumps(asdict(item)) + b"\n")
+
+    def learn(self, item_id: str | None, url: str | None, title: str | None, section: str | None,
+              image_url: str | None) -> None:
+        """Add an article first seen in a page's own context (never overrides the CMS)."""
+        if item_id and url and title and item_id not in self.items:
+            self.upsert(Item(item_id=item_id, url=url, title=title, section=section,
+                             image_url=image_url, published=time.time()))
+
+    def live(self, item_id: str) -> Item | None:
+        item = self.items.get(item_id)
+        return item if item is not None and item.live else None
+
+    def write(self, path: str | Path) -> None:
+        Path(path).write_bytes(b"".join(orjson.dumps(asdict(i)) + b"\n" for i in self.items.values()))

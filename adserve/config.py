@@ -1,0 +1,174 @@
+"""Load a config folder: every YAML file, merged and validated, with every error in one pass."""
+
+from __future__ import annotations
+
+import datetime as dt
+import zoneinfo
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .model import (IAB_SIZES, Budget, Campaign, Config, ConfigFile, Creative, Daypart, Flight,
+                    Placement)
+from .yamlload import ConfigError, Sources, load_file
+
+SINGLE_SECTIONS = ("site", "server", "recs")
+
+
+@dataclass
+class LoadResult:
+    config: Config | None
+    errors: list[ConfigError] = field(default_factory=list)
+    warnings: list[ConfigError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.config is not None
+
+
+def config_files(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
+
+
+def load_config(folder: str | Path, now: dt.datetime | None = None) -> LoadResult:
+    folder = Path(folder)
+    if not folder.is_dir():
+        return LoadResult(None, [ConfigError(str(folder), None, None, "", "config folder not found")])
+    sources = Sources()
+    errors: list[ConfigError] = []
+    fragments: list[tuple[str, ConfigFile]] = []
+    checks = ObjectChecks(sources, now or dt.datetime.now(dt.timezone.utc))
+    files = config_files(folder)
+    for path in files:
+        try:
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            errors.append(ConfigError(str(path), None, None, "", f"cannot read file: {exc}"))
+            continue
+        fragment, file_errors = load_file(ConfigFile, str(path), text, sources, checks)
+        errors += file_errors
+        if fragment is not None:
+            fragments.append((str(path), fragment))
+    config = _merge(fragments, sources, errors)
+    config.files = [str(p) for p in files]
+    problems = errors + validate(config, sources)
+    warnings = [p for p in problems if p.severity == "warning"]
+    errors = [p for p in problems if p.severity == "error"]
+    return LoadResult(None if errors else config, errors, warnings)
+
+
+def _merge(fragments, sources: Sources, errors: list[ConfigError]) -> Config:
+    config = Config()
+    seen: dict[str, str] = {}
+    for file, fragment in fragments:
+        for name in SINGLE_SECTIONS:
+            part = getattr(fragment, name)
+            if part is None:
+                continue
+            if name in seen:
+                errors.append(sources.error(part, "", f"'{name}' is already defined in {seen[name]}"))
+                continue
+            seen[name] = file
+            setattr(config, name, part)
+        for placement in fragment.placements:
+            if placement.id in config.placements:
+                errors.append(sources.error(placement, "id", f"duplicate placement id '{placement.id}'"))
+            config.placements[placement.id] = placement
+        config.campaigns += fragment.campaigns
+    return config
+
+
+def validate(config: Config, sources: Sources) -> list[ConfigError]:
+    """Checks that span objects or files; each problem carries its file, line and field path."""
+    problems: list[ConfigError] = []
+    try:
+        zoneinfo.ZoneInfo(config.site.timezone)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        problems.append(sources.error(config.site, "timezone",
+                                      f"unknown timezone '{config.site.timezone}'"))
+    problems += _check_unique_ids(config, sources)
+    for campaign in config.campaigns:
+        problems += [sources.error(campaign.targeting, "placements", f"unknown placement '{name}'")
+                     for name in campaign.targeting.placements if name not in config.placements]
+    return problems
+
+
+def _check_unique_ids(config: Config, sources: Sources) -> list[ConfigError]:
+    problems = []
+    first: dict[int, Campaign] = {}
+    for campaign in config.campaigns:
+        if campaign.id in first:
+            other = sources.error(first[campaign.id], "id", "")
+            problems.append(sources.error(
+                campaign, "id", f"duplicate campaign id {campaign.id} (first in {other.file}:{other.line})"))
+        first.setdefault(campaign.id, campaign)
+    counts = Counter(c.id for campaign in config.campaigns for c in campaign.creatives)
+    for campaign in config.campaigns:
+        problems += [sources.error(c, "id", f"duplicate creative id '{c.id}'")
+                     for c in campaign.creatives if counts[c.id] > 1]
+    return problems
+
+
+class ObjectChecks:
+    """Checks of one object at a time, run by the loader as each object is built."""
+
+    def __init__(self, sources: Sources, now: dt.datetime) -> None:
+        self.sources = sources
+        self.now = now
+        self._by_type = {Flight: self.flight, Budget: self.budget, Daypart: self.daypart,
+                         Campaign: self.campaign, Creative: self.creative, Placement: self.placement}
+
+    def __call__(self, obj: object) -> list[ConfigError]:
+        check = self._by_type.get(type(obj))
+        return check(obj) if check else []
+
+    def flight(self, flight: Flight) -> list[ConfigError]:
+        if flight.end <= flight.start:
+            return [self.sources.error(flight, "end", "flight ends before it starts")]
+        if flight.end < self.now:
+            return [self.sources.error(flight, "end", "flight is already over", "warning")]
+        return []
+
+    def budget(self, budget: Budget) -> list[ConfigError]:
+        if budget.total is None and budget.daily is None:
+            return [self.sources.error(budget, "", "a budget needs total, daily or both")]
+        return []
+
+    def daypart(self, part: Daypart) -> list[ConfigError]:
+        return [self.sources.error(part, "end", "daypart ends before it starts")] \
+            if part.end <= part.start else []
+
+    def campaign(self, campaign: Campaign) -> list[ConfigError]:
+        if not campaign.creatives:
+            return [self.sources.error(campaign, "creatives", "a campaign needs at least one creative")]
+        return []
+
+    def placement(self, placement: Placement) -> list[ConfigError]:
+        problems = [self.sources.error(placement, "sizes", f"unknown size '{s}'")
+                    for s in placement.sizes if s not in IAB_SIZES]
+        if placement.type == "display" and not placement.sizes:
+            problems.append(self.sources.error(placement, "sizes", "a display placement needs sizes"))
+        problems += [self.sources.error(placement, "sponsored_positions",
+                                        f"position {p} is outside 1..{placement.count}")
+                     for p in placement.sponsored_positions if not 1 <= p <= placement.count]
+        return problems
+
+    def creative(self, creative: Creative) -> list[ConfigError]:
+        problems = []
+        if creative.size not in IAB_SIZES:
+            problems.append(self.sources.error(creative, "size", f"unknown size '{creative.size}' "
+                                               f"(known: {', '.join(IAB_SIZES)})"))
+        elif (creative.format == "native") != (creative.size == "native"):
+            problems.append(self.sources.error(creative, "size", "native creatives use size "
+                                                                 "'native', and only they do"))
+        if not creative.variants:
+            problems.append(self.sources.error(creative, "variants", "a creative needs a variant"))
+        elif sum(v.weight for v in creative.variants) <= 0:
+            problems.append(self.sources.error(creative, "variants", "variant weights add up to zero"))
+        needed = _CONTENT_FIELD[creative.format]
+        problems += [self.sources.error(v, needed, f"{creative.format} variants need '{needed}'")
+                     for v in creative.variants if not getattr(v, needed)]
+        return problems
+
+
+_CONTENT_FIELD = {"image": "image_url", "html": "html", "native": "title"}

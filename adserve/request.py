@@ -1,0 +1,135 @@
+"""The slot request a page sends, parsed and checked before any decision is made.
+
+Parsing is strict and total: anything the page sends that does not fit raises ``BadRequest`` with
+a message that names the field, so the HTTP layer answers 400 and never 500.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from .model import IAB_SIZES
+
+DEVICES = ("desktop", "mobile", "tablet", "app")
+SLOT_TYPES = ("display", "recs")
+_ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")  # no spaces, quotes or CR/LF: ids go into URLs
+MAX_KEYWORDS = 50
+
+
+class BadRequest(ValueError):
+    def __init__(self, field: str, message: str) -> None:
+        super().__init__(f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Page:
+    item_id: str | None = None
+    url: str | None = None
+    title: str | None = None
+    section: str | None = None
+    keywords: frozenset[str] | None = None  # None: unknown, so keyword rules fail closed
+    image_url: str | None = None
+    published: str | None = None
+
+
+@dataclass(frozen=True)
+class Slot:
+    id: str
+    type: str
+    placement: str | None = None
+    sizes: tuple[str, ...] = ()
+    count: int = 6
+
+
+@dataclass(frozen=True)
+class SlotRequest:
+    page: Page
+    user_id: str | None
+    device: str | None
+    country: str | None
+    slots: tuple[Slot, ...] = field(default=())
+
+
+def parse_slot_request(body: object, placements: dict, max_slots: int) -> SlotRequest:
+    """Turn the decoded JSON body into a ``SlotRequest``; ``placements`` fills slot defaults."""
+    _expect(isinstance(body, dict), "body", "expected a JSON object")
+    user = _optional(body, "user", dict, "body") or {}
+    slots = body.get("slots")
+    _expect(isinstance(slots, list) and slots, "slots", "expected a non-empty list")
+    _expect(len(slots) <= max_slots, "slots", f"at most {max_slots} slots per request")
+    parsed = tuple(_slot(s, i, placements) for i, s in enumerate(slots))
+    _expect(len({s.id for s in parsed}) == len(parsed), "slots", "slot ids must be unique")
+    device = _optional(body, "device", str, "body")
+    _expect(device is None or device in DEVICES, "device", f"expected one of {', '.join(DEVICES)}")
+    country = _optional(body, "country", str, "body")
+    _expect(country is None or re.fullmatch(r"[A-Z]{2}", country), "country", "expected ISO alpha-2")
+    return SlotRequest(page=_page(body.get("page") or {}), user_id=_id(user, "id", "user"),
+                       device=device, country=country, slots=parsed)
+
+
+def _page(raw: object) -> Page:
+    _expect(isinstance(raw, dict), "page", "expected an object")
+    keywords = _optional(raw, "keywords", list, "page")
+    if keywords is not None:
+        _expect(len(keywords) <= MAX_KEYWORDS and all(isinstance(k, str) and len(k) <= 64
+                                                      for k in keywords),
+                "page.keywords", f"expected at most {MAX_KEYWORDS} strings of up to 64 characters")
+        keywords = frozenset(k.lower() for k in keywords)
+    texts = {name: _optional(raw, name, str, "page", limit=2048)
+             for name in ("url", "title", "section", "image_url", "published")}
+    section = texts.pop("section")
+    return Page(item_id=_id(raw, "item_id", "page"), keywords=keywords,
+                section=section.lower() if section else None, **texts)
+
+
+def _slot(raw: object, index: int, placements: dict) -> Slot:
+    where = f"slots[{index}]"
+    _expect(isinstance(raw, dict), where, "expected an object")
+    slot_id = _id(raw, "id", where)
+    _expect(slot_id is not None, f"{where}.id", "required")
+    name = _optional(raw, "placement", str, where)
+    placement = placements.get(name) if name else None
+    _expect(name is None or placement is not None, f"{where}.placement", f"unknown placement '{name}'")
+    kind = _optional(raw, "type", str, where) or (placement.type if placement else None)
+    _expect(kind in SLOT_TYPES, f"{where}.type", f"expected one of {', '.join(SLOT_TYPES)}")
+    _expect(placement is None or placement.type == kind, f"{where}.type",
+            f"placement '{name}' is a {placement.type if placement else ''} slot")
+    sizes = _optional(raw, "sizes", list, where)
+    if sizes is None:
+        sizes = placement.sizes if placement else []
+    _expect(all(s in IAB_SIZES and s != "native" for s in sizes), f"{where}.sizes",
+            "unknown size (expected IAB sizes like 300x250)")
+    _expect(kind != "display" or sizes, f"{where}.sizes", "a display slot needs sizes or a placement")
+    count = _optional(raw, "count", int, where)
+    count = count if count is not None else (placement.count if placement else 6)
+    _expect(1 <= count <= 24, f"{where}.count", "expected 1..24")
+    return Slot(id=slot_id, type=kind, placement=name, sizes=tuple(sizes), count=count)
+
+
+def _optional(raw: dict, key: str, kind: type, where: str, limit: int = 256):
+    value = raw.get(key)
+    if value is None:
+        return None
+    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+    _expect(ok, f"{where}.{key}", f"expected {kind.__name__}")
+    _expect(not isinstance(value, str) or len(value) <= limit, f"{where}.{key}", "too long")
+    return value
+
+
+def _id(raw: dict, key: str, where: str) -> str | None:
+    value = raw.get(key)
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if value is None:
+        return None
+    _expect(isinstance(value, str) and _ID.match(value), f"{where}.{key}",
+            "expected an id of 1-128 letters, digits or _.:@/-")
+    return value
+
+
+def _expect(condition: object, field: str, message: str) -> None:
+    if not condition:
+        raise BadRequest(field, message)

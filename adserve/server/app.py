@@ -1,0 +1,333 @@
+"""The aiohttp application: routes, middlewares, background tasks and hot reload.
+
+``AdServer`` owns the long-lived parts (state store, event log, catalog, recommender, signer);
+a ``Runtime`` (config + decider) is rebuilt on each good reload and swapped in one assignment, so
+a request sees either the old config or the new one, never a mix. Counters live in the state
+store, outside the runtime, so caps and budgets survive reloads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import functools
+import hmac
+import logging
+import os
+import signal
+import time
+from pathlib import Path
+
+import orjson
+from aiohttp import web
+
+from ..catalog import Catalog, CatalogError, item_from_dict
+from ..config import LoadResult, config_files, load_config
+from ..decision import Decider, Inventory
+from ..events import EventLog, log_files, read_events
+from ..ledger import Ledger
+from ..model import Config
+from ..recs.artifact import ArtifactError, ModelArtifact
+from ..recs.recommender import Recommender
+from ..request import BadRequest, parse_slot_request
+from ..serving import Runtime, SlotServer
+from ..state import MemoryState, RedisState, StateStore
+from ..tokens import Signer, TokenError
+from . import pages, tracking
+from .metrics import Metrics
+from .openapi import openapi_spec
+from .reload import Watcher
+
+log = logging.getLogger("adserve")
+SERVER: web.AppKey["AdServer"] = web.AppKey("server")
+REPLAY_DAYS = 7
+REPLAYED = frozenset({"decision", "click", "impression"})
+MAX_LOOP_LAG = 0.25  # seconds the event loop may fall behind before new work is shed
+
+
+def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
+    return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
+                        headers=headers)
+
+
+def json_error(status: int, error: str, detail: str, headers: dict | None = None) -> web.Response:
+    return json_response({"error": error, "detail": detail}, status, headers)
+
+
+class AdServer:
+    def __init__(self, config_dir: str | Path, loaded: LoadResult, secret: bytes,
+                 state: StateStore | None = None, clock=tracking.utc_now, rng=None,
+                 writer: str = "main", cms_token: str | None = None) -> None:
+        config = loaded.config
+        self.config_dir = Path(config_dir)
+        self.clock = clock
+        self.rng = rng
+        self.metrics = Metrics()
+        settings = config.server
+        self.state = state or (RedisState(settings.redis_url) if settings.redis_url else MemoryState())
+        self.events = EventLog(settings.event_dir, writer)
+        self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
+                                    Path(settings.event_dir) / "catalog-updates.jsonl")
+        self.recommender = Recommender(self.catalog, config.recs, rng)
+        self.signer = Signer(secret, settings.token_ttl_seconds)
+        self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender)
+        self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
+                                        self.metrics, clock)
+        self.cms_token = cms_token
+        self.runtime = self._runtime(config)
+        self.model_path = Path(settings.model_path)
+        self.status = {"config": self._config_status(loaded, True), "model": {"loaded": False}}
+        self.in_flight = 0
+        self.loop_lag = 0.0
+        self._load_model()
+
+    # -- config and model ---------------------------------------------------------------------
+    def _runtime(self, config: Config) -> Runtime:
+        decider = Decider(Inventory(config), Ledger(config.site.timezone), self.state,
+                          config.site.unique_advertiser_per_page, self.rng, self.clock)
+        return Runtime(config, decider)
+
+    def _config_status(self, loaded: LoadResult, applied: bool) -> dict:
+        return {"ok": loaded.ok, "applied": applied, "checked_at": time.time(),
+                "errors": [vars(e) for e in loaded.errors],
+                "warnings": [vars(w) for w in loaded.warnings],
+                "active_files": self.runtime.config.files if hasattr(self, "runtime") else [],
+                "active_campaigns": len(self.runtime.config.campaigns) if hasattr(self, "runtime") else 0}
+
+    async def reload_config(self) -> None:
+        loaded = await asyncio.to_thread(load_config, self.config_dir)
+        if loaded.ok:
+            self.runtime = self._runtime(loaded.config)
+            log.info("config reloaded: %d campaigns", len(loaded.config.campaigns))
+        else:
+            self.metrics.reload_errors.inc()
+            log.error("config reload refused, last good config keeps serving:\n%s",
+                      "\n".join(map(str, loaded.errors)))
+        self.status["config"] = self._config_status(loaded, loaded.ok)
+
+    def _load_model(self) -> None:
+        if not self.model_path.is_file():
+            return
+        try:
+            artifact = ModelArtifact.load(self.model_path)
+        except ArtifactError as exc:
+            log.error("model refused, previous model keeps serving: %s", exc)
+            self.status["model"]["error"] = str(exc)
+            return
+        self.recommender.use_model(artifact)
+        self.status["model"] = {"loaded": True, "path": str(self.model_path),
+                                "trained_at": artifact.meta.get("trained_at"),
+                                "data": artifact.meta.get("data"), "offline": artifact.meta.get("offline")}
+
+    async def reload_model(self) -> None:
+        await asyncio.to_thread(self._load_model)
+
+    def replay_log(self) -> int:
+        """Warm in-process state from recent events: popularity, reader history, counters."""
+        since = (self.clock() - dt.timedelta(days=REPLAY_DAYS)).date()
+        replayed = 0
+        for event in read_events(log_files(self.events.folder, since), types=REPLAYED):
+            ts = float(event["ts"])
+            if event["type"] == "decision":
+                self.recommender.record("decision", event.get("user"), event.get("page"), ts)
+            elif event.get("counted"):
+                self.recommender.record(event["type"], event.get("user"), event.get("item"), ts)
+                if isinstance(self.state, MemoryState):
+                    self._replay_counters(event, ts)
+            replayed += 1
+        return replayed
+
+    def _replay_counters(self, event: dict, ts: float) -> None:
+        campaign = self.runtime.decider.inventory.campaigns.get(event.get("campaign"))
+        if event.get("token"):
+            self.state.seed({f"tok:{event['token']}": 1.0}, {f"tok:{event['token']}": self.signer.ttl}, ts)
+        if campaign is not None:
+            when = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
+            increments, ttl = self.runtime.decider.ledger.charge(campaign, event["type"],
+                                                                  event.get("user"), when)
+            self.state.seed(increments, ttl, ts)
+
+    # -- handlers -----------------------------------------------------------------------------
+    def base_url(self, request: web.Request) -> str:
+        return self.runtime.config.server.public_url or f"{request.scheme}://{request.host}"
+
+    async def handle_slots(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        runtime = self.runtime
+        body = await read_json(request, runtime.config.server.max_body_bytes)
+        slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots)
+        answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
+        self.metrics.events.labels("decision").inc()
+        for fill in answer.values():
+            filled = fill.get("fill", True) if fill["type"] == "display" else bool(fill["items"])
+            self.metrics.slots.labels(fill["type"], str(filled).lower()).inc()
+        self.metrics.decision_seconds.observe(time.perf_counter() - started)
+        return json_response({"slots": answer})
+
+    async def handle_item(self, request: web.Request) -> web.Response:
+        if not self.cms_token:
+            return json_error(403, "forbidden", "item upserts are disabled: set ADSERVE_CMS_TOKEN")
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+        if not hmac.compare_digest(given, self.cms_token.encode()):
+            return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+        body = await read_json(request, self.runtime.config.server.max_body_bytes)
+        if isinstance(body, dict):
+            body = {**body, "item_id": request.match_info["item_id"]}
+        try:
+            item = item_from_dict(body)
+        except CatalogError as exc:
+            raise BadRequest("body", str(exc)) from exc
+        self.catalog.upsert(item)
+        return json_response({"item_id": item.item_id, "live": item.live})
+
+    async def handle_health(self, request: web.Request) -> web.Response:
+        return json_response({"status": "ok", "config_ok": self.status["config"]["ok"],
+                              "model_loaded": self.status["model"]["loaded"]})
+
+    async def handle_metrics(self, request: web.Request) -> web.Response:
+        return web.Response(body=self.metrics.exposition(), content_type="text/plain")
+
+    async def handle_status(self, request: web.Request) -> web.Response:
+        return json_response(self.status)
+
+    async def handle_openapi(self, request: web.Request) -> web.Response:
+        return json_response(openapi_spec(self.base_url(request)))
+
+    # -- lifecycle ----------------------------------------------------------------------------
+    async def start_background(self, app: web.Application) -> None:
+        self.replay_log()
+        self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
+        self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
+        self.tasks = [asyncio.create_task(t) for t in (
+            self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
+            self._measure_lag())]
+        try:
+            loop = asyncio.get_running_loop()
+            loop.add_signal_handler(signal.SIGHUP, self._sighup)
+        except (NotImplementedError, RuntimeError):
+            pass  # not the main thread (tests) or no signals on this platform
+
+    def _sighup(self) -> None:
+        self.config_watch.trigger()
+        self.model_watch.trigger()
+
+    async def _measure_lag(self, every: float = 0.05) -> None:
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(every)
+            self.loop_lag = time.perf_counter() - started - every
+
+    async def stop_background(self, app: web.Application) -> None:
+        for task in getattr(self, "tasks", []):
+            task.cancel()
+        await asyncio.gather(*getattr(self, "tasks", []), return_exceptions=True)
+        self.events.close()
+        await self.state.close()
+
+
+async def read_json(request: web.Request, limit: int) -> object:
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    raw = await request.read()
+    if len(raw) > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
+    try:
+        return orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise BadRequest("body", f"malformed JSON: {exc}") from exc
+
+
+@web.middleware
+async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Every failure becomes a JSON error; nothing ever answers with a traceback."""
+    server = request.app[SERVER]
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "none"
+    try:
+        response = await handler(request)
+    except BadRequest as exc:
+        response = json_error(400, "bad_request", str(exc))
+    except TokenError as exc:
+        response = json_error(exc.status, "bad_token", str(exc), tracking.NO_CACHE)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason,
+                              {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+    except asyncio.CancelledError:
+        raise
+    except Exception:
+        log.exception("unexpected error on %s %s", request.method, request.path)
+        response = json_error(500, "internal", "internal error; it has been logged")
+    server.metrics.requests.labels(route, str(response.status)).inc()
+    return response
+
+
+@web.middleware
+async def shed_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """Past capacity, answer 503 at once instead of queueing without bound."""
+    server = request.app[SERVER]
+    limit = server.runtime.config.server.max_pending
+    if request.path.startswith("/v1/slots") and (server.in_flight >= limit
+                                                 or server.loop_lag > MAX_LOOP_LAG):
+        server.metrics.shed.inc()
+        return json_error(503, "overloaded", "try again shortly", {"Retry-After": "1"})
+    server.in_flight += 1
+    try:
+        return await handler(request)
+    finally:
+        server.in_flight -= 1
+
+
+@web.middleware
+async def cors_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """CORS for the configured page origins only; others get no CORS headers at all."""
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin in request.app[SERVER].runtime.config.site.allowed_origins
+    if request.method == "OPTIONS" and origin is not None:
+        if not allowed:
+            return json_error(403, "forbidden", f"origin {origin} is not allowed")
+        response: web.StreamResponse = web.Response(status=204, headers={
+            "Access-Control-Allow-Methods": "GET, POST, PUT",
+            "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "600"})
+    else:
+        response = await handler(request)
+    if allowed:
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = "Origin"
+    return response
+
+
+def create_app(server: AdServer) -> web.Application:
+    settings = server.runtime.config.server
+    app = web.Application(client_max_size=settings.max_body_bytes,
+                          middlewares=[cors_middleware, errors_middleware, shed_middleware])
+    app[SERVER] = server
+    app.router.add_post("/v1/slots", server.handle_slots)
+    app.router.add_put("/v1/items/{item_id}", server.handle_item)
+    app.router.add_get("/t/i", functools.partial(tracking.impression, server))
+    app.router.add_get("/t/c", functools.partial(tracking.click, server))
+    app.router.add_get("/healthz", server.handle_health)
+    app.router.add_get("/metrics", server.handle_metrics)
+    app.router.add_get("/v1/config/status", server.handle_status)
+    app.router.add_get("/openapi.json", server.handle_openapi)
+    pages.add_routes(app)
+    app.on_startup.append(server.start_background)
+    app.on_cleanup.append(server.stop_background)
+    return app
+
+
+def secret_from_env(demo: bool, var_dir: Path) -> bytes:
+    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo)."""
+    value = os.environ.get("ADSERVE_SECRET")
+    if value:
+        return value.encode()
+    if not demo:
+        raise SystemExit("ADSERVE_SECRET is not set. Export a random value of 32+ characters, e.g.\n"
+                         "  export ADSERVE_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')\n"
+                         "or run with --demo for a local demo.")
+    path = var_dir / "demo-secret"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(os.urandom(32).hex())
+        path.chmod(0o600)
+    return path.read_text().strip().encode()

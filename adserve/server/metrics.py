@@ -1,0 +1,29 @@
+"""Prometheus metrics, in a registry of their own per app (tests run several apps at once)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.requests = Counter("adserve_requests", "HTTP requests by route and status",
+                                ["route", "status"], registry=r)
+        self.slots = Counter("adserve_slots", "Slots answered, by slot type and fill",
+                             ["type", "filled"], registry=r)
+        self.decision_seconds = Histogram("adserve_decision_seconds", "Time to answer a slot request",
+                                          buckets=LATENCY_BUCKETS, registry=r)
+        self.events = Counter("adserve_events_written", "Events appended to the log", ["type"],
+                              registry=r)
+        self.tracking = Counter("adserve_tracking", "Tracking hits by kind and outcome",
+                                ["kind", "outcome"], registry=r)
+        self.reload_errors = Counter("adserve_config_reload_errors", "Config reloads refused",
+                                     registry=r)
+        self.shed = Counter("adserve_shed", "Requests refused with 503 under overload", registry=r)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

@@ -1,0 +1,107 @@
+"""The HTTP API as OpenAPI 3.1, served at GET /openapi.json (and fuzzed by the test suite)."""
+
+from __future__ import annotations
+
+from ..model import IAB_SIZES
+from ..request import DEVICES, SLOT_TYPES
+
+ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:@/-]{1,128}$"}
+ERROR = {"type": "object", "required": ["error", "detail"],
+         "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
+DISPLAY_SIZES = [s for s in IAB_SIZES if s != "native"]
+
+
+def _error(description: str) -> dict:
+    return {"description": description,
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+
+
+SLOT_REQUEST = {
+    "type": "object", "required": ["slots"],
+    "properties": {
+        "page": {"type": "object", "properties": {
+            "item_id": ID, "url": {"type": "string", "maxLength": 2048},
+            "title": {"type": "string", "maxLength": 2048},
+            "section": {"type": "string", "maxLength": 2048},
+            "image_url": {"type": "string", "maxLength": 2048},
+            "published": {"type": "string", "maxLength": 2048},
+            "keywords": {"type": "array", "maxItems": 50,
+                         "items": {"type": "string", "maxLength": 64}}}},
+        "user": {"type": "object", "properties": {"id": ID}},
+        "device": {"enum": list(DEVICES)},
+        "country": {"type": "string", "pattern": "^[A-Z]{2}$"},
+        "slots": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
+            "type": "object", "required": ["id"],
+            "description": "A display slot needs sizes, a placement, or both; type defaults to "
+                           "the placement's type.",
+            "properties": {
+                "id": ID, "type": {"enum": list(SLOT_TYPES)},
+                "placement": {"type": "string", "description": "A named placement from config; "
+                              "it supplies type, sizes and count when they are left out."},
+                "sizes": {"type": "array", "minItems": 1, "items": {"enum": DISPLAY_SIZES}},
+                "count": {"type": "integer", "minimum": 1, "maximum": 24}}}}},
+}
+
+RECS_ITEM = {"type": "object", "required": ["item_id", "title", "url", "sponsored", "click_url"],
+             "properties": {"item_id": {"type": "string"}, "title": {"type": "string"},
+                            "url": {"type": "string"}, "image_url": {"type": ["string", "null"]},
+                            "sponsored": {"type": "boolean"}, "click_url": {"type": "string"},
+                            "impression_url": {"type": "string"},
+                            "campaign_id": {"type": "integer"}}}
+
+FILL = {"type": "object", "required": ["type"], "properties": {
+    "type": {"enum": list(SLOT_TYPES)}, "fill": {"type": "boolean"},
+    "campaign_id": {"type": "integer"}, "creative_id": {"type": "string"},
+    "variant": {"type": "string"}, "width": {"type": "integer"}, "height": {"type": "integer"},
+    "html": {"type": "string"}, "image_url": {"type": "string"},
+    "impression_url": {"type": "string"}, "click_url": {"type": "string"},
+    "strategy": {"enum": ["personal", "related", "popular"]},
+    "items": {"type": "array", "items": RECS_ITEM}}}
+
+
+def openapi_spec(base_url: str) -> dict:
+    json_body = {"application/json": {"schema": {"$ref": "#/components/schemas/SlotRequest"}}}
+    token = [{"name": "t", "in": "query", "required": True, "schema": {"type": "string"}}]
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "adserve", "version": "1", "description":
+                 "Fills display and recommendation slots of news pages."},
+        "servers": [{"url": base_url}],
+        "paths": {
+            "/v1/slots": {"post": {
+                "summary": "Fill the slots of one page view",
+                "requestBody": {"required": True, "content": json_body},
+                "responses": {
+                    "200": {"description": "One fill per slot id", "content": {"application/json": {
+                        "schema": {"type": "object", "required": ["slots"], "properties": {
+                            "slots": {"type": "object", "additionalProperties": FILL}}}}}},
+                    "400": _error("Malformed or invalid request"),
+                    "413": _error("Body over the size limit"),
+                    "503": _error("Overloaded; retry after the Retry-After seconds")}}},
+            "/t/i": {"get": {"summary": "Impression pixel", "parameters": token, "responses": {
+                "200": {"description": "1x1 GIF", "content": {"image/gif": {}}},
+                "400": _error("Malformed token"), "403": _error("Forged or altered token"),
+                "410": _error("Expired token")}}},
+            "/t/c": {"get": {"summary": "Click redirect", "parameters": token, "responses": {
+                "302": {"description": "Redirect to the signed landing URL"},
+                "400": _error("Malformed token"), "403": _error("Forged or altered token"),
+                "410": _error("Expired token")}}},
+            "/v1/items/{item_id}": {"put": {
+                "summary": "Upsert one catalog article (CMS; bearer token)",
+                "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": ID}],
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "type": "object", "required": ["url", "title"], "properties": {
+                        "url": {"type": "string"}, "title": {"type": "string"},
+                        "image_url": {"type": "string"}, "section": {"type": "string"},
+                        "published": {"type": "number"}, "live": {"type": "boolean"}}}}}},
+                "responses": {"200": {"description": "Stored"}, "400": _error("Invalid item"),
+                              "401": _error("Missing or wrong token"),
+                              "403": _error("Upserts disabled")}}},
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics",
+                                 "responses": {"200": {"description": "text exposition"}}}},
+            "/v1/config/status": {"get": {"summary": "Active config, last reload errors, model",
+                                          "responses": {"200": {"description": "status"}}}},
+        },
+        "components": {"schemas": {"SlotRequest": SLOT_REQUEST, "Error": ERROR}},
+    }

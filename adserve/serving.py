@@ -1,0 +1,132 @@
+"""One slot request in, one answer out: decisions, recommendations, signed tracking URLs.
+
+Data flows one way: the request is decided (``decision``), recommended (``recs``), turned into the
+answer with signed URLs, and the decision is appended to the event log before the answer leaves.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from .catalog import Catalog
+from .decision import AdNeed, Decider, Fill
+from .events import EventLog
+from .model import Config
+from .recs.recommender import Recommender
+from .request import Slot, SlotRequest
+from .tokens import Signer
+
+
+@dataclass
+class Runtime:
+    """What one config produces; swapped as a whole on reload."""
+    config: Config
+    decider: Decider
+
+
+class SlotServer:
+    def __init__(self, signer: Signer, events: EventLog, catalog: Catalog,
+                 recommender: Recommender) -> None:
+        self.signer = signer
+        self.events = events
+        self.catalog = catalog
+        self.recommender = recommender
+
+    async def serve(self, runtime: Runtime, request: SlotRequest, base_url: str) -> dict:
+        page = request.page
+        self.catalog.learn(page.item_id, page.url, page.title, page.section, page.image_url)
+        needs = [AdNeed(slot.id, slot.sizes, slot.placement) for slot in request.slots
+                 if slot.type == "display"]
+        needs += [AdNeed(f"{slot.id}#{p}", ("native",), slot.placement)
+                  for slot in request.slots if slot.type == "recs"
+                  for p in self._sponsored_positions(runtime, slot)]
+        fills = await runtime.decider.decide(request, needs)
+        answer: dict[str, dict] = {}
+        logged: list[dict] = []
+        on_page: set[str] = set()
+        for slot in request.slots:
+            if slot.type == "display":
+                answer[slot.id], record = self._display(slot, fills.get(slot.id), request, base_url)
+            else:
+                answer[slot.id], record = self._recs(runtime, slot, fills, request, base_url, on_page)
+            logged.append(record)
+        self.events.append({"type": "decision", "user": request.user_id, "page": page.item_id,
+                            "device": request.device, "slots": logged})
+        self.recommender.record("decision", request.user_id, page.item_id, time.time())
+        return answer
+
+    def _sponsored_positions(self, runtime: Runtime, slot: Slot) -> list[int]:
+        placement = runtime.config.placements.get(slot.placement) if slot.placement else None
+        return [p for p in placement.sponsored_positions if p <= slot.count] if placement else []
+
+    def _urls(self, base_url: str, payload: dict, landing: str) -> tuple[str, str]:
+        impression = self.signer.sign({"k": "i", **payload})
+        click = self.signer.sign({"k": "c", **payload, "l": landing})
+        return (f"{base_url}/t/i?t={quote(impression)}", f"{base_url}/t/c?t={quote(click)}")
+
+    def _ad_payload(self, slot: Slot, fill: Fill, request: SlotRequest) -> dict:
+        return {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id, "s": slot.id,
+                "u": request.user_id, "p": request.page.item_id}
+
+    def _display(self, slot: Slot, fill: Fill | None, request: SlotRequest, base_url: str):
+        if fill is None:
+            return {"type": "display", "fill": False}, {"slot": slot.id, "fill": False}
+        impression, click = self._urls(base_url, self._ad_payload(slot, fill, request),
+                                       fill.creative.landing_url)
+        width, height = (int(x) for x in fill.creative.size.split("x"))
+        content = ({"html": fill.variant.html} if fill.creative.format == "html"
+                   else {"image_url": _absolute(fill.variant.image_url, base_url)})
+        answer = {"type": "display", "fill": True, "campaign_id": fill.campaign.id,
+                  "creative_id": fill.creative.id, "variant": fill.variant.id, "width": width,
+                  "height": height, **content, "impression_url": impression, "click_url": click}
+        return answer, {"slot": slot.id, "campaign": fill.campaign.id, "creative": fill.creative.id,
+                        "variant": fill.variant.id}
+
+    def _recs(self, runtime: Runtime, slot: Slot, fills: dict, request: SlotRequest,
+              base_url: str, on_page: set[str]):
+        placement = runtime.config.placements.get(slot.placement) if slot.placement else None
+        strategy = placement.strategy if placement else "personal"
+        sponsored = {p: fills.get(f"{slot.id}#{p}") for p in self._sponsored_positions(runtime, slot)}
+        sponsored = {p: f for p, f in sponsored.items() if f is not None}
+        organic_count = slot.count - len(sponsored)
+        rec = self.recommender.recommend(strategy, request.user_id, request.page.item_id,
+                                         organic_count, on_page)
+        on_page.update(rec.items)
+        organic = iter(self._organic(rec.items, slot, request, base_url))
+        items = []
+        for position in range(1, slot.count + 1):
+            fill = sponsored.get(position)
+            entry = self._native(slot, fill, request, base_url) if fill else next(organic, None)
+            if entry is not None:
+                items.append(entry)
+        impression = self.signer.sign({"k": "i", "s": slot.id, "u": request.user_id,
+                                       "p": request.page.item_id, "its": rec.items})
+        answer = {"type": "recs", "strategy": rec.strategy, "items": items,
+                  "impression_url": f"{base_url}/t/i?t={quote(impression)}"}
+        return answer, {"slot": slot.id, "strategy": rec.strategy, "items": rec.items,
+                        "sponsored": [f.campaign.id for f in sponsored.values()]}
+
+    def _organic(self, item_ids: list[str], slot: Slot, request: SlotRequest, base_url: str):
+        for item_id in item_ids:
+            item = self.catalog.items[item_id]
+            click = self.signer.sign({"k": "c", "s": slot.id, "u": request.user_id,
+                                      "p": request.page.item_id, "it": item_id,
+                                      "l": _absolute(item.url, base_url)})
+            yield {"item_id": item_id, "title": item.title, "url": _absolute(item.url, base_url),
+                   "image_url": _absolute(item.image_url, base_url) if item.image_url else None,
+                   "section": item.section, "sponsored": False,
+                   "click_url": f"{base_url}/t/c?t={quote(click)}"}
+
+    def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str) -> dict:
+        impression, click = self._urls(base_url, self._ad_payload(slot, fill, request),
+                                       fill.creative.landing_url)
+        return {"item_id": f"ad-{fill.creative.id}-{fill.variant.id}", "title": fill.variant.title,
+                "url": fill.creative.landing_url, "image_url": _absolute(fill.variant.image_url, base_url),
+                "sponsored": True, "advertiser": fill.campaign.advertiser,
+                "campaign_id": fill.campaign.id, "click_url": click, "impression_url": impression}
+
+
+def _absolute(url: str | None, base_url: str) -> str | None:
+    return f"{base_url}{url}" if url and url.startswith("/") else url

@@ -1,0 +1,107 @@
+"""Counters and one-time marks behind a small interface: in-process by default, Redis for replicas.
+
+The decision code only calls ``get_many``, ``add`` and ``first_time``; a shared store can back
+them without the decision code knowing. Keys expire so per-user frequency counters do not grow
+without bound.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Protocol
+
+
+class StateStore(Protocol):
+    async def get_many(self, keys: list[str]) -> list[float]:
+        """Current values (0 for missing or expired keys), in the order asked."""
+
+    async def add(self, increments: dict[str, float], ttl: dict[str, int]) -> None:
+        """Add each amount to its key; a key created here expires after ``ttl[key]`` seconds."""
+
+    async def first_time(self, key: str, ttl: int) -> bool:
+        """True exactly once per key within ``ttl`` seconds: deduplicates tracking tokens."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+class MemoryState:
+    """The embedded default: one dict, swept of expired keys as it grows."""
+
+    def __init__(self, clock=time.time, sweep_every: int = 100_000) -> None:
+        self._clock = clock
+        self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires_at)
+        self._sweep_every = sweep_every
+        self._writes = 0
+
+    async def get_many(self, keys: list[str]) -> list[float]:
+        now = self._clock()
+        out = []
+        for key in keys:
+            entry = self._values.get(key)
+            out.append(entry[0] if entry and entry[1] > now else 0.0)
+        return out
+
+    async def add(self, increments: dict[str, float], ttl: dict[str, int]) -> None:
+        self.seed(increments, ttl, self._clock())
+
+    def seed(self, increments: dict[str, float], ttl: dict[str, int], now: float) -> None:
+        """``add`` as of moment ``now``: rebuilds counters from the event log at start-up."""
+        for key, amount in increments.items():
+            entry = self._values.get(key)
+            if entry and entry[1] > now:
+                self._values[key] = (entry[0] + amount, entry[1])
+            else:
+                self._values[key] = (amount, now + ttl[key])
+        self._count_writes(len(increments), self._clock())
+
+    async def first_time(self, key: str, ttl: int) -> bool:
+        now = self._clock()
+        entry = self._values.get(key)
+        if entry and entry[1] > now:
+            return False
+        self._values[key] = (1.0, now + ttl)
+        self._count_writes(1, now)
+        return True
+
+    def _count_writes(self, n: int, now: float) -> None:
+        self._writes += n
+        if self._writes >= self._sweep_every:
+            self._writes = 0
+            self._values = {k: v for k, v in self._values.items() if v[1] > now}
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    async def close(self) -> None:
+        pass
+
+
+class RedisState:
+    """Shared counters for several replicas; one round trip per call (MGET, or a pipeline)."""
+
+    def __init__(self, url: str, prefix: str = "adserve:") -> None:
+        import redis.asyncio as redis  # optional dependency, only for multi-replica setups
+
+        self._redis = redis.Redis.from_url(url)
+        self._prefix = prefix
+
+    async def get_many(self, keys: list[str]) -> list[float]:
+        if not keys:
+            return []
+        values = await self._redis.mget([self._prefix + k for k in keys])
+        return [float(v) if v is not None else 0.0 for v in values]
+
+    async def add(self, increments: dict[str, float], ttl: dict[str, int]) -> None:
+        pipe = self._redis.pipeline(transaction=False)
+        for key, amount in increments.items():
+            full = self._prefix + key
+            pipe.incrbyfloat(full, amount)
+            pipe.expire(full, ttl[key], nx=True)
+        await pipe.execute()
+
+    async def first_time(self, key: str, ttl: int) -> bool:
+        return bool(await self._redis.set(self._prefix + key, 1, ex=ttl, nx=True))
+
+    async def close(self) -> None:
+        await self._redis.aclose()
