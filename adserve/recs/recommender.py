@@ -8,6 +8,7 @@ are. A share of each widget goes to fresh articles that have had no time to coll
 
 from __future__ import annotations
 
+import heapq
 import random
 import time
 from collections import OrderedDict, deque
@@ -26,6 +27,7 @@ CHAINS = {"personal": ("personal", "related", "popular"),
 HISTORY_LENGTH = 50
 FOLD_IN_CACHE = 10_000
 FRESH_REFRESH_SECONDS = 30.0
+NEWEST = 200
 
 
 @dataclass
@@ -99,6 +101,7 @@ class Recommender:
         self.rng = rng or random.Random()
         self._clock = clock
         self._fresh: list[str] = []
+        self._newest: list[str] = []
         self._fresh_at = -1e18
 
     def use_model(self, artifact: ModelArtifact) -> None:
@@ -136,8 +139,8 @@ class Recommender:
         return Recommendation(picked, used or "popular")
 
     def _ranked(self, name: str, user, page_item, history) -> list[str] | None:
-        if name == "popular":
-            return self.popularity.top()
+        if name == "popular":  # the newest articles fill in when little has been clicked yet
+            return self.popularity.top() + self._recent()[1]
         model = self.model
         if model is None:
             return None
@@ -176,10 +179,15 @@ class Recommender:
                 picked[self.rng.randrange(1, count) if count > 1 else 0] = item
 
     def fresh_items(self) -> list[str]:
+        return self._recent()[0]
+
+    def _recent(self) -> tuple[list[str], list[str]]:
+        """(fresh items, the newest live items), rebuilt from the catalog every 30 s."""
         now = self._clock()
         if now - self._fresh_at > FRESH_REFRESH_SECONDS:
             cutoff = now - self.recs.fresh_hours * 3600
-            self._fresh = [i.item_id for i in self.catalog.items.values()
-                           if i.live and i.published is not None and i.published >= cutoff]
+            dated = [i for i in self.catalog.items.values() if i.live and i.published is not None]
+            self._fresh = [i.item_id for i in dated if i.published >= cutoff]
+            self._newest = [i.item_id for i in heapq.nlargest(NEWEST, dated, key=lambda i: i.published)]
             self._fresh_at = now
-        return self._fresh
+        return self._fresh, self._newest

@@ -1,0 +1,69 @@
+"""Shared fixtures: a private copy of the demo config, a fake clock, and servers built on them."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import shutil
+from pathlib import Path
+
+import pytest
+
+from adserve.config import load_config
+from adserve.server.app import AdServer, create_app
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = b"test-secret-0123456789abcdef"
+# A Wednesday, 10:00 in New York: inside every demo flight, outside the podcast's evening daypart.
+NOON_ISH = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.timezone.utc)
+
+EXAMPLE_REQUEST = {
+    "page": {"item_id": "iran-push-us-forces-iraq", "url": "https://news.example/2020/01/30/iran",
+             "title": "Envoys meet as deadline nears", "section": "politics",
+             "keywords": ["iran", "iraq"]},
+    "user": {"id": "reader-42"}, "device": "desktop", "country": "US",
+    "slots": [{"id": "s1", "type": "display", "sizes": ["300x250"]},
+              {"id": "s2", "placement": "special-offer"},
+              {"id": "s3", "type": "recs", "count": 6}],
+}
+
+
+class FakeClock:
+    def __init__(self, now: dt.datetime = NOON_ISH) -> None:
+        self.now = now
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta) -> None:
+        self.now += dt.timedelta(**delta)
+
+
+@pytest.fixture
+def workdir(tmp_path, monkeypatch) -> Path:
+    """A folder holding a copy of config/; relative server paths (var/...) resolve inside it."""
+    shutil.copytree(REPO / "config", tmp_path / "config")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def make_server(workdir, clock):
+    """Build an ``AdServer`` on the private config (after a test edits it, if it likes)."""
+    def build(**kwargs) -> AdServer:
+        loaded = load_config(workdir / "config", now=clock())
+        assert loaded.ok, loaded.errors
+        kwargs.setdefault("rng", random.Random(1))
+        return AdServer(workdir / "config", loaded, SECRET, clock=clock, **kwargs)
+    return build
+
+
+@pytest.fixture
+async def client(aiohttp_client, make_server):
+    server = make_server(cms_token="cms-token-for-tests")
+    return await aiohttp_client(create_app(server))

@@ -1,0 +1,159 @@
+"""Decisions: targeting (failing closed), tiers, weights, sticky variants, one campaign per page."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import random
+from collections import Counter
+
+import pytest
+
+from adserve.decision import AdNeed, Decider, Inventory
+from adserve.ledger import Ledger
+from adserve.model import (Campaign, Config, Creative, Daypart, Flight, KeywordRule, Placement, Price,
+                           Site, Targeting, Variant)
+from adserve.request import parse_slot_request
+from adserve.state import MemoryState
+
+from .conftest import NOON_ISH, FakeClock
+
+UTC = dt.timezone.utc
+PLACEMENTS = {"special-offer": Placement(id="special-offer", type="display", sizes=["300x250"])}
+
+
+def campaign(cid: int, tier="standard", weight=1.0, price=5.0, size="300x250", platform="ANY",
+             variants=(("A", 1.0),), advertiser=None, **fields) -> Campaign:
+    creative = Creative(id=f"cr-{cid}", size=size, platform=platform,
+                        landing_url=f"https://adv{cid}.example/",
+                        variants=[Variant(id=v, weight=w, image_url="/x.svg") for v, w in variants])
+    fields.setdefault("flight", Flight(start=dt.datetime(2026, 1, 1, tzinfo=UTC),
+                                       end=dt.datetime(2027, 1, 1, tzinfo=UTC)))
+    return Campaign(id=cid, name=f"c{cid}", advertiser=advertiser or f"adv{cid}", tier=tier,
+                    weight=weight, price=Price(model="cpm", amount=price), creatives=[creative],
+                    **fields)
+
+
+def decider(campaigns, clock=None, unique_advertiser=False, seed=3, timezone="America/New_York"):
+    config = Config(site=Site(timezone=timezone, unique_advertiser_per_page=unique_advertiser),
+                    placements=PLACEMENTS, campaigns=list(campaigns))
+    return Decider(Inventory(config), Ledger(timezone), MemoryState(), unique_advertiser,
+                   random.Random(seed), clock or FakeClock())
+
+
+def request(slots=1, **body):
+    body.setdefault("page", {"item_id": "a1", "section": "politics", "keywords": ["senate"],
+                             "url": "https://news.example/politics/a1"})
+    body.setdefault("device", "desktop")
+    body.setdefault("country", "US")
+    body.setdefault("user", {"id": "reader-1"})
+    body["slots"] = [{"id": f"s{i}", "type": "display", "sizes": ["300x250"]} for i in range(slots)]
+    return parse_slot_request(body, PLACEMENTS, 20)
+
+
+def fill_ids(d: Decider, req, needs=None) -> list:
+    needs = needs or [AdNeed(s.id, s.sizes, s.placement) for s in req.slots]
+    fills = asyncio.run(d.decide(req, needs))
+    return [f.campaign.id if f else None for f in fills.values()]
+
+
+@pytest.mark.parametrize("targeting, body, served", [
+    (Targeting(sections=["politics"]), {}, True),
+    (Targeting(sections=["sports"]), {}, False),
+    (Targeting(sections=["politics"]), {"page": {"item_id": "a"}}, False),  # no section: closed
+    (Targeting(keywords=KeywordRule(include=["senate", "house"])), {}, True),
+    (Targeting(keywords=KeywordRule(include=["budget"])), {}, False),
+    (Targeting(keywords=KeywordRule(exclude=["senate"])), {}, False),
+    (Targeting(keywords=KeywordRule(exclude=["tragedy"])), {"page": {"section": "politics"}}, False),
+    (Targeting(devices=["mobile"]), {}, False),
+    (Targeting(devices=["desktop"]), {"device": None}, False),
+    (Targeting(countries=["US", "CA"]), {}, True),
+    (Targeting(countries=["DE"]), {}, False),
+    (Targeting(countries=["US"]), {"country": None}, False),
+    (Targeting(url_patterns=["https://news.example/politics/*"]), {}, True),
+    (Targeting(url_patterns=["https://news.example/sports/*"]), {}, False),
+    (Targeting(placements=["special-offer"]), {}, False),  # slot has no placement
+])
+def test_targeting_rules_and_failing_closed(targeting, body, served):
+    d = decider([campaign(1, targeting=targeting)])
+    assert fill_ids(d, request(**body)) == ([1] if served else [None])
+
+
+def test_dayparts_follow_local_time_across_dst():
+    evening = Targeting(dayparts=[Daypart(days=["sat", "sun"], start="08:00", end="09:00")])
+    clock = FakeClock(dt.datetime(2026, 3, 7, 13, 30, tzinfo=UTC))  # Sat 08:30 EST (UTC-5)
+    d = decider([campaign(1, targeting=evening)], clock)
+    assert fill_ids(d, request()) == [1]
+    clock.now = dt.datetime(2026, 3, 8, 13, 30, tzinfo=UTC)  # Sun 09:30 EDT: DST began at 2:00
+    assert fill_ids(d, request()) == [None]
+    clock.now = dt.datetime(2026, 3, 8, 12, 30, tzinfo=UTC)  # Sun 08:30 EDT
+    assert fill_ids(d, request()) == [1]
+
+
+def test_platform_and_flight_and_status():
+    d = decider([campaign(1, platform="MWEB"), campaign(2, platform="WEB")])
+    assert fill_ids(d, request()) == [2]
+    assert fill_ids(d, request(device="mobile")) == [1]
+    late = campaign(3, flight=Flight(start=NOON_ISH + dt.timedelta(hours=1),
+                                     end=NOON_ISH + dt.timedelta(days=1)))
+    assert fill_ids(decider([late]), request()) == [None]
+    assert fill_ids(decider([campaign(4, status="paused")]), request()) == [None]
+
+
+def test_highest_tier_wins_whatever_the_price():
+    d = decider([campaign(1, tier="standard", price=50), campaign(2, tier="sponsorship", price=1),
+                 campaign(3, tier="house", price=0)])
+    assert {fill_ids(d, request())[0] for _ in range(50)} == {2}
+
+
+def test_house_fills_only_when_nothing_else_can():
+    d = decider([campaign(1, targeting=Targeting(sections=["sports"])), campaign(9, tier="house", price=0)])
+    assert fill_ids(d, request()) == [9]
+
+
+def test_weight_times_ecpm_sets_the_share():
+    d = decider([campaign(1, weight=3, price=2), campaign(2, weight=1, price=2),
+                 campaign(3, weight=1, price=4)])
+    counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(6000))
+    # shares 6 : 2 : 4
+    assert counts[1] / 6000 == pytest.approx(0.5, abs=0.03)
+    assert counts[2] / 6000 == pytest.approx(1 / 6, abs=0.03)
+    assert counts[3] / 6000 == pytest.approx(1 / 3, abs=0.03)
+
+
+def test_cpc_ranks_through_expected_ctr():
+    from adserve.decision import ecpm
+    cpc = campaign(1)
+    cpc.price = Price(model="cpc", amount=0.5)
+    cpc.expected_ctr = 0.004
+    assert ecpm(cpc) == pytest.approx(2.0)
+
+
+def test_variants_are_sticky_per_reader_and_weighted():
+    d = decider([campaign(1, variants=(("A", 1.0), ("B", 3.0)))])
+    creative = d.inventory.campaigns[1].creatives[0]
+    for user in ("r1", "r2", "r3"):
+        assert len({d.variant(creative, user).id for _ in range(20)}) == 1
+    shares = Counter(d.variant(creative, f"reader-{i}").id for i in range(8000))
+    assert shares["B"] / 8000 == pytest.approx(0.75, abs=0.02)
+
+
+def test_one_page_never_shows_a_campaign_twice():
+    d = decider([campaign(1), campaign(2)])
+    for _ in range(20):
+        ids = fill_ids(d, request(slots=3))
+        assert sorted(ids, key=str) == [1, 2, None]
+
+
+def test_unique_advertiser_per_page():
+    pair = [campaign(1, advertiser="Same"), campaign(2, advertiser="Same")]
+    assert fill_ids(decider(pair, unique_advertiser=True), request(slots=2)).count(None) == 1
+    assert None not in fill_ids(decider(pair, unique_advertiser=False), request(slots=2))
+
+
+def test_index_serves_section_targeted_and_untargeted():
+    d = decider([campaign(1, targeting=Targeting(sections=["sports"])),
+                 campaign(2, targeting=Targeting(sections=["politics", "world"]))])
+    assert fill_ids(d, request()) == [2]
+    assert fill_ids(d, request(page={"section": "sports"})) == [1]
+    assert fill_ids(d, request(page={"section": "culture"})) == [None]

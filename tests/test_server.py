@@ -1,0 +1,232 @@
+"""The HTTP API end to end: slot fills, tracking, bad requests, CORS, metrics, hot reload."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import copy
+from urllib.parse import urlsplit
+
+import orjson
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from adserve.events import log_files, read_events
+from adserve.server.app import SERVER
+
+from .conftest import EXAMPLE_REQUEST
+
+
+async def post_slots(client, body) -> dict:
+    response = await client.post("/v1/slots", json=body)
+    assert response.status == 200, await response.text()
+    return (await response.json())["slots"]
+
+
+def logged(workdir, kind: str) -> list[dict]:
+    return [e for e in read_events(log_files(workdir / "var" / "events")) if e["type"] == kind]
+
+
+def local(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+async def test_example_request_fills_every_slot(client, workdir):
+    slots = await post_slots(client, EXAMPLE_REQUEST)
+    display = slots["s1"]
+    assert display["fill"] and display["campaign_id"] == 12174
+    assert (display["width"], display["height"]) == (300, 250)
+    assert display["variant"] in ("A", "B") and display["image_url"].endswith(".svg")
+    assert slots["s2"]["campaign_id"] == 90002 and "html" in slots["s2"]
+    assert slots["s3"]["type"] == "recs" and len(slots["s3"]["items"]) == 6
+    decision = logged(workdir, "decision")[-1]
+    assert decision["user"] == "reader-42" and decision["page"] == "iran-push-us-forces-iraq"
+    assert [s["slot"] for s in decision["slots"]] == ["s1", "s2", "s3"]
+
+
+async def test_variant_is_sticky_for_a_reader(client):
+    variants = {(await post_slots(client, EXAMPLE_REQUEST))["s1"]["variant"] for _ in range(5)}
+    assert len(variants) == 1
+
+
+async def test_impression_counts_once_and_click_redirects(client, workdir):
+    fill = (await post_slots(client, EXAMPLE_REQUEST))["s1"]
+    for _ in range(2):
+        pixel = await client.get(local(fill["impression_url"]))
+        assert pixel.status == 200 and pixel.content_type == "image/gif"
+    impressions = logged(workdir, "impression")
+    assert [e["counted"] for e in impressions] == [True, False]
+    assert impressions[0]["campaign"] == 12174 and impressions[0]["user"] == "reader-42"
+    click = await client.get(local(fill["click_url"]), allow_redirects=False)
+    assert click.status == 302
+    assert click.headers["Location"] == "https://harborbank.example/winter-savings?utm_source=capitolledger"
+    assert logged(workdir, "click")[0]["counted"] is True
+
+
+async def test_bots_are_logged_but_not_counted(client, workdir):
+    fill = (await post_slots(client, EXAMPLE_REQUEST))["s1"]
+    await client.get(local(fill["impression_url"]), headers={"User-Agent": "Googlebot/2.1"})
+    event = logged(workdir, "impression")[0]
+    assert event["bot"] is True and event["counted"] is False
+
+
+async def test_tampered_and_unsigned_clicks_never_redirect(client):
+    fill = (await post_slots(client, EXAMPLE_REQUEST))["s1"]
+    token = fill["click_url"].split("t=")[1]
+    body, mac = token.split(".")
+    flip = lambda text: text[:-1] + ("A" if text[-1] != "A" else "B")
+    attempts = [f"/t/c?t={flip(body)}.{mac}", f"/t/c?t={body}.{flip(mac)}", "/t/c",
+                "/t/c?t=&url=https://evil.example", "/t/c?url=https://evil.example",
+                f"/t/i?t={token}"]  # a click token is not an impression token
+    for path in attempts:
+        response = await client.get(path, allow_redirects=False)
+        assert 400 <= response.status < 500, path
+        assert "Location" not in response.headers
+        assert set(await response.json()) == {"error", "detail"}
+
+
+BAD_BODIES = [
+    (b"{not json", 400, "malformed JSON"),
+    (b"[]", 400, "body"),
+    (b'{"slots": []}', 400, "slots"),
+    (b'{"slots": [{"id": "a", "type": "video", "sizes": ["300x250"]}]}', 400, "slots[0].type"),
+    (b'{"slots": [{"id": "a", "type": "display", "sizes": ["301x250"]}]}', 400, "slots[0].sizes"),
+    (b'{"slots": [{"id": "a", "type": "display"}]}', 400, "needs sizes"),
+    (b'{"slots": [{"id": "a", "placement": "nowhere"}]}', 400, "unknown placement"),
+    (b'{"slots": [{"id": 5, "type": "recs", "count": "six"}]}', 400, "count"),
+    (b'{"slots": [{"id": "a\\r\\nSet-Cookie: x", "type": "recs"}]}', 400, "slots[0].id"),
+    (b'{"user": {"id": ["x"]}, "slots": [{"id": "a", "type": "recs"}]}', 400, "user.id"),
+    (b'{"device": "fridge", "slots": [{"id": "a", "type": "recs"}]}', 400, "device"),
+    (orjson.dumps({"slots": [{"id": f"s{i}", "type": "recs"} for i in range(21)]}), 400, "at most 20"),
+    (orjson.dumps({"slots": [{"id": "a", "type": "recs"}], "pad": "x" * 70000}), 413, ""),
+]
+
+
+@pytest.mark.parametrize("body, status, fragment", BAD_BODIES)
+async def test_bad_requests_get_a_clear_4xx(client, body, status, fragment):
+    response = await client.post("/v1/slots", data=body, headers={"Content-Type": "application/json"})
+    assert response.status == status
+    error = await response.json()
+    assert set(error) == {"error", "detail"} and fragment in error["detail"]
+
+
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=10), inner, max_size=4),
+    max_leaves=20)
+slot = st.fixed_dictionaries({}, optional={
+    "id": json_values | st.text(max_size=12), "type": st.sampled_from(["display", "recs", "x"]) | json_values,
+    "sizes": st.lists(st.sampled_from(["300x250", "728x90", "1x1"]), max_size=3) | json_values,
+    "placement": st.sampled_from(["special-offer", "you-might-like", "none"]) | json_values,
+    "count": st.integers(-3, 40) | json_values})
+bodies = st.fixed_dictionaries({}, optional={
+    "page": st.fixed_dictionaries({}, optional={"item_id": json_values, "section": json_values,
+                                                "keywords": json_values, "url": json_values}) | json_values,
+    "user": st.fixed_dictionaries({}, optional={"id": json_values}) | json_values,
+    "device": st.sampled_from(["desktop", "mobile", "tv"]) | json_values,
+    "country": st.sampled_from(["US", "us", "USA"]) | json_values,
+    "slots": st.lists(slot, max_size=4) | json_values}) | json_values
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=bodies)
+async def test_generated_bodies_never_get_a_5xx(client, body):
+    response = await client.post("/v1/slots", data=json.dumps(body),
+                                 headers={"Content-Type": "application/json"})
+    assert response.status in (200, 400), await response.text()
+    payload = await response.json()
+    assert ("slots" in payload) if response.status == 200 else (set(payload) == {"error", "detail"})
+
+
+async def test_cors_only_for_configured_origins(client):
+    good = await client.post("/v1/slots", json=EXAMPLE_REQUEST, headers={"Origin": "http://localhost:8080"})
+    assert good.headers["Access-Control-Allow-Origin"] == "http://localhost:8080"
+    bad = await client.post("/v1/slots", json=EXAMPLE_REQUEST, headers={"Origin": "https://evil.example"})
+    assert "Access-Control-Allow-Origin" not in bad.headers
+    preflight = await client.options("/v1/slots", headers={
+        "Origin": "http://localhost:8080", "Access-Control-Request-Method": "POST"})
+    assert preflight.status == 204 and "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    refused = await client.options("/v1/slots", headers={"Origin": "https://evil.example"})
+    assert refused.status == 403
+
+
+async def test_health_metrics_openapi(client):
+    await post_slots(client, EXAMPLE_REQUEST)
+    assert (await (await client.get("/healthz")).json())["status"] == "ok"
+    metrics = await (await client.get("/metrics")).text()
+    for name in ("adserve_requests_total", 'adserve_slots_total{filled="true",type="display"}',
+                 "adserve_decision_seconds_bucket", "adserve_events_written_total",
+                 "adserve_config_reload_errors_total"):
+        assert name in metrics
+    spec = await (await client.get("/openapi.json")).json()
+    assert {"/v1/slots", "/t/i", "/t/c", "/v1/items/{item_id}"} <= set(spec["paths"])
+
+
+async def test_unknown_route_and_method_are_json_4xx(client):
+    assert (await client.get("/nope")).status == 404
+    wrong = await client.get("/v1/slots")
+    assert wrong.status == 405 and (await wrong.json())["error"] == "method_not_allowed"
+
+
+async def test_cms_upsert_requires_the_token(client):
+    item = {"url": "https://news.example/a/new", "title": "A new story", "section": "world"}
+    assert (await client.put("/v1/items/new-1", json=item)).status == 401
+    wrong = await client.put("/v1/items/new-1", json=item, headers={"Authorization": "Bearer nope"})
+    assert wrong.status == 401
+    ok = await client.put("/v1/items/new-1", json=item,
+                          headers={"Authorization": "Bearer cms-token-for-tests"})
+    assert ok.status == 200
+    bad = await client.put("/v1/items/new-2", json={"title": "no url"},
+                           headers={"Authorization": "Bearer cms-token-for-tests"})
+    assert bad.status == 400
+
+
+def edit(workdir, name: str, old: str, new: str) -> None:
+    path = workdir / "config" / name
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new))
+
+
+async def test_bad_edit_keeps_last_good_config_and_is_reported(client, workdir):
+    server = client.server.app[SERVER]
+    edit(workdir, "campaigns/display.yaml", "    tier: standard\n    weight: 3",
+         "    tier: standard\n    wieght: 3")
+    await server.reload_config()
+    status = await (await client.get("/v1/config/status")).json()
+    assert status["config"]["ok"] is False and status["config"]["applied"] is False
+    error = status["config"]["errors"][0]
+    assert error["file"].endswith("display.yaml") and error["line"] == 9
+    assert "did you mean 'weight'" in error["message"]
+    assert (await post_slots(client, EXAMPLE_REQUEST))["s1"]["campaign_id"] == 12174
+    metrics = await (await client.get("/metrics")).text()
+    assert "adserve_config_reload_errors_total 1.0" in metrics
+    edit(workdir, "campaigns/display.yaml", "wieght: 3", "weight: 3\n    status: paused")
+    await server.reload_config()
+    assert (await (await client.get("/v1/config/status")).json())["config"]["ok"] is True
+    assert (await post_slots(client, EXAMPLE_REQUEST))["s1"]["campaign_id"] == 90001
+
+
+async def test_watcher_notices_an_edit_within_seconds(client, workdir):
+    edit(workdir, "campaigns/display.yaml", "  - id: 12174\n", "  - id: 12174\n    status: paused\n")
+    for _ in range(50):
+        await asyncio.sleep(0.1)
+        if (await post_slots(client, EXAMPLE_REQUEST))["s1"]["campaign_id"] != 12174:
+            break
+    assert (await post_slots(client, EXAMPLE_REQUEST))["s1"]["campaign_id"] == 90001
+
+
+async def test_frequency_counters_survive_a_reload(client, workdir):
+    server = client.server.app[SERVER]
+    body = copy.deepcopy(EXAMPLE_REQUEST)
+    body["slots"] = [{"id": "s1", "type": "display", "sizes": ["300x250"]}]
+    for _ in range(5):  # 12174 is capped at 5 a day
+        fill = (await post_slots(client, body))["s1"]
+        assert fill["campaign_id"] == 12174
+        await client.get(local(fill["impression_url"]))
+    edit(workdir, "site.yaml", "name: The Capitol Ledger", "name: The Capitol Ledger (edited)")
+    await server.reload_config()
+    assert server.runtime.config.site.name.endswith("(edited)")
+    assert (await post_slots(client, body))["s1"]["campaign_id"] == 90001
