@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import os
 import random
 import shutil
+import socket
+import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -67,3 +71,40 @@ def make_server(workdir, clock):
 async def client(aiohttp_client, make_server):
     server = make_server(cms_token="cms-token-for-tests")
     return await aiohttp_client(create_app(server))
+
+
+def require(binary: str) -> str:
+    """The path of a Debian binary the test needs; skip without it, but fail in CI."""
+    path = shutil.which(binary) or (f"/usr/bin/{binary}" if Path(f"/usr/bin/{binary}").exists() else None)
+    if path is None:
+        message = f"{binary} is not installed (apt-get install {binary})"
+        if os.environ.get("ADSERVE_REQUIRE_ALL"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def redis_url(tmp_path_factory):
+    """A real redis-server on a free loopback port, for this test session only."""
+    binary = require("redis-server")
+    port = free_port()
+    folder = tmp_path_factory.mktemp("redis")
+    process = subprocess.Popen([binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                                "--appendonly", "no", "--dir", str(folder)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        with socket.socket() as s:
+            if s.connect_ex(("127.0.0.1", port)) == 0:
+                break
+        time.sleep(0.05)
+    yield f"redis://127.0.0.1:{port}/0"
+    process.terminate()
+    process.wait(timeout=10)

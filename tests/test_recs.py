@@ -1,0 +1,211 @@
+"""Recommendations: matrix building, training on simulated logs, serving, fallbacks, hot swap."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import shutil
+import time
+
+import numpy as np
+import pytest
+from scipy.sparse import csr_matrix
+
+from adserve.catalog import Catalog
+from adserve.events import EventLog, log_files
+from adserve.model import Recs
+from adserve.recs.artifact import ArtifactError, ModelArtifact
+from adserve.recs.evaluate import evaluate
+from adserve.recs.matrix import build_matrix, read_interactions
+from adserve.recs.simulate import SimulationSpec, simulate
+from adserve.recs.train import train
+from adserve.server.app import SERVER, create_app
+
+from .conftest import EXAMPLE_REQUEST
+from .test_server import local
+
+RECS = Recs(factors=16, iterations=10)
+
+
+@pytest.fixture(scope="module")
+def simulated(tmp_path_factory):
+    """Two weeks of simulated readers, their catalog, and a model trained on them."""
+    folder = tmp_path_factory.mktemp("sim")
+    catalog = Catalog(journal=folder / "events" / "catalog-updates.jsonl")
+    log = EventLog(folder / "events", writer="simulated")
+    counts = simulate(log, SimulationSpec(users=800, days=14), catalog=catalog)
+    log.close()
+    artifact = train(folder / "events", RECS, folder / "model.npz")
+    return folder, counts, artifact
+
+
+def test_matrix_sums_weights_skips_bots_and_keeps_orientation(tmp_path):
+    log = EventLog(tmp_path)
+    log.append({"ts": 1.0, "type": "click", "user": "u1", "item": "a", "counted": True},
+               {"ts": 2.0, "type": "click", "user": "u1", "item": "a", "counted": True},
+               {"ts": 3.0, "type": "decision", "user": "u2", "page": "b"},
+               {"ts": 4.0, "type": "impression", "user": "u2", "items": ["a", "c"]},
+               {"ts": 5.0, "type": "click", "user": "bot", "item": "c", "bot": True},
+               {"ts": 6.0, "type": "decision", "user": None, "page": "c"})
+    log.close()
+    recs = Recs(click_weight=1.0, view_weight=0.5, impression_weight=0.1)
+    data = build_matrix(read_interactions(log_files(tmp_path), recs))
+    assert isinstance(data.matrix, csr_matrix) and data.matrix.dtype == np.float32
+    assert list(data.user_ids) == ["u1", "u2"] and list(data.item_ids) == ["a", "b", "c"]
+    np.testing.assert_allclose(data.matrix.toarray(), [[2.0, 0, 0], [0.1, 0.5, 0.1]], rtol=1e-6)
+
+
+def test_simulated_log_has_every_event_kind_and_bots(simulated):
+    folder, counts, artifact = simulated
+    assert counts["decision"] > 5000 and counts["click"] > 1000 and counts["impression"] > 5000
+    assert artifact.meta["data"]["users"] <= 800  # bots are not readers
+    assert not any(u.startswith("crawler") for u in artifact.user_ids.tolist())
+
+
+def test_artifact_metadata_and_tables(simulated):
+    _, _, artifact = simulated
+    meta = artifact.meta
+    assert meta["params"]["factors"] == 16 and meta["data"]["nonzeros"] > 0
+    assert artifact.user_factors.shape == (len(artifact.user_ids), 16)
+    assert artifact.user_top.shape[1] == RECS.top_n
+    for i in range(20):  # an item is never its own neighbour
+        assert i not in artifact.item_neighbors[i].tolist()
+
+
+def test_personal_and_related_beat_popular(simulated):
+    folder, _, _ = simulated
+    scores = {s.strategy: s for s in evaluate(read_interactions(log_files(folder / "events"), RECS),
+                                              RECS, k=6)}
+    assert scores["personal"].precision > 1.3 * scores["popular"].precision
+    assert scores["related"].precision > 1.2 * scores["popular"].precision
+    assert scores["personal"].coverage > scores["popular"].coverage
+
+
+def test_corrupt_or_incompatible_artifacts_are_refused(simulated, tmp_path):
+    _, _, artifact = simulated
+    (tmp_path / "garbage.npz").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(ArtifactError):
+        ModelArtifact.load(tmp_path / "garbage.npz")
+    old = copy.copy(artifact)
+    old.meta = {**artifact.meta}
+    old.save(tmp_path / "old.npz")
+    data = dict(np.load(tmp_path / "old.npz"))
+    data["meta"] = np.array('{"format": "adserve-recs-model", "version": 0}')
+    np.savez(tmp_path / "v0.npz", **data)
+    with pytest.raises(ArtifactError, match="v0"):
+        ModelArtifact.load(tmp_path / "v0.npz")
+    broken = copy.copy(artifact)
+    broken.item_neighbors = artifact.item_neighbors + len(artifact.item_ids)
+    broken.save(tmp_path / "broken.npz")
+    with pytest.raises(ArtifactError, match="outside"):
+        ModelArtifact.load(tmp_path / "broken.npz")
+
+
+@pytest.fixture
+async def recs_client(aiohttp_client, make_server, simulated, workdir):
+    folder, _, _ = simulated
+    shutil.copytree(folder / "events", workdir / "var" / "events")
+    shutil.copy(folder / "model.npz", workdir / "var" / "model.npz")
+    server = make_server()
+    client = await aiohttp_client(create_app(server))
+    return client, server
+
+
+def recs_request(user: str | None, page: str = "world-0001", placement="you-might-like", count=None):
+    body = copy.deepcopy(EXAMPLE_REQUEST)
+    body["page"] = {"item_id": page, "section": page.split("-")[0]}
+    body["user"] = {"id": user} if user else {}
+    slot = {"id": "w", "placement": placement}
+    if count:
+        slot["count"] = count
+    body["slots"] = [slot]
+    return body
+
+
+async def widget(client, body) -> dict:
+    response = await client.post("/v1/slots", json=body)
+    assert response.status == 200, await response.text()
+    return (await response.json())["slots"]["w"]
+
+
+async def test_reader_with_history_gets_personal_items(recs_client):
+    client, server = recs_client
+    known = server.recommender.model.artifact.user_ids.tolist()[0]
+    page = server.recommender.model.item_ids[0]
+    mine = await widget(client, recs_request(known, page))
+    anonymous = await widget(client, recs_request(None, page))
+    assert mine["strategy"] == "personal" and anonymous["strategy"] == "related"
+    organic = lambda w: [i["item_id"] for i in w["items"] if not i["sponsored"]]
+    assert organic(mine) != organic(anonymous)
+
+
+async def test_sponsored_items_fill_configured_positions(recs_client):
+    client, _ = recs_client
+    items = (await widget(client, recs_request("reader-1")))["items"]
+    assert len(items) == 6
+    assert [i["sponsored"] for i in items] == [False, True, False, False, True, False]
+    for item in (items[1], items[4]):
+        assert item["campaign_id"] in (12300, 12310) and item["impression_url"] and item["title"]
+    assert items[1]["campaign_id"] != items[4]["campaign_id"]
+
+
+async def test_current_clicked_and_dead_items_are_never_shown(recs_client):
+    client, server = recs_client
+    reader = server.recommender.model.artifact.user_ids.tolist()[5]
+    page = server.recommender.model.item_ids[3]
+    first = await widget(client, recs_request(reader, page, "related-articles", 4))
+    clicked = first["items"][0]
+    response = await client.get(local(clicked["click_url"]), allow_redirects=False)
+    assert response.status == 302 and response.headers["Location"] == clicked["url"]
+    server.catalog.items[first["items"][1]["item_id"]].live = False
+    for _ in range(5):
+        again = await widget(client, recs_request(reader, page, "related-articles", 4))
+        shown = {i["item_id"] for i in again["items"]}
+        assert page not in shown and len(shown) == 4
+        assert clicked["item_id"] not in shown and first["items"][1]["item_id"] not in shown
+
+
+async def test_fallback_chain_without_a_model(aiohttp_client, make_server):
+    server = make_server()
+    client = await aiohttp_client(create_app(server))
+    response = await widget(client, recs_request("reader-1"))
+    assert response["strategy"] == "popular" and len(response["items"]) == 6
+
+
+async def test_new_reader_is_folded_in_from_recent_clicks(recs_client):
+    client, server = recs_client
+    newcomer = "reader-brand-new"
+    assert newcomer not in server.recommender.model.user_index
+    before = await widget(client, recs_request(newcomer, page="not-in-model-1"))
+    assert before["strategy"] == "popular"
+    for item in before["items"][:3]:
+        if not item["sponsored"]:
+            await client.get(local(item["click_url"]), allow_redirects=False)
+    after = await widget(client, recs_request(newcomer, page="not-in-model-1"))
+    assert after["strategy"] == "personal"
+
+
+async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, simulated, workdir):
+    client, server = recs_client
+    first = server.recommender.model
+    model_path = workdir / "var" / "model.npz"
+    model_path.write_bytes(b"corrupt")
+    await server.reload_model()
+    assert server.recommender.model is first
+    status = await (await client.get("/v1/config/status")).json()
+    assert "not a readable model artifact" in status["model"]["error"]
+    train(workdir / "var" / "events", Recs(factors=8, iterations=3), model_path)
+    await server.reload_model()
+    assert server.recommender.model is not first
+    assert server.recommender.model.artifact.user_factors.shape[1] == 8
+    assert (await widget(client, recs_request("reader-1")))["items"]
+
+
+async def test_model_file_watch_picks_up_a_new_artifact(recs_client, workdir):
+    client, server = recs_client
+    first = server.recommender.model
+    train(workdir / "var" / "events", Recs(factors=4, iterations=2), workdir / "var" / "model.npz")
+    deadline = time.monotonic() + 5
+    while server.recommender.model is first and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)
+    assert server.recommender.model is not first
