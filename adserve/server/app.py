@@ -303,7 +303,7 @@ def create_app(server: AdServer) -> web.Application:
     app.router.add_get("/metrics", server.handle_metrics)
     app.router.add_get("/v1/config/status", server.handle_status)
     app.router.add_get("/openapi.json", server.handle_openapi)
-    pages.add_routes(app)
+    pages.add_routes(app, server.catalog)
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app
