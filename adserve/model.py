@@ -115,7 +115,7 @@ class Creative:
     format: Literal["image", "html", "native"] = "image"
     platform: Literal["WEB", "MWEB", "APP", "ANY"] = field(
         default="ANY", metadata=doc("WEB: desktop web, MWEB: mobile web, APP: in-app."))
-    landing_url: str = field(metadata=doc("Where a click goes (https).", pattern=r"^https?://"))
+    landing_url: str = field(metadata=doc("Where a click goes (https).", pattern=r"^https?://\S+$"))
     variants: list[Variant] = field(metadata=doc("At least one variant."))
 
 
@@ -173,6 +173,8 @@ class Server:
                               metadata=doc("Article catalog, relative to the config folder."))
     token_ttl_seconds: int = field(default=86400, metadata=doc("Tracking token lifetime.", min=60))
     max_pending: int = field(default=256, metadata=doc("Requests in progress before 503.", min=1))
+    max_queue_ms: float = field(default=100.0, metadata=doc(
+        "Smoothed event-loop lag (ms) above which slot requests get 503.", min=1))
     redis_url: str | None = field(default=None, metadata=doc("Shared state for several replicas."))
 
 

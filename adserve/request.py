@@ -100,7 +100,7 @@ def _slot(raw: object, index: int, placements: dict) -> Slot:
     sizes = _optional(raw, "sizes", list, where)
     if sizes is None:
         sizes = placement.sizes if placement else []
-    _expect(all(s in IAB_SIZES and s != "native" for s in sizes), f"{where}.sizes",
+    _expect(all(isinstance(s, str) and s in IAB_SIZES and s != "native" for s in sizes), f"{where}.sizes",
             "unknown size (expected IAB sizes like 300x250)")
     _expect(kind != "display" or sizes, f"{where}.sizes", "a display slot needs sizes or a placement")
     count = _optional(raw, "count", int, where)

@@ -53,7 +53,7 @@ class Signer:
         return f"{body}.{self._mac(body)}"
 
     def verify(self, token: str) -> dict:
-        if not token or len(token) > MAX_TOKEN_CHARS or token.count(".") != 1:
+        if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 1:
             raise TokenError("malformed token", 400)
         body, mac = token.split(".")
         if not hmac.compare_digest(mac, self._mac(body)):

@@ -16,6 +16,8 @@ import pytest
 from adserve.config import load_config
 from adserve.server.app import AdServer, create_app
 
+from .live import free_port
+
 REPO = Path(__file__).resolve().parent.parent
 SECRET = b"test-secret-0123456789abcdef"
 # A Wednesday, 10:00 in New York: inside every demo flight, outside the podcast's evening daypart.
@@ -82,12 +84,6 @@ def require(binary: str) -> str:
             pytest.fail(message)
         pytest.skip(message)
     return path
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="session")

@@ -49,7 +49,7 @@ def test_other_secret_is_refused():
         Signer(SECRET, 3600).verify(token)
 
 
-@pytest.mark.parametrize("token", ["", "abc", "a.b.c", "x" * 5000, "!!!.???", "e30.AAAA"])
+@pytest.mark.parametrize("token", ["", "abc", "a.b.c", "x" * 5000, "!!!.???", "e30.AAAA", "e30.\u00e9", "\ud800.x"])
 def test_malformed_tokens(token):
     with pytest.raises(TokenError) as caught:
         Signer(SECRET, 3600).verify(token)

@@ -77,6 +77,7 @@ class AdServer:
         self.model_path = Path(settings.model_path)
         self.status = {"config": self._config_status(loaded, True), "model": {"loaded": False}}
         self.in_flight = 0
+        self.queue_delay = 0.0  # smoothed event-loop lag: how long a new request waits its turn
         self._load_model()
 
     # -- config and model ---------------------------------------------------------------------
@@ -197,12 +198,26 @@ class AdServer:
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         self.tasks = [asyncio.create_task(t) for t in (
-            self.config_watch.run(), self.model_watch.run(), self.events.sync_forever())]
+            self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
+            self._watch_queue())]
         try:
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGHUP, self._sighup)
         except (NotImplementedError, RuntimeError):
             pass  # not the main thread (tests) or no signals on this platform
+
+    async def _watch_queue(self, every: float = 0.05) -> None:
+        """Sample how late the loop runs a timer; smoothed, so one GC pause does not shed."""
+        while True:
+            started = time.perf_counter()
+            await asyncio.sleep(every)
+            lag = time.perf_counter() - started - every
+            self.queue_delay = 0.8 * self.queue_delay + 0.2 * lag
+
+    def overloaded(self) -> bool:
+        settings = self.runtime.config.server
+        return (self.in_flight >= settings.max_pending
+                or self.queue_delay * 1000 > settings.max_queue_ms)
 
     def _sighup(self) -> None:
         self.config_watch.trigger()
@@ -257,11 +272,11 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
 async def shed_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Past capacity, answer 503 at once instead of queueing without bound.
 
-    Under overload aiohttp keeps starting a task per request; counting the ones not yet answered
-    bounds that queue, and each refusal costs microseconds.
+    Two signals: requests waiting on I/O (``max_pending``), and requests waiting for the CPU,
+    seen as event-loop lag (``max_queue_ms``). A refusal costs microseconds.
     """
     server = request.app[SERVER]
-    if request.path.startswith("/v1/slots") and server.in_flight >= server.runtime.config.server.max_pending:
+    if request.path.startswith("/v1/slots") and server.overloaded():
         server.metrics.shed.inc()
         return json_error(503, "overloaded", "try again shortly", {"Retry-After": "1"})
     server.in_flight += 1

@@ -6,9 +6,15 @@ from ..model import IAB_SIZES
 from ..request import DEVICES, SLOT_TYPES
 
 ID = {"type": "string", "pattern": "^[A-Za-z0-9_.:@/-]{1,128}$"}
+TEXT = {"type": "string", "maxLength": 2048}
 ERROR = {"type": "object", "required": ["error", "detail"],
          "properties": {"error": {"type": "string"}, "detail": {"type": "string"}}}
 DISPLAY_SIZES = [s for s in IAB_SIZES if s != "native"]
+
+
+def nullable(schema: dict) -> dict:
+    """An optional field: null is read as absent."""
+    return {"anyOf": [schema, {"type": "null"}]}
 
 
 def _error(description: str) -> dict:
@@ -19,27 +25,24 @@ def _error(description: str) -> dict:
 SLOT_REQUEST = {
     "type": "object", "required": ["slots"],
     "properties": {
-        "page": {"type": "object", "properties": {
-            "item_id": ID, "url": {"type": "string", "maxLength": 2048},
-            "title": {"type": "string", "maxLength": 2048},
-            "section": {"type": "string", "maxLength": 2048},
-            "image_url": {"type": "string", "maxLength": 2048},
-            "published": {"type": "string", "maxLength": 2048},
-            "keywords": {"type": "array", "maxItems": 50,
-                         "items": {"type": "string", "maxLength": 64}}}},
-        "user": {"type": "object", "properties": {"id": ID}},
-        "device": {"enum": list(DEVICES)},
-        "country": {"type": "string", "pattern": "^[A-Z]{2}$"},
+        "page": nullable({"type": "object", "properties": {
+            "item_id": nullable(ID), "url": nullable(TEXT), "title": nullable(TEXT),
+            "section": nullable(TEXT), "image_url": nullable(TEXT), "published": nullable(TEXT),
+            "keywords": nullable({"type": "array", "maxItems": 50,
+                                  "items": {"type": "string", "maxLength": 64}})}}),
+        "user": nullable({"type": "object", "properties": {"id": nullable(ID)}}),
+        "device": nullable({"enum": list(DEVICES)}),
+        "country": nullable({"type": "string", "pattern": "^[A-Z]{2}$"}),
         "slots": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
             "type": "object", "required": ["id"],
             "description": "A display slot needs sizes, a placement, or both; type defaults to "
                            "the placement's type.",
             "properties": {
-                "id": ID, "type": {"enum": list(SLOT_TYPES)},
-                "placement": {"type": "string", "description": "A named placement from config; "
-                              "it supplies type, sizes and count when they are left out."},
-                "sizes": {"type": "array", "minItems": 1, "items": {"enum": DISPLAY_SIZES}},
-                "count": {"type": "integer", "minimum": 1, "maximum": 24}}}}},
+                "id": ID, "type": nullable({"enum": list(SLOT_TYPES)}),
+                "placement": nullable({"type": "string", "description": "A named placement from "
+                                       "config; it supplies type, sizes and count when left out."}),
+                "sizes": nullable({"type": "array", "minItems": 1, "items": {"enum": DISPLAY_SIZES}}),
+                "count": nullable({"type": "integer", "minimum": 1, "maximum": 24})}}}},
 }
 
 RECS_ITEM = {"type": "object", "required": ["item_id", "title", "url", "sponsored", "click_url"],

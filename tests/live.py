@@ -1,0 +1,72 @@
+"""A real ``adserve serve`` process on a loopback port, for crash, overload, fuzz and load runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+SECRET = "live-test-secret-0123456789abcdef"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class LiveServer:
+    """Runs the server in ``folder`` (holding config/, var/ appears beside it)."""
+
+    def __init__(self, folder: Path, port: int | None = None, config: Path | None = None) -> None:
+        self.folder = Path(folder)
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.process: subprocess.Popen | None = None
+        if not (self.folder / "config").exists():
+            shutil.copytree(config or REPO / "config", self.folder / "config")
+
+    def start(self, timeout: float = 60) -> "LiveServer":
+        env = {**os.environ, "ADSERVE_SECRET": SECRET, "PYTHONPATH": str(REPO)}
+        self.log = open(self.folder / "server.log", "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "adserve.cli", "serve", "--config", "config", "--port", str(self.port)],
+            cwd=self.folder, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
+            try:
+                urllib.request.urlopen(self.url + "/healthz", timeout=1)
+                return self
+            except OSError:
+                time.sleep(0.1)
+        raise RuntimeError("server did not come up")
+
+    def kill(self) -> None:
+        """SIGKILL: no shutdown hooks, no final fsync."""
+        self.process.send_signal(signal.SIGKILL)
+        self.process.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill()
+        if getattr(self, "log", None):
+            self.log.close()
+
+    def __enter__(self) -> "LiveServer":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
