@@ -2,32 +2,35 @@
 
 Eligible means active, in flight, targeted, of a fitting size and platform, and allowed by caps,
 budgets and pacing. The highest tier with an eligible campaign wins; inside it a weighted lottery
-gives each campaign a share of weight x eCPM. Variants are sticky per reader. A page never shows
+gives each campaign a share of weight x eCPM, drawn by rejection sampling so that a tier of
+thousands costs a handful of checks. Variants are sticky per reader. A page never shows
 the same campaign twice (nor, when the site asks, the same advertiser).
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import hashlib
+import itertools
 import random
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Callable
 
-from .ledger import Ledger
+from .ledger import Ledger, Moment
 from .model import TIERS, Campaign, Config, Creative, Variant
 from .request import SlotRequest
 from .state import StateStore
 from .targeting import CompiledTargeting, platform_fits
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)  # hashed by identity: draws are de-duplicated in a dict
 class Candidate:
     campaign: Campaign
     creative: Creative
     tier: int
-    ecpm: float
+    score: float  # share in its tier's lottery: weight x eCPM
     targeting: CompiledTargeting
 
 
@@ -53,32 +56,70 @@ def ecpm(campaign: Campaign) -> float:
     return campaign.price.amount * campaign.expected_ctr * 1000.0
 
 
-class Inventory:
-    """The active campaigns of one config, indexed by size and then by targeted section.
+MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free campaigns
+SCAN_LIMIT = 24   # groups up to this size are checked whole; larger ones are sampled first
+DRAWS = 16        # weighted draws tried before a large group falls back to a full scan
+DRAW_BATCH = 4    # draws checked together (one state read per batch)
 
-    A lookup reads two short lists (untargeted, and targeted at the page's section) instead of
-    scanning every campaign.
+
+class Group:
+    """The candidates of one tier in one index bucket, with running score sums for draws."""
+
+    def __init__(self, candidates: list[Candidate]) -> None:
+        self.candidates = candidates
+        self.cumulative = list(itertools.accumulate(c.score for c in candidates))
+        self.total = self.cumulative[-1] if candidates else 0.0
+
+    def draw(self, point: float) -> Candidate:
+        index = bisect.bisect_right(self.cumulative, point)
+        return self.candidates[min(index, len(self.candidates) - 1)]
+
+
+class Inventory:
+    """The active campaigns of one config, indexed by size, then targeted section, then tier.
+
+    A lookup reads the groups for the page's section and for untargeted campaigns, never the
+    whole book; big groups are then sampled rather than scanned (see ``Decider``).
     """
 
     def __init__(self, config: Config) -> None:
         self.campaigns = {c.id: c for c in config.campaigns}
-        self._index: dict[str, dict[str | None, list[Candidate]]] = defaultdict(lambda: defaultdict(list))
+        lists: dict[tuple, list[Candidate]] = defaultdict(list)
         for campaign in config.campaigns:
             if campaign.status != "active":
                 continue
             compiled = CompiledTargeting.compile(campaign.targeting)
+            score = campaign.weight * max(ecpm(campaign), MIN_ECPM)
             for creative in campaign.creatives:
-                candidate = Candidate(campaign, creative, TIERS.index(campaign.tier), ecpm(campaign),
-                                      compiled)
+                candidate = Candidate(campaign, creative, TIERS.index(campaign.tier), score, compiled)
                 for section in compiled.sections or (None,):
-                    self._index[creative.size][section].append(candidate)
+                    lists[(creative.size, section, candidate.tier)].append(candidate)
+        self._index: dict[tuple[str, str | None], dict[int, Group]] = defaultdict(dict)
+        for (size, section, tier), candidates in lists.items():
+            self._index[(size, section)][tier] = Group(candidates)
 
-    def lookup(self, size: str, section: str | None) -> list[Candidate]:
-        by_section = self._index.get(size)
-        if not by_section:
-            return []
-        anywhere = by_section.get(None, [])
-        return anywhere + by_section.get(section, []) if section is not None else anywhere
+    def lookup(self, sizes: tuple[str, ...], section: str | None) -> dict[int, list[Group]]:
+        """Groups by tier for these sizes: untargeted ones and those aimed at ``section``."""
+        by_tier: dict[int, list[Group]] = defaultdict(list)
+        for size in sizes:
+            for key in ((size, None), (size, section)) if section else ((size, None),):
+                for tier, group in self._index.get(key, {}).items():
+                    by_tier[tier].append(group)
+        return by_tier
+
+
+class _Page:
+    """What one request has learned so far: targeting results, counter values, what it used."""
+
+    def __init__(self, request: SlotRequest, moment: Moment, local: dt.datetime) -> None:
+        self.request = request
+        self.moment = moment
+        self.local = local
+        self.matched: dict[tuple, bool] = {}
+        self.values: dict[str, float] = {}
+        self.fetched: set[int] = set()
+        self.campaigns: set[int] = set()
+        self.advertisers: set[str] = set()
 
 
 class Decider:
@@ -93,56 +134,80 @@ class Decider:
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
-        now = self.clock()
-        local = now.astimezone(self.ledger.tz)
-        matched: dict[int, bool] = {}
-        pools = [[c for size in need.sizes
-                  for c in self.inventory.lookup(size, request.page.section)
-                  if self._static_ok(c, request, need.placement, now, local, matched)]
-                 for need in needs]
-        campaigns = {c.campaign.id: c.campaign for pool in pools for c in pool}
-        keys = [k for c in campaigns.values() for k in self.ledger.keys(c, request.user_id, now)]
-        values = dict(zip(keys, await self.state.get_many(keys))) if keys else {}
-        allowed = {cid for cid, c in campaigns.items()
-                   if self.ledger.allows(c, values, request.user_id, now)}
-        used_campaigns: set[int] = set()
-        used_advertisers: set[str] = set()
+        moment = self.ledger.moment(self.clock())
+        page = _Page(request, moment, moment.now.astimezone(self.ledger.tz))
         fills: dict[str, Fill | None] = {}
-        for need, pool in zip(needs, pools):
-            eligible = [c for c in pool if c.campaign.id in allowed
-                        and c.campaign.id not in used_campaigns
-                        and c.campaign.advertiser not in used_advertisers]
-            fill = self._choose(eligible, request.user_id)
-            fills[need.key] = fill
-            if fill is not None:
-                used_campaigns.add(fill.campaign.id)
+        for need in needs:
+            chosen = None
+            for tier, groups in sorted(self.inventory.lookup(need.sizes, request.page.section).items()):
+                chosen = await self._pick(groups, need.placement, page)
+                if chosen is not None:
+                    break
+            fills[need.key] = None if chosen is None else Fill(
+                chosen.campaign, chosen.creative, self.variant(chosen.creative, request.user_id))
+            if chosen is not None:
+                page.campaigns.add(chosen.campaign.id)
                 if self.unique_advertiser:
-                    used_advertisers.add(fill.campaign.advertiser)
+                    page.advertisers.add(chosen.campaign.advertiser)
         return fills
 
-    def _static_ok(self, c: Candidate, request: SlotRequest, placement: str | None,
-                   now: dt.datetime, local: dt.datetime, matched: dict) -> bool:
-        flight = c.campaign.flight
-        if not (flight.start <= now < flight.end) or not platform_fits(c.creative.platform,
-                                                                        request.device):
-            return False
-        key = (c.campaign.id, placement)
-        if key not in matched:
-            matched[key] = c.targeting.matches(request, placement, local)
-        return matched[key]
+    async def _pick(self, groups: list[Group], placement: str | None, page: _Page) -> Candidate | None:
+        """A weighted choice among the eligible candidates of one tier.
 
-    def _choose(self, eligible: list[Candidate], user: str | None) -> Fill | None:
+        Large tiers use rejection sampling: draw by score from the whole tier and keep the first
+        draw that is eligible, which picks each eligible candidate with exactly its share among
+        the eligible ones, after checking a handful instead of all. Only when every draw is
+        ineligible is the tier scanned whole.
+        """
+        size = sum(len(g.candidates) for g in groups)
+        if size > SCAN_LIMIT:
+            total = sum(g.total for g in groups)
+            tried: set[Candidate] = set()
+            for _ in range(DRAWS // DRAW_BATCH):
+                draws = [c for c in dict.fromkeys(self._draw(groups, total) for _ in range(DRAW_BATCH))
+                         if c not in tried]
+                tried.update(draws)
+                eligible = await self._eligible(draws, placement, page)
+                if eligible:
+                    return eligible[0]
+        everyone = [c for g in groups for c in g.candidates]
+        eligible = await self._eligible(everyone, placement, page)
         if not eligible:
             return None
-        top = min(c.tier for c in eligible)
-        pool = [c for c in eligible if c.tier == top]
-        scores = [c.campaign.weight * c.ecpm for c in pool]
-        if sum(scores) <= 0:
-            scores = [c.campaign.weight for c in pool]
-        if sum(scores) <= 0:
-            scores = [1.0] * len(pool)
-        chosen = self.rng.choices(pool, weights=scores)[0]
-        return Fill(chosen.campaign, chosen.creative, self.variant(chosen.creative, user))
+        scores = [c.score for c in eligible]
+        return self.rng.choices(eligible, weights=scores)[0] if sum(scores) > 0 else self.rng.choice(eligible)
+
+    def _draw(self, groups: list[Group], total: float) -> Candidate:
+        point = self.rng.random() * total
+        for group in groups:
+            if point < group.total:
+                return group.draw(point)
+            point -= group.total
+        return groups[-1].draw(groups[-1].total)
+
+    async def _eligible(self, candidates: list[Candidate], placement: str | None,
+                        page: _Page) -> list[Candidate]:
+        """Candidates that may serve now, in the given order (one state read for the lot)."""
+        passed = [c for c in candidates if c.campaign.id not in page.campaigns
+                  and c.campaign.advertiser not in page.advertisers
+                  and self._static_ok(c, placement, page)]
+        user = page.request.user_id
+        new = {c.campaign.id: c.campaign for c in passed if c.campaign.id not in page.fetched}
+        keys = [k for campaign in new.values() for k in self.ledger.keys(campaign, user, page.moment)]
+        if keys:
+            page.values.update(zip(keys, await self.state.get_many(keys)))
+        page.fetched.update(new)
+        return [c for c in passed if self.ledger.allows(c.campaign, page.values, user, page.moment)]
+
+    def _static_ok(self, c: Candidate, placement: str | None, page: _Page) -> bool:
+        """Flight, platform and targeting: the checks that need no counters (cached per page)."""
+        key = (c.campaign.id, c.creative.id, placement)
+        if key not in page.matched:
+            flight = c.campaign.flight
+            page.matched[key] = (flight.start <= page.moment.now < flight.end
+                                 and platform_fits(c.creative.platform, page.request.device)
+                                 and c.targeting.matches(page.request, placement, page.local))
+        return page.matched[key]
 
     def variant(self, creative: Creative, user: str | None) -> Variant:
         """Weighted choice, sticky per reader: the same reader always sees the same variant."""

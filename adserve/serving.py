@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from urllib.parse import quote
 
 from .catalog import Catalog
 from .decision import AdNeed, Decider, Fill
@@ -64,7 +63,7 @@ class SlotServer:
     def _urls(self, base_url: str, payload: dict, landing: str) -> tuple[str, str]:
         impression = self.signer.sign({"k": "i", **payload})
         click = self.signer.sign({"k": "c", **payload, "l": landing})
-        return (f"{base_url}/t/i?t={quote(impression)}", f"{base_url}/t/c?t={quote(click)}")
+        return (f"{base_url}/t/i?t={impression}", f"{base_url}/t/c?t={click}")
 
     def _ad_payload(self, slot: Slot, fill: Fill, request: SlotRequest) -> dict:
         return {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id, "s": slot.id,
@@ -104,7 +103,7 @@ class SlotServer:
         impression = self.signer.sign({"k": "i", "s": slot.id, "u": request.user_id,
                                        "p": request.page.item_id, "its": rec.items})
         answer = {"type": "recs", "strategy": rec.strategy, "items": items,
-                  "impression_url": f"{base_url}/t/i?t={quote(impression)}"}
+                  "impression_url": f"{base_url}/t/i?t={impression}"}
         return answer, {"slot": slot.id, "strategy": rec.strategy, "items": rec.items,
                         "sponsored": [f.campaign.id for f in sponsored.values()]}
 
@@ -117,7 +116,7 @@ class SlotServer:
             yield {"item_id": item_id, "title": item.title, "url": _absolute(item.url, base_url),
                    "image_url": _absolute(item.image_url, base_url) if item.image_url else None,
                    "section": item.section, "sponsored": False,
-                   "click_url": f"{base_url}/t/c?t={quote(click)}"}
+                   "click_url": f"{base_url}/t/c?t={click}"}
 
     def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str) -> dict:
         impression, click = self._urls(base_url, self._ad_payload(slot, fill, request),

@@ -1,6 +1,6 @@
 """Signed, expiring tracking tokens.
 
-A token is ``base64url(json payload) + "." + base64url(HMAC-SHA256)``. The click endpoint only
+A token is ``base64url(json payload) + "." + base64url(HMAC-SHA256)``: URL-safe as it stands. The click endpoint only
 redirects to the landing URL inside a token it signed, so adserve cannot be used as an open
 redirect, and an altered campaign id, price-bearing field or URL breaks the signature.
 """
@@ -44,8 +44,7 @@ class Signer:
         self._clock = clock
 
     def _mac(self, body: str) -> str:
-        digest = hmac.new(self._secret, body.encode(), hashlib.sha256).digest()
-        return _b64(digest[:SIGNATURE_BYTES])
+        return _b64(hmac.digest(self._secret, body.encode(), hashlib.sha256)[:SIGNATURE_BYTES])
 
     def sign(self, payload: dict) -> str:
         """Sign ``payload`` with issue time and a nonce added (the nonce deduplicates hits)."""

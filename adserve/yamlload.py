@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import difflib
+import functools
 import re
 import types
 import typing
@@ -120,7 +121,7 @@ class _Builder:
         if not isinstance(node, yaml.MappingNode):
             return self.fail(node, path, f"expected a mapping ({cls.__name__})")
         fields = {f.name: f for f in dataclasses.fields(cls)}
-        hints = typing.get_type_hints(cls)
+        hints = _hints(cls)
         values: dict[str, object] = {}
         ok = True
         for key_node, value_node in node.value:
@@ -199,6 +200,11 @@ def _bound_problem(meta, values) -> str | None:
 _INVALID = object()  # marks a value that failed to build; its error is already recorded
 _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
                dt.datetime: "a date-time"}
+
+
+@functools.cache
+def _hints(cls: type) -> dict:
+    return typing.get_type_hints(cls)  # evaluating string annotations is slow: once per class
 
 
 def _required(field: dataclasses.Field) -> bool:

@@ -157,3 +157,24 @@ def test_index_serves_section_targeted_and_untargeted():
     assert fill_ids(d, request()) == [2]
     assert fill_ids(d, request(page={"section": "sports"})) == [1]
     assert fill_ids(d, request(page={"section": "culture"})) == [None]
+
+
+def test_large_tiers_are_sampled_with_exact_shares():
+    """Over SCAN_LIMIT candidates, rejection sampling keeps each eligible campaign's share."""
+    eligible = [campaign(1, price=10.0)] + [campaign(n, price=1.0) for n in range(2, 31)]
+    blocked = [campaign(n, price=5.0, targeting=Targeting(devices=["mobile"])) for n in range(31, 61)]
+    d = decider(eligible + blocked)
+    counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(4000))
+    assert set(counts) <= set(range(1, 31))
+    assert counts[1] / 4000 == pytest.approx(10 / 39, abs=0.03)
+    assert counts[2] / 4000 == pytest.approx(1 / 39, abs=0.015)
+
+
+def test_decision_reads_few_candidates_in_a_big_book():
+    book = [campaign(n, price=1.0 + n % 7) for n in range(1, 3001)]
+    d = decider(book)
+    checked = []
+    original = d._static_ok
+    d._static_ok = lambda c, placement, page: checked.append(c) or original(c, placement, page)
+    assert fill_ids(d, request())[0] is not None
+    assert len(checked) <= 4  # one batch of draws, not the book

@@ -27,7 +27,7 @@ def serve_and_count(d, req, times: int, click=False) -> int:
             continue
         served += 1
         for event in ("impression", "click") if click else ("impression",):
-            inc, ttl = d.ledger.charge(fill.campaign, event, req.user_id, d.clock())
+            inc, ttl = d.ledger.charge(fill.campaign, event, req.user_id, d.ledger.moment(d.clock()))
             asyncio.run(d.state.add(inc, ttl))
     return served
 

@@ -156,8 +156,7 @@ class Recommender:
         Measured on simulated logs (see ``adserve evaluate``): CF order alone loses to plain
         popularity, CF candidates in heat order beat it clearly.
         """
-        heat = self.popularity.heat
-        return sorted(candidates, key=lambda item: -heat(item))
+        return sorted(candidates, key=self.popularity.heat, reverse=True)  # stable: ties keep CF order
 
     def _take(self, ranked: list[str], count: int, banned: set[str], picked: list[str]) -> None:
         for item in ranked:

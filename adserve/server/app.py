@@ -141,9 +141,9 @@ class AdServer:
         if event.get("token"):
             self.state.seed({f"tok:{event['token']}": 1.0}, {f"tok:{event['token']}": self.signer.ttl}, ts)
         if campaign is not None:
-            when = dt.datetime.fromtimestamp(ts, dt.timezone.utc)
-            increments, ttl = self.runtime.decider.ledger.charge(campaign, event["type"],
-                                                                  event.get("user"), when)
+            ledger = self.runtime.decider.ledger
+            moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
+            increments, ttl = ledger.charge(campaign, event["type"], event.get("user"), moment)
             self.state.seed(increments, ttl, ts)
 
     # -- handlers -----------------------------------------------------------------------------

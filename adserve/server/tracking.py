@@ -61,7 +61,8 @@ class Tracker:
         self.recommender.record(name, payload.get("u"), payload.get("it"), now.timestamp())
         campaign = runtime.decider.inventory.campaigns.get(payload.get("c"))
         if campaign is not None:
-            increments, ttl = runtime.decider.ledger.charge(campaign, name, payload.get("u"), now)
+            ledger = runtime.decider.ledger
+            increments, ttl = ledger.charge(campaign, name, payload.get("u"), ledger.moment(now))
             await self.state.add(increments, ttl)
 
 
