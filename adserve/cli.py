@@ -113,11 +113,12 @@ def _simulate(args) -> int:
 
 def _read(args, config):
     from .events import ReadReport, log_files
-    from .recs.matrix import read_interactions
+    from .recs.matrix import cache_for, read_interactions
 
     report = ReadReport()
-    data = read_interactions(log_files(args.events or config.server.event_dir, args.since, args.until),
-                             config.recs, report)
+    source = args.events or config.server.event_dir
+    data = read_interactions(log_files(source, args.since, args.until), config.recs, report,
+                             cache_for(source))
     for file, line in report.skipped[:20]:
         print(f"skipped unreadable line {file}:{line}", file=sys.stderr)
     if len(data.users) == 0:

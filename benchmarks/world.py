@@ -22,6 +22,7 @@ from adserve.recs.train import train
 
 REPO = Path(__file__).resolve().parent.parent
 SIZES = ["300x250"] * 5 + ["728x90"] * 3 + ["320x50"] * 2 + ["300x600", "160x600", "970x250"]
+FILE_SIZE = 500
 KEYWORDS = ["election", "senate", "budget", "tariffs", "climate", "ai", "court", "nato", "jobs"]
 
 
@@ -68,8 +69,9 @@ def write_config(folder: Path, campaigns: int, seed: int = 1) -> Path:
     shutil.copy(REPO / "config" / "campaigns" / "native.yaml", config / "campaigns" / "native.yaml")
     rng = random.Random(seed)
     book = [campaign(100_000 + n, rng) for n in range(campaigns)]
-    (config / "campaigns" / "generated.yaml").write_text(yaml.safe_dump({"campaigns": book}))
-    assert load_config(config).ok, load_config(config).errors[:3]
+    for start in range(0, campaigns, FILE_SIZE):  # files stay under the loader's 1 MiB limit
+        part = config / "campaigns" / f"generated-{start // FILE_SIZE:03d}.yaml"
+        part.write_text(yaml.safe_dump({"campaigns": book[start:start + FILE_SIZE]}))
     return config
 
 
@@ -97,5 +99,7 @@ def build(folder: Path, campaigns: int = 1000, items: int = 100_000, users: int 
     simulate(log, SimulationSpec(users=users, days=14), catalog=simulated)
     log.close()
     write_catalog(config, items, list(simulated.items.values()))
-    train(events, load_config(config).config.recs, folder / "var" / "model.npz")
+    loaded = load_config(config)
+    assert loaded.ok, loaded.errors[:3]
+    train(events, loaded.config.recs, folder / "var" / "model.npz")
     return config

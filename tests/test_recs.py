@@ -209,3 +209,28 @@ async def test_model_file_watch_picks_up_a_new_artifact(recs_client, workdir):
     while server.recommender.model is first and time.monotonic() < deadline:
         await asyncio.sleep(0.1)
     assert server.recommender.model is not first
+
+
+def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
+    from adserve.events import ReadReport
+    from adserve.recs.matrix import cache_for
+
+    log = EventLog(tmp_path)
+    log.append({"ts": 1.0, "type": "click", "user": "u1", "item": "a"})
+    log.close()
+    path = log_files(tmp_path)[0]
+    with open(path, "ab") as f:
+        f.write(b'{"torn": \n')
+    cache = cache_for(tmp_path)
+    first = ReadReport()
+    assert len(read_interactions(log_files(tmp_path), RECS, first, cache).users) == 1
+    assert len(list(cache.glob("*.npz"))) == 1
+    again = ReadReport()
+    assert len(read_interactions(log_files(tmp_path), RECS, again, cache).users) == 1
+    assert (again.events, again.skipped) == (first.events, first.skipped) == (1, [(str(path), 2)])
+    log = EventLog(tmp_path)
+    log.append({"ts": 2.0, "type": "click", "user": "u2", "item": "b"})
+    log.close()
+    grown = read_interactions(log_files(tmp_path), RECS, None, cache)
+    assert sorted(grown.users.tolist()) == ["u1", "u2"]
+    assert len(list(cache.glob("*.npz"))) == 1  # the stale entry is replaced

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from ..events import ReadReport, log_files
 from ..model import Recs
 from .artifact import ModelArtifact
-from .matrix import UserItems, build_matrix, read_interactions
+from .matrix import UserItems, build_matrix, cache_for, read_interactions
 
 
 def make_model(recs: Recs, seed: int = 0):
@@ -81,7 +81,8 @@ def train(event_source: str | Path, recs: Recs, out: str | Path, start: dt.date 
     """Read the log, fit, precompute top-N tables, and write the artifact atomically."""
     report = ReadReport()
     began = time.time()
-    interactions = read_interactions(log_files(event_source, start, end), recs, report)
+    interactions = read_interactions(log_files(event_source, start, end), recs, report,
+                                     cache_for(event_source))
     if len(interactions.users) == 0:
         raise ValueError(f"no usable interactions in {event_source}")
     data = build_matrix(interactions)
