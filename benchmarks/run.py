@@ -1,0 +1,49 @@
+"""Run every benchmark and write benchmarks/RESULTS.md.
+
+    python benchmarks/run.py                  # the full set, with a 10-minute soak (~20 min)
+    python benchmarks/run.py --soak-minutes 2 # shorter soak
+
+Needs Debian's wrk. Load only ever goes to 127.0.0.1, in bounded runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import sys
+import time
+
+import bench_decision
+import bench_events
+import bench_memory
+import bench_slots
+import bench_training
+from common import ROOT, machine
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--soak-minutes", type=int, default=10)
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    started = time.time()
+    sections = [
+        bench_slots.run(args.repeats),
+        bench_decision.run(args.repeats + 2),
+        bench_events.run(args.repeats),
+        bench_training.run(args.repeats),
+        bench_memory.run(args.soak_minutes),
+    ]
+    command = "python benchmarks/run.py" + "".join(f" {a}" for a in sys.argv[1:])
+    header = [
+        "# Benchmark results", "",
+        f"Produced by `{command}` on {dt.date.today().isoformat()} in {(time.time() - started) / 60:.0f} "
+        f"minutes. Machine: {machine()}. The machine is shared and noisy: figures are medians with "
+        "(min–max) over repeats, and every comparison is a ratio against a baseline run in the same "
+        "process run, on the same machine, at the same time.", ""]
+    (ROOT / "RESULTS.md").write_text("\n".join(header + sections))
+    print((ROOT / "RESULTS.md").read_text())
+
+
+if __name__ == "__main__":
+    main()
