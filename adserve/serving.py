@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 
 from .catalog import Catalog
 from .decision import AdNeed, Decider, Fill
@@ -35,7 +36,9 @@ class SlotServer:
 
     async def serve(self, runtime: Runtime, request: SlotRequest, base_url: str) -> dict:
         page = request.page
-        self.catalog.learn(page.item_id, page.url, page.title, page.section, page.image_url)
+        if page.url and _origin(page.url) in runtime.config.site.allowed_origins:
+            # only the site's own pages may add articles: anyone else could plant items in widgets
+            self.catalog.learn(page.item_id, page.url, page.title, page.section, page.image_url)
         needs = [AdNeed(slot.id, slot.sizes, slot.placement) for slot in request.slots
                  if slot.type == "display"]
         needs += [AdNeed(f"{slot.id}#{p}", ("native",), slot.placement)
@@ -125,6 +128,11 @@ class SlotServer:
                 "url": fill.creative.landing_url, "image_url": _absolute(fill.variant.image_url, base_url),
                 "sponsored": True, "advertiser": fill.campaign.advertiser,
                 "campaign_id": fill.campaign.id, "click_url": click, "impression_url": impression}
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"
 
 
 def _absolute(url: str | None, base_url: str) -> str | None:

@@ -234,3 +234,36 @@ def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
     grown = read_interactions(log_files(tmp_path), RECS, None, cache)
     assert sorted(grown.users.tolist()) == ["u1", "u2"]
     assert len(list(cache.glob("*.npz"))) == 1  # the stale entry is replaced
+
+
+async def test_scheduled_retrain_writes_and_swaps_a_model(recs_client, workdir):
+    client, server = recs_client
+    first = server.recommender.model
+    before = (workdir / "var" / "model.npz").stat().st_mtime_ns
+    await server.retrain()
+    assert (workdir / "var" / "model.npz").stat().st_mtime_ns != before
+    for _ in range(50):  # the model watcher swaps it in within a second or two
+        if server.recommender.model is not first:
+            break
+        await asyncio.sleep(0.1)
+    assert server.recommender.model is not first
+    assert (await widget(client, recs_request("reader-1")))["items"]
+
+
+async def test_fresh_articles_get_their_exploration_share(recs_client):
+    client, server = recs_client
+    fresh = {"url": "https://news.example/just-in", "title": "Just in", "section": "world",
+             "published": time.time()}
+    server.cms_token = "cms"
+    assert (await client.put("/v1/items/just-in", json=fresh, headers={"Authorization": "Bearer cms"})).status == 200
+    server.recommender._fresh_at = -1e18  # the catalog scan is cached for 30 s
+    fresh_ids = set(server.recommender.fresh_items())
+    assert "just-in" in fresh_ids
+    server.recommender.model = None  # popularity alone would never show an unclicked article
+    fresh_slots, just_in = 0, 0
+    for n in range(200):
+        items = [i["item_id"] for i in (await widget(client, recs_request(f"reader-{n}")))["items"]]
+        fresh_slots += sum(i in fresh_ids for i in items)
+        just_in += "just-in" in items
+    # explore_share 0.15 x 4 organic slots (2 of 6 are sponsored) = 0.6 exploration slots a widget
+    assert fresh_slots >= 0.6 * 200 * 0.7 and just_in > 0

@@ -29,6 +29,7 @@ from ..ledger import Ledger
 from ..model import Config
 from ..recs.artifact import ArtifactError, ModelArtifact
 from ..recs.recommender import Recommender
+from ..recs.train import train
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore
@@ -75,7 +76,7 @@ class AdServer:
         self.cms_token = cms_token
         self.runtime = self._runtime(config)
         self.model_path = Path(settings.model_path)
-        self.status = {"config": self._config_status(loaded, True), "model": {"loaded": False}}
+        self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
         self.in_flight = 0
         self.queue_delay = 0.0  # smoothed event-loop lag: how long a new request waits its turn
         self._load_model()
@@ -86,23 +87,25 @@ class AdServer:
                           config.site.unique_advertiser_per_page, self.rng, self.clock)
         return Runtime(config, decider)
 
-    def _config_status(self, loaded: LoadResult, applied: bool) -> dict:
-        return {"ok": loaded.ok, "applied": applied, "checked_at": time.time(),
+    def _config_status(self, loaded: LoadResult) -> dict:
+        """The last check of the config folder, and what is serving (the last good config)."""
+        return {"ok": loaded.ok, "applied": loaded.ok, "checked_at": time.time(),
                 "errors": [vars(e) for e in loaded.errors],
                 "warnings": [vars(w) for w in loaded.warnings],
-                "active_files": self.runtime.config.files if hasattr(self, "runtime") else [],
-                "active_campaigns": len(self.runtime.config.campaigns) if hasattr(self, "runtime") else 0}
+                "active_files": self.runtime.config.files,
+                "active_campaigns": len(self.runtime.config.campaigns)}
 
     async def reload_config(self) -> None:
         loaded = await asyncio.to_thread(load_config, self.config_dir)
         if loaded.ok:
             self.runtime = self._runtime(loaded.config)
+            self.recommender.recs = loaded.config.recs
             log.info("config reloaded: %d campaigns", len(loaded.config.campaigns))
         else:
             self.metrics.reload_errors.inc()
             log.error("config reload refused, last good config keeps serving:\n%s",
                       "\n".join(map(str, loaded.errors)))
-        self.status["config"] = self._config_status(loaded, loaded.ok)
+        self.status["config"] = self._config_status(loaded)
 
     def _load_model(self) -> None:
         if not self.model_path.is_file():
@@ -197,14 +200,30 @@ class AdServer:
         self.replay_log()
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
-        self.tasks = [asyncio.create_task(t) for t in (
-            self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-            self._watch_queue())]
+        jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
+                self._watch_queue(), self._retrain_on_schedule()]
+        self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
             loop.add_signal_handler(signal.SIGHUP, self._sighup)
         except (NotImplementedError, RuntimeError):
             pass  # not the main thread (tests) or no signals on this platform
+
+    async def retrain(self) -> None:
+        """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
+        config = self.runtime.config
+        try:
+            await asyncio.to_thread(train, self.events.folder, config.recs, self.model_path)
+        except ValueError as exc:  # e.g. no interactions yet
+            log.warning("scheduled retrain skipped: %s", exc)
+
+    async def _retrain_on_schedule(self) -> None:
+        """``recs.retrain_minutes`` (read at each round, so a reload can change it)."""
+        while True:
+            minutes = self.runtime.config.recs.retrain_minutes
+            await asyncio.sleep(60 * (minutes or 1))
+            if minutes and self.runtime.config.recs.retrain_minutes:
+                await self.retrain()
 
     async def _watch_queue(self, every: float = 0.05) -> None:
         """Sample how late the loop runs a timer; smoothed, so one GC pause does not shed."""
