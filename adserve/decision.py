@@ -139,7 +139,7 @@ class Decider:
         fills: dict[str, Fill | None] = {}
         for need in needs:
             chosen = None
-            for tier, groups in sorted(self.inventory.lookup(need.sizes, request.page.section).items()):
+            for _tier, groups in sorted(self.inventory.lookup(need.sizes, request.page.section).items()):
                 chosen = await self._pick(groups, need.placement, page)
                 if chosen is not None:
                     break

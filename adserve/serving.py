@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 from .catalog import Catalog
 from .decision import AdNeed, Decider, Fill
 from .events import EventLog
-from .model import Config
+from .model import Config, Placement
 from .recs.recommender import Recommender
 from .request import Slot, SlotRequest
 from .tokens import Signer
@@ -43,7 +43,7 @@ class SlotServer:
                  if slot.type == "display"]
         needs += [AdNeed(f"{slot.id}#{p}", ("native",), slot.placement)
                   for slot in request.slots if slot.type == "recs"
-                  for p in self._sponsored_positions(runtime, slot)]
+                  for p in _sponsored_positions(_placement(runtime, slot), slot)]
         fills = await runtime.decider.decide(request, needs)
         answer: dict[str, dict] = {}
         logged: list[dict] = []
@@ -52,21 +52,21 @@ class SlotServer:
             if slot.type == "display":
                 answer[slot.id], record = self._display(slot, fills.get(slot.id), request, base_url)
             else:
-                answer[slot.id], record = self._recs(runtime, slot, fills, request, base_url, on_page)
+                answer[slot.id], record = self._recs(_placement(runtime, slot), slot, fills, request,
+                                                     base_url, on_page)
             logged.append(record)
         self.events.append({"type": "decision", "user": request.user_id, "page": page.item_id,
                             "device": request.device, "slots": logged})
         self.recommender.record("decision", request.user_id, page.item_id, time.time())
         return answer
 
-    def _sponsored_positions(self, runtime: Runtime, slot: Slot) -> list[int]:
-        placement = runtime.config.placements.get(slot.placement) if slot.placement else None
-        return [p for p in placement.sponsored_positions if p <= slot.count] if placement else []
+    def _signed(self, base_url: str, payload: dict) -> str:
+        """A tracking URL: /t/i for impressions, /t/c for clicks (which carry their landing URL)."""
+        return f"{base_url}/t/{payload['k']}?t={self.signer.sign(payload)}"
 
     def _urls(self, base_url: str, payload: dict, landing: str) -> tuple[str, str]:
-        impression = self.signer.sign({"k": "i", **payload})
-        click = self.signer.sign({"k": "c", **payload, "l": landing})
-        return (f"{base_url}/t/i?t={impression}", f"{base_url}/t/c?t={click}")
+        return (self._signed(base_url, {"k": "i", **payload}),
+                self._signed(base_url, {"k": "c", **payload, "l": landing}))
 
     def _ad_payload(self, slot: Slot, fill: Fill, request: SlotRequest) -> dict:
         return {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id, "s": slot.id,
@@ -86,11 +86,10 @@ class SlotServer:
         return answer, {"slot": slot.id, "campaign": fill.campaign.id, "creative": fill.creative.id,
                         "variant": fill.variant.id}
 
-    def _recs(self, runtime: Runtime, slot: Slot, fills: dict, request: SlotRequest,
+    def _recs(self, placement: Placement | None, slot: Slot, fills: dict, request: SlotRequest,
               base_url: str, on_page: set[str]):
-        placement = runtime.config.placements.get(slot.placement) if slot.placement else None
         strategy = placement.strategy if placement else "personal"
-        sponsored = {p: fills.get(f"{slot.id}#{p}") for p in self._sponsored_positions(runtime, slot)}
+        sponsored = {p: fills.get(f"{slot.id}#{p}") for p in _sponsored_positions(placement, slot)}
         sponsored = {p: f for p, f in sponsored.items() if f is not None}
         organic_count = slot.count - len(sponsored)
         rec = self.recommender.recommend(strategy, request.user_id, request.page.item_id,
@@ -103,23 +102,22 @@ class SlotServer:
             entry = self._native(slot, fill, request, base_url) if fill else next(organic, None)
             if entry is not None:
                 items.append(entry)
-        impression = self.signer.sign({"k": "i", "s": slot.id, "u": request.user_id,
-                                       "p": request.page.item_id, "its": rec.items})
+        impression = self._signed(base_url, {"k": "i", "s": slot.id, "u": request.user_id,
+                                             "p": request.page.item_id, "its": rec.items})
         answer = {"type": "recs", "strategy": rec.strategy, "items": items,
-                  "impression_url": f"{base_url}/t/i?t={impression}"}
+                  "impression_url": impression}
         return answer, {"slot": slot.id, "strategy": rec.strategy, "items": rec.items,
                         "sponsored": [f.campaign.id for f in sponsored.values()]}
 
     def _organic(self, item_ids: list[str], slot: Slot, request: SlotRequest, base_url: str):
         for item_id in item_ids:
             item = self.catalog.items[item_id]
-            click = self.signer.sign({"k": "c", "s": slot.id, "u": request.user_id,
-                                      "p": request.page.item_id, "it": item_id,
-                                      "l": _absolute(item.url, base_url)})
-            yield {"item_id": item_id, "title": item.title, "url": _absolute(item.url, base_url),
-                   "image_url": _absolute(item.image_url, base_url) if item.image_url else None,
-                   "section": item.section, "sponsored": False,
-                   "click_url": f"{base_url}/t/c?t={click}"}
+            url = _absolute(item.url, base_url)
+            click = self._signed(base_url, {"k": "c", "s": slot.id, "u": request.user_id,
+                                            "p": request.page.item_id, "it": item_id, "l": url})
+            yield {"item_id": item_id, "title": item.title, "url": url,
+                   "image_url": _absolute(item.image_url, base_url), "section": item.section,
+                   "sponsored": False, "click_url": click}
 
     def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str) -> dict:
         impression, click = self._urls(base_url, self._ad_payload(slot, fill, request),
@@ -128,6 +126,14 @@ class SlotServer:
                 "url": fill.creative.landing_url, "image_url": _absolute(fill.variant.image_url, base_url),
                 "sponsored": True, "advertiser": fill.campaign.advertiser,
                 "campaign_id": fill.campaign.id, "click_url": click, "impression_url": impression}
+
+
+def _placement(runtime: Runtime, slot: Slot) -> Placement | None:
+    return runtime.config.placements.get(slot.placement) if slot.placement else None
+
+
+def _sponsored_positions(placement: Placement | None, slot: Slot) -> list[int]:
+    return [p for p in placement.sponsored_positions if p <= slot.count] if placement else []
 
 
 def _origin(url: str) -> str:

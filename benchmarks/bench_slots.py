@@ -62,7 +62,7 @@ def run(repeats: int = 3, seconds: int = 10, connections: int = 32) -> str:
             f"| {median_spread([r.p99_ms for r in got], 2)} | {sum(r.non_2xx for r in got)} |"
             for name, got in runs.items()]
     return "\n".join([
-        f"### Slot fill: 2 display + 1 recs slot of 6, 1,000 campaigns, 100k catalog, trained model",
+        "### Slot fill: 2 display + 1 recs slot of 6, 1,000 campaigns, 100k catalog, trained model",
         f"wrk, 1 thread, {connections} connections, {seconds} s x {repeats} runs, one server worker; "
         f"answer body {len(answer)} bytes (the bare handler answers the same bytes).",
         "", "| server | requests/s | p50 ms | p99 ms | non-2xx |", "|---|---:|---:|---:|---:|", *rows, "",

@@ -11,7 +11,6 @@ from __future__ import annotations
 import shutil
 import time
 
-import numpy as np
 from common import OUT, median_spread
 from threadpoolctl import threadpool_limits
 
@@ -104,7 +103,7 @@ def run(repeats: int = 3, users: int = 20_000) -> str:
         f"cold** (target <= 1.3)", "",
         f"Recs lookup per widget (6 items, personal, precomputed table + heat order + filters): "
         f"**{lookup:.1f} µs**, against {implicit_call:.1f} µs for one implicit `recommend()` call.", "",
-        f"Offline evaluation on the same log (`adserve evaluate`, last 20% of time held out):", "",
+        "Offline evaluation on the same log (`adserve evaluate`, last 20% of time held out):", "",
         table(scores, 6), ""])
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from tests.live import LiveServer, free_port  # noqa: E402  (one launcher for tests and benchmarks)
+from tests.live import LiveServer, free_port  # noqa: E402,F401  (one launcher for tests and benchmarks)
 
 OUT = ROOT / "out"
 

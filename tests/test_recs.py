@@ -19,7 +19,7 @@ from adserve.recs.evaluate import evaluate
 from adserve.recs.matrix import build_matrix, read_interactions
 from adserve.recs.simulate import SimulationSpec, simulate
 from adserve.recs.train import train
-from adserve.server.app import SERVER, create_app
+from adserve.server.app import create_app
 
 from .conftest import EXAMPLE_REQUEST
 from .test_server import local

@@ -1,10 +1,11 @@
-"""Offline evaluation: train on the past, score each strategy on the clicks that followed.
+"""Offline evaluation: train on the past, score each strategy on the reads and clicks that followed.
 
-For every reader who clicked in the test period and was known before it, each strategy
+For every reader who read or clicked in the test period and was known before it, each strategy
 recommends k items (never one the reader had already touched, and only articles still in
-circulation: touched by anyone within ``max_age_hours`` before the cutoff, as the server only
-recommends articles younger than that); a hit is an item the reader then clicked. Reported per
-strategy: precision@k, ndcg@k and catalog coverage.
+circulation: touched by anyone within ``max_age_hours`` before the cutoff, the log's stand-in
+for the server's rule of recommending only articles published within that age); a hit is an
+article the reader then read or clicked. Reported per strategy: precision@k, ndcg@k and catalog
+coverage.
 """
 
 from __future__ import annotations
