@@ -63,15 +63,19 @@ async def site(aiohttp_server, make_server, workdir):
     return f"http://127.0.0.1:{live.port}", server
 
 
-async def open_page(browser, url, height=800):
+async def open_page(browser, url, height=800, fake_landings=True):
+    """The page, with landing pages faked; playwright's request routing also answers CORS
+    preflights itself, so a CORS test must go without it."""
     context = await browser.new_context(viewport={"width": 1280, "height": height})
-    await context.route(lambda url: urlsplit(url).hostname.endswith(".example"), lambda route: route.fulfill(
-        status=200, content_type="text/html", body="<h1>landing page</h1>"))
+    if fake_landings:
+        await context.route(lambda url: urlsplit(url).hostname.endswith(".example"),
+                            lambda route: route.fulfill(status=200, content_type="text/html",
+                                                        body="<h1>landing page</h1>"))
     page = await context.new_page()
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), asyncio.ensure_future(dialog.dismiss())))
     await page.goto(url)
-    await page.wait_for_selector("[data-testid=you-might-like][data-adserve-state]")
+    await page.wait_for_selector("[data-testid=you-might-like][data-adserve-state]", state="attached")
     return page, dialogs
 
 
@@ -172,3 +176,31 @@ async def test_hot_reload_shows_on_the_next_page_view(browser, site, workdir):
         if await page.get_attribute("[data-testid=top-banner]", "data-adserve-campaign") != "12180":
             break
     assert await page.get_attribute("[data-testid=top-banner]", "data-adserve-campaign") == "90001"
+
+
+PUBLISHER_PAGE = """<!doctype html><html><head><title>Publisher</title>
+<script type="application/json" id="adserve-page">{"item_id": "p-1", "section": "politics",
+ "keywords": ["iran"], "title": "Publisher page"}</script>
+<script src="%s/static/adserve.js" async></script></head><body>
+<div data-adserve-slot="special-offer" data-testid="special-offer"></div>
+<div data-adserve-slot="you-might-like" data-testid="you-might-like"></div></body></html>"""
+
+
+@pytest.mark.parametrize("allowed", [True, False])
+async def test_loader_on_another_origin_needs_cors_consent(browser, site, workdir, aiohttp_server, allowed):
+    from aiohttp import web
+
+    base, server = site
+    publisher = web.Application()
+    publisher.router.add_get("/", lambda request: web.Response(text=PUBLISHER_PAGE % base,
+                                                               content_type="text/html"))
+    live = await aiohttp_server(publisher)
+    origin = f"http://127.0.0.1:{live.port}"
+    if allowed:
+        edit(workdir, "site.yaml", "    - http://localhost:8080\n", f"    - http://localhost:8080\n    - {origin}\n")
+        await server.reload_config()
+    page, _ = await open_page(browser, origin + "/", fake_landings=False)
+    state = await page.get_attribute("[data-testid=special-offer]", "data-adserve-state")
+    assert state == ("filled" if allowed else "empty")
+    # a JSON POST needs a preflight: an origin that is not allowed never gets to send it
+    assert len(events(workdir, "decision")) == (1 if allowed else 0)

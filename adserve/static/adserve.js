@@ -167,6 +167,7 @@
     element.textContent = "";
     element.hidden = true;
     element.className += " adserve-empty";
+    element.setAttribute("data-adserve-state", "empty");
   }
 
   function render(elements, answer) {
@@ -175,12 +176,14 @@
       if (!fill || (fill.type === "display" && !fill.fill) ||
           (fill.type === "recs" && !fill.items.length)) {
         collapse(element);
-      } else if (fill.type === "display") {
+        return;
+      }
+      if (fill.type === "display") {
         renderDisplay(element, fill);
       } else {
         renderRecs(element, fill);
       }
-      element.setAttribute("data-adserve-state", element.hidden ? "empty" : "filled");
+      element.setAttribute("data-adserve-state", "filled");
     });
   }
 
