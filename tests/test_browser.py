@@ -191,9 +191,11 @@ async def test_loader_on_another_origin_needs_cors_consent(browser, site, workdi
     from aiohttp import web
 
     base, server = site
+    async def publisher_page(request):
+        return web.Response(text=PUBLISHER_PAGE % base, content_type="text/html")
+
     publisher = web.Application()
-    publisher.router.add_get("/", lambda request: web.Response(text=PUBLISHER_PAGE % base,
-                                                               content_type="text/html"))
+    publisher.router.add_get("/", publisher_page)
     live = await aiohttp_server(publisher)
     origin = f"http://127.0.0.1:{live.port}"
     if allowed:

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adserve.events import log_files, read_events
-from adserve.server.app import SERVER
+from adserve.server.app import SERVER, create_app
 
 from .conftest import EXAMPLE_REQUEST
 
@@ -240,3 +240,25 @@ async def test_only_the_sites_own_pages_teach_the_catalog(client):
         body["page"] = {"item_id": item_id, "url": url, "title": "A page", "section": "world"}
         await post_slots(client, body)
     assert "own-page" in server.catalog.items and "planted" not in server.catalog.items
+
+
+async def test_counters_and_dedup_are_rebuilt_from_the_log_after_a_restart(aiohttp_client, make_server):
+    first = await aiohttp_client(create_app(make_server()))
+    body = copy.deepcopy(EXAMPLE_REQUEST)
+    body["slots"] = [{"id": "s1", "type": "display", "sizes": ["300x250"]}]
+    urls = []
+    for _ in range(5):  # 12174 is capped at 5 a day per reader
+        fill = (await post_slots(first, body))["s1"]
+        urls.append(fill["impression_url"])
+        await first.get(local(fill["impression_url"]))
+    await first.close()  # the process is gone; only the event log remains
+    second = await aiohttp_client(create_app(make_server()))
+    assert (await post_slots(second, body))["s1"]["campaign_id"] == 90001
+    await second.get(local(urls[0]))  # a replayed token still counts once
+    assert logged_counted(second) == 5
+
+
+def logged_counted(client) -> int:
+    server = client.server.app[SERVER]
+    return sum(1 for e in read_events(log_files(server.events.folder))
+               if e["type"] == "impression" and e["counted"])
