@@ -38,7 +38,6 @@ class EventLog:
         self._fd: int | None = None
         self._day: str | None = None
         self._dirty = False
-        self.written = 0
 
     def append(self, *events: dict) -> None:
         """Write events (``ts`` added when missing) with a single write call."""
@@ -49,7 +48,6 @@ class EventLog:
         while data:
             data = data[os.write(self._fd, data):]
         self._dirty = True
-        self.written += len(lines)
 
     def _file_for(self, ts: float) -> None:
         day = day_of(ts)

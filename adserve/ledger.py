@@ -13,7 +13,6 @@ from zoneinfo import ZoneInfo
 
 from .model import Campaign
 
-METRICS = ("impressions", "clicks", "spend")
 PACING_SLACK = dt.timedelta(hours=1)  # even pacing may run this far ahead of a straight line
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 _DAY_TTL = 2 * 86400

@@ -14,8 +14,6 @@ import datetime as dt
 from dataclasses import dataclass, field
 from typing import Literal
 
-SIZE_PATTERN = r"^\d+x\d+$"
-
 #: IAB sizes a news site runs, plus ``native`` for recommendation-widget items.
 IAB_SIZES = {
     "300x250": "medium rectangle",

@@ -9,15 +9,13 @@ import shutil
 import statistics
 import subprocess
 import sys
-import time
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
 sys.path.insert(0, str(ROOT.parent))
 
-from tests.live import LiveServer, free_port  # noqa: E402,F401  (one launcher for tests and benchmarks)
+from tests.live import LiveServer, free_port, wait_until_up  # noqa: E402,F401  (shared with the tests)
 
 OUT = ROOT / "out"
 
@@ -64,13 +62,8 @@ class BareServer:
     def __enter__(self) -> "BareServer":
         self.process = subprocess.Popen([sys.executable, str(ROOT / "bare_server.py"), str(self.port),
                                          str(self.body_file), self.content_type])
-        for _ in range(100):
-            try:
-                urllib.request.urlopen(self.url + "/", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("bare server did not start")
+        wait_until_up(self.url + "/", self.process, 10)
+        return self
 
     def __exit__(self, *exc) -> None:
         self.process.terminate()

@@ -10,36 +10,18 @@ from __future__ import annotations
 
 import asyncio
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import time
-import urllib.request
 from pathlib import Path
 
 from playwright.async_api import async_playwright
 
 REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from tests.live import LiveServer  # noqa: E402  (the launcher the tests use)
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_until_up(url: str, seconds: float = 120) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError:
-            time.sleep(0.3)
-    raise SystemExit(f"server at {url} did not come up")
 
 
 async def shoot(url: str, out: Path) -> None:
@@ -56,17 +38,8 @@ async def shoot(url: str, out: Path) -> None:
 
 def main() -> None:
     out = Path(sys.argv[1] if len(sys.argv) > 1 else REPO / "docs" / "demo-page.png").resolve()
-    port = free_port()
-    with tempfile.TemporaryDirectory() as scratch:
-        shutil.copytree(REPO / "config", Path(scratch) / "config")
-        server = subprocess.Popen([sys.executable, "-m", "adserve.cli", "serve", "--demo",
-                                   "--port", str(port)], cwd=scratch)
-        try:
-            wait_until_up(f"http://127.0.0.1:{port}/healthz")
-            asyncio.run(shoot(f"http://127.0.0.1:{port}/", out))
-        finally:
-            server.terminate()
-            server.wait(timeout=30)
+    with tempfile.TemporaryDirectory() as scratch, LiveServer(Path(scratch), options=("--demo",)) as server:
+        asyncio.run(shoot(server.url + "/", out))
     print(f"wrote {out}")
 
 

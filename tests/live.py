@@ -22,11 +22,27 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60, log=lambda: "") -> None:
+    """Poll ``url`` until it answers; fail early if ``process`` dies meanwhile."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"server exited: {log()}")
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"{url} did not come up")
+
+
 class LiveServer:
     """Runs the server in ``folder`` (holding config/, var/ appears beside it)."""
 
-    def __init__(self, folder: Path, port: int | None = None, config: Path | None = None) -> None:
+    def __init__(self, folder: Path, port: int | None = None, config: Path | None = None,
+                 options: tuple[str, ...] = ()) -> None:
         self.folder = Path(folder)
+        self.options = options
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -37,18 +53,12 @@ class LiveServer:
         env = {**os.environ, "ADSERVE_SECRET": SECRET, "PYTHONPATH": str(REPO)}
         self.log = open(self.folder / "server.log", "ab")
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "adserve.cli", "serve", "--config", "config", "--port", str(self.port)],
+            [sys.executable, "-m", "adserve.cli", "serve", "--config", "config", "--port", str(self.port),
+             *self.options],
             cwd=self.folder, env=env, stdout=self.log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited: {(self.folder / 'server.log').read_text()[-2000:]}")
-            try:
-                urllib.request.urlopen(self.url + "/healthz", timeout=1)
-                return self
-            except OSError:
-                time.sleep(0.1)
-        raise RuntimeError("server did not come up")
+        wait_until_up(self.url + "/healthz", self.process, timeout,
+                      lambda: (self.folder / "server.log").read_text()[-2000:])
+        return self
 
     def kill(self) -> None:
         """SIGKILL: no shutdown hooks, no final fsync."""
