@@ -36,7 +36,7 @@ class EventLog:
         self.writer = writer
         self._clock = clock
         self._fd: int | None = None
-        self._day: str | None = None
+        self._span = (0.0, 0.0)  # [start, end) of the open file's day, Unix seconds
         self._dirty = False
 
     def append(self, *events: dict) -> None:
@@ -50,15 +50,16 @@ class EventLog:
         self._dirty = True
 
     def _file_for(self, ts: float) -> None:
+        if self._span[0] <= ts < self._span[1]:
+            return  # the current file's UTC day
         day = day_of(ts)
-        if day == self._day:
-            return
+        start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp()
+        self._span = (start, start + 86400)
         self.sync()
         if self._fd is not None:
             os.close(self._fd)
         path = self.folder / f"events-{day}.{self.writer}.jsonl"
         self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        self._day = day
         _end_torn_line(path, self._fd)
 
     def sync(self) -> None:
@@ -78,7 +79,7 @@ class EventLog:
         if self._fd is not None:
             os.close(self._fd)
             self._fd = None
-            self._day = None
+            self._span = (0.0, 0.0)
 
 
 def _end_torn_line(path: Path, fd: int) -> None:

