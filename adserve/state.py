@@ -26,13 +26,18 @@ class StateStore(Protocol):
 
 
 class MemoryState:
-    """The embedded default: one dict, swept of expired keys as it grows."""
+    """The embedded default: one dict, with expiry buckets so expired keys leave a few at a time.
 
-    def __init__(self, clock=time.time, sweep_every: int = 100_000) -> None:
+    Each key created is also filed under the minute it expires in; a write drops the buckets
+    whose minute has passed. Expiry work is spread over the writes that cause it, never one
+    pass over the whole dict that would stall the event loop.
+    """
+
+    def __init__(self, clock=time.time) -> None:
         self._clock = clock
         self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires_at)
-        self._sweep_every = sweep_every
-        self._writes = 0
+        self._expiring: dict[int, list[str]] = {}  # minute -> keys created to expire then
+        self._swept_minute = int(clock() // 60)
 
     async def get_many(self, keys: list[str]) -> list[float]:
         now = self._clock()
@@ -52,23 +57,33 @@ class MemoryState:
             if entry and entry[1] > now:
                 self._values[key] = (entry[0] + amount, entry[1])
             else:
-                self._values[key] = (amount, now + ttl[key])
-        self._count_writes(len(increments), self._clock())
+                self._create(key, amount, now + ttl[key])
+        self._sweep()
 
     async def first_time(self, key: str, ttl: int) -> bool:
         now = self._clock()
         entry = self._values.get(key)
         if entry and entry[1] > now:
             return False
-        self._values[key] = (1.0, now + ttl)
-        self._count_writes(1, now)
+        self._create(key, 1.0, now + ttl)
+        self._sweep()
         return True
 
-    def _count_writes(self, n: int, now: float) -> None:
-        self._writes += n
-        if self._writes >= self._sweep_every:
-            self._writes = 0
-            self._values = {k: v for k, v in self._values.items() if v[1] > now}
+    def _create(self, key: str, value: float, expires: float) -> None:
+        self._values[key] = (value, expires)
+        minute = max(int(expires // 60), self._swept_minute)  # replayed keys may be due already
+        self._expiring.setdefault(minute, []).append(key)
+
+    def _sweep(self) -> None:
+        """Drop the keys of every expiry minute that has passed since the last sweep."""
+        now = self._clock()
+        minute = int(now // 60)
+        while self._swept_minute < minute:
+            for key in self._expiring.pop(self._swept_minute, ()):
+                entry = self._values.get(key)
+                if entry is not None and entry[1] <= now:
+                    del self._values[key]
+            self._swept_minute += 1
 
     def __len__(self) -> int:
         return len(self._values)

@@ -49,3 +49,4 @@ async def test_two_replicas_share_caps_and_token_dedup(aiohttp_client, make_serv
         await replicas[(n + 1) % 2].get(local(fill["impression_url"]))
     for replica in replicas:
         assert (await post_slots(replica, body))["s1"]["campaign_id"] == 90001
+
