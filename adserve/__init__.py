@@ -1,0 +1,1 @@
+"""adserve: an async ad-slot and recommendation server for news sites."""
