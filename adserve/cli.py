@@ -112,25 +112,24 @@ def _simulate(args) -> int:
 
 
 def _read(args, config):
-    from .events import ReadReport, log_files
-    from .recs.matrix import cache_for, read_interactions
+    """(interactions, read report) of the log the command names, unreadable lines reported."""
+    from .recs.train import read_log
 
-    report = ReadReport()
-    source = args.events or config.server.event_dir
-    data = read_interactions(log_files(source, args.since, args.until), config.recs, report,
-                             cache_for(source))
+    try:
+        data, report = read_log(args.events or config.server.event_dir, config.recs, args.since,
+                                args.until)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
     for file, line in report.skipped[:20]:
         print(f"skipped unreadable line {file}:{line}", file=sys.stderr)
-    if len(data.users) == 0:
-        raise SystemExit("no usable interactions in the event log")
-    return data
+    return data, report
 
 
 def _evaluate(args) -> int:
     from .recs.evaluate import evaluate, table
 
     config = _load_or_exit(args.config).config
-    scores = evaluate(_read(args, config), config.recs, args.k, args.test_share)
+    scores = evaluate(_read(args, config)[0], config.recs, args.k, args.test_share)
     if args.json:
         print(json.dumps([vars(s) for s in scores], indent=2))
     else:
@@ -140,14 +139,13 @@ def _evaluate(args) -> int:
 
 def _train(args) -> int:
     from .recs.evaluate import evaluate
-    from .recs.train import train
+    from .recs.train import train_on
 
     config = _load_or_exit(args.config).config
-    offline = {s.strategy: vars(s) for s in evaluate(_read(args, config), config.recs, args.k,
-                                                      args.test_share)}
-    artifact = train(args.events or config.server.event_dir, config.recs,
-                     args.out or config.server.model_path, args.since, args.until,
-                     show_progress=sys.stderr.isatty(), offline_scores=offline)
+    data, report = _read(args, config)  # read once: evaluated, then trained on
+    offline = {s.strategy: vars(s) for s in evaluate(data, config.recs, args.k, args.test_share)}
+    artifact = train_on(data, report, config.recs, args.out or config.server.model_path,
+                        show_progress=sys.stderr.isatty(), offline_scores=offline)
     data = artifact.meta["data"]
     print(f"trained on {data['events']} events: {data['users']} readers x {data['items']} items, "
           f"{data['nonzeros']} non-zeros in {artifact.meta['seconds']} s -> "

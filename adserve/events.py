@@ -52,9 +52,9 @@ class EventLog:
     def _file_for(self, ts: float) -> None:
         if self._span[0] <= ts < self._span[1]:
             return  # the current file's UTC day
-        day = day_of(ts)
-        start = dt.datetime.fromisoformat(day).replace(tzinfo=dt.timezone.utc).timestamp()
+        start = ts - ts % 86400  # Unix time has no leap seconds: UTC days are 86,400 s
         self._span = (start, start + 86400)
+        day = day_of(start)
         self.sync()
         if self._fd is not None:
             os.close(self._fd)

@@ -19,7 +19,7 @@ from threadpoolctl import threadpool_limits
 from ..events import ReadReport, log_files
 from ..model import Recs
 from .artifact import ModelArtifact
-from .matrix import UserItems, build_matrix, cache_for, read_interactions
+from .matrix import Interactions, UserItems, build_matrix, cache_for, read_interactions
 
 
 def make_model(recs: Recs, seed: int = 0):
@@ -75,16 +75,30 @@ def _compact(table: np.ndarray) -> np.ndarray:
     return np.take_along_axis(table, order, axis=1)
 
 
-def train(event_source: str | Path, recs: Recs, out: str | Path, start: dt.date | None = None,
-          end: dt.date | None = None, show_progress: bool = False,
-          offline_scores: dict | None = None) -> ModelArtifact:
-    """Read the log, fit, precompute top-N tables, and write the artifact atomically."""
+def read_log(event_source: str | Path, recs: Recs, start: dt.date | None = None,
+             end: dt.date | None = None) -> tuple[Interactions, ReadReport]:
+    """The weighted interactions of a log folder (or one file) in [start, end], with what was skipped."""
     report = ReadReport()
-    began = time.time()
     interactions = read_interactions(log_files(event_source, start, end), recs, report,
                                      cache_for(event_source))
     if len(interactions.users) == 0:
         raise ValueError(f"no usable interactions in {event_source}")
+    return interactions, report
+
+
+def train(event_source: str | Path, recs: Recs, out: str | Path, start: dt.date | None = None,
+          end: dt.date | None = None) -> ModelArtifact:
+    """Read the log, fit, precompute top-N tables, and write the artifact atomically."""
+    began = time.time()
+    interactions, report = read_log(event_source, recs, start, end)
+    return train_on(interactions, report, recs, out, began=began)
+
+
+def train_on(interactions: Interactions, report: ReadReport, recs: Recs, out: str | Path,
+             show_progress: bool = False, offline_scores: dict | None = None,
+             began: float | None = None) -> ModelArtifact:
+    """Fit on interactions already read, precompute top-N tables, write the artifact atomically."""
+    began = time.time() if began is None else began
     data = build_matrix(interactions)
     model = fit(data, recs, show_progress)
     user_top, neighbors = top_tables(model, data, recs.top_n)
