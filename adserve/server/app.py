@@ -142,7 +142,8 @@ class AdServer:
     def _replay_counters(self, event: dict, ts: float) -> None:
         campaign = self.runtime.decider.inventory.campaigns.get(event.get("campaign"))
         if event.get("token"):
-            self.state.seed({f"tok:{event['token']}": 1.0}, {f"tok:{event['token']}": self.signer.ttl}, ts)
+            key = tracking.token_key(event["token"])
+            self.state.seed({key: 1.0}, {key: self.signer.ttl}, ts)
         if campaign is not None:
             ledger = self.runtime.decider.ledger
             moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))

@@ -25,6 +25,11 @@ _KINDS = {"i": "impression", "c": "click"}
 SAFE_URL = re.compile(r"^https?://[^\x00-\x20\x7f]+$")  # no whitespace: nothing to inject into headers
 
 
+def token_key(nonce: str) -> str:
+    """The state key that marks a token as already counted."""
+    return f"tok:{nonce}"
+
+
 class Tracker:
     def __init__(self, signer: Signer, state: StateStore, events: EventLog,
                  recommender: Recommender, metrics, clock) -> None:
@@ -41,7 +46,7 @@ class Tracker:
         if payload.get("k") != kind:
             raise TokenError(f"not a{'n' if kind == 'i' else ''} {_KINDS[kind]} token", 400)
         bot = bool(BOT_AGENTS.search(user_agent))
-        fresh = await self.state.first_time(f"tok:{payload['n']}", self.signer.ttl)
+        fresh = await self.state.first_time(token_key(payload["n"]), self.signer.ttl)
         counted = fresh and not bot
         name = _KINDS[kind]
         self.events.append({
