@@ -5,6 +5,10 @@ budgets and pacing. The highest tier with an eligible campaign wins; inside it a
 gives each campaign a share of weight x eCPM, drawn by rejection sampling so that a tier of
 thousands costs a handful of checks. Variants are sticky per reader. A page never shows
 the same campaign twice (nor, when the site asks, the same advertiser).
+
+Flight, platform and targeting depend on the page context and the time, never on the reader,
+so their outcome is kept per context until a flight or daypart window of a candidate starts or
+ends: the next reader of that article only draws and reads counters.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ import bisect
 import datetime as dt
 import hashlib
 import itertools
+import math
 import random
 from collections import defaultdict
 from dataclasses import dataclass
@@ -32,6 +37,10 @@ class Candidate:
     tier: int
     score: float  # share in its tier's lottery: weight x eCPM
     targeting: CompiledTargeting
+
+    def flight_edges(self) -> tuple[float, float]:
+        flight = self.campaign.flight
+        return flight.start.timestamp(), flight.end.timestamp()
 
 
 @dataclass(frozen=True)
@@ -59,67 +68,76 @@ def ecpm(campaign: Campaign) -> float:
 MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free campaigns
 SCAN_LIMIT = 24   # groups up to this size are checked whole; larger ones are sampled first
 DRAWS = 16        # weighted draws tried before a large group falls back to a full scan
-DRAW_BATCH = 4    # draws checked together (one state read per batch)
+DRAW_BATCH = 2    # draws checked together (one state read per batch)
+CONTEXTS = 8192   # page contexts whose targeting outcome is kept (oldest dropped first)
 
 
 class Group:
-    """The candidates of one tier in one index bucket, with running score sums for draws."""
+    """The targeted candidates of one tier for one context, with running score sums for draws."""
 
     def __init__(self, candidates: list[Candidate]) -> None:
         self.candidates = candidates
         self.cumulative = list(itertools.accumulate(c.score for c in candidates))
         self.total = self.cumulative[-1] if candidates else 0.0
 
-    def draw(self, point: float) -> Candidate:
-        index = bisect.bisect_right(self.cumulative, point)
+    def draw(self, rng: random.Random) -> Candidate:
+        index = bisect.bisect_right(self.cumulative, rng.random() * self.total)
         return self.candidates[min(index, len(self.candidates) - 1)]
 
 
 class Inventory:
     """The active campaigns of one config, indexed by size, then targeted section, then tier.
 
-    A lookup reads the groups for the page's section and for untargeted campaigns, never the
-    whole book; big groups are then sampled rather than scanned (see ``Decider``).
+    A lookup reads the lists for the page's section and for untargeted campaigns, never the
+    whole book.
     """
 
     def __init__(self, config: Config) -> None:
         self.campaigns = {c.id: c for c in config.campaigns}
-        lists: dict[tuple, list[Candidate]] = defaultdict(list)
+        self._index: dict[tuple[str, str | None], dict[int, list[Candidate]]] = defaultdict(
+            lambda: defaultdict(list))
+        self.reads_url = False  # whether any targeting looks at the page URL
         for campaign in config.campaigns:
             if campaign.status != "active":
                 continue
             compiled = CompiledTargeting.compile(campaign.targeting)
+            self.reads_url |= compiled.url_pattern is not None
             score = campaign.weight * max(ecpm(campaign), MIN_ECPM)
             for creative in campaign.creatives:
                 candidate = Candidate(campaign, creative, TIERS.index(campaign.tier), score, compiled)
                 for section in compiled.sections or (None,):
-                    lists[(creative.size, section, candidate.tier)].append(candidate)
-        self._index: dict[tuple[str, str | None], dict[int, Group]] = defaultdict(dict)
-        for (size, section, tier), candidates in lists.items():
-            self._index[(size, section)][tier] = Group(candidates)
+                    self._index[(creative.size, section)][candidate.tier].append(candidate)
 
-    def lookup(self, sizes: tuple[str, ...], section: str | None) -> dict[int, list[Group]]:
-        """Groups by tier for these sizes: untargeted ones and those aimed at ``section``."""
-        by_tier: dict[int, list[Group]] = defaultdict(list)
+    def lookup(self, sizes: tuple[str, ...], section: str | None) -> dict[int, list[Candidate]]:
+        """Candidates by tier for these sizes: untargeted ones and those aimed at ``section``."""
+        by_tier: dict[int, list[Candidate]] = defaultdict(list)
         for size in sizes:
             for key in ((size, None), (size, section)) if section else ((size, None),):
-                for tier, group in self._index.get(key, {}).items():
-                    by_tier[tier].append(group)
+                for tier, candidates in self._index.get(key, {}).items():
+                    by_tier[tier].extend(candidates)
         return by_tier
 
 
 class _Page:
-    """What one request has learned so far: targeting results, counter values, what it used."""
+    """What one request has learned so far: counter values, and the campaigns it used."""
 
     def __init__(self, request: SlotRequest, moment: Moment, local: dt.datetime) -> None:
         self.request = request
         self.moment = moment
+        self.now = moment.now.timestamp()
         self.local = local
-        self.matched: dict[tuple, bool] = {}
         self.values: dict[str, float] = {}
         self.fetched: set[int] = set()
         self.campaigns: set[int] = set()
         self.advertisers: set[str] = set()
+
+
+@dataclass(frozen=True)
+class _Targeted:
+    """The candidates that pass flight, platform and targeting in one context, one group per tier."""
+    since: float          # Unix seconds: when it was worked out (a clock set back invalidates it)
+    until: float          # Unix seconds: the next flight or daypart edge of a candidate
+    tiers: tuple[Group, ...]  # best tier first
 
 
 class Decider:
@@ -132,6 +150,7 @@ class Decider:
         self.unique_advertiser = unique_advertiser
         self.rng = rng or random.Random()
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
+        self._contexts: dict[tuple, _Targeted] = {}
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
         moment = self.ledger.moment(self.clock())
@@ -139,8 +158,8 @@ class Decider:
         fills: dict[str, Fill | None] = {}
         for need in needs:
             chosen = None
-            for _tier, groups in sorted(self.inventory.lookup(need.sizes, request.page.section).items()):
-                chosen = await self._pick(groups, need.placement, page)
+            for group in self._targeted(need, page).tiers:
+                chosen = await self._pick(group, page)
                 if chosen is not None:
                     break
             fills[need.key] = None if chosen is None else Fill(
@@ -151,46 +170,66 @@ class Decider:
                     page.advertisers.add(chosen.campaign.advertiser)
         return fills
 
-    async def _pick(self, groups: list[Group], placement: str | None, page: _Page) -> Candidate | None:
-        """A weighted choice among the eligible candidates of one tier.
+    def _targeted(self, need: AdNeed, page: _Page) -> _Targeted:
+        """The context's targeting outcome, kept until a candidate's flight or daypart edge.
 
-        Large tiers use rejection sampling: draw by score from the whole tier and keep the first
-        draw that is eligible, which picks each eligible candidate with exactly its share among
-        the eligible ones, after checking a handful instead of all. Only when every draw is
-        ineligible is the tier scanned whole.
+        The context is everything targeting reads: sizes, placement, section, keywords, URL
+        (when some campaign targets URLs), device and country. Readers and counters are not.
         """
-        size = sum(len(g.candidates) for g in groups)
-        if size > SCAN_LIMIT:
-            total = sum(g.total for g in groups)
+        request = page.request
+        key = (need.sizes, need.placement, request.page.section, request.page.keywords,
+               request.page.url if self.inventory.reads_url else None, request.device, request.country)
+        known = self._contexts.get(key)
+        if known is not None and known.since <= page.now < known.until:
+            return known
+        if known is None and len(self._contexts) >= CONTEXTS:
+            del self._contexts[next(iter(self._contexts))]
+        edges = [math.inf]
+        tiers = []
+        for _tier, candidates in sorted(self.inventory.lookup(need.sizes, request.page.section).items()):
+            passed = []
+            for c in candidates:
+                start, end = c.flight_edges()
+                edges += [edge for edge in (start, end) if edge > page.now]
+                edges.append(c.targeting.daypart_change(page.local))
+                if (start <= page.now < end and platform_fits(c.creative.platform, request.device)
+                        and c.targeting.matches(request, need.placement, page.local)):
+                    passed.append(c)
+            if passed:
+                tiers.append(Group(passed))
+        self._contexts[key] = _Targeted(page.now, min(edges), tuple(tiers))
+        return self._contexts[key]
+
+    async def _pick(self, group: Group, page: _Page) -> Candidate | None:
+        """A weighted choice among the candidates of one tier that counters and the page allow.
+
+        Large tiers use rejection sampling: draw by score and keep the first draw that is
+        allowed, which picks each allowed candidate with exactly its share among the allowed
+        ones, after reading the counters of a handful instead of all. Only when every draw is
+        refused is the tier checked whole.
+        """
+        if len(group.candidates) > SCAN_LIMIT:
             tried: set[Candidate] = set()
             for _ in range(DRAWS // DRAW_BATCH):
-                draws = [c for c in dict.fromkeys(self._draw(groups, total) for _ in range(DRAW_BATCH))
+                draws = [c for c in dict.fromkeys(group.draw(self.rng) for _ in range(DRAW_BATCH))
                          if c not in tried]
                 tried.update(draws)
-                eligible = await self._eligible(draws, placement, page)
-                if eligible:
-                    return eligible[0]
-        everyone = [c for g in groups for c in g.candidates]
-        eligible = await self._eligible(everyone, placement, page)
-        if not eligible:
+                allowed = await self._allowed(draws, page)
+                if allowed:
+                    return allowed[0]
+        allowed = await self._allowed(group.candidates, page)
+        if not allowed:
             return None
-        scores = [c.score for c in eligible]
-        return self.rng.choices(eligible, weights=scores)[0] if sum(scores) > 0 else self.rng.choice(eligible)
+        scores = [c.score for c in allowed]
+        return self.rng.choices(allowed, weights=scores)[0] if sum(scores) > 0 else self.rng.choice(allowed)
 
-    def _draw(self, groups: list[Group], total: float) -> Candidate:
-        point = self.rng.random() * total
-        for group in groups:
-            if point < group.total:
-                return group.draw(point)
-            point -= group.total
-        return groups[-1].draw(groups[-1].total)
+    async def _allowed(self, candidates: list[Candidate], page: _Page) -> list[Candidate]:
+        """Candidates that the page, caps, budgets and pacing allow, in the given order.
 
-    async def _eligible(self, candidates: list[Candidate], placement: str | None,
-                        page: _Page) -> list[Candidate]:
-        """Candidates that may serve now, in the given order (one state read for the lot)."""
+        One state read for the lot, and none for a campaign this page has read before.
+        """
         passed = [c for c in candidates if c.campaign.id not in page.campaigns
-                  and c.campaign.advertiser not in page.advertisers
-                  and self._static_ok(c, placement, page)]
+                  and c.campaign.advertiser not in page.advertisers]
         user = page.request.user_id
         new = {c.campaign.id: c.campaign for c in passed if c.campaign.id not in page.fetched}
         keys = [k for campaign in new.values() for k in self.ledger.keys(campaign, user, page.moment)]
@@ -198,16 +237,6 @@ class Decider:
             page.values.update(zip(keys, await self.state.get_many(keys)))
         page.fetched.update(new)
         return [c for c in passed if self.ledger.allows(c.campaign, page.values, user, page.moment)]
-
-    def _static_ok(self, c: Candidate, placement: str | None, page: _Page) -> bool:
-        """Flight, platform and targeting: the checks that need no counters (cached per page)."""
-        key = (c.campaign.id, c.creative.id, placement)
-        if key not in page.matched:
-            flight = c.campaign.flight
-            page.matched[key] = (flight.start <= page.moment.now < flight.end
-                                 and platform_fits(c.creative.platform, page.request.device)
-                                 and c.targeting.matches(page.request, placement, page.local))
-        return page.matched[key]
 
     def variant(self, creative: Creative, user: str | None) -> Variant:
         """Weighted choice, sticky per reader: the same reader always sees the same variant."""

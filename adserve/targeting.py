@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as dt
 import fnmatch
+import math
 import re
 from dataclasses import dataclass
 
@@ -68,6 +69,19 @@ class CompiledTargeting:
         if self.url_pattern is not None:
             return page.url is not None and self.url_pattern.match(page.url) is not None
         return True
+
+    def daypart_change(self, local: dt.datetime) -> float:
+        """When the daypart outcome may next change, in Unix seconds: a window edge, or midnight.
+
+        ``local`` is aware (site timezone), so the edge is right across DST changes too.
+        """
+        if not self.dayparts:
+            return math.inf
+        minute = local.hour * 60 + local.minute
+        edges = [m for _days, start, end in self.dayparts for m in (start, end) if minute < m < 1440]
+        day = local.date() if edges else local.date() + dt.timedelta(days=1)
+        edge = min(edges, default=0)
+        return dt.datetime.combine(day, dt.time(edge // 60, edge % 60), local.tzinfo).timestamp()
 
     def _in_daypart(self, local: dt.datetime) -> bool:
         if not self.dayparts:

@@ -11,8 +11,8 @@ import pytest
 
 from adserve.decision import AdNeed, Decider, Inventory
 from adserve.ledger import Ledger
-from adserve.model import (Campaign, Config, Creative, Daypart, Flight, KeywordRule, Placement, Price,
-                           Site, Targeting, Variant)
+from adserve.model import (Campaign, Config, Creative, Daypart, Flight, FrequencyCap, KeywordRule,
+                           Placement, Price, Site, Targeting, Variant)
 from adserve.request import parse_slot_request
 from adserve.state import MemoryState
 
@@ -170,11 +170,53 @@ def test_large_tiers_are_sampled_with_exact_shares():
     assert counts[2] / 4000 == pytest.approx(1 / 39, abs=0.015)
 
 
-def test_decision_reads_few_candidates_in_a_big_book():
-    book = [campaign(n, price=1.0 + n % 7) for n in range(1, 3001)]
+def test_decision_reads_few_counters_in_a_big_book():
+    book = [campaign(n, price=1.0 + n % 7, frequency_cap=FrequencyCap(count=3, period="day"))
+            for n in range(1, 3001)]
     d = decider(book)
-    checked = []
-    original = d._static_ok
-    d._static_ok = lambda c, placement, page: checked.append(c) or original(c, placement, page)
+    read = []
+    original = d.state.get_many
+
+    async def counting(keys):
+        read.extend(keys)
+        return await original(keys)
+
+    d.state.get_many = counting
     assert fill_ids(d, request())[0] is not None
-    assert len(checked) <= 4  # one batch of draws, not the book
+    assert len(read) <= 2  # one batch of draws' caps, not the book's
+
+
+def test_targeting_outcome_is_reused_until_a_daypart_edge():
+    clock = FakeClock(NOON_ISH + dt.timedelta(seconds=5))
+    d = decider([campaign(1, targeting=Targeting(dayparts=[Daypart(start="10:00", end="10:01")]))],
+                clock, timezone="America/New_York")  # 15:00 UTC is 10:00 there
+    looked_up = []
+    original = d.inventory.lookup
+    d.inventory.lookup = lambda *a: looked_up.append(a) or original(*a)
+    readers = [request(user={"id": f"r{i}"}) for i in range(3)]
+    assert [fill_ids(d, r) for r in readers] == [[1]] * 3
+    assert len(looked_up) == 1  # the next readers of the page reuse the targeting outcome
+    assert fill_ids(d, request(device="mobile")) == [1] and len(looked_up) == 2  # another context
+    clock.advance(minutes=1)
+    assert fill_ids(d, readers[0]) == [None]  # the window's end was an edge of the kept outcome
+
+
+def test_a_daypart_edge_after_a_dst_jump_is_in_local_time():
+    night = Targeting(dayparts=[Daypart(start="03:00", end="04:00")])
+    clock = FakeClock(dt.datetime(2026, 3, 8, 6, 50, tzinfo=UTC))  # 01:50 EST; at 02:00 it is 03:00 EDT
+    d = decider([campaign(1, targeting=night)], clock)
+    assert fill_ids(d, request()) == [None]
+    clock.now = dt.datetime(2026, 3, 8, 7, 5, tzinfo=UTC)  # 03:05 EDT, 15 minutes later
+    assert fill_ids(d, request()) == [1]
+
+
+def test_a_flight_starting_mid_minute_serves_from_its_first_second():
+    clock = FakeClock(NOON_ISH + dt.timedelta(seconds=10))
+    starts = NOON_ISH + dt.timedelta(seconds=30)
+    late = campaign(2, price=50.0, flight=Flight(start=starts, end=starts + dt.timedelta(days=1)))
+    d = decider([campaign(1), late], clock)
+    assert fill_ids(d, request()) == [1]
+    clock.advance(seconds=25)
+    assert fill_ids(d, request(user={"id": "r2"})) in ([1], [2])
+    counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(200))
+    assert counts[2] > 150  # 50 : 1 by eCPM once its flight has started
