@@ -33,6 +33,11 @@ class CatalogError(ValueError):
     pass
 
 
+def absolute(url: str | None, base_url: str) -> str | None:
+    """Site-relative URLs (``/articles/...``) resolved against the server's public URL."""
+    return f"{base_url}{url}" if url and url.startswith("/") else url
+
+
 def item_from_dict(raw: object) -> Item:
     """Validate one item as sent by the CMS or read from a catalog file."""
     if not isinstance(raw, dict):

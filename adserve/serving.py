@@ -2,6 +2,8 @@
 
 Data flows one way: the request is decided (``decision``), recommended (``recs``), turned into the
 answer with signed URLs, and the decision is appended to the event log before the answer leaves.
+One token is signed per ad (its pixel and click URL share it) and one per widget (its pixel, and
+its items' click URLs with their position), so a page answer costs a handful of signatures.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ import time
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .catalog import Catalog
+from .catalog import Catalog, absolute
 from .decision import AdNeed, Decider, Fill
 from .events import EventLog
 from .model import Config, Placement
@@ -60,26 +62,23 @@ class SlotServer:
         self.recommender.record("decision", request.user_id, page.item_id, time.time())
         return answer
 
-    def _signed(self, base_url: str, payload: dict) -> str:
-        """A tracking URL: /t/i for impressions, /t/c for clicks (which carry their landing URL)."""
-        return f"{base_url}/t/{payload['k']}?t={self.signer.sign(payload)}"
+    def _urls(self, base_url: str, payload: dict) -> tuple[str, str]:
+        """The impression pixel and click URLs of one signed token."""
+        token = self.signer.sign(payload)
+        return f"{base_url}/t/i?t={token}", f"{base_url}/t/c?t={token}"
 
-    def _urls(self, base_url: str, payload: dict, landing: str) -> tuple[str, str]:
-        return (self._signed(base_url, {"k": "i", **payload}),
-                self._signed(base_url, {"k": "c", **payload, "l": landing}))
-
-    def _ad_payload(self, slot: Slot, fill: Fill, request: SlotRequest) -> dict:
-        return {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id, "s": slot.id,
-                "u": request.user_id, "p": request.page.item_id}
+    def _ad_urls(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str) -> tuple[str, str]:
+        return self._urls(base_url, {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id,
+                                     "s": slot.id, "u": request.user_id, "p": request.page.item_id,
+                                     "l": fill.creative.landing_url})
 
     def _display(self, slot: Slot, fill: Fill | None, request: SlotRequest, base_url: str):
         if fill is None:
             return {"type": "display", "fill": False}, {"slot": slot.id, "fill": False}
-        impression, click = self._urls(base_url, self._ad_payload(slot, fill, request),
-                                       fill.creative.landing_url)
+        impression, click = self._ad_urls(slot, fill, request, base_url)
         width, height = (int(x) for x in fill.creative.size.split("x"))
         content = ({"html": fill.variant.html} if fill.creative.format == "html"
-                   else {"image_url": _absolute(fill.variant.image_url, base_url)})
+                   else {"image_url": absolute(fill.variant.image_url, base_url)})
         answer = {"type": "display", "fill": True, "campaign_id": fill.campaign.id,
                   "creative_id": fill.creative.id, "variant": fill.variant.id, "width": width,
                   "height": height, **content, "impression_url": impression, "click_url": click}
@@ -95,35 +94,31 @@ class SlotServer:
         rec = self.recommender.recommend(strategy, request.user_id, request.page.item_id,
                                          organic_count, on_page)
         on_page.update(rec.items)
-        organic = iter(self._organic(rec.items, slot, request, base_url))
+        impression, click = self._urls(base_url, {"s": slot.id, "u": request.user_id,
+                                                  "p": request.page.item_id, "its": rec.items})
+        organic = iter(self._organic(rec.items, click, base_url))
         items = []
         for position in range(1, slot.count + 1):
             fill = sponsored.get(position)
             entry = self._native(slot, fill, request, base_url) if fill else next(organic, None)
             if entry is not None:
                 items.append(entry)
-        impression = self._signed(base_url, {"k": "i", "s": slot.id, "u": request.user_id,
-                                             "p": request.page.item_id, "its": rec.items})
         answer = {"type": "recs", "strategy": rec.strategy, "items": items,
                   "impression_url": impression}
         return answer, {"slot": slot.id, "strategy": rec.strategy, "items": rec.items,
                         "sponsored": [f.campaign.id for f in sponsored.values()]}
 
-    def _organic(self, item_ids: list[str], slot: Slot, request: SlotRequest, base_url: str):
-        for item_id in item_ids:
+    def _organic(self, item_ids: list[str], click: str, base_url: str):
+        for position, item_id in enumerate(item_ids):
             item = self.catalog.items[item_id]
-            url = _absolute(item.url, base_url)
-            click = self._signed(base_url, {"k": "c", "s": slot.id, "u": request.user_id,
-                                            "p": request.page.item_id, "it": item_id, "l": url})
-            yield {"item_id": item_id, "title": item.title, "url": url,
-                   "image_url": _absolute(item.image_url, base_url), "section": item.section,
-                   "sponsored": False, "click_url": click}
+            yield {"item_id": item_id, "title": item.title, "url": absolute(item.url, base_url),
+                   "image_url": absolute(item.image_url, base_url), "section": item.section,
+                   "sponsored": False, "click_url": f"{click}&i={position}"}
 
     def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str) -> dict:
-        impression, click = self._urls(base_url, self._ad_payload(slot, fill, request),
-                                       fill.creative.landing_url)
+        impression, click = self._ad_urls(slot, fill, request, base_url)
         return {"item_id": f"ad-{fill.creative.id}-{fill.variant.id}", "title": fill.variant.title,
-                "url": fill.creative.landing_url, "image_url": _absolute(fill.variant.image_url, base_url),
+                "url": fill.creative.landing_url, "image_url": absolute(fill.variant.image_url, base_url),
                 "sponsored": True, "advertiser": fill.campaign.advertiser,
                 "campaign_id": fill.campaign.id, "click_url": click, "impression_url": impression}
 
@@ -140,6 +135,3 @@ def _origin(url: str) -> str:
     parts = urlsplit(url)
     return f"{parts.scheme}://{parts.netloc}"
 
-
-def _absolute(url: str | None, base_url: str) -> str | None:
-    return f"{base_url}{url}" if url and url.startswith("/") else url

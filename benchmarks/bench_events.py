@@ -49,8 +49,9 @@ def log_rate(n: int = 200_000) -> tuple[float, float]:
 def token_script(run: int, count: int = TOKENS_PER_RUN):
     """A wrk script walking ``count`` fresh impression tokens: no hit is a replay."""
     signer = Signer(SECRET.encode(), 86400)
-    paths = [f"/t/i?t={signer.sign({'k': 'i', 'c': 12174, 'cr': '12174-300x250', 'v': 'A', 's': 'side', 'u': f'reader-{run}-{n}', 'p': 'world-0008'})}"
-             for n in range(count)]
+    ad = {"c": 12174, "cr": "12174-300x250", "v": "A", "s": "side", "p": "world-0008",
+          "l": "https://harborbank.example/"}
+    paths = [f"/t/i?t={signer.sign({**ad, 'u': f'reader-{run}-{n}'})}" for n in range(count)]
     script = OUT / f"impressions-{run}.lua"
     script.write_text("local paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
                       "local n = 0\nrequest = function()\n  n = n + 1\n"

@@ -78,13 +78,29 @@ async def test_tampered_and_unsigned_clicks_never_redirect(client):
     body, mac = token.split(".")
     flip = lambda text: text[:-1] + ("A" if text[-1] != "A" else "B")
     attempts = [f"/t/c?t={flip(body)}.{mac}", f"/t/c?t={body}.{flip(mac)}", "/t/c",
-                "/t/c?t=&url=https://evil.example", "/t/c?url=https://evil.example",
-                f"/t/i?t={token}"]  # a click token is not an impression token
+                "/t/c?t=&url=https://evil.example", "/t/c?url=https://evil.example"]
     for path in attempts:
         response = await client.get(path, allow_redirects=False)
         assert 400 <= response.status < 500, path
         assert "Location" not in response.headers
         assert set(await response.json()) == {"error", "detail"}
+
+
+async def test_widget_clicks_name_a_position_and_count_once_each(client, workdir):
+    widget = (await post_slots(client, EXAMPLE_REQUEST))["s3"]
+    organic = [item for item in widget["items"] if not item["sponsored"]]
+    token = organic[0]["click_url"].split("t=")[1].split("&")[0]
+    for bad in ("", "&i=", "&i=99", "&i=-1", "&i=1x", "&i=%C2%B2", "&i=123"):
+        response = await client.get(f"/t/c?t={token}{bad}", allow_redirects=False)
+        assert response.status == 400 and "Location" not in response.headers, bad
+    for item in (organic[0], organic[1], organic[0]):
+        response = await client.get(local(item["click_url"]), allow_redirects=False)
+        assert response.status == 302 and response.headers["Location"] == item["url"]
+    clicks = logged(workdir, "click")
+    assert [(c["item"], c["counted"]) for c in clicks] == [
+        (organic[0]["item_id"], True), (organic[1]["item_id"], True), (organic[0]["item_id"], False)]
+    assert (await client.get(local(widget["impression_url"]))).status == 200
+    assert logged(workdir, "impression")[0]["counted"] is True  # the clicks did not use it up
 
 
 BAD_BODIES = [

@@ -142,7 +142,7 @@ class AdServer:
     def _replay_counters(self, event: dict, ts: float) -> None:
         campaign = self.runtime.decider.inventory.campaigns.get(event.get("campaign"))
         if event.get("token"):
-            key = tracking.token_key(event["token"])
+            key = tracking.token_key(event["type"], event["token"])
             self.state.seed({key: 1.0}, {key: self.signer.ttl}, ts)
         if campaign is not None:
             ledger = self.runtime.decider.ledger

@@ -85,10 +85,12 @@ def openapi_spec(base_url: str) -> dict:
                 "200": {"description": "1x1 GIF", "content": {"image/gif": {}}},
                 "400": _error("Malformed token"), "403": _error("Forged or altered token"),
                 "410": _error("Expired token")}}},
-            "/t/c": {"get": {"summary": "Click redirect", "parameters": token, "responses": {
-                "302": {"description": "Redirect to the signed landing URL"},
+            "/t/c": {"get": {"summary": "Click redirect", "parameters": token + [
+                {"name": "i", "in": "query", "required": False, "schema": {"type": "string"},
+                 "description": "Position of the clicked article in a widget's token"}], "responses": {
+                "302": {"description": "Redirect to the ad's signed landing URL or the widget's article"},
                 "400": _error("Malformed token"), "403": _error("Forged or altered token"),
-                "410": _error("Expired token")}}},
+                "410": _error("Expired token, or an article no longer in the catalog")}}},
             "/v1/items/{item_id}": {"put": {
                 "summary": "Upsert one catalog article (CMS; bearer token)",
                 "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": ID}],

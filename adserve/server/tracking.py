@@ -1,16 +1,20 @@
 """Impression pixels and click redirects, from signed tokens only.
 
-A hit is verified, deduplicated by its token's nonce, classified as bot or not, appended to the
-event log (before the answer goes out), and only then charged to the campaign's counters.
+An answer signs one token per ad and one per widget; the pixel and the click URLs share it, and a
+click on a widget names the item's position (``i``). A hit is verified, deduplicated per kind,
+token and position, classified as bot or not, appended to the event log (before the answer goes
+out), and only then charged to the campaign's counters.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from ..catalog import Catalog, absolute
 from ..events import EventLog
 from ..recs.recommender import Recommender
 from ..state import StateStore
@@ -21,13 +25,47 @@ BOT_AGENTS = re.compile(r"bot|crawl|spider|slurp|facebookexternalhit|bingpreview
 PIXEL = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
          b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 NO_CACHE = {"Cache-Control": "no-store, max-age=0", "Referrer-Policy": "no-referrer"}
-_KINDS = {"i": "impression", "c": "click"}
 SAFE_URL = re.compile(r"^https?://[^\x00-\x20\x7f]+$")  # no whitespace: nothing to inject into headers
+POSITION = re.compile(r"^[0-9]{1,2}$")
 
 
-def token_key(nonce: str) -> str:
-    """The state key that marks a token as already counted."""
-    return f"tok:{nonce}"
+def token_key(kind: str, hit_id: str) -> str:
+    """The state key that marks a hit as already counted."""
+    return f"tok:{kind}:{hit_id}"
+
+
+@dataclass(frozen=True)
+class Hit:
+    """One verified impression or click: what is logged, deduplicated and charged."""
+    kind: str        # "impression" or "click"
+    payload: dict    # the verified token
+    id: str          # the token's nonce, plus the item's position for a click in a widget
+    item: str | None = None
+    url: str | None = None
+
+    @classmethod
+    def impression(cls, payload: dict) -> "Hit":
+        return cls("impression", payload, payload["n"])
+
+    @classmethod
+    def click(cls, payload: dict, position: str | None, catalog: Catalog, base_url: str) -> "Hit":
+        """An ad's click goes to the landing URL signed in its token; a widget item's to its article."""
+        items = payload.get("its")
+        if items is None:
+            return cls("click", payload, payload["n"], url=_safe(payload.get("l")))
+        if position is None or not POSITION.match(position) or int(position) >= len(items):
+            raise TokenError(f"expected i, the clicked item's position (0-{len(items) - 1})", 400)
+        item = catalog.items.get(items[int(position)])
+        if item is None:
+            raise TokenError("the article is no longer in the catalog", 410)
+        return cls("click", payload, f"{payload['n']}:{position}", item=item.item_id,
+                   url=_safe(absolute(item.url, base_url)))
+
+
+def _safe(url: object) -> str:
+    if not isinstance(url, str) or not SAFE_URL.match(url):
+        raise TokenError("no safe landing URL for this click", 400)
+    return url
 
 
 class Tracker:
@@ -40,50 +78,45 @@ class Tracker:
         self.metrics = metrics
         self.clock = clock
 
-    async def hit(self, token: str, kind: str, user_agent: str, runtime) -> dict:
-        """Record one hit; returns the verified payload. Raises ``TokenError`` when refused."""
-        payload = self.signer.verify(token)
-        if payload.get("k") != kind:
-            raise TokenError(f"not a{'n' if kind == 'i' else ''} {_KINDS[kind]} token", 400)
+    async def record(self, hit: Hit, user_agent: str, runtime) -> None:
+        """Log the hit, then count it unless it is a bot's or a repeat."""
+        p = hit.payload
         bot = bool(BOT_AGENTS.search(user_agent))
-        fresh = await self.state.first_time(token_key(payload["n"]), self.signer.ttl)
+        fresh = await self.state.first_time(token_key(hit.kind, hit.id), self.signer.ttl)
         counted = fresh and not bot
-        name = _KINDS[kind]
         self.events.append({
-            "type": name, "user": payload.get("u"), "page": payload.get("p"), "slot": payload.get("s"),
-            "campaign": payload.get("c"), "creative": payload.get("cr"), "variant": payload.get("v"),
-            "item": payload.get("it"), "items": payload.get("its"), "url": payload.get("l"),
-            "bot": bot, "counted": counted, "token": payload["n"]})
-        self.metrics.events.labels(name).inc()
+            "type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
+            "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
+            "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
+            "bot": bot, "counted": counted, "token": hit.id})
+        self.metrics.events.labels(hit.kind).inc()
         outcome = "counted" if counted else ("bot" if bot else "duplicate")
-        self.metrics.tracking.labels(name, outcome).inc()
+        self.metrics.tracking.labels(hit.kind, outcome).inc()
         if counted:
-            await self._charge(payload, name, runtime)
-        return payload
+            await self._charge(hit, runtime)
 
-    async def _charge(self, payload: dict, name: str, runtime) -> None:
+    async def _charge(self, hit: Hit, runtime) -> None:
         now = self.clock()
-        self.recommender.record(name, payload.get("u"), payload.get("it"), now.timestamp())
-        campaign = runtime.decider.inventory.campaigns.get(payload.get("c"))
+        user = hit.payload.get("u")
+        self.recommender.record(hit.kind, user, hit.item, now.timestamp())
+        campaign = runtime.decider.inventory.campaigns.get(hit.payload.get("c"))
         if campaign is not None:
             ledger = runtime.decider.ledger
-            increments, ttl = ledger.charge(campaign, name, payload.get("u"), ledger.moment(now))
+            increments, ttl = ledger.charge(campaign, hit.kind, user, ledger.moment(now))
             await self.state.add(increments, ttl)
 
 
 async def impression(server, request: web.Request) -> web.Response:
-    await server.tracker.hit(request.query.get("t", ""), "i", request.headers.get("User-Agent", ""),
-                             server.runtime)
+    hit = Hit.impression(server.signer.verify(request.query.get("t", "")))
+    await server.tracker.record(hit, request.headers.get("User-Agent", ""), server.runtime)
     return web.Response(body=PIXEL, content_type="image/gif", headers=NO_CACHE)
 
 
 async def click(server, request: web.Request) -> web.Response:
-    payload = await server.tracker.hit(request.query.get("t", ""), "c",
-                                       request.headers.get("User-Agent", ""), server.runtime)
-    landing = payload.get("l")
-    if not isinstance(landing, str) or not SAFE_URL.match(landing):
-        raise TokenError("token carries no landing URL", 400)
-    return web.Response(status=302, headers={"Location": landing, **NO_CACHE})
+    hit = Hit.click(server.signer.verify(request.query.get("t", "")), request.query.get("i"),
+                    server.catalog, server.base_url(request))
+    await server.tracker.record(hit, request.headers.get("User-Agent", ""), server.runtime)
+    return web.Response(status=302, headers={"Location": hit.url, **NO_CACHE})
 
 
 def utc_now() -> dt.datetime:
