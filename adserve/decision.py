@@ -66,8 +66,7 @@ def ecpm(campaign: Campaign) -> float:
 
 
 MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free campaigns
-SCAN_LIMIT = 24   # groups up to this size are checked whole; larger ones are sampled first
-DRAWS = 16        # weighted draws tried before a large group falls back to a full scan
+DRAWS = 16        # weighted draws tried before a tier falls back to checking the rest whole
 DRAW_BATCH = 2    # draws checked together (one state read per batch)
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (oldest dropped first)
 
@@ -203,21 +202,22 @@ class Decider:
     async def _pick(self, group: Group, page: _Page) -> Candidate | None:
         """A weighted choice among the candidates of one tier that counters and the page allow.
 
-        Large tiers use rejection sampling: draw by score and keep the first draw that is
-        allowed, which picks each allowed candidate with exactly its share among the allowed
-        ones, after reading the counters of a handful instead of all. Only when every draw is
-        refused is the tier checked whole.
+        Rejection sampling: draw by score and keep the first draw that is allowed, which picks
+        each allowed candidate with exactly its share among the allowed ones, after reading the
+        counters of a handful instead of all. Only when every draw is refused is the rest of the
+        tier checked whole.
         """
-        if len(group.candidates) > SCAN_LIMIT:
-            tried: set[Candidate] = set()
-            for _ in range(DRAWS // DRAW_BATCH):
-                draws = [c for c in dict.fromkeys(group.draw(self.rng) for _ in range(DRAW_BATCH))
-                         if c not in tried]
-                tried.update(draws)
-                allowed = await self._allowed(draws, page)
-                if allowed:
-                    return allowed[0]
-        allowed = await self._allowed(group.candidates, page)
+        tried: set[Candidate] = set()
+        for _ in range(DRAWS // DRAW_BATCH if group.total > 0 else 0):
+            draws = [c for c in dict.fromkeys(group.draw(self.rng) for _ in range(DRAW_BATCH))
+                     if c not in tried]
+            tried.update(draws)
+            allowed = await self._allowed(draws, page)
+            if allowed:
+                return allowed[0]
+            if len(tried) == len(group.candidates):
+                return None
+        allowed = await self._allowed([c for c in group.candidates if c not in tried], page)
         if not allowed:
             return None
         scores = [c.score for c in allowed]

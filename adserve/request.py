@@ -86,26 +86,33 @@ def _page(raw: object) -> Page:
 
 
 def _slot(raw: object, index: int, placements: dict) -> Slot:
+    # messages are built only on failure: this runs for every slot of every page view
     where = f"slots[{index}]"
-    _expect(isinstance(raw, dict), where, "expected an object")
+    if not isinstance(raw, dict):
+        raise BadRequest(where, "expected an object")
     slot_id = _id(raw, "id", where)
-    _expect(slot_id is not None, f"{where}.id", "required")
+    if slot_id is None:
+        raise BadRequest(f"{where}.id", "required")
     name = _optional(raw, "placement", str, where)
     placement = placements.get(name) if name else None
-    _expect(name is None or placement is not None, f"{where}.placement", f"unknown placement '{name}'")
+    if name is not None and placement is None:
+        raise BadRequest(f"{where}.placement", f"unknown placement '{name}'")
     kind = _optional(raw, "type", str, where) or (placement.type if placement else None)
-    _expect(kind in SLOT_TYPES, f"{where}.type", f"expected one of {', '.join(SLOT_TYPES)}")
-    _expect(placement is None or placement.type == kind, f"{where}.type",
-            f"placement '{name}' is a {placement.type if placement else ''} slot")
+    if kind not in SLOT_TYPES:
+        raise BadRequest(f"{where}.type", f"expected one of {', '.join(SLOT_TYPES)}")
+    if placement is not None and placement.type != kind:
+        raise BadRequest(f"{where}.type", f"placement '{name}' is a {placement.type} slot")
     sizes = _optional(raw, "sizes", list, where)
     if sizes is None:
         sizes = placement.sizes if placement else []
-    _expect(all(isinstance(s, str) and s in IAB_SIZES and s != "native" for s in sizes), f"{where}.sizes",
-            "unknown size (expected IAB sizes like 300x250)")
-    _expect(kind != "display" or sizes, f"{where}.sizes", "a display slot needs sizes or a placement")
+    if not all(isinstance(s, str) and s in IAB_SIZES and s != "native" for s in sizes):
+        raise BadRequest(f"{where}.sizes", "unknown size (expected IAB sizes like 300x250)")
+    if kind == "display" and not sizes:
+        raise BadRequest(f"{where}.sizes", "a display slot needs sizes or a placement")
     count = _optional(raw, "count", int, where)
     count = count if count is not None else (placement.count if placement else 6)
-    _expect(1 <= count <= 24, f"{where}.count", "expected 1..24")
+    if not 1 <= count <= 24:
+        raise BadRequest(f"{where}.count", "expected 1..24")
     return Slot(id=slot_id, type=kind, placement=name, sizes=tuple(sizes), count=count)
 
 
@@ -113,9 +120,10 @@ def _optional(raw: dict, key: str, kind: type, where: str, limit: int = 256):
     value = raw.get(key)
     if value is None:
         return None
-    ok = isinstance(value, kind) and not (kind is int and isinstance(value, bool))
-    _expect(ok, f"{where}.{key}", f"expected {kind.__name__}")
-    _expect(not isinstance(value, str) or len(value) <= limit, f"{where}.{key}", "too long")
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        raise BadRequest(f"{where}.{key}", f"expected {kind.__name__}")
+    if isinstance(value, str) and len(value) > limit:
+        raise BadRequest(f"{where}.{key}", "too long")
     return value
 
 
@@ -125,8 +133,8 @@ def _id(raw: dict, key: str, where: str) -> str | None:
         value = str(value)
     if value is None:
         return None
-    _expect(isinstance(value, str) and _ID.match(value), f"{where}.{key}",
-            "expected an id of 1-128 letters, digits or _.:@/-")
+    if not isinstance(value, str) or not _ID.match(value):
+        raise BadRequest(f"{where}.{key}", "expected an id of 1-128 letters, digits or _.:@/-")
     return value
 
 

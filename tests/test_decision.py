@@ -160,7 +160,7 @@ def test_index_serves_section_targeted_and_untargeted():
 
 
 def test_large_tiers_are_sampled_with_exact_shares():
-    """Over SCAN_LIMIT candidates, rejection sampling keeps each eligible campaign's share."""
+    """Rejection sampling keeps each eligible campaign's share of its tier."""
     eligible = [campaign(1, price=10.0)] + [campaign(n, price=1.0) for n in range(2, 31)]
     blocked = [campaign(n, price=5.0, targeting=Targeting(devices=["mobile"])) for n in range(31, 61)]
     d = decider(eligible + blocked)

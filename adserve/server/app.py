@@ -160,10 +160,10 @@ class AdServer:
         body = await read_json(request, runtime.config.server.max_body_bytes)
         slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots)
         answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
-        self.metrics.events.labels("decision").inc()
+        self.metrics.count(self.metrics.events, "decision")
         for fill in answer.values():
             filled = fill.get("fill", True) if fill["type"] == "display" else bool(fill["items"])
-            self.metrics.slots.labels(fill["type"], str(filled).lower()).inc()
+            self.metrics.count(self.metrics.slots, fill["type"], "true" if filled else "false")
         self.metrics.decision_seconds.observe(time.perf_counter() - started)
         return json_response({"slots": answer})
 
@@ -284,7 +284,7 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         response = json_error(500, "internal", "internal error; it has been logged")
-    server.metrics.requests.labels(route, str(response.status)).inc()
+    server.metrics.count(server.metrics.requests, route, str(response.status))
     return response
 
 

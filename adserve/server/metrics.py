@@ -25,5 +25,14 @@ class Metrics:
                                      registry=r)
         self.shed = Counter("adserve_shed", "Requests refused with 503 under overload", registry=r)
 
+        self._children: dict[tuple, object] = {}
+
+    def count(self, metric: Counter, *labels: str) -> None:
+        """``metric.labels(*labels).inc()``, with the labelled child kept (labels() takes a lock)."""
+        child = self._children.get((metric, labels))
+        if child is None:
+            child = self._children[(metric, labels)] = metric.labels(*labels)
+        child.inc()
+
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -89,9 +89,9 @@ class Tracker:
             "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
             "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
             "bot": bot, "counted": counted, "token": hit.id})
-        self.metrics.events.labels(hit.kind).inc()
+        self.metrics.count(self.metrics.events, hit.kind)
         outcome = "counted" if counted else ("bot" if bot else "duplicate")
-        self.metrics.tracking.labels(hit.kind, outcome).inc()
+        self.metrics.count(self.metrics.tracking, hit.kind, outcome)
         if counted:
             await self._charge(hit, runtime)
 
