@@ -1,7 +1,9 @@
 """Decision cost as the campaign book grows: 100, 1,000 and 10,000 campaigns.
 
 In-process, one Decider per book, the same 2,000 page views (varied sections, devices, readers)
-against each; the 100-campaign book is the baseline of the ratio.
+against each; the 100-campaign book is the baseline of the ratio. The first pass meets every page
+context new (targeting is worked out and kept); later passes are the steady state, where readers
+differ but contexts repeat.
 """
 
 from __future__ import annotations
@@ -58,16 +60,18 @@ def time_book(campaigns: int, repeats: int) -> list[float]:
     return per_decision
 
 
-def run(repeats: int = 5) -> str:
-    results = {n: time_book(n, repeats) for n in BOOKS}
+def run(repeats: int = 6) -> str:
+    passes = {n: time_book(n, repeats) for n in BOOKS}
+    results = {n: r[1:] for n, r in passes.items()}
     base = statistics.median(results[BOOKS[0]])
-    rows = [f"| {n:,} | {statistics.median(r):.1f} | {min(r):.1f}–{max(r):.1f} | "
+    rows = [f"| {n:,} | {passes[n][0]:.1f} | {statistics.median(r):.1f} | {min(r):.1f}–{max(r):.1f} | "
             f"{statistics.median(r) / base:.2f} |" for n, r in results.items()]
     return "\n".join([
         "### Decision cost vs campaign count",
         f"In-process `Decider.decide` for a page with two display slots (300x250; 970x250/728x90/320x50), "
-        f"2,000 varied page views x {repeats} repeats per book.", "",
-        "| campaigns | µs per page (median) | spread | vs 100 |", "|---:|---:|---:|---:|", *rows, "",
+        f"2,000 varied page views: a first pass (every page context new), then {repeats - 1} passes.", "",
+        "| campaigns | first pass µs per page | then µs per page (median) | spread | vs 100 |",
+        "|---:|---:|---:|---:|---:|", *rows, "",
         f"**10,000 / 100 campaigns: {statistics.median(results[BOOKS[-1]]) / base:.2f}x** (target <= 2x)", ""])
 
 
