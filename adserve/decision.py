@@ -123,7 +123,7 @@ class _Page:
     def __init__(self, request: SlotRequest, moment: Moment, local: dt.datetime) -> None:
         self.request = request
         self.moment = moment
-        self.now = moment.now.timestamp()
+        self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
         self.local = local
         self.values: dict[str, float] = {}
         self.fetched: set[int] = set()

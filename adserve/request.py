@@ -55,28 +55,34 @@ class SlotRequest:
 
 def parse_slot_request(body: object, placements: dict, max_slots: int) -> SlotRequest:
     """Turn the decoded JSON body into a ``SlotRequest``; ``placements`` fills slot defaults."""
-    _expect(isinstance(body, dict), "body", "expected a JSON object")
+    if not isinstance(body, dict):
+        raise BadRequest("body", "expected a JSON object")
     user = _optional(body, "user", dict, "body") or {}
     slots = body.get("slots")
-    _expect(isinstance(slots, list) and slots, "slots", "expected a non-empty list")
-    _expect(len(slots) <= max_slots, "slots", f"at most {max_slots} slots per request")
+    if not isinstance(slots, list) or not slots:
+        raise BadRequest("slots", "expected a non-empty list")
+    if len(slots) > max_slots:
+        raise BadRequest("slots", f"at most {max_slots} slots per request")
     parsed = tuple(_slot(s, i, placements) for i, s in enumerate(slots))
-    _expect(len({s.id for s in parsed}) == len(parsed), "slots", "slot ids must be unique")
+    if len({s.id for s in parsed}) != len(parsed):
+        raise BadRequest("slots", "slot ids must be unique")
     device = _optional(body, "device", str, "body")
-    _expect(device is None or device in DEVICES, "device", f"expected one of {', '.join(DEVICES)}")
+    if device is not None and device not in DEVICES:
+        raise BadRequest("device", f"expected one of {', '.join(DEVICES)}")
     country = _optional(body, "country", str, "body")
-    _expect(country is None or re.fullmatch(r"[A-Z]{2}", country), "country", "expected ISO alpha-2")
+    if country is not None and not re.fullmatch(r"[A-Z]{2}", country):
+        raise BadRequest("country", "expected ISO alpha-2")
     return SlotRequest(page=_page(body.get("page") or {}), user_id=_id(user, "id", "user"),
                        device=device, country=country, slots=parsed)
 
 
 def _page(raw: object) -> Page:
-    _expect(isinstance(raw, dict), "page", "expected an object")
+    if not isinstance(raw, dict):
+        raise BadRequest("page", "expected an object")
     keywords = _optional(raw, "keywords", list, "page")
     if keywords is not None:
-        _expect(len(keywords) <= MAX_KEYWORDS and all(isinstance(k, str) and len(k) <= 64
-                                                      for k in keywords),
-                "page.keywords", f"expected at most {MAX_KEYWORDS} strings of up to 64 characters")
+        if len(keywords) > MAX_KEYWORDS or not all(isinstance(k, str) and len(k) <= 64 for k in keywords):
+            raise BadRequest("page.keywords", f"expected at most {MAX_KEYWORDS} strings of up to 64 characters")
         keywords = frozenset(k.lower() for k in keywords)
     texts = {name: _optional(raw, name, str, "page", limit=2048)
              for name in ("url", "title", "section", "image_url", "published")}
@@ -86,7 +92,6 @@ def _page(raw: object) -> Page:
 
 
 def _slot(raw: object, index: int, placements: dict) -> Slot:
-    # messages are built only on failure: this runs for every slot of every page view
     where = f"slots[{index}]"
     if not isinstance(raw, dict):
         raise BadRequest(where, "expected an object")
@@ -136,8 +141,3 @@ def _id(raw: dict, key: str, where: str) -> str | None:
     if not isinstance(value, str) or not _ID.match(value):
         raise BadRequest(f"{where}.{key}", "expected an id of 1-128 letters, digits or _.:@/-")
     return value
-
-
-def _expect(condition: object, field: str, message: str) -> None:
-    if not condition:
-        raise BadRequest(field, message)
