@@ -120,11 +120,11 @@ class Inventory:
 class _Page:
     """What one request has learned so far: counter values, and the campaigns it used."""
 
-    def __init__(self, request: SlotRequest, moment: Moment, local: dt.datetime) -> None:
+    def __init__(self, request: SlotRequest, moment: Moment) -> None:
         self.request = request
         self.moment = moment
         self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
-        self.local = local
+        self.local = moment.local
         self.values: dict[str, float] = {}
         self.fetched: set[int] = set()
         self.campaigns: set[int] = set()
@@ -153,7 +153,7 @@ class Decider:
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
         moment = self.ledger.moment(self.clock())
-        page = _Page(request, moment, moment.now.astimezone(self.ledger.tz))
+        page = _Page(request, moment)
         fills: dict[str, Fill | None] = {}
         for need in needs:
             chosen = None

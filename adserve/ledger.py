@@ -26,6 +26,7 @@ class Moment:
     expensive part of a budget check.
     """
     now: dt.datetime
+    local: dt.datetime        # ``now`` in the site timezone (dayparts read it)
     day: str                  # local date, ISO
     buckets: dict[str, str]   # frequency-cap period -> its current bucket
     day_share: float          # share of the local day allowed so far by even pacing
@@ -43,7 +44,7 @@ class Ledger:
             return last
         local = now.astimezone(self.tz)
         start, end = self.day_bounds(now)
-        self._last = Moment(now=now, day=local.date().isoformat(),
+        self._last = Moment(now=now, local=local, day=local.date().isoformat(),
                             buckets={"hour": local.strftime("%Y%m%d%H"), "day": local.strftime("%Y%m%d"),
                                      "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"},
                             day_share=_share(now + PACING_SLACK - start, end - start))
