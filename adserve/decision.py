@@ -43,7 +43,7 @@ class Candidate:
         return flight.start.timestamp(), flight.end.timestamp()
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class AdNeed:
     """One thing to fill: a display slot, or a sponsored position of a recs widget."""
     key: str
@@ -51,7 +51,7 @@ class AdNeed:
     placement: str | None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Fill:
     campaign: Campaign
     creative: Creative
@@ -66,8 +66,7 @@ def ecpm(campaign: Campaign) -> float:
 
 
 MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free campaigns
-DRAWS = 16        # weighted draws tried before a tier falls back to checking the rest whole
-DRAW_BATCH = 2    # draws checked together (one state read per batch)
+MAX_BATCH = 8     # draws per counter read double (1, 2, 4, 8); then the tier is checked whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (oldest dropped first)
 
 
@@ -79,9 +78,12 @@ class Group:
         self.cumulative = list(itertools.accumulate(c.score for c in candidates))
         self.total = self.cumulative[-1] if candidates else 0.0
 
-    def draw(self, rng: random.Random) -> Candidate:
-        index = bisect.bisect_right(self.cumulative, rng.random() * self.total)
-        return self.candidates[min(index, len(self.candidates) - 1)]
+    def draw(self, rng: random.Random, n: int) -> list[Candidate]:
+        """``n`` weighted draws with repeats dropped, in draw order."""
+        last = len(self.candidates) - 1
+        return list(dict.fromkeys(
+            self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
+            for _ in range(n)))
 
 
 class Inventory:
@@ -118,17 +120,25 @@ class Inventory:
 
 
 class _Page:
-    """What one request has learned so far: counter values, and the campaigns it used."""
+    """What one request has learned so far: campaign limits, counter values, campaigns used."""
 
     def __init__(self, request: SlotRequest, moment: Moment) -> None:
         self.request = request
         self.moment = moment
         self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
         self.local = moment.local
+        self.limits: dict[int, list[tuple[str, float]] | None] = {}  # campaign id -> Ledger.limits
         self.values: dict[str, float] = {}
-        self.fetched: set[int] = set()
         self.campaigns: set[int] = set()
         self.advertisers: set[str] = set()
+
+    def open_to(self, campaign: Campaign) -> bool:
+        """Not shown on this page yet (nor its advertiser, when the site asks)."""
+        return campaign.id not in self.campaigns and campaign.advertiser not in self.advertisers
+
+    def within_limits(self, campaign: Campaign) -> bool:
+        limits = self.limits[campaign.id]
+        return limits is not None and all(self.values[key] < limit for key, limit in limits)
 
 
 @dataclass(frozen=True)
@@ -208,10 +218,11 @@ class Decider:
         tier checked whole.
         """
         tried: set[Candidate] = set()
-        for _ in range(DRAWS // DRAW_BATCH if group.total > 0 else 0):
-            draws = [c for c in dict.fromkeys(group.draw(self.rng) for _ in range(DRAW_BATCH))
-                     if c not in tried]
+        batch = 1  # doubles: one counter read usually settles it, a refusing tier costs few reads
+        while batch <= MAX_BATCH and group.total > 0:
+            draws = [c for c in group.draw(self.rng, batch) if c not in tried]
             tried.update(draws)
+            batch *= 2
             allowed = await self._allowed(draws, page)
             if allowed:
                 return allowed[0]
@@ -228,15 +239,17 @@ class Decider:
 
         One state read for the lot, and none for a campaign this page has read before.
         """
-        passed = [c for c in candidates if c.campaign.id not in page.campaigns
-                  and c.campaign.advertiser not in page.advertisers]
-        user = page.request.user_id
-        new = {c.campaign.id: c.campaign for c in passed if c.campaign.id not in page.fetched}
-        keys = [k for campaign in new.values() for k in self.ledger.keys(campaign, user, page.moment)]
-        if keys:
-            page.values.update(zip(keys, await self.state.get_many(keys)))
-        page.fetched.update(new)
-        return [c for c in passed if self.ledger.allows(c.campaign, page.values, user, page.moment)]
+        passed = [c for c in candidates if page.open_to(c.campaign)]
+        unread = {c.campaign.id: c.campaign for c in passed if c.campaign.id not in page.limits}
+        if unread:
+            keys = []
+            for campaign_id, campaign in unread.items():
+                limits = page.limits[campaign_id] = self.ledger.limits(campaign, page.request.user_id,
+                                                                       page.moment)
+                keys += [key for key, _ in limits or ()]
+            if keys:
+                page.values.update(zip(keys, await self.state.get_many(keys)))
+        return [c for c in passed if page.within_limits(c.campaign)]
 
     def variant(self, creative: Creative, user: str | None) -> Variant:
         """Weighted choice, sticky per reader: the same reader always sees the same variant."""

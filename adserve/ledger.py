@@ -57,39 +57,28 @@ class Ledger:
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.tz)
         return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
 
-    # -- keys ---------------------------------------------------------------------------------
-    def keys(self, campaign: Campaign, user: str | None, moment: Moment) -> list[str]:
-        """The counters ``allows`` reads for this campaign, reader and moment."""
-        keys = []
-        if campaign.budget is not None:
-            metric = campaign.budget.metric
-            keys += [_total_key(campaign, metric), _day_key(campaign, metric, moment)]
-        if campaign.frequency_cap is not None and user is not None:
-            keys.append(_cap_key(campaign, user, moment))
-        return keys
+    # -- limits -------------------------------------------------------------------------------
+    def limits(self, campaign: Campaign, user: str | None,
+               moment: Moment) -> list[tuple[str, float]] | None:
+        """The counters that bound this campaign now, each with the value it must stay under.
 
-    # -- rules --------------------------------------------------------------------------------
-    def allows(self, campaign: Campaign, values: dict[str, float], user: str | None,
-               moment: Moment) -> bool:
+        None when the campaign may not serve this reader at all: a cap that cannot be checked
+        (no reader id) fails closed. Keys and limits come together so a decision builds each
+        key once.
+        """
+        limits = []
         cap = campaign.frequency_cap
         if cap is not None:
             if user is None:
-                return False  # a cap that cannot be checked fails closed
-            if values.get(_cap_key(campaign, user, moment), 0.0) >= cap.count:
-                return False
+                return None
+            limits.append((_cap_key(campaign, user, moment), cap.count))
         budget = campaign.budget
-        if budget is None:
-            return True
-        if budget.total is not None:
-            spent = values.get(_total_key(campaign, budget.metric), 0.0)
-            if spent >= self._paced_total(campaign, moment.now):
-                return False
-        if budget.daily is not None:
-            spent = values.get(_day_key(campaign, budget.metric, moment), 0.0)
+        if budget is not None and budget.total is not None:
+            limits.append((_total_key(campaign, budget.metric), self._paced_total(campaign, moment.now)))
+        if budget is not None and budget.daily is not None:
             paced = budget.daily * (1.0 if campaign.pacing == "asap" else moment.day_share)
-            if spent >= paced:
-                return False
-        return True
+            limits.append((_day_key(campaign, budget.metric, moment), paced))
+        return limits
 
     def _paced_total(self, campaign: Campaign, now: dt.datetime) -> float:
         total = campaign.budget.total
