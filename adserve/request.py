@@ -24,7 +24,7 @@ class BadRequest(ValueError):
         self.message = message
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Page:
     item_id: str | None = None
     url: str | None = None
@@ -35,7 +35,7 @@ class Page:
     published: str | None = None
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Slot:
     id: str
     type: str
@@ -44,7 +44,7 @@ class Slot:
     count: int = 6
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class SlotRequest:
     page: Page
     user_id: str | None
