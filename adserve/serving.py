@@ -38,14 +38,16 @@ class SlotServer:
 
     async def serve(self, runtime: Runtime, request: SlotRequest, base_url: str) -> dict:
         page = request.page
-        if page.url and _origin(page.url) in runtime.config.site.allowed_origins:
-            # only the site's own pages may add articles: anyone else could plant items in widgets
-            self.catalog.learn(page.item_id, page.url, page.title, page.section, page.image_url)
+        if page.title and page.item_id not in self.catalog.items and page.url:  # cheap checks first
+            if _origin(page.url) in runtime.config.site.allowed_origins:
+                # only the site's own pages may add articles: anyone else could plant items in widgets
+                self.catalog.learn(page.item_id, page.url, page.title, page.section, page.image_url)
+        sponsored = {slot.id: _sponsored_positions(runtime, slot) for slot in request.slots
+                     if slot.type == "recs"}
         needs = [AdNeed(slot.id, slot.sizes, slot.placement) for slot in request.slots
-                 if slot.type == "display"]
+                 if slot.type == "display"]  # display first: it may take a campaign the widget wants
         needs += [AdNeed(f"{slot.id}#{p}", ("native",), slot.placement)
-                  for slot in request.slots if slot.type == "recs"
-                  for p in _sponsored_positions(_placement(runtime, slot), slot)]
+                  for slot in request.slots if slot.type == "recs" for p in sponsored[slot.id]]
         fills = await runtime.decider.decide(request, needs)
         answer: dict[str, dict] = {}
         logged: list[dict] = []
@@ -54,8 +56,8 @@ class SlotServer:
             if slot.type == "display":
                 answer[slot.id], record = self._display(slot, fills.get(slot.id), request, base_url)
             else:
-                answer[slot.id], record = self._recs(_placement(runtime, slot), slot, fills, request,
-                                                     base_url, on_page)
+                answer[slot.id], record = self._recs(_strategy(runtime, slot), slot, sponsored[slot.id],
+                                                     fills, request, base_url, on_page)
             logged.append(record)
         self.events.append({"type": "decision", "user": request.user_id, "page": page.item_id,
                             "device": request.device, "slots": logged})
@@ -76,7 +78,7 @@ class SlotServer:
         if fill is None:
             return {"type": "display", "fill": False}, {"slot": slot.id, "fill": False}
         impression, click = self._ad_urls(slot, fill, request, base_url)
-        width, height = (int(x) for x in fill.creative.size.split("x"))
+        width, height = map(int, fill.creative.size.split("x"))
         content = ({"html": fill.variant.html} if fill.creative.format == "html"
                    else {"image_url": absolute(fill.variant.image_url, base_url)})
         answer = {"type": "display", "fill": True, "campaign_id": fill.campaign.id,
@@ -85,11 +87,9 @@ class SlotServer:
         return answer, {"slot": slot.id, "campaign": fill.campaign.id, "creative": fill.creative.id,
                         "variant": fill.variant.id}
 
-    def _recs(self, placement: Placement | None, slot: Slot, fills: dict, request: SlotRequest,
+    def _recs(self, strategy: str, slot: Slot, positions: list[int], fills: dict, request: SlotRequest,
               base_url: str, on_page: set[str]):
-        strategy = placement.strategy if placement else "personal"
-        sponsored = {p: fills.get(f"{slot.id}#{p}") for p in _sponsored_positions(placement, slot)}
-        sponsored = {p: f for p, f in sponsored.items() if f is not None}
+        sponsored = {p: fill for p in positions if (fill := fills.get(f"{slot.id}#{p}")) is not None}
         organic_count = slot.count - len(sponsored)
         rec = self.recommender.recommend(strategy, request.user_id, request.page.item_id,
                                          organic_count, on_page)
@@ -127,7 +127,14 @@ def _placement(runtime: Runtime, slot: Slot) -> Placement | None:
     return runtime.config.placements.get(slot.placement) if slot.placement else None
 
 
-def _sponsored_positions(placement: Placement | None, slot: Slot) -> list[int]:
+def _strategy(runtime: Runtime, slot: Slot) -> str:
+    placement = _placement(runtime, slot)
+    return placement.strategy if placement else "personal"
+
+
+def _sponsored_positions(runtime: Runtime, slot: Slot) -> list[int]:
+    """The widget positions sold to native campaigns, as its placement says."""
+    placement = _placement(runtime, slot)
     return [p for p in placement.sponsored_positions if p <= slot.count] if placement else []
 
 
