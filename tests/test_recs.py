@@ -55,6 +55,26 @@ def test_matrix_sums_weights_skips_bots_and_keeps_orientation(tmp_path):
     np.testing.assert_allclose(data.matrix.toarray(), [[2.0, 0, 0], [0.1, 0.5, 0.1]], rtol=1e-6)
 
 
+def test_files_with_their_own_vocabularies_merge_into_one_matrix(tmp_path):
+    """Each day file codes ids in its own first-seen order; the merge must still line rows up."""
+    days = [[("u2", "b"), ("u1", "a"), ("u2", "a")], [("u3", "c"), ("u1", "b"), ("u2", "b")]]
+    for day, clicks in enumerate(days):
+        log = EventLog(tmp_path, writer=f"w{day}")
+        log.append(*({"ts": day * 86400.0 + n, "type": "click", "user": u, "item": i}
+                     for n, (u, i) in enumerate(clicks)))
+        log.close()
+    data = read_interactions(log_files(tmp_path), RECS)
+    assert len(log_files(tmp_path)) == 2
+    assert data.users.tolist() == [u for clicks in days for u, _ in clicks]
+    assert data.items.tolist() == [i for clicks in days for _, i in clicks]
+    merged = build_matrix(data)
+    assert list(merged.user_ids) == ["u1", "u2", "u3"] and list(merged.item_ids) == ["a", "b", "c"]
+    np.testing.assert_allclose(merged.matrix.toarray(), [[1, 1, 0], [1, 2, 0], [0, 0, 1]])
+    first_day = build_matrix(data.select(data.ts < 86400))  # u3 and c unused: left out
+    assert list(first_day.user_ids) == ["u1", "u2"] and list(first_day.item_ids) == ["a", "b"]
+    np.testing.assert_allclose(first_day.matrix.toarray(), [[1, 0], [1, 1]])
+
+
 def test_simulated_log_has_every_event_kind_and_bots(simulated):
     folder, counts, artifact = simulated
     assert counts["decision"] > 5000 and counts["click"] > 1000 and counts["impression"] > 5000

@@ -2,8 +2,9 @@
 
 Each event contributes (user, item, weight) triples: a click on a recommended item, reading an
 article (the page of a decision), and, with a small weight, items shown in a widget. Parsing is one
-pass over the lines (cached per file); the id mapping and summing are vectorised (hashing with
-``np.unique`` and a COO to CSR conversion), not Python dict loops.
+pass over the lines (cached per file) that codes ids per file against that file's vocabulary;
+merging files maps the small vocabularies, not every row, and the rows stay integer arrays
+through to the COO to CSR conversion.
 """
 
 from __future__ import annotations
@@ -23,16 +24,33 @@ from ..model import Recs
 
 @dataclass
 class Interactions:
-    """Raw triples in log order, with their timestamps (for time splits)."""
-    users: np.ndarray    # str
-    items: np.ndarray    # str
-    weights: np.ndarray  # float32
-    ts: np.ndarray       # float64
-    engaged: np.ndarray  # bool: a click or a read, not a mere impression (evaluation's targets)
+    """Raw triples in log order, with their timestamps (for time splits).
+
+    Users and items are codes into sorted vocabularies: a log has millions of rows but only
+    thousands of distinct ids, and strings are what make id mapping slow.
+    """
+    user_codes: np.ndarray  # int32, into user_vocab
+    item_codes: np.ndarray  # int32, into item_vocab
+    user_vocab: np.ndarray  # str, sorted and unique (may hold ids no selected row uses)
+    item_vocab: np.ndarray  # str, sorted and unique
+    weights: np.ndarray     # float32
+    ts: np.ndarray          # float64
+    engaged: np.ndarray     # bool: a click or a read, not a mere impression (evaluation's targets)
+
+    @property
+    def users(self) -> np.ndarray:
+        return self.user_vocab[self.user_codes]
+
+    @property
+    def items(self) -> np.ndarray:
+        return self.item_vocab[self.item_codes]
+
+    def __len__(self) -> int:
+        return len(self.user_codes)
 
     def select(self, mask: np.ndarray) -> "Interactions":
-        return Interactions(self.users[mask], self.items[mask], self.weights[mask], self.ts[mask],
-                            self.engaged[mask])
+        return Interactions(self.user_codes[mask], self.item_codes[mask], self.user_vocab,
+                            self.item_vocab, self.weights[mask], self.ts[mask], self.engaged[mask])
 
 
 @dataclass
@@ -43,7 +61,7 @@ class UserItems:
 
 
 KINDS = ("click", "decision", "impression")
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 def read_interactions(files: Iterable[Path], recs: Recs, report: ReadReport | None = None,
@@ -60,12 +78,26 @@ def read_interactions(files: Iterable[Path], recs: Recs, report: ReadReport | No
     unused = tuple(kind for kind in KINDS if not per_type[kind])
     parts = [_columns(Path(path), unused, report, cache) for path in files]
     report.files += len(parts)
-    columns = {name: np.concatenate([p[name] for p in parts]) if parts else np.array([], dtype=kind)
-               for name, kind in (("users", str), ("items", str), ("kinds", np.int8), ("ts", np.float64))}
-    weights = np.array([per_type[kind] for kind in KINDS], dtype=np.float32)[columns["kinds"]]
+    user_vocab, user_codes = _merge(parts, "user")
+    item_vocab, item_codes = _merge(parts, "item")
+    kinds = np.concatenate([p["kinds"] for p in parts]) if parts else np.array([], dtype=np.int8)
+    ts = np.concatenate([p["ts"] for p in parts]) if parts else np.array([], dtype=np.float64)
+    weights = np.array([per_type[kind] for kind in KINDS], dtype=np.float32)[kinds]
     keep = weights > 0
-    return Interactions(columns["users"][keep], columns["items"][keep], weights[keep],
-                        columns["ts"][keep], columns["kinds"][keep] != KINDS.index("impression"))
+    return Interactions(user_codes[keep], item_codes[keep], user_vocab, item_vocab, weights[keep],
+                        ts[keep], kinds[keep] != KINDS.index("impression"))
+
+
+def _merge(parts: list[dict], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """One sorted vocabulary for all files, and every file's codes re-coded into it."""
+    if not parts:
+        return np.array([], dtype=str), np.array([], dtype=np.int32)
+    vocabs = [p[f"{name}_vocab"] for p in parts]
+    vocab, inverse = factorize(np.concatenate(vocabs))
+    bounds = np.cumsum([0] + [len(v) for v in vocabs])
+    codes = [inverse[start:end].astype(np.int32)[p[f"{name}_codes"]]
+             for start, end, p in zip(bounds[:-1], bounds[1:], parts)]
+    return vocab, np.concatenate(codes)
 
 
 def cache_for(event_source: str | Path) -> Path | None:
@@ -105,8 +137,10 @@ def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
     markers = [re.escape(f'"type":"{kind}"'.encode()) for kind in unused]
     skip = re.compile(b"|".join(markers)).search if markers else (lambda line: None)
     codes = {kind: n for n, kind in enumerate(KINDS) if kind not in unused}
-    users: list[str] = []
-    items: list[str] = []
+    user_vocab: dict[str, int] = {}  # id -> code, in first-seen order
+    item_vocab: dict[str, int] = {}
+    users: list[int] = []
+    items: list[int] = []
     kinds: list[int] = []
     stamps: list[float] = []
     add_user, add_item, add_kind, add_ts = users.append, items.append, kinds.append, stamps.append
@@ -125,12 +159,14 @@ def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
             if not user or code is None or event.get("bot"):
                 continue
             report.events += 1
+            user_code = user_vocab.setdefault(user, len(user_vocab))
             for target in _targets(kind, event):
-                add_user(user)
-                add_item(target)
+                add_user(user_code)
+                add_item(item_vocab.setdefault(target, len(item_vocab)))
                 add_kind(code)
                 add_ts(ts)
-    return {"users": np.array(users, dtype=str), "items": np.array(items, dtype=str),
+    return {"user_vocab": np.array(list(user_vocab), dtype=str), "user_codes": np.array(users, dtype=np.int32),
+            "item_vocab": np.array(list(item_vocab), dtype=str), "item_codes": np.array(items, dtype=np.int32),
             "kinds": np.array(kinds, dtype=np.int8), "ts": np.array(stamps, dtype=np.float64)}
 
 
@@ -162,16 +198,17 @@ def factorize(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return distinct[order], rank[inverse]
 
 
-def build_matrix(data: Interactions, item_ids: np.ndarray | None = None) -> UserItems:
-    """Sum duplicate (user, item) weights into a CSR matrix; ``item_ids`` fixes the columns."""
-    user_ids, rows = factorize(data.users)
-    if item_ids is None:
-        item_ids, cols = factorize(data.items)
-        keep = np.ones(len(cols), dtype=bool)
-    else:
-        cols = np.searchsorted(item_ids, data.items).clip(0, max(len(item_ids) - 1, 0))
-        keep = item_ids[cols] == data.items if len(item_ids) else np.zeros(len(cols), bool)
-    matrix = coo_matrix((data.weights[keep], (rows[keep], cols[keep])),
-                        shape=(len(user_ids), len(item_ids))).tocsr()
+def build_matrix(data: Interactions) -> UserItems:
+    """Sum duplicate (user, item) weights into a CSR matrix of the ids the rows use."""
+    user_ids, rows = _used(data.user_vocab, data.user_codes)
+    item_ids, cols = _used(data.item_vocab, data.item_codes)
+    matrix = coo_matrix((data.weights, (rows, cols)), shape=(len(user_ids), len(item_ids))).tocsr()
     matrix.sum_duplicates()
     return UserItems(csr_matrix(matrix, dtype=np.float32), user_ids, item_ids)
+
+
+def _used(vocab: np.ndarray, codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The vocabulary entries that ``codes`` use (still sorted), and the codes renumbered to them."""
+    present = np.bincount(codes, minlength=len(vocab)) > 0
+    renumber = np.cumsum(present) - 1
+    return vocab[present], renumber[codes]

@@ -81,7 +81,7 @@ def read_log(event_source: str | Path, recs: Recs, start: dt.date | None = None,
     report = ReadReport()
     interactions = read_interactions(log_files(event_source, start, end), recs, report,
                                      cache_for(event_source))
-    if len(interactions.users) == 0:
+    if len(interactions) == 0:
         raise ValueError(f"no usable interactions in {event_source}")
     return interactions, report
 
