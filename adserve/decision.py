@@ -81,9 +81,9 @@ class Group:
     def draw(self, rng: random.Random, n: int) -> list[Candidate]:
         """``n`` weighted draws with repeats dropped, in draw order."""
         last = len(self.candidates) - 1
-        return list(dict.fromkeys(
-            self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
-            for _ in range(n)))
+        drawn = [self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
+                 for _ in range(n)]
+        return drawn if n == 1 else list(dict.fromkeys(drawn))
 
 
 class Inventory:
@@ -138,7 +138,12 @@ class _Page:
 
     def within_limits(self, campaign: Campaign) -> bool:
         limits = self.limits[campaign.id]
-        return limits is not None and all(self.values[key] < limit for key, limit in limits)
+        if limits is None:
+            return False
+        for key, limit in limits:
+            if self.values[key] >= limit:
+                return False
+        return True
 
 
 @dataclass(frozen=True)

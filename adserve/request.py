@@ -14,6 +14,7 @@ from .model import IAB_SIZES
 DEVICES = ("desktop", "mobile", "tablet", "app")
 SLOT_TYPES = ("display", "recs")
 _ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")  # no spaces, quotes or CR/LF: ids go into URLs
+_COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
 MAX_KEYWORDS = 50
 
 
@@ -70,7 +71,7 @@ def parse_slot_request(body: object, placements: dict, max_slots: int) -> SlotRe
     if device is not None and device not in DEVICES:
         raise BadRequest("device", f"expected one of {', '.join(DEVICES)}")
     country = _optional(body, "country", str, "body")
-    if country is not None and not re.fullmatch(r"[A-Z]{2}", country):
+    if country is not None and not _COUNTRY.fullmatch(country):
         raise BadRequest("country", "expected ISO alpha-2")
     return SlotRequest(page=_page(body.get("page") or {}), user_id=_id(user, "id", "user"),
                        device=device, country=country, slots=parsed)
