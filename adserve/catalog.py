@@ -7,6 +7,7 @@ Upserts are appended to a journal beside the event log, so they survive a restar
 
 from __future__ import annotations
 
+import bisect
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -65,24 +66,38 @@ def item_from_dict(raw: object) -> Item:
 
 
 class Catalog:
+    """Items by id, and by publish time.
+
+    Widgets keep asking for the fresh and the newest articles; answering from a sorted index
+    takes microseconds, where a pass over 100,000 archived articles stalled the event loop for
+    ~10 ms.
+    """
+
     def __init__(self, items: dict[str, Item] | None = None, journal: Path | None = None) -> None:
-        self.items: dict[str, Item] = items or {}
+        self.items: dict[str, Item] = items or {}  # read freely; change through upsert (it keeps the index)
         self._journal = journal
+        self._by_time = sorted((i.published, i.item_id) for i in self.items.values() if i.published is not None)
 
     @classmethod
     def load(cls, path: str | Path, journal: str | Path | None = None) -> "Catalog":
-        catalog = cls(journal=Path(journal) if journal else None)
-        for source in (Path(path), catalog._journal):
+        journal = Path(journal) if journal else None
+        items: dict[str, Item] = {}
+        for source in (Path(path), journal):
             if source is not None and source.is_file():
                 for line in source.read_bytes().splitlines():
                     try:
                         item = item_from_dict(orjson.loads(line))
                     except (orjson.JSONDecodeError, CatalogError):
                         continue  # a torn journal line loses one upsert, not the catalog
-                    catalog.items[item.item_id] = item
-        return catalog
+                    items[item.item_id] = item
+        return cls(items, journal)
 
     def upsert(self, item: Item, persist: bool = True) -> None:
+        old = self.items.get(item.item_id)
+        if old is not None and old.published is not None:
+            del self._by_time[bisect.bisect_left(self._by_time, (old.published, old.item_id))]
+        if item.published is not None:
+            bisect.insort(self._by_time, (item.published, item.item_id))
         self.items[item.item_id] = item
         if persist and self._journal is not None:
             self._journal.parent.mkdir(parents=True, exist_ok=True)
@@ -99,6 +114,21 @@ class Catalog:
     def live(self, item_id: str) -> Item | None:
         item = self.items.get(item_id)
         return item if item is not None and item.live else None
+
+    def published_since(self, cutoff: float) -> list[str]:
+        """Live items published at or after ``cutoff`` (Unix seconds), oldest first."""
+        start = bisect.bisect_left(self._by_time, (cutoff,))
+        return [item_id for _, item_id in self._by_time[start:] if self.items[item_id].live]
+
+    def newest(self, n: int) -> list[str]:
+        """The ``n`` most recently published live items, newest first."""
+        found: list[str] = []
+        for _, item_id in reversed(self._by_time):
+            if len(found) == n:
+                break
+            if self.items[item_id].live:
+                found.append(item_id)
+        return found
 
     def write(self, path: str | Path) -> None:
         Path(path).write_bytes(b"".join(orjson.dumps(asdict(i)) + b"\n" for i in self.items.values()))

@@ -77,14 +77,14 @@ def write_config(folder: Path, campaigns: int, seed: int = 1) -> Path:
 
 def write_catalog(config: Path, items: int, extra: list[Item]) -> None:
     now = time.time()
-    catalog = Catalog({i.item_id: i for i in extra})
+    catalog = {i.item_id: i for i in extra}
     for n in range(items - len(extra)):
         section = SECTIONS[n % len(SECTIONS)]
         item_id = f"archive-{section}-{n:06d}"
-        catalog.items[item_id] = Item(item_id=item_id, url=f"/articles/{item_id}",
-                                      title=f"Archive story {n}", image_url=f"/static/thumbs/{section}.svg",
-                                      section=section, published=now - 86400 * (30 + n % 900))
-    catalog.write(config / "catalog.jsonl")
+        catalog[item_id] = Item(item_id=item_id, url=f"/articles/{item_id}",
+                                title=f"Archive story {n}", image_url=f"/static/thumbs/{section}.svg",
+                                section=section, published=now - 86400 * (30 + n % 900))
+    Catalog(catalog).write(config / "catalog.jsonl")
 
 
 def build(folder: Path, campaigns: int = 1000, items: int = 100_000, users: int = 3000) -> Path:

@@ -1,0 +1,42 @@
+"""The catalog's publish-time index: fresh and newest articles without a pass over the archive."""
+
+from __future__ import annotations
+
+import random
+
+from adserve.catalog import Catalog, Item
+
+
+def item(item_id: str, published: float | None, live: bool = True) -> Item:
+    return Item(item_id=item_id, url=f"/articles/{item_id}", title=item_id, published=published, live=live)
+
+
+def scan(catalog: Catalog, cutoff: float, n: int) -> tuple[list[str], list[str]]:
+    """What the index must answer, computed the slow way."""
+    dated = sorted((i.published, i.item_id) for i in catalog.items.values()
+                   if i.live and i.published is not None)
+    return [i for t, i in dated if t >= cutoff], [i for _, i in reversed(dated)][:n]
+
+
+def test_fresh_and_newest_follow_upserts(tmp_path):
+    catalog = Catalog({i.item_id: i for i in (item("a", 100.0), item("b", 300.0), item("undated", None))},
+                      journal=tmp_path / "journal.jsonl")
+    catalog.upsert(item("c", 200.0))
+    assert catalog.published_since(150.0) == ["c", "b"] and catalog.newest(2) == ["b", "c"]
+    catalog.upsert(item("b", 50.0))       # re-dated: moves, and is not listed twice
+    catalog.upsert(item("c", 200.0, live=False))  # taken down: stays indexed, never listed
+    assert catalog.published_since(0.0) == ["b", "a"] and catalog.newest(5) == ["a", "b"]
+    reloaded = Catalog.load(tmp_path / "none.jsonl", tmp_path / "journal.jsonl")
+    assert reloaded.published_since(0.0) == ["b"] and reloaded.newest(5) == ["b"]
+
+
+def test_index_agrees_with_a_scan_after_random_upserts():
+    rng = random.Random(7)
+    catalog = Catalog()
+    for _ in range(2000):
+        published = rng.choice([None, float(rng.randrange(1000))])
+        catalog.upsert(item(f"i{rng.randrange(300)}", published, live=rng.random() > 0.2), persist=False)
+    for cutoff in (0.0, 250.0, 999.0, 2000.0):
+        fresh, newest = scan(catalog, cutoff, 40)
+        assert catalog.published_since(cutoff) == fresh
+        assert catalog.newest(40) == newest
