@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import random
+import time
 from collections import Counter
 
 import pytest
@@ -168,6 +169,24 @@ def test_large_tiers_are_sampled_with_exact_shares():
     assert set(counts) <= set(range(1, 31))
     assert counts[1] / 4000 == pytest.approx(10 / 39, abs=0.03)
     assert counts[2] / 4000 == pytest.approx(1 / 39, abs=0.015)
+
+
+def test_counters_refusing_most_of_a_tier_leave_exact_shares_among_the_rest():
+    """Draws are refused by caps, batches double (1, 2, 4, 8), then the rest of the tier is
+    checked whole: the campaigns still allowed keep their shares, none of the refused serves."""
+    book = [campaign(n, price=float(n), frequency_cap=FrequencyCap(count=1, period="day"))
+            for n in range(1, 41)]
+    d = decider(book)
+    moment = d.ledger.moment(d.clock())
+    readers = [f"r{i}" for i in range(3000)]
+    for reader in readers:
+        for seen in book[4:]:  # campaigns 5..40 (98.8% of the tier's score) capped for everyone
+            increments, ttl = d.ledger.charge(seen, "impression", reader, moment)
+            d.state.seed(increments, ttl, time.time())
+    counts = Counter(fill_ids(d, request(user={"id": reader}))[0] for reader in readers)
+    assert set(counts) == {1, 2, 3, 4}
+    for cid in (1, 2, 3, 4):
+        assert counts[cid] / len(readers) == pytest.approx(cid / 10, abs=0.03)
 
 
 def test_decision_reads_few_counters_in_a_big_book():
