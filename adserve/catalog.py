@@ -12,6 +12,8 @@ import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Collection
+from urllib.parse import urlsplit
 
 import orjson
 
@@ -105,9 +107,13 @@ class Catalog:
                 f.write(orjson.dumps(asdict(item)) + b"\n")
 
     def learn(self, item_id: str | None, url: str | None, title: str | None, section: str | None,
-              image_url: str | None) -> None:
-        """Add an article first seen in a page's own context (never overrides the CMS)."""
-        if item_id and url and title and item_id not in self.items:
+              image_url: str | None, origins: Collection[str]) -> None:
+        """Add an article first seen in a page's own context (never overrides the CMS).
+
+        Only pages of the site's own ``origins`` teach it: anyone else could plant items in
+        widgets. The URL is parsed last, so a page of a known article costs a dict lookup.
+        """
+        if item_id and url and title and item_id not in self.items and _origin(url) in origins:
             self.upsert(Item(item_id=item_id, url=url, title=title, section=section,
                              image_url=image_url, published=time.time()))
 
@@ -132,3 +138,8 @@ class Catalog:
 
     def write(self, path: str | Path) -> None:
         Path(path).write_bytes(b"".join(orjson.dumps(asdict(i)) + b"\n" for i in self.items.values()))
+
+
+def _origin(url: str) -> str:
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc}"

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from urllib.parse import urlsplit
 
 from .catalog import Catalog, absolute
 from .decision import AdNeed, Decider, Fill
@@ -38,10 +37,8 @@ class SlotServer:
 
     async def serve(self, runtime: Runtime, request: SlotRequest, base_url: str) -> dict:
         page = request.page
-        if page.title and page.item_id not in self.catalog.items and page.url:  # cheap checks first
-            if _origin(page.url) in runtime.config.site.allowed_origins:
-                # only the site's own pages may add articles: anyone else could plant items in widgets
-                self.catalog.learn(page.item_id, page.url, page.title, page.section, page.image_url)
+        self.catalog.learn(page.item_id, page.url, page.title, page.section, page.image_url,
+                           runtime.config.site.allowed_origins)
         sponsored = {slot.id: _sponsored_positions(runtime, slot) for slot in request.slots
                      if slot.type == "recs"}
         needs = [AdNeed(slot.id, slot.sizes, slot.placement) for slot in request.slots
@@ -136,9 +133,3 @@ def _sponsored_positions(runtime: Runtime, slot: Slot) -> list[int]:
     """The widget positions sold to native campaigns, as its placement says."""
     placement = _placement(runtime, slot)
     return [p for p in placement.sponsored_positions if p <= slot.count] if placement else []
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"
-
