@@ -2,9 +2,9 @@
 
 A token is ``base64url(json payload) + "." + base64url(MAC)``: URL-safe as it stands. The MAC is
 keyed BLAKE2b (RFC 7693's keyed mode is a MAC by design), twice as fast as HMAC-SHA256 here,
-and a page answer signs a dozen tokens. The click endpoint only redirects to the landing URL
-inside a token it signed, so adserve cannot be used as an open redirect, and an altered
-campaign id, price-bearing field or URL breaks the signature.
+and every page answer signs a handful of tokens. The click endpoint only redirects to the
+landing URL inside a token it signed, so adserve cannot be used as an open redirect, and an
+altered campaign id, price-bearing field or URL breaks the signature.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ _URLSAFE = bytes.maketrans(b"+/", b"-_")
 
 
 def _b64(data: bytes) -> bytes:
-    """base64url without padding (binascii directly: this runs a dozen times per answer)."""
+    """base64url without padding (binascii directly: this runs twice per token)."""
     return binascii.b2a_base64(data, newline=False).translate(_URLSAFE).rstrip(b"=")
 
 
