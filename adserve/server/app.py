@@ -64,8 +64,10 @@ class AdServer:
         self.rng = rng
         self.metrics = Metrics()
         settings = config.server
-        self.state = state or (RedisState(settings.redis_url) if settings.redis_url else MemoryState())
-        self.events = EventLog(settings.event_dir, writer)
+        unix_now = lambda: clock().timestamp()  # noqa: E731  one clock for counters, log and tokens
+        self.state = state if state is not None else (
+            RedisState(settings.redis_url) if settings.redis_url else MemoryState(unix_now))
+        self.events = EventLog(settings.event_dir, writer, unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
         self.recommender = Recommender(self.catalog, config.recs, rng)
