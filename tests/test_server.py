@@ -72,18 +72,22 @@ async def test_bots_are_logged_but_not_counted(client, workdir):
     assert event["bot"] is True and event["counted"] is False
 
 
-async def test_tampered_and_unsigned_clicks_never_redirect(client):
-    fill = (await post_slots(client, EXAMPLE_REQUEST))["s1"]
-    token = fill["click_url"].split("t=")[1]
-    body, mac = token.split(".")
+async def test_tampered_and_unsigned_clicks_never_redirect(client, workdir):
+    slots = await post_slots(client, EXAMPLE_REQUEST)
     flip = lambda text: text[:-1] + ("A" if text[-1] != "A" else "B")
-    attempts = [f"/t/c?t={flip(body)}.{mac}", f"/t/c?t={body}.{flip(mac)}", "/t/c",
-                "/t/c?t=&url=https://evil.example", "/t/c?url=https://evil.example"]
+    attempts = ["/t/c", "/t/c?t=&url=https://evil.example", "/t/c?url=https://evil.example"]
+    for click_url in (slots["s1"]["click_url"], slots["s3"]["items"][0]["click_url"]):  # an ad, a widget
+        token, _, position = click_url.split("t=")[1].partition("&")
+        body, mac = token.split(".")
+        suffix = f"&{position}" if position else ""
+        attempts += [f"/t/c?t={flip(body)}.{mac}{suffix}", f"/t/c?t={body}.{flip(mac)}{suffix}",
+                     f"/t/c?t={body}.{'A' * 22}{suffix}", f"/t/c?t={body}.{suffix}"]
     for path in attempts:
         response = await client.get(path, allow_redirects=False)
         assert 400 <= response.status < 500, path
         assert "Location" not in response.headers
         assert set(await response.json()) == {"error", "detail"}
+    assert logged(workdir, "click") == []
 
 
 async def test_widget_clicks_name_a_position_and_count_once_each(client, workdir):

@@ -32,15 +32,49 @@ def test_each_token_has_its_own_nonce():
     assert signer.verify(signer.sign({}))["n"] != signer.verify(signer.sign({}))["n"]
 
 
-def test_altered_payload_is_refused():
-    signer = Signer(SECRET, 3600)
-    body, mac = signer.sign({"l": "https://good.example/"}).split(".")
-    payload = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
-    payload["l"] = "https://evil.example/"
-    forged = base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
+AD = {"c": 12174, "cr": "cr-1", "u": "reader-1", "l": "https://good.example/"}
+WIDGET = {"s": "w", "u": "reader-1", "p": "page-1", "its": ["a1", "a2", "a3"]}
+
+
+def _payload(token: str) -> dict:
+    body = token.split(".")[0]
+    return orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+
+
+def _body(payload: dict) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps(payload)).rstrip(b"=").decode()
+
+
+def _refused(signer: Signer, token: str) -> None:
     with pytest.raises(TokenError) as caught:
-        signer.verify(f"{forged}.{mac}")
+        signer.verify(token)
     assert caught.value.status == 403
+
+
+# Ad tokens and widget tokens take different paths after verification (a landing URL, or an
+# item list and a position): both kinds must be useless once altered.
+@pytest.mark.parametrize("payload, field, value", [
+    (AD, "l", "https://evil.example/"), (AD, "c", 1), (AD, "u", "someone-else"),
+    (WIDGET, "its", ["a1", "planted", "a3"]), (WIDGET, "its", ["a1", "a2", "a3", "planted"]),
+    (WIDGET, "u", "someone-else")])
+def test_altered_payload_is_refused(payload, field, value):
+    signer = Signer(SECRET, 3600)
+    token = signer.sign(payload)
+    altered = {**_payload(token), field: value}
+    _refused(signer, f"{_body(altered)}.{token.split('.')[1]}")
+
+
+@pytest.mark.parametrize("payload", [AD, WIDGET])
+@pytest.mark.parametrize("mac", ["AAAAAAAAAAAAAAAAAAAAAA", "junk", "", "x" * 100])
+def test_forged_mac_is_refused(payload, mac):
+    signer = Signer(SECRET, 3600)
+    _refused(signer, f"{signer.sign(payload).split('.')[0]}.{mac}")
+
+
+@pytest.mark.parametrize("payload", [AD, WIDGET])
+def test_an_unsigned_body_is_refused(payload):
+    """A token built without the secret: right shape, fresh time, made-up MAC."""
+    _refused(Signer(SECRET, 3600), f"{_body({**payload, 't': 1_800_000_000, 'n': 'x'})}.bm90LWEtbWFj")
 
 
 def test_other_secret_is_refused():
