@@ -41,6 +41,17 @@ def test_frequency_cap_per_reader_and_period():
     assert serve_and_count(d, request(user={"id": "a"}), 10) == 3
 
 
+def test_frequency_cap_counts_impressions_only():
+    """A click is not another view of the ad: clicking must not use up the reader's cap."""
+    c = campaign(1, frequency_cap=FrequencyCap(count=3, period="day"))
+    d = decider([c])
+    moment = d.ledger.moment(d.clock())
+    for _ in range(5):  # clicks from earlier pages of the day
+        increments, ttl = d.ledger.charge(c, "click", "a", moment)
+        asyncio.run(d.state.add(increments, ttl))
+    assert serve_and_count(d, request(user={"id": "a"}), 10, click=True) == 3
+
+
 def test_frequency_cap_without_reader_fails_closed():
     d = decider([campaign(1, frequency_cap=FrequencyCap(count=3))])
     assert serve_and_count(d, request(user={}), 5) == 0
