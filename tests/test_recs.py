@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import random
 import shutil
 import time
 
@@ -11,12 +12,13 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
-from adserve.catalog import Catalog
+from adserve.catalog import Catalog, Item
 from adserve.events import EventLog, log_files
 from adserve.model import Recs
 from adserve.recs.artifact import ArtifactError, ModelArtifact
 from adserve.recs.evaluate import evaluate
 from adserve.recs.matrix import build_matrix, read_interactions
+from adserve.recs.recommender import Recommender
 from adserve.recs.simulate import SimulationSpec, simulate
 from adserve.recs.train import train
 from adserve.server.app import create_app
@@ -287,3 +289,56 @@ async def test_fresh_articles_get_their_exploration_share(recs_client):
         just_in += "just-in" in items
     # explore_share 0.15 x 4 organic slots (2 of 6 are sponsored) = 0.6 exploration slots a widget
     assert fresh_slots >= 0.6 * 200 * 0.7 and just_in > 0
+
+
+# -- the current article, on every strategy path ---------------------------------------------------
+PAGE = "page"
+OTHERS = [f"other-{n}" for n in range(8)]
+
+
+def hand_made_recommender(recs: Recs = Recs(explore_share=0.0), fresh: tuple[str, ...] = ()):
+    """A catalog and a model in which the page being read is the best candidate of every path:
+    the reader's top-N, the neighbours of the article they clicked last, their fold-in scores and
+    popularity. Training never lists an article as its own neighbour; these lists can hold it."""
+    now = time.time()
+    catalog = Catalog({i: Item(item_id=i, url=f"/articles/{i}", title=i,
+                               published=now if i in fresh else now - 3600 * 30)
+                       for i in [PAGE, *OTHERS]})
+    item_ids = np.array([PAGE, *OTHERS])
+    others = list(range(1, len(item_ids)))
+    factors = np.array([[3.0, 0.0]] + [[1.0, 0.0]] + [[0.0, 0.1]] * (len(OTHERS) - 1), dtype=np.float32)
+    artifact = ModelArtifact(
+        user_ids=np.array(["known"]), item_ids=item_ids,
+        user_factors=np.ones((1, 2), dtype=np.float32), item_factors=factors,
+        user_top=np.array([[0, *others]], dtype=np.int32),
+        item_neighbors=np.array([[-1] * len(item_ids)] + [[0, *others]] * len(OTHERS), dtype=np.int32),
+        meta={"params": {"algorithm": "als"}})
+    recommender = Recommender(catalog, recs, random.Random(2))
+    recommender.use_model(artifact)
+    for _ in range(10):
+        recommender.record("decision", "someone", PAGE, now)  # the page is also the most read
+    return recommender
+
+
+@pytest.mark.parametrize("strategy, user, history, path", [
+    ("personal", "known", (), "personal"),            # the reader's precomputed top-N
+    ("personal", "newcomer", (OTHERS[0],), "personal"),  # fold-in of a reader newer than the model
+    ("related", None, (), "popular"),                 # the page has no neighbours: popularity
+    ("related", "clicker", (OTHERS[0],), "related"),  # neighbours of the last clicked article
+    ("popular", None, (), "popular"),
+])
+def test_the_current_article_is_never_recommended(strategy, user, history, path):
+    recommender = hand_made_recommender()
+    for item in history:
+        recommender.record("click", user, item, time.time())
+    rec = recommender.recommend(strategy, user, PAGE, 3, set())
+    assert rec.strategy == path and len(rec.items) == 3
+    assert PAGE not in rec.items and not set(history) & set(rec.items)
+
+
+def test_the_current_article_is_never_recommended_without_a_model_or_as_a_fresh_pick():
+    recommender = hand_made_recommender(Recs(explore_share=1.0), fresh=(PAGE, OTHERS[3]))
+    recommender.model = None
+    for _ in range(20):
+        rec = recommender.recommend("personal", "reader", PAGE, 3, set())
+        assert PAGE not in rec.items and OTHERS[3] in rec.items  # the one other fresh article
