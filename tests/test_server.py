@@ -107,6 +107,31 @@ async def test_widget_clicks_name_a_position_and_count_once_each(client, workdir
     assert logged(workdir, "impression")[0]["counted"] is True  # the clicks did not use it up
 
 
+async def test_nothing_is_acknowledged_before_its_event_is_logged(client, workdir, monkeypatch):
+    """The log line is written before the answer: when the write fails, no 200, pixel or redirect
+    goes out (a hit acknowledged first and logged later is lost by a crash in between)."""
+    server = client.server.app[SERVER]
+    slots = await post_slots(client, EXAMPLE_REQUEST)
+    widget_click = slots["s3"]["items"][0]["click_url"]
+    hits = [slots["s1"]["impression_url"], slots["s1"]["click_url"], slots["s3"]["impression_url"],
+            widget_click]
+    written = server.events.append
+
+    def disk_full(*events):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server.events, "append", disk_full)
+    refused = await client.post("/v1/slots", json=EXAMPLE_REQUEST)
+    assert refused.status >= 500 and "slots" not in await refused.json()
+    for url in hits:
+        response = await client.get(local(url), allow_redirects=False)
+        assert response.status >= 500, url
+        assert "Location" not in response.headers and response.content_type == "application/json"
+    monkeypatch.setattr(server.events, "append", written)
+    assert logged(workdir, "impression") == logged(workdir, "click") == []
+    assert len(logged(workdir, "decision")) == 1
+
+
 BAD_BODIES = [
     (b"{not json", 400, "malformed JSON"),
     (b"[]", 400, "body"),
