@@ -27,6 +27,7 @@ from .conftest import EXAMPLE_REQUEST
 from .test_server import local
 
 RECS = Recs(factors=16, iterations=10)
+DAY = 1_795_996_800.0  # a UTC midnight
 
 
 @pytest.fixture(scope="module")
@@ -41,15 +42,20 @@ def simulated(tmp_path_factory):
     return folder, counts, artifact
 
 
-def test_matrix_sums_weights_skips_bots_and_keeps_orientation(tmp_path):
-    log = EventLog(tmp_path)
-    log.append({"ts": 1.0, "type": "click", "user": "u1", "item": "a", "counted": True},
-               {"ts": 2.0, "type": "click", "user": "u1", "item": "a", "counted": True},
-               {"ts": 3.0, "type": "decision", "user": "u2", "page": "b"},
-               {"ts": 4.0, "type": "impression", "user": "u2", "items": ["a", "c"]},
-               {"ts": 5.0, "type": "click", "user": "bot", "item": "c", "bot": True},
-               {"ts": 6.0, "type": "decision", "user": None, "page": "c"})
+def write_log(folder, *events) -> None:
+    log = EventLog(folder)
+    for event in events:
+        log.append(event)  # each into its own day's file
     log.close()
+
+
+def test_matrix_sums_weights_skips_bots_and_keeps_orientation(tmp_path):
+    write_log(tmp_path, {"ts": 1.0, "type": "click", "user": "u1", "item": "a", "counted": True},
+              {"ts": 86402.0, "type": "click", "user": "u1", "item": "a", "counted": True},  # next day
+              {"ts": 3.0, "type": "decision", "user": "u2", "page": "b"},
+              {"ts": 4.0, "type": "impression", "user": "u2", "items": ["a", "c"], "counted": True},
+              {"ts": 5.0, "type": "click", "user": "bot", "item": "c", "bot": True},
+              {"ts": 6.0, "type": "decision", "user": None, "page": "c"})
     recs = Recs(click_weight=1.0, view_weight=0.5, impression_weight=0.1)
     data = build_matrix(read_interactions(log_files(tmp_path), recs))
     assert isinstance(data.matrix, csr_matrix) and data.matrix.dtype == np.float32
@@ -57,12 +63,40 @@ def test_matrix_sums_weights_skips_bots_and_keeps_orientation(tmp_path):
     np.testing.assert_allclose(data.matrix.toarray(), [[2.0, 0, 0], [0.1, 0.5, 0.1]], rtol=1e-6)
 
 
+def weights_of(tmp_path, *events, recs=Recs(click_weight=1.0, view_weight=0.5, impression_weight=0.1)):
+    write_log(tmp_path, *events)
+    data = build_matrix(read_interactions(log_files(tmp_path), recs))
+    return {(u, i): data.matrix[r, c] for r, u in enumerate(data.user_ids.tolist())
+            for c, i in enumerate(data.item_ids.tolist()) if data.matrix[r, c]}
+
+
+def test_replayed_click_tokens_weigh_one_click(tmp_path):
+    """Only counted hits train, as only counted hits are billed: a replay is logged, not counted."""
+    replays = [{"ts": DAY + n, "type": "click", "user": "u1", "item": "pushed", "token": "n1:0",
+                "counted": n == 0} for n in range(50)]
+    shown = [{"ts": DAY + n, "type": "impression", "user": "u1", "items": ["pushed"], "token": "n2",
+              "counted": n == 0} for n in range(50)]
+    assert weights_of(tmp_path, *replays, *shown) == {("u1", "pushed"): pytest.approx(1.1)}
+
+
+def test_a_readers_weight_per_article_is_capped_per_day(tmp_path):
+    """Page reads come from slot requests anyone can send; nor do fresh tokens of one reader
+    clicking one article all day add up: one read and one click per reader, article and day."""
+    views = [{"ts": DAY + 60 * n, "type": "decision", "user": "u1", "page": "pushed"} for n in range(50)]
+    clicks = [{"ts": DAY + 60 * n, "type": "click", "user": "u1", "item": "pushed", "token": f"n{n}:0",
+               "counted": True} for n in range(50)]
+    next_day = {"ts": DAY + 86400, "type": "decision", "user": "u1", "page": "pushed"}
+    other = {"ts": DAY + 1, "type": "decision", "user": "u2", "page": "pushed"}
+    assert weights_of(tmp_path, *views, *clicks, next_day, other) == {
+        ("u1", "pushed"): pytest.approx(0.5 + 1.0 + 0.5), ("u2", "pushed"): pytest.approx(0.5)}
+
+
 def test_files_with_their_own_vocabularies_merge_into_one_matrix(tmp_path):
     """Each day file codes ids in its own first-seen order; the merge must still line rows up."""
     days = [[("u2", "b"), ("u1", "a"), ("u2", "a")], [("u3", "c"), ("u1", "b"), ("u2", "b")]]
     for day, clicks in enumerate(days):
         log = EventLog(tmp_path, writer=f"w{day}")
-        log.append(*({"ts": day * 86400.0 + n, "type": "click", "user": u, "item": i}
+        log.append(*({"ts": day * 86400.0 + n, "type": "click", "user": u, "item": i, "counted": True}
                      for n, (u, i) in enumerate(clicks)))
         log.close()
     data = read_interactions(log_files(tmp_path), RECS)
@@ -238,7 +272,7 @@ def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
     from adserve.recs.matrix import cache_for
 
     log = EventLog(tmp_path)
-    log.append({"ts": 1.0, "type": "click", "user": "u1", "item": "a"})
+    log.append({"ts": 1.0, "type": "click", "user": "u1", "item": "a", "counted": True})
     log.close()
     path = log_files(tmp_path)[0]
     with open(path, "ab") as f:
@@ -251,7 +285,7 @@ def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
     assert len(read_interactions(log_files(tmp_path), RECS, again, cache).users) == 1
     assert (again.events, again.skipped) == (first.events, first.skipped) == (1, [(str(path), 2)])
     log = EventLog(tmp_path)
-    log.append({"ts": 2.0, "type": "click", "user": "u2", "item": "b"})
+    log.append({"ts": 2.0, "type": "click", "user": "u2", "item": "b", "counted": True})
     log.close()
     grown = read_interactions(log_files(tmp_path), RECS, None, cache)
     assert sorted(grown.users.tolist()) == ["u1", "u2"]

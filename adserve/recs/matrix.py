@@ -1,7 +1,11 @@
 """Event log to the user x item matrix that implicit trains on.
 
 Each event contributes (user, item, weight) triples: a click on a recommended item, reading an
-article (the page of a decision), and, with a small weight, items shown in a widget. Parsing is one
+article (the page of a decision), and, with a small weight, items shown in a widget. Only what
+could not be bought cheaply trains: clicks and impressions only when counted (a replayed token is
+logged, not counted), and each kind at most once per reader, article and day file (slot requests,
+hence reads, can be sent by anyone, and every page view signs fresh tokens; a file is one UTC day
+of one writer, so a reader spread over R replicas weighs at most R reads a day). Parsing is one
 pass over the lines (cached per file) that codes ids per file against that file's vocabulary;
 merging files maps the small vocabularies, not every row, and the rows stay integer arrays
 through to the COO to CSR conversion.
@@ -61,7 +65,7 @@ class UserItems:
 
 
 KINDS = ("click", "decision", "impression")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
 
 
 def read_interactions(files: Iterable[Path], recs: Recs, report: ReadReport | None = None,
@@ -129,7 +133,7 @@ def _columns(path: Path, unused: tuple[str, ...], report: ReadReport, cache: Pat
 
 
 def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
-    """The one per-line Python loop of training, kept to a parse and four appends.
+    """The one per-line Python loop of training, kept to a parse, a set lookup and four appends.
 
     Lines of a kind whose weight is zero are recognised by their bytes and never parsed (the
     server's own compact format; lines formatted otherwise are parsed and then dropped).
@@ -143,6 +147,7 @@ def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
     items: list[int] = []
     kinds: list[int] = []
     stamps: list[float] = []
+    seen: set[tuple[int, int, int]] = set()  # (reader, item, kind) rows this file (one day) holds
     add_user, add_item, add_kind, add_ts = users.append, items.append, kinds.append, stamps.append
     loads = orjson.loads
     with open(path, "rb") as f:
@@ -158,11 +163,17 @@ def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
             code = codes.get(kind)
             if not user or code is None or event.get("bot"):
                 continue
+            if kind != "decision" and not event.get("counted"):
+                continue  # a replayed token, or a hit the server did not count
             report.events += 1
             user_code = user_vocab.setdefault(user, len(user_vocab))
             for target in _targets(kind, event):
+                item_code = item_vocab.setdefault(target, len(item_vocab))
+                if (user_code, item_code, code) in seen:
+                    continue  # this reader's weight on this item is already in for the day
+                seen.add((user_code, item_code, code))
                 add_user(user_code)
-                add_item(item_vocab.setdefault(target, len(item_vocab)))
+                add_item(item_code)
                 add_kind(code)
                 add_ts(ts)
     return {"user_vocab": np.array(list(user_vocab), dtype=str), "user_codes": np.array(users, dtype=np.int32),
