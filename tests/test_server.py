@@ -11,6 +11,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 from adserve.events import log_files, read_events
 from adserve.server.app import SERVER, create_app
@@ -197,22 +199,53 @@ async def test_cors_only_for_configured_origins(client):
     assert refused.status == 403
 
 
-async def test_health_metrics_openapi(client):
-    await post_slots(client, EXAMPLE_REQUEST)
-    assert (await (await client.get("/healthz")).json())["status"] == "ok"
-    metrics = await (await client.get("/metrics")).text()
-    for name in ("adserve_requests_total", 'adserve_slots_total{filled="true",type="display"}',
-                 "adserve_decision_seconds_bucket", "adserve_events_written_total",
-                 "adserve_config_reload_errors_total"):
-        assert name in metrics
+async def scrape(client) -> dict[tuple[str, tuple], float]:
+    """/metrics as {(sample name, sorted labels): value}."""
+    response = await client.get("/metrics")
+    assert response.status == 200 and response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(await response.text()) for sample in family.samples}
+
+
+async def test_health_openapi_and_metrics_count_known_traffic(client):
+    assert await (await client.get("/healthz")).json() == {"status": "ok", "config_ok": True,
+                                                           "model_loaded": False}
     spec = await (await client.get("/openapi.json")).json()
     assert {"/v1/slots", "/t/i", "/t/c", "/v1/items/{item_id}"} <= set(spec["paths"])
-
-
-async def test_unknown_route_and_method_are_json_4xx(client):
-    assert (await client.get("/nope")).status == 404
-    wrong = await client.get("/v1/slots")
-    assert wrong.status == 405 and (await wrong.json())["error"] == "method_not_allowed"
+    before = await scrape(client)
+    assert not [name for name, _ in before if name.endswith("_created")]
+    assert before[("adserve_slot_request_duration_seconds_count", ())] == 0
+    slots = await post_slots(client, EXAMPLE_REQUEST)  # two display ads and a widget, all filled
+    for agent in ("Mozilla/5.0", "Mozilla/5.0", "Googlebot/2.1"):  # counted, duplicate, bot
+        await client.get(local(slots["s1"]["impression_url"]), headers={"User-Agent": agent})
+    await client.get(local(slots["s1"]["click_url"]), allow_redirects=False)
+    await client.get("/v1/slots")
+    await client.get("/v1/items/x")
+    await client.get("/nope")
+    after = await scrape(client)
+    changed = {key: value - before.get(key, 0) for key, value in after.items()
+               if value != before.get(key, 0) and not key[0].endswith(("_bucket", "_sum"))}
+    assert changed == {
+        ("adserve_requests_total", (("route", "/metrics"), ("status", "200"))): 1,
+        ("adserve_requests_total", (("route", "/v1/slots"), ("status", "200"))): 1,
+        ("adserve_requests_total", (("route", "/t/i"), ("status", "200"))): 3,
+        ("adserve_requests_total", (("route", "/t/c"), ("status", "302"))): 1,
+        ("adserve_requests_total", (("route", "/v1/slots"), ("status", "405"))): 1,
+        ("adserve_requests_total", (("route", "/v1/items/{item_id}"), ("status", "405"))): 1,
+        ("adserve_requests_total", (("route", "none"), ("status", "404"))): 1,
+        ("adserve_slots_total", (("filled", "true"), ("type", "display"))): 2,
+        ("adserve_slots_total", (("filled", "true"), ("type", "recs"))): 1,
+        ("adserve_slot_request_duration_seconds_count", ()): 1,
+        ("adserve_events_written_total", (("type", "decision"),)): 1,
+        ("adserve_events_written_total", (("type", "impression"),)): 3,
+        ("adserve_events_written_total", (("type", "click"),)): 1,
+        ("adserve_tracking_total", (("kind", "impression"), ("outcome", "counted"))): 1,
+        ("adserve_tracking_total", (("kind", "impression"), ("outcome", "duplicate"))): 1,
+        ("adserve_tracking_total", (("kind", "impression"), ("outcome", "bot"))): 1,
+        ("adserve_tracking_total", (("kind", "click"), ("outcome", "counted"))): 1,
+    }
+    assert after[("adserve_slot_request_duration_seconds_bucket", (("le", "+Inf"),))] == 1
+    assert after[("adserve_config_reload_errors_total", ())] == after[("adserve_shed_total", ())] == 0
 
 
 async def test_cms_upsert_requires_the_token(client):
