@@ -248,17 +248,29 @@ async def test_health_openapi_and_metrics_count_known_traffic(client):
     assert after[("adserve_config_reload_errors_total", ())] == after[("adserve_shed_total", ())] == 0
 
 
-async def test_cms_upsert_requires_the_token(client):
+async def test_cms_upsert_requires_the_token_and_refusals_write_nothing(client, workdir):
+    server = client.server.app[SERVER]
+    journal = workdir / "var" / "events" / "catalog-updates.jsonl"
+    catalog_before = copy.deepcopy(server.catalog.items)
     item = {"url": "https://news.example/a/new", "title": "A new story", "section": "world"}
-    assert (await client.put("/v1/items/new-1", json=item)).status == 401
-    wrong = await client.put("/v1/items/new-1", json=item, headers={"Authorization": "Bearer nope"})
-    assert wrong.status == 401
-    ok = await client.put("/v1/items/new-1", json=item,
-                          headers={"Authorization": "Bearer cms-token-for-tests"})
-    assert ok.status == 200
-    bad = await client.put("/v1/items/new-2", json={"title": "no url"},
-                           headers={"Authorization": "Bearer cms-token-for-tests"})
-    assert bad.status == 400
+    token = {"Authorization": "Bearer cms-token-for-tests"}
+    refused = [("new-1", item, {}, 401), ("new-1", item, {"Authorization": "Bearer nope"}, 401),
+               ("new-1", item, {"Authorization": "cms-token-for-tests"}, 401),
+               ("new-2", {"title": "no url"}, token, 400),
+               ("new-3", {**item, "url": "javascript:alert(1)"}, token, 400),
+               ("bad id!", item, token, 400)]
+    for item_id, body, headers, status in refused:
+        response = await client.put(f"/v1/items/{item_id}", json=body, headers=headers)
+        assert response.status == status, item_id
+    assert server.catalog.items == catalog_before and not journal.exists()
+    ok = await client.put("/v1/items/new-1", json=item, headers=token)
+    assert ok.status == 200 and await ok.json() == {"item_id": "new-1", "live": True}
+    added = server.catalog.items["new-1"]
+    assert (added.url, added.title, added.section) == (item["url"], item["title"], "world")
+    assert set(server.catalog.items) == set(catalog_before) | {"new-1"}
+    assert [orjson.loads(line)["item_id"] for line in journal.read_bytes().splitlines()] == ["new-1"]
+    retired = await client.put("/v1/items/new-1", json={**item, "live": False}, headers=token)
+    assert retired.status == 200 and server.catalog.live("new-1") is None
 
 
 def edit(workdir, name: str, old: str, new: str) -> None:

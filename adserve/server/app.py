@@ -172,8 +172,8 @@ class AdServer:
     async def handle_item(self, request: web.Request) -> web.Response:
         if not self.cms_token:
             return json_error(403, "forbidden", "item upserts are disabled: set ADSERVE_CMS_TOKEN")
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
-        if not hmac.compare_digest(given, self.cms_token.encode()):
+        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self.cms_token.encode()):
             return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
         body = await read_json(request, self.runtime.config.server.max_body_bytes)
         if isinstance(body, dict):
