@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
 import random
 import shutil
 import time
@@ -184,15 +185,35 @@ async def widget(client, body) -> dict:
     return (await response.json())["slots"]["w"]
 
 
+def organic(answer: dict) -> list[str]:
+    return [i["item_id"] for i in answer["items"] if not i["sponsored"]]
+
+
+def without_exploration(server) -> None:
+    """No random fresh picks: every organic item then comes from the strategy's own list."""
+    server.recommender.recs = dataclasses.replace(server.recommender.recs, explore_share=0.0)
+
+
+async def until(condition, guard: float = 120.0) -> None:
+    """Wait for ``condition``; the guard only stops a hang, no duration is asserted."""
+    deadline = time.monotonic() + guard
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        await asyncio.sleep(0.05)
+
+
 async def test_reader_with_history_gets_personal_items(recs_client):
     client, server = recs_client
-    known = server.recommender.model.artifact.user_ids.tolist()[0]
-    page = server.recommender.model.item_ids[0]
+    without_exploration(server)
+    model = server.recommender.model
+    known = model.artifact.user_ids.tolist()[0]
+    page = model.item_ids[0]
     mine = await widget(client, recs_request(known, page))
     anonymous = await widget(client, recs_request(None, page))
     assert mine["strategy"] == "personal" and anonymous["strategy"] == "related"
-    organic = lambda w: [i["item_id"] for i in w["items"] if not i["sponsored"]]
-    assert organic(mine) != organic(anonymous)
+    assert len(organic(mine)) == 4 and organic(anonymous)
+    assert set(organic(mine)) <= set(model.personal(known, ()))  # the reader's own top-N
+    assert set(organic(anonymous)) <= set(model.related(page))   # the page's neighbours
 
 
 async def test_sponsored_items_fill_configured_positions(recs_client):
@@ -241,8 +262,20 @@ async def test_new_reader_is_folded_in_from_recent_clicks(recs_client):
     assert after["strategy"] == "personal"
 
 
-async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, simulated, workdir):
+def one_reader_model(reader: str, items: list[str]) -> ModelArtifact:
+    """A model that knows one reader, whose top-N is ``items``."""
+    rng = np.random.default_rng(0)
+    return ModelArtifact(user_ids=np.array([reader]), item_ids=np.array(items),
+                         user_factors=rng.random((1, 4), dtype=np.float32),
+                         item_factors=rng.random((len(items), 4), dtype=np.float32),
+                         user_top=np.arange(len(items), dtype=np.int32)[None, :],
+                         item_neighbors=np.full((len(items), len(items)), -1, dtype=np.int32),
+                         meta={"params": {"algorithm": "als"}})
+
+
+async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, workdir):
     client, server = recs_client
+    without_exploration(server)
     first = server.recommender.model
     model_path = workdir / "var" / "model.npz"
     model_path.write_bytes(b"corrupt")
@@ -250,21 +283,34 @@ async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, simulat
     assert server.recommender.model is first
     status = await (await client.get("/v1/config/status")).json()
     assert "not a readable model artifact" in status["model"]["error"]
-    train(workdir / "var" / "events", Recs(factors=8, iterations=3), model_path)
+    before = organic(await widget(client, recs_request("reader-1")))
+    recent = time.time() - 48 * 3600
+    unseen = [i for i, item in server.catalog.items.items()
+              if i not in before and item.live and (item.published or 0) > recent][:6]
+    one_reader_model("reader-1", unseen).save(model_path)
     await server.reload_model()
     assert server.recommender.model is not first
-    assert server.recommender.model.artifact.user_factors.shape[1] == 8
-    assert (await widget(client, recs_request("reader-1")))["items"]
+    after = await widget(client, recs_request("reader-1"))
+    assert after["strategy"] == "personal" and len(organic(after)) == 4
+    assert set(organic(after)) <= set(unseen)  # the new model's picks, none of the old answer's
 
 
 async def test_model_file_watch_picks_up_a_new_artifact(recs_client, workdir):
     client, server = recs_client
+    without_exploration(server)
     first = server.recommender.model
-    train(workdir / "var" / "events", Recs(factors=4, iterations=2), workdir / "var" / "model.npz")
-    deadline = time.monotonic() + 5
-    while server.recommender.model is first and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert server.recommender.model is not first
+    await asyncio.to_thread(train, workdir / "var" / "events", Recs(factors=4, iterations=2),
+                            workdir / "var" / "model.npz")
+    await until(lambda: server.recommender.model is not first)
+    await served_from(client, server.recommender.model)
+
+
+async def served_from(client, model) -> None:
+    """A reader of ``model`` is served from their top-N in it."""
+    reader = model.artifact.user_ids.tolist()[1]
+    answer = await widget(client, recs_request(reader))
+    assert answer["strategy"] == "personal" and len(organic(answer)) == 4
+    assert set(organic(answer)) <= set(model.personal(reader, ()))
 
 
 def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
@@ -294,16 +340,13 @@ def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
 
 async def test_scheduled_retrain_writes_and_swaps_a_model(recs_client, workdir):
     client, server = recs_client
+    without_exploration(server)
     first = server.recommender.model
     before = (workdir / "var" / "model.npz").stat().st_mtime_ns
     await server.retrain()
     assert (workdir / "var" / "model.npz").stat().st_mtime_ns != before
-    for _ in range(50):  # the model watcher swaps it in within a second or two
-        if server.recommender.model is not first:
-            break
-        await asyncio.sleep(0.1)
-    assert server.recommender.model is not first
-    assert (await widget(client, recs_request("reader-1")))["items"]
+    await until(lambda: server.recommender.model is not first)  # the model watcher swaps it in
+    await served_from(client, server.recommender.model)
 
 
 async def test_fresh_articles_get_their_exploration_share(recs_client):
