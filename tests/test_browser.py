@@ -118,21 +118,44 @@ async def test_display_click_reaches_landing_through_signed_redirect(browser, si
     assert len(clicks) == 1 and clicks[0]["campaign"] == 12174 and clicks[0]["counted"]
 
 
+WATCH = """(selector) => new Promise((resolve) => {
+  // An observer created after the loader's: the browser delivers to observers in creation order,
+  // so when this one hears of a change, the loader has already started or cleared its timer.
+  new IntersectionObserver((entries, self) => { self.disconnect(); resolve(entries[0].intersectionRatio); },
+                           {threshold: [0, 0.5, 1]}).observe(document.querySelector(selector));
+})"""
+
+
 async def test_impression_fires_only_once_the_slot_is_in_view(browser, site, workdir):
+    """On the page's own (paused) clock: the one-second rule is checked to the millisecond."""
     base, _ = site
-    page, _ = await open_page(browser, base + "/", height=700)
-    slot = page.locator("[data-testid=sidebar-300x250]")
+    context = await browser.new_context(viewport={"width": 1280, "height": 700})
+    await context.clock.install()
+    await context.clock.pause_at(1_800_000_000_000)
+    page = await context.new_page()
+    await page.goto(base + "/")
+    await page.wait_for_selector("[data-testid=you-might-like][data-adserve-state]", state="attached")
+    selector = "[data-testid=sidebar-300x250]"
+    slot = page.locator(selector)
+    await slot.wait_for(state="attached")
     slot_id = await slot.get_attribute("id")
     seen = lambda: [e for e in events(workdir, "impression") if e["slot"] == slot_id]
-    await page.wait_for_timeout(1600)
-    assert seen() == []  # below the fold: no impression however long we wait
+    viewed = lambda: slot.get_attribute("data-adserve-viewed")
+    assert await page.evaluate(WATCH, selector) < 0.5  # below the fold
+    await page.clock.run_for(60_000)
+    assert await viewed() is None  # no impression however long it stays out of view
     await slot.scroll_into_view_if_needed()
-    await page.wait_for_timeout(400)
-    assert seen() == []  # in view, but not yet for one second
-    await page.wait_for_function(
-        "document.querySelector('[data-testid=sidebar-300x250]').dataset.adserveViewed === 'true'")
-    await page.wait_for_timeout(200)
+    assert await page.evaluate(WATCH, selector) >= 0.5
+    await page.clock.run_for(999)
+    assert await viewed() is None  # in view, but not yet for one second
+    await page.clock.run_for(1)
+    assert await viewed() == "true"
+    for _ in range(1200):  # the pixel is on its way: wait for it to be logged (a hang guard)
+        if seen():
+            break
+        await asyncio.sleep(0.05)
     assert len(seen()) == 1 and seen()[0]["counted"]
+    await context.close()
 
 
 async def test_unfilled_slot_collapses(browser, make_server, aiohttp_server, workdir):
