@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import orjson
 import pytest
@@ -94,14 +95,50 @@ def test_expiry():
     tick = Tick()
     signer = Signer(SECRET, 60, clock=tick)
     token = signer.sign({"c": 1})
-    tick.now += 59
-    signer.verify(token)
-    tick.now += 2
+    tick.now += 60
+    signer.verify(token)  # valid for ttl seconds, the last one included
+    tick.now += 1
     with pytest.raises(TokenError) as caught:
         signer.verify(token)
-    assert caught.value.status == 410
+    assert (caught.value.status, str(caught.value)) == (410, "token expired")
 
 
 def test_short_secret_is_refused():
     with pytest.raises(ValueError):
         Signer(b"short", 60)
+
+
+def test_tokens_are_url_safe_unpadded_and_round_trip():
+    """Tokens travel in query strings as they stand: base64url, no padding, no line breaks."""
+    signer = Signer(SECRET, 3600)
+    for n in range(400):  # payload lengths cover every padding case; MACs cover every character
+        payload = {"l": f"https://a.example/{'x' * (n % 7)}?q={n}", "its": [f"item-{i}" for i in range(n % 5)]}
+        token = signer.sign(payload)
+        assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}", token), token
+        assert {k: v for k, v in signer.verify(token).items() if k not in ("t", "n")} == payload
+
+
+def _signed(body: bytes) -> str:
+    """A correctly signed token around any body: what only a leaked secret could make."""
+    signer = Signer(SECRET, 3600)
+    return f"{body.decode()}.{signer._mac(body).decode()}"
+
+
+@pytest.mark.parametrize("token, status, message", [
+    ("", 400, "malformed token"), ("a.b.c", 400, "malformed token"), ("\u00e9.x", 400, "malformed token"),
+    ("e30.AAAA", 403, "bad signature"), ("x" * 4095 + ".", 403, "bad signature"),  # 4,096: not too long
+    ("x" * 4096 + ".", 400, "malformed token"),
+    (_signed(b"bm90IGpzb24"), 400, "malformed token"),            # signed, but not JSON
+    (_signed(b"WzFd"), 400, "malformed token"),                   # signed JSON, but a list
+    (_signed(b"eyJjIjoxfQ"), 400, "malformed token"),             # signed, but no issue time
+    (_signed(b"eyJ0IjoiMSJ9"), 400, "malformed token")])          # an issue time that is no number
+def test_refusals_say_why(token, status, message):
+    with pytest.raises(TokenError) as caught:
+        Signer(SECRET, 3600).verify(token)
+    assert (caught.value.status, str(caught.value)) == (status, message)
+
+
+def test_secret_of_exactly_16_bytes_is_enough():
+    Signer(b"x" * 16, 60)
+    with pytest.raises(ValueError, match="^the signing secret must be at least 16 bytes$"):
+        Signer(b"x" * 15, 60)
