@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import os
+import time
 
 import pytest
 
@@ -111,3 +113,67 @@ async def test_background_task_fsyncs_appended_events(tmp_path, fsyncs):
     finally:
         task.cancel()
         log.close()
+
+
+def test_reader_skips_and_reports_bad_lines_and_filters_types(tmp_path):
+    first = tmp_path / "events-2026-11-25.a.jsonl"
+    first.write_bytes(b'{"type": "click", "n": 1}\n{"type": \n[1, 2]\n\xff\xfe not utf-8\n'
+                      b'{"type": "decision"}\n{"type": "click", "n": 2}\n')
+    second = tmp_path / "events-2026-11-26.a.jsonl"
+    second.write_bytes(b'{"type": "impression"}\n{"type": "click", "n": 3}\n')
+    report = ReadReport()
+    clicks = list(read_events(log_files(tmp_path), report, types=frozenset({"click"})))
+    assert [e["n"] for e in clicks] == [1, 2, 3]
+    assert (report.files, report.events) == (2, 3)
+    assert report.skipped == [(str(first), 2), (str(first), 3), (str(first), 4)]
+    everything = ReadReport()
+    assert len(list(read_events(log_files(tmp_path), everything))) == 5 == everything.events
+
+
+def test_one_file_per_day_opened_once(tmp_path, fsyncs):
+    """Events of the open file's day, in any order, go to it without reopening (a reopen would
+    fsync and close it mid-day); the default writer name is ``main``."""
+    umask = os.umask(0o022)  # the usual umask, under which the file is created 0o644
+    try:
+        log = EventLog(tmp_path / "new" / "folder", clock=lambda: DAY + 60)
+        log.append({"type": "click", "ts": DAY + 43200})
+    finally:
+        os.umask(umask)
+    log.append({"type": "click", "ts": DAY}, {"type": "click", "ts": DAY + 86400})
+    log.append({"type": "click", "ts": DAY + 86399.5})
+    log.append({"type": "click"})  # stamped by the log's clock
+    assert fsyncs.fds == []
+    log.close()
+    (path,) = log_files(tmp_path / "new" / "folder")
+    assert path.name == "events-2026-11-25.main.jsonl" and path.stat().st_mode & 0o777 == 0o644
+    assert [e["ts"] for e in read_events([path])] == [DAY + 43200, DAY, DAY + 86400, DAY + 86399.5, DAY + 60]
+
+
+def test_a_closed_log_can_be_reopened_without_blank_or_glued_lines(tmp_path):
+    log = EventLog(tmp_path)
+    log.append({"type": "click", "ts": 0.5})
+    fd = log._fd
+    log.close()
+    with pytest.raises(OSError):
+        os.fstat(fd)  # closed, not leaked
+    log.append({"type": "click", "ts": 0.25})
+    log.close()
+    log = EventLog(tmp_path)
+    log.append({"type": "impression", "ts": 0.75})
+    log.close()
+    assert log_files(tmp_path)[0].read_bytes() == (b'{"type":"click","ts":0.5}\n{"type":"click","ts":0.25}\n'
+                                                   b'{"type":"impression","ts":0.75}\n')
+
+
+def test_days_are_utc_days_whatever_the_local_zone(tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "America/New_York")
+    time.tzset()
+    try:
+        assert events.day_of(DAY + 3600) == "2026-11-25"  # 20:00 the day before in New York
+        log = EventLog(tmp_path, writer="w")
+        log.append({"type": "click", "ts": DAY + 3600})
+        log.close()
+        assert [p.name for p in log_files(tmp_path)] == ["events-2026-11-25.w.jsonl"]
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()

@@ -9,7 +9,7 @@ import pytest
 
 from adserve.decision import AdNeed
 from adserve.ledger import Ledger
-from adserve.model import Budget, FrequencyCap, Price
+from adserve.model import Budget, Flight, FrequencyCap, Price
 
 from .conftest import FakeClock
 from .test_decision import campaign, decider, request
@@ -60,6 +60,28 @@ def test_frequency_cap_without_reader_fails_closed():
 def test_total_impression_budget_asap():
     d = decider([campaign(1, budget=Budget(metric="impressions", total=25), pacing="asap")])
     assert serve_and_count(d, request(), 100) == 25
+
+
+def test_even_pacing_spreads_a_total_budget_over_the_flight():
+    """No daily budget: the total is paced along the flight, an hour ahead of the straight line."""
+    clock = FakeClock()
+    flight = Flight(start=clock(), end=clock() + dt.timedelta(days=10))
+    d = decider([campaign(1, budget=Budget(metric="impressions", total=240), pacing="even",
+                          flight=flight)], clock)
+    assert serve_and_count(d, request(), 10) == 1  # 1 hour of 240
+    clock.advance(hours=23)
+    assert serve_and_count(d, request(), 100) == 23  # 24 hours of 240
+    clock.advance(days=20)
+    assert serve_and_count(d, request(), 500) == 0  # the flight is over
+
+
+def test_with_a_daily_budget_the_total_is_not_paced_again():
+    clock = FakeClock()
+    flight = Flight(start=clock(), end=clock() + dt.timedelta(days=10))
+    d = decider([campaign(1, budget=Budget(metric="impressions", total=30, daily=1000), pacing="even",
+                          flight=flight)], clock)
+    clock.advance(hours=12)  # the daily pacing allows far more than 30 by now
+    assert serve_and_count(d, request(), 100) == 30
 
 
 def test_spend_budget_counts_cpm_price():
