@@ -177,7 +177,7 @@ async def test_creative_cannot_touch_the_host_page(browser, make_server, aiohttp
     page, dialogs = await open_page(browser, url)
     frame = page.frame_locator("[data-testid=sidebar-300x250] iframe")
     await frame.locator("#hostile").wait_for()
-    await page.wait_for_timeout(300)
+    await frame.locator("#hostile", has_text="ran:").wait_for()  # the script ran to its end
     assert await frame.locator("#hostile").text_content() == "ran:"  # every attempt threw
     assert dialogs == []
     assert page.url == url
@@ -187,17 +187,18 @@ async def test_creative_cannot_touch_the_host_page(browser, make_server, aiohttp
 
 
 async def test_hot_reload_shows_on_the_next_page_view(browser, site, workdir):
-    base, _ = site
+    base, server = site
     page, _ = await open_page(browser, base + "/")
     assert await page.get_attribute("[data-testid=top-banner]", "data-adserve-campaign") == "12180"
+    serving = server.runtime
     edit(workdir, "campaigns/display.yaml", "    name: Civic Motors EV launch (desktop)\n",
          "    name: Civic Motors EV launch (desktop)\n    status: paused\n")
-    for _ in range(40):
-        await page.wait_for_timeout(150)
-        await page.reload()
-        await page.wait_for_selector("[data-testid=top-banner][data-adserve-state]")
-        if await page.get_attribute("[data-testid=top-banner]", "data-adserve-campaign") != "12180":
+    for _ in range(1200):  # the file watcher swaps the runtime (a hang guard, not a time limit)
+        if server.runtime is not serving:
             break
+        await asyncio.sleep(0.05)
+    await page.reload()
+    await page.wait_for_selector("[data-testid=top-banner][data-adserve-state]")
     assert await page.get_attribute("[data-testid=top-banner]", "data-adserve-campaign") == "90001"
 
 
