@@ -142,3 +142,31 @@ def test_even_pacing_over_a_23_hour_day():
         total += serve_and_count(d, request(), 30)
         clock.advance(hours=1)
     assert total == 230
+
+
+def test_charges_name_their_counters_and_expiries():
+    """What one hit adds, and for how long each counter lives: totals a week past the flight,
+    days two days, a cap its period plus an hour (a flight-long cap: the flight's life)."""
+    clock = FakeClock()  # 2026-11-25 15:00 UTC, 10:00 in New York
+    ledger = Ledger("America/New_York")
+    moment = ledger.moment(clock())
+    flight_left = int((dt.datetime(2027, 1, 1, tzinfo=UTC) - clock()).total_seconds()) + 7 * 86400
+    cpm = campaign(1, price=4.0, frequency_cap=FrequencyCap(count=3, period="day"))
+    assert ledger.charge(cpm, "impression", "u", moment) == (
+        {"c1:total:impressions": 1.0, "c1:day:2026-11-25:impressions": 1.0,
+         "c1:total:spend": 0.004, "c1:day:2026-11-25:spend": 0.004, "c1:cap:u:20261125": 1.0},
+        {"c1:total:impressions": flight_left, "c1:day:2026-11-25:impressions": 2 * 86400,
+         "c1:total:spend": flight_left, "c1:day:2026-11-25:spend": 2 * 86400, "c1:cap:u:20261125": 90000})
+    assert ledger.charge(cpm, "click", "u", moment) == (
+        {"c1:total:clicks": 1.0, "c1:day:2026-11-25:clicks": 1.0},
+        {"c1:total:clicks": flight_left, "c1:day:2026-11-25:clicks": 2 * 86400})
+    cpc = campaign(2, frequency_cap=FrequencyCap(count=3, period="flight"))
+    cpc.price = Price(model="cpc", amount=0.5)
+    increments, ttl = ledger.charge(cpc, "click", "u", moment)
+    assert increments["c2:total:spend"] == increments["c2:day:2026-11-25:spend"] == 0.5
+    assert "c2:total:spend" not in ledger.charge(cpc, "impression", "u", moment)[0]
+    assert ledger.charge(cpc, "impression", "u", moment)[1]["c2:cap:u:all"] == flight_left + 3600
+    ending = campaign(3, flight=Flight(start=dt.datetime(2026, 1, 1, tzinfo=UTC),
+                                       end=clock() - dt.timedelta(days=6)))
+    ttl = ledger.charge(ending, "impression", None, moment)[1]
+    assert ttl["c3:total:impressions"] == 2 * 86400  # a day past the week after: a day counter's life
