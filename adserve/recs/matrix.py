@@ -169,9 +169,10 @@ def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
             user_code = user_vocab.setdefault(user, len(user_vocab))
             for target in _targets(kind, event):
                 item_code = item_vocab.setdefault(target, len(item_vocab))
-                if (user_code, item_code, code) in seen:
-                    continue  # this reader's weight on this item is already in for the day
+                before = len(seen)
                 seen.add((user_code, item_code, code))
+                if len(seen) == before:
+                    continue  # this reader's weight on this item is already in for the day
                 add_user(user_code)
                 add_item(item_code)
                 add_kind(code)
