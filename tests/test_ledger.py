@@ -170,3 +170,15 @@ def test_charges_name_their_counters_and_expiries():
                                        end=clock() - dt.timedelta(days=6)))
     ttl = ledger.charge(ending, "impression", None, moment)[1]
     assert ttl["c3:total:impressions"] == 2 * 86400  # a day past the week after: a day counter's life
+
+
+@pytest.mark.parametrize("period, bucket, ttl", [
+    ("hour", "2026112510", 3600 + 3600), ("day", "20261125", 86400 + 3600),
+    ("week", "2026-W48", 7 * 86400 + 3600)])
+def test_a_cap_counts_in_its_local_period(period, bucket, ttl):
+    clock = FakeClock()  # Wednesday 2026-11-25, 10:00 in New York (ISO week 48)
+    ledger = Ledger("America/New_York")
+    capped = campaign(1, frequency_cap=FrequencyCap(count=3, period=period))
+    increments, ttls = ledger.charge(capped, "impression", "u", ledger.moment(clock()))
+    assert increments[f"c1:cap:u:{bucket}"] == 1.0 and ttls[f"c1:cap:u:{bucket}"] == ttl
+    assert ledger.limits(capped, "u", ledger.moment(clock()))[0] == (f"c1:cap:u:{bucket}", 3)
