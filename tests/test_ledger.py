@@ -110,6 +110,12 @@ def test_even_pacing_spreads_the_daily_budget():
     assert serve_and_count(d, request(), 40) == 10  # the next local day starts afresh
 
 
+def test_even_pacing_never_allows_more_than_the_daily_budget():
+    clock = FakeClock(dt.datetime(2026, 11, 25, 4, 30, tzinfo=UTC))  # 23:30 in New York
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=240), pacing="even")], clock)
+    assert serve_and_count(d, request(), 400) == 240  # the hour of slack does not reach past the day
+
+
 def test_asap_pacing_spends_at_once():
     clock = FakeClock(dt.datetime(2026, 11, 24, 5, 0, tzinfo=UTC))
     d = decider([campaign(1, budget=Budget(metric="impressions", daily=240), pacing="asap")], clock)
