@@ -141,6 +141,9 @@ class ObjectChecks:
     def campaign(self, campaign: Campaign) -> list[ConfigError]:
         if not campaign.creatives:
             return [self.sources.error(campaign, "creatives", "a campaign needs at least one creative")]
+        if campaign.weight == 0 and campaign.status == "active":
+            return [self.sources.error(campaign, "weight", "weight 0 never serves; to stop a campaign "
+                                                           "say status: paused", "warning")]
         return []
 
     def placement(self, placement: Placement) -> list[ConfigError]:

@@ -113,6 +113,9 @@ class Creative:
     format: Literal["image", "html", "native"] = "image"
     platform: Literal["WEB", "MWEB", "APP", "ANY"] = field(
         default="ANY", metadata=doc("WEB: desktop web, MWEB: mobile web, APP: in-app."))
+    weight: float = field(default=1.0, metadata=doc(
+        "Share of its campaign's impressions among its creatives that fit the slot (0: never shown).",
+        min=0))
     landing_url: str = field(metadata=doc("Where a click goes (https).", pattern=r"^https?://\S+$"))
     variants: list[Variant] = field(metadata=doc("At least one variant."))
 
@@ -125,7 +128,8 @@ class Campaign:
     status: Literal["active", "paused"] = "active"
     flight: Flight
     tier: Tier = field(default="standard", metadata=doc("sponsorship > standard > remnant > house."))
-    weight: float = field(default=1.0, metadata=doc("Share within its tier.", min=0))
+    weight: float = field(default=1.0, metadata=doc(
+        "Share within its tier, times its eCPM (0: never serves; prefer status: paused).", min=0))
     price: Price
     expected_ctr: float = field(default=0.002, metadata=doc("CTR used to rank CPC against CPM.",
                                                              min=0, max=1))

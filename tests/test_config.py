@@ -168,3 +168,9 @@ def test_shipped_schema_is_current_and_accepts_demo_files():
         document = json.loads(json.dumps(yaml.safe_load(text), default=str))
         assert validator.is_valid(document), (path, [str(e) for e in validator.iter_errors(document)])
     assert not validator.is_valid({"campaigns": [{"id": 1, "targetting": {}}]})
+
+
+def test_weight_zero_is_a_warning_that_points_to_paused(workdir):
+    result = problems_for(workdir, GOOD_CAMPAIGN + "    weight: 0\n")
+    assert result.ok and only(result, "status: paused").path == "campaigns[0].weight"
+    assert problems_for(workdir, GOOD_CAMPAIGN + "    weight: 0\n    status: paused\n").warnings == []
