@@ -78,9 +78,10 @@ class Fill:
 
 def ecpm(campaign: Campaign) -> float:
     """Expected revenue per 1000 impressions; CPC prices count through the expected CTR."""
+    amount = float(campaign.price.amount)
     if campaign.price.model == "cpm":
-        return campaign.price.amount
-    return campaign.price.amount * campaign.expected_ctr * 1000.0
+        return amount
+    return amount * campaign.expected_ctr * 1000.0
 
 
 MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free campaigns

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 
@@ -109,3 +110,24 @@ def test_even_pacing_over_a_23_hour_day():
         total += serve_and_count(d, request(), 30)
         clock.advance(hours=1)
     assert total == 230
+
+
+@pytest.mark.parametrize("cpc, total, clicks", [("0.10", "1.00", 10), ("1.10", "11.00", 10),
+                                                ("3", "10", 3), ("0.07", "0.50", 7), ("2.50", "2.49", 0)])
+def test_cpc_spend_bills_whole_clicks_and_never_overshoots(cpc, total, clicks):
+    c = campaign(1, budget=Budget(metric="spend", total=Decimal(total)), pacing="asap")
+    c.price = Price(model="cpc", amount=Decimal(cpc))
+    d = decider([c])
+    assert serve_and_count(d, request(), 20, click=True) == clicks
+    spent = asyncio.run(d.state.get_many(["c1:total:spend"]))[0]
+    assert spent == clicks * Decimal(cpc) * 1_000_000  # integer micro-units, exactly
+
+
+def test_cpm_spend_is_counted_in_exact_micro_units():
+    # 0.30 CPM is 300 micro-units an impression: a budget of 0.009 buys exactly 30
+    c = campaign(1, price=Decimal("0.30"), budget=Budget(metric="spend", total=Decimal("0.009")),
+                 pacing="asap")
+    d = decider([c])
+    assert serve_and_count(d, request(), 50) == 30
+    inc, _ttl = d.ledger.charge(c, "impression", "reader-1", d.ledger.moment(d.clock()))
+    assert inc["c1:total:spend"] == 300 and isinstance(inc["c1:total:spend"], int)
