@@ -85,6 +85,17 @@ class MemoryState:
                     del self._values[key]
             self._swept_minute += 1
 
+    def snapshot(self) -> list[tuple[str, tuple[float, float]]]:
+        """Every key as (key, (value, expires_at)), copied at once: what a checkpoint saves."""
+        return list(self._values.items())
+
+    def restore(self, entries) -> None:
+        """Take back a checkpoint's keys, except those expired since (the store starts empty)."""
+        now = self._clock()
+        for key, (value, expires) in entries:
+            if expires > now:
+                self._create(key, value, expires)
+
     def __len__(self) -> int:
         return len(self._values)
 

@@ -9,7 +9,6 @@ store, outside the runtime, so caps and budgets survive reloads.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import hmac
 import logging
@@ -24,7 +23,7 @@ from aiohttp import web
 from ..catalog import Catalog, CatalogError, item_from_dict
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import EventLog, log_files, read_events
+from ..events import EventLog
 from ..ledger import Ledger
 from ..model import Config
 from ..recs.artifact import ArtifactError, ModelArtifact
@@ -38,11 +37,10 @@ from . import pages, tracking
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
+from .replay import Replay
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
-REPLAY_DAYS = 7
-REPLAYED = frozenset({"decision", "click", "impression"})
 
 
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -75,6 +73,7 @@ class AdServer:
         self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
+        self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
         self.cms_token = cms_token
         self.runtime = self._runtime(config)
         self.model_path = Path(settings.model_path)
@@ -126,32 +125,6 @@ class AdServer:
     async def reload_model(self) -> None:
         await asyncio.to_thread(self._load_model)
 
-    def replay_log(self) -> int:
-        """Warm in-process state from recent events: popularity, reader history, counters."""
-        since = (self.clock() - dt.timedelta(days=REPLAY_DAYS)).date()
-        replayed = 0
-        for event in read_events(log_files(self.events.folder, since), types=REPLAYED):
-            ts = float(event["ts"])
-            if event["type"] == "decision":
-                self.recommender.record("decision", event.get("user"), event.get("page"), ts)
-            elif event.get("counted"):
-                self.recommender.record(event["type"], event.get("user"), event.get("item"), ts)
-                if isinstance(self.state, MemoryState):
-                    self._replay_counters(event, ts)
-            replayed += 1
-        return replayed
-
-    def _replay_counters(self, event: dict, ts: float) -> None:
-        campaign = self.runtime.decider.inventory.campaigns.get(event.get("campaign"))
-        if event.get("token"):
-            key = tracking.token_key(event["type"], event["token"])
-            self.state.seed({key: 1.0}, {key: self.signer.ttl}, ts)
-        if campaign is not None:
-            ledger = self.runtime.decider.ledger
-            moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
-            increments, ttl = ledger.charge(campaign, event["type"], event.get("user"), moment)
-            self.state.seed(increments, ttl, ts)
-
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:
         return self.runtime.config.server.public_url or f"{request.scheme}://{request.host}"
@@ -200,11 +173,11 @@ class AdServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start_background(self, app: web.Application) -> None:
-        self.replay_log()
+        self.replay.run(self.runtime.decider)
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-                self._watch_queue(), self._retrain_on_schedule()]
+                self._watch_queue(), self._retrain_on_schedule(), self.replay.save_forever()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
@@ -249,6 +222,7 @@ class AdServer:
         for task in getattr(self, "tasks", []):
             task.cancel()
         await asyncio.gather(*getattr(self, "tasks", []), return_exceptions=True)
+        self.replay.save()
         self.events.close()
         await self.state.close()
 

@@ -1,0 +1,123 @@
+"""What a restart brings back: reader history and popularity, and the embedded store's counters.
+
+Lifetime counters (flight budgets, flight caps) can be months old, so they are not rebuilt from
+the whole log at every start: a counter checkpoint holds every key of the embedded store with its
+expiry, and the byte offset each log file had reached when it was taken; a start loads it and
+replays only the log after those offsets. The checkpoint is written atomically (temporary file,
+fsync, rename), every minute and at shutdown, so a crash leaves the previous one and a longer
+tail of log, never a torn file. Without a readable checkpoint (a log older than checkpoints) the
+whole log is read once. A shared store (Redis) keeps its own counters and gets no checkpoint.
+
+The snapshot and the offsets are taken together on the event-loop thread, where the tracker
+logs a hit and charges it without yielding in between: every logged hit before the offsets is in
+the snapshot, every one after is replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+import orjson
+
+from ..decision import Decider
+from ..events import EventLog, log_files, log_sizes, read_events
+from ..recs.recommender import Recommender
+from ..state import MemoryState, StateStore
+from . import tracking
+
+log = logging.getLogger("adserve.replay")
+RECENT_DAYS = 7      # reader history and popularity look this far back
+CHECKPOINT_SECONDS = 60
+WARMED = frozenset({"decision", "click", "impression"})
+CHARGED = frozenset({"click", "impression"})
+
+
+class Replay:
+    def __init__(self, events: EventLog, state: StateStore, recommender: Recommender,
+                 token_ttl: int, clock) -> None:
+        self.folder = events.folder.resolve()  # the working folder may change before shutdown
+        self.state = state
+        self.recommender = recommender
+        self.token_ttl = token_ttl
+        self.clock = clock
+        self.checkpoint = self.folder / f"counters.{events.writer}.json"
+
+    def run(self, decider: Decider) -> int:
+        """Warm in-process state at start-up; the number of events read for reader history."""
+        since = (self.clock() - dt.timedelta(days=RECENT_DAYS)).date()
+        warmed = 0
+        for event in read_events(log_files(self.folder, since), types=WARMED):
+            item = event.get("page") if event["type"] == "decision" else event.get("item")
+            if event["type"] == "decision" or event.get("counted"):
+                self.recommender.record(event["type"], event.get("user"), item, float(event["ts"]))
+            warmed += 1
+        if isinstance(self.state, MemoryState):
+            self._restore_counters(decider)
+        return warmed
+
+    def _restore_counters(self, decider: Decider) -> None:
+        read = self._load()
+        self.state.restore(read.get("counters", ()))
+        done = read.get("logs", {})
+        files = [path for path in log_files(self.folder) if path.stat().st_size > done.get(path.name, 0)]
+        for event in read_events(files, types=CHARGED, skip=done):
+            if event.get("counted"):
+                self._charge(event, decider)
+
+    def _load(self) -> dict:
+        try:
+            return orjson.loads(self.checkpoint.read_bytes())
+        except FileNotFoundError:
+            return {}
+        except (OSError, orjson.JSONDecodeError) as exc:
+            log.error("counter checkpoint %s unreadable (%s): replaying the whole log", self.checkpoint, exc)
+            return {}
+
+    def _charge(self, event: dict, decider: Decider) -> None:
+        ts = float(event["ts"])
+        if event.get("token"):
+            key = tracking.token_key(event["type"], event["token"])
+            self.state.seed({key: 1}, {key: self.token_ttl}, ts)
+        campaign = decider.inventory.campaigns.get(event.get("campaign"))
+        if campaign is not None:
+            moment = decider.ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
+            increments, ttl = decider.ledger.charge(campaign, event["type"], event.get("user"), moment)
+            self.state.seed(increments, ttl, ts)
+
+    # -- checkpoint ---------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the checkpoint now (at shutdown)."""
+        if isinstance(self.state, MemoryState):
+            self._write(self._capture())
+
+    async def save_forever(self, interval: float = CHECKPOINT_SECONDS) -> None:
+        """Every ``interval`` seconds: capture on the loop thread, write in a worker thread."""
+        while isinstance(self.state, MemoryState):
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(self._write, self._capture())
+
+    def _capture(self) -> dict:
+        return {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder),
+                "counters": self.state.snapshot()}
+
+    def _write(self, captured: dict) -> None:
+        fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".counters-")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(orjson.dumps(captured))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(temporary, self.checkpoint)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+        directory = os.open(self.folder, os.O_RDONLY)
+        try:
+            os.fsync(directory)  # the rename itself survives a power cut
+        finally:
+            os.close(directory)

@@ -1,0 +1,77 @@
+"""Restarts: lifetime counters come back from the counter checkpoint plus the log after it."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from adserve.server.app import SERVER, create_app
+
+from .test_server import local, post_slots
+
+LONG_FLIGHT = """\
+campaigns:
+  - id: 777
+    name: Long flight, lifetime budget
+    advertiser: Longrun
+    flight: {start: 2026-11-20T00:00:00Z, end: 2027-03-01T00:00:00Z}
+    tier: sponsorship
+    price: {model: cpm, amount: 10}
+    budget: {metric: impressions, total: 100}
+    pacing: asap
+    creatives:
+      - {id: long-777, size: 300x250, landing_url: "https://longrun.example/",
+         variants: [{id: A, image_url: /static/x.svg}]}
+  - id: 778
+    name: Long flight, one view per reader
+    advertiser: Longcap
+    flight: {start: 2026-11-20T00:00:00Z, end: 2027-03-01T00:00:00Z}
+    tier: sponsorship
+    price: {model: cpm, amount: 10}
+    frequency_cap: {count: 1, period: flight}
+    creatives:
+      - {id: long-778, size: 300x250, landing_url: "https://longcap.example/",
+         variants: [{id: A, image_url: /static/x.svg}]}
+"""
+
+
+def page(reader: str) -> dict:
+    return {"page": {"item_id": "a1", "section": "world"}, "user": {"id": reader}, "device": "desktop",
+            "slots": [{"id": f"s{n}", "type": "display", "sizes": ["300x250"]} for n in range(2)]}
+
+
+async def view(client, reader: str) -> set[int]:
+    """One page view with both pixels fired: the campaigns the reader saw."""
+    seen = set()
+    for fill in (await post_slots(client, page(reader))).values():
+        if fill["fill"]:
+            assert (await client.get(local(fill["impression_url"]))).status == 200
+            seen.add(fill["campaign_id"])
+    return seen
+
+
+@pytest.mark.parametrize("restart", ["clean", "crash after a checkpoint", "no checkpoint",
+                                     "unreadable checkpoint"])
+async def test_a_restart_on_day_8_keeps_lifetime_budgets_and_flight_caps(
+        aiohttp_client, make_server, workdir, clock, restart):
+    (workdir / "config" / "campaigns" / "long.yaml").write_text(LONG_FLIGHT)
+    first = await aiohttp_client(create_app(make_server()))
+    server = first.server.app[SERVER]
+    checkpoint = server.replay.checkpoint
+    for n in range(100):
+        assert await view(first, f"r{n}") == {777, 778}
+        if n == 59 and restart == "crash after a checkpoint":
+            server.replay.save()
+            shutil.copy(checkpoint, workdir / "at-60")
+    await first.close()
+    if restart == "crash after a checkpoint":
+        shutil.copy(workdir / "at-60", checkpoint)  # the last 40 views are only in the log
+    elif restart == "no checkpoint":
+        checkpoint.unlink()  # a log written before checkpoints existed: read it whole, once
+    elif restart == "unreadable checkpoint":
+        checkpoint.write_bytes(b'{"version": 1, "counters": [["c777:to')  # read the whole log instead
+    clock.advance(days=8)
+    second = await aiohttp_client(create_app(make_server()))
+    assert await view(second, "r0") & {777, 778} == set()  # budget 100/100, cap 1/1
+    assert await view(second, "newcomer") & {777, 778} == {778}
