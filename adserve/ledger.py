@@ -2,22 +2,31 @@
 
 Counters live in a ``StateStore`` under keys made here, so the decision code and the tracking
 endpoints agree on them. Days are days in the site timezone, DST included: a spring-forward day
-has 23 hours, and even pacing spreads the daily budget over exactly those hours.
+has 23 hours, a fall-back day 25, and an hourly cap counts the repeated hour apart.
+
+Even pacing spreads a budget over the time the campaign can serve (its dayparts, clipped to its
+flight), weighted by the site's own traffic in each local hour where the log shows it: a daily
+1,000 limited to 17:00-23:00 plans 167 an hour there, not 42 an hour over the whole day (which
+let the first evening hour take 792). The counter may run one unit ahead of the line, so a
+campaign starts serving at once and its last unit fits before the day ends.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import math
 from dataclasses import dataclass
 from decimal import Decimal
+from typing import Mapping
 from zoneinfo import ZoneInfo
 
-from .model import Campaign
+from .model import Campaign, Flight
+from .targeting import CompiledTargeting
 
-PACING_SLACK = dt.timedelta(hours=1)  # even pacing may run this far ahead of a straight line
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 _DAY_TTL = 2 * 86400
+TRAFFIC_FLOOR = 0.01  # an hour the log shows empty still plans this share of an average hour
 
 
 @dataclass(frozen=True)
@@ -31,13 +40,44 @@ class Moment:
     local: dt.datetime        # ``now`` in the site timezone (dayparts read it)
     day: str                  # local date, ISO
     buckets: dict[str, str]   # frequency-cap period -> its current bucket
-    day_share: float          # share of the local day allowed so far by even pacing
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Stretches of time a campaign can serve, each with the traffic weight expected in it."""
+    starts: tuple[float, ...]   # Unix seconds
+    ends: tuple[float, ...]
+    before: tuple[float, ...]   # weight of the stretches before each one
+    weights: tuple[float, ...]
+
+    @property
+    def total(self) -> float:
+        return self.before[-1] + self.weights[-1] if self.weights else 0.0
+
+    def done(self, now: float) -> float:
+        """The weight of the plan that lies before ``now``."""
+        i = bisect.bisect_right(self.starts, now) - 1
+        if i < 0:
+            return 0.0
+        elapsed = min(1.0, (now - self.starts[i]) / (self.ends[i] - self.starts[i]))
+        return self.before[i] + self.weights[i] * elapsed
+
+    def share(self, now: float) -> float:
+        """How much of the plan is due by ``now``; all of it when the plan is empty."""
+        total = self.total
+        return self.done(now) / total if total > 0 else 1.0
 
 
 class Ledger:
-    def __init__(self, timezone: str) -> None:
+    def __init__(self, timezone: str, traffic: Mapping[int, float] | None = None) -> None:
+        """``traffic``: page views seen in each Unix hour (``ts // 3600``), from the event log."""
         self.tz = ZoneInfo(timezone)
+        self.hourly = _hourly_weights(traffic or {}, self.tz)
         self._last: Moment | None = None
+        self._targeting: dict[int, CompiledTargeting] = {}
+        self._plans: dict[tuple, _Plan] = {}  # by campaign and day, and by dayparts, day and flight edges
+        self._day_hours: dict[dt.date, tuple[tuple[float, int, int], ...]] = {}
+        self._flight_weights: dict[tuple, tuple[float, dict[dt.date, float]]] = {}
 
     def moment(self, now: dt.datetime) -> Moment:
         """The calendar facts of ``now``, computed once per second (counters need no finer)."""
@@ -45,19 +85,91 @@ class Ledger:
         if last is not None and int(last.now.timestamp()) == int(now.timestamp()):
             return last
         local = now.astimezone(self.tz)
-        start, end = self.day_bounds(now)
+        if last is not None and last.day != local.date().isoformat():
+            self._plans.clear()  # a new local day: yesterday's plans are done
+        offset = local.strftime("%z")  # the fall-back night's two 01:00 hours are two buckets
         self._last = Moment(now=now, local=local, day=local.date().isoformat(),
-                            buckets={"hour": local.strftime("%Y%m%d%H"), "day": local.strftime("%Y%m%d"),
-                                     "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"},
-                            day_share=_share(now + PACING_SLACK - start, end - start))
+                            buckets={"hour": local.strftime("%Y%m%d%H") + offset,
+                                     "day": local.strftime("%Y%m%d"),
+                                     "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"})
         return self._last
 
     def day_bounds(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
         """Local midnight to next local midnight, in UTC (23 or 25 hours on DST days)."""
-        day = now.astimezone(self.tz).date()
+        return self._bounds(now.astimezone(self.tz).date())
+
+    def _bounds(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
         start = dt.datetime.combine(day, dt.time(), self.tz)
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.tz)
         return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
+
+    # -- pacing -------------------------------------------------------------------------------
+    def day_share(self, campaign: Campaign, moment: Moment) -> float:
+        """The share of today's budget even pacing allows by now."""
+        return self._day_plan(campaign, moment.local.date()).share(moment.now.timestamp())
+
+    def flight_share(self, campaign: Campaign, moment: Moment) -> float:
+        """The share of the flight's total budget even pacing allows by now."""
+        key = (self._compiled(campaign).dayparts, campaign.flight.start, campaign.flight.end)
+        known = self._flight_weights.get(key)
+        if known is None:
+            known = self._flight_weights[key] = self._weigh_flight(campaign)
+        total, before = known
+        today = moment.local.date()
+        done = before.get(today, total if moment.now >= campaign.flight.end else 0.0)
+        if today in before:
+            done += self._day_plan(campaign, today).done(moment.now.timestamp())
+        return min(1.0, done / total) if total > 0 else 1.0
+
+    def _weigh_flight(self, campaign: Campaign) -> tuple[float, dict[dt.date, float]]:
+        """The flight's whole plan weight, and the weight of its days before each day."""
+        flight = campaign.flight
+        day, last = flight.start.astimezone(self.tz).date(), flight.end.astimezone(self.tz).date()
+        before: dict[dt.date, float] = {}
+        total = 0.0
+        while day <= last:
+            before[day] = total
+            total += self._day_plan(campaign, day, keep=False).total
+            day += dt.timedelta(days=1)
+        return total, before
+
+    def _day_plan(self, campaign: Campaign, day: dt.date, keep: bool = True) -> _Plan:
+        """When ``campaign`` can serve on local ``day``; shared by campaigns of equal dayparts and
+        flight edges that day."""
+        plan = self._plans.get((campaign.id, day))
+        if plan is not None:
+            return plan
+        start, end = self._bounds(day)
+        flight = campaign.flight
+        clip = (max(flight.start, start), min(flight.end, end))
+        dayparts = self._compiled(campaign).dayparts
+        key = (dayparts, day, clip)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _plan(self._hours(day), self.hourly, self._compiled(campaign), day.weekday(),
+                         clip[0].timestamp(), clip[1].timestamp())
+            if keep:
+                self._plans[key] = plan
+        if keep:
+            self._plans[(campaign.id, day)] = plan
+        return plan
+
+    def _hours(self, day: dt.date) -> tuple[tuple[float, int, int], ...]:
+        """The real hours of a local day: (start in Unix seconds, local hour, local minute)."""
+        hours = self._day_hours.get(day)
+        if hours is None:
+            start, end = (t.timestamp() for t in self._bounds(day))
+            hours = self._day_hours[day] = tuple(
+                (t, local.hour, local.minute)
+                for t in range(int(start), int(end), 3600)
+                for local in (dt.datetime.fromtimestamp(t, self.tz),))
+        return hours
+
+    def _compiled(self, campaign: Campaign) -> CompiledTargeting:
+        compiled = self._targeting.get(campaign.id)
+        if compiled is None:
+            compiled = self._targeting[campaign.id] = CompiledTargeting.compile(campaign.targeting)
+        return compiled
 
     # -- limits -------------------------------------------------------------------------------
     def limits(self, campaign: Campaign, user: str | None,
@@ -77,21 +189,17 @@ class Ledger:
         budget = campaign.budget
         if budget is not None:
             unit = _unit(campaign, budget.metric)
+            even = campaign.pacing == "even"
             if budget.total is not None:
+                # with a daily budget, the daily pacing spreads the total
+                share = self.flight_share(campaign, moment) if even and budget.daily is None else 1.0
                 limits.append((_total_key(campaign, budget.metric),
-                               _refused_from(budget.in_units(budget.total),
-                                             self._total_share(campaign, moment.now), unit)))
+                               _refused_from(budget.in_units(budget.total), share, unit)))
             if budget.daily is not None:
-                share = 1.0 if campaign.pacing == "asap" else moment.day_share
+                share = self.day_share(campaign, moment) if even else 1.0
                 limits.append((_day_key(campaign, budget.metric, moment),
                                _refused_from(budget.in_units(budget.daily), share, unit)))
         return limits
-
-    def _total_share(self, campaign: Campaign, now: dt.datetime) -> float:
-        if campaign.pacing == "asap" or campaign.budget.daily is not None:
-            return 1.0  # with a daily budget, the daily pacing spreads the total
-        flight = campaign.flight
-        return _share(now + PACING_SLACK - flight.start, flight.end - flight.start)
 
     # -- charging -----------------------------------------------------------------------------
     def charge(self, campaign: Campaign, event: str, user: str | None,
@@ -142,5 +250,35 @@ def _refused_from(cap: Decimal, share: float, unit: int) -> int:
     return min(math.floor(cap * Decimal(share)), int(cap) - unit) + 1
 
 
-def _share(elapsed: dt.timedelta, whole: dt.timedelta) -> float:
-    return min(1.0, max(0.0, elapsed / whole))
+def _plan(hours, hourly: tuple[float, ...], targeting: CompiledTargeting, weekday: int,
+          start: float, end: float) -> _Plan:
+    """The stretches of [start, end) inside the dayparts, hour by hour, weighted by traffic."""
+    starts, ends, before, weights = [], [], [], []
+    total = 0.0
+    for hour_start, hour, minute in hours:
+        per_second = hourly[hour] / 3600
+        for first, last in targeting.daypart_windows(weekday, hour * 60 + minute, hour * 60 + minute + 60):
+            a = max(start, hour_start + (first - hour * 60 - minute) * 60)
+            b = min(end, hour_start + (last - hour * 60 - minute) * 60)
+            if b > a:
+                starts.append(a), ends.append(b), before.append(total), weights.append(per_second * (b - a))
+                total += weights[-1]
+    return _Plan(tuple(starts), tuple(ends), tuple(before), tuple(weights))
+
+
+def _hourly_weights(traffic: Mapping[int, float], tz: ZoneInfo) -> tuple[float, ...]:
+    """Average page views in each local hour of the day, from counts per Unix hour.
+
+    Uniform until the log covers a whole day; each local hour is averaged over the days it was
+    observable, so a log of three and a half days does not favour the hours it saw four times.
+    """
+    if not traffic or max(traffic) - min(traffic) < 23:
+        return (1.0,) * 24
+    seen, observed = [0.0] * 24, [0] * 24
+    for unix_hour in range(min(traffic), max(traffic) + 1):
+        hour = dt.datetime.fromtimestamp(unix_hour * 3600, tz).hour
+        seen[hour] += traffic.get(unix_hour, 0)
+        observed[hour] += 1
+    averages = [s / n if n else 0.0 for s, n in zip(seen, observed)]
+    floor = TRAFFIC_FLOOR * sum(averages) / 24
+    return tuple(max(a, floor) for a in averages)

@@ -83,6 +83,19 @@ class CompiledTargeting:
         edge = min(edges, default=0)
         return dt.datetime.combine(day, dt.time(edge // 60, edge % 60), local.tzinfo).timestamp()
 
+    def daypart_windows(self, weekday: int, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) (minutes of a local day) that the dayparts allow on ``weekday``."""
+        if not self.dayparts:
+            return [(start, end)]
+        windows: list[tuple[int, int]] = []
+        for first, last in sorted((s, e) for days, s, e in self.dayparts if weekday in days):
+            first, last = max(first, start), min(last, end)
+            if windows and first <= windows[-1][1]:
+                windows[-1] = (windows[-1][0], max(windows[-1][1], last))
+            elif last > first:
+                windows.append((first, last))
+        return windows
+
     def _in_daypart(self, local: dt.datetime) -> bool:
         if not self.dayparts:
             return True

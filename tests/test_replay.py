@@ -75,3 +75,18 @@ async def test_a_restart_on_day_8_keeps_lifetime_budgets_and_flight_caps(
     second = await aiohttp_client(create_app(make_server()))
     assert await view(second, "r0") & {777, 778} == set()  # budget 100/100, cap 1/1
     assert await view(second, "newcomer") & {777, 778} == {778}
+
+
+async def test_pacing_learns_the_sites_hourly_traffic_from_the_log(aiohttp_client, make_server, clock):
+    from adserve.events import EventLog
+
+    log = EventLog("var/events")
+    start = int(clock().timestamp()) // 3600 - 48
+    for hour in range(start, start + 48):  # two days; 19:00 UTC busiest
+        views = 40 if hour % 24 == 19 else 10
+        log.append(*({"ts": hour * 3600 + n, "type": "decision", "user": f"r{n}", "slots": []}
+                     for n in range(views)))
+    log.close()
+    client = await aiohttp_client(create_app(make_server()))
+    hourly = client.server.app[SERVER].runtime.decider.ledger.hourly  # New York: 19:00 UTC is 14:00
+    assert hourly[14] == 4 * hourly[3]

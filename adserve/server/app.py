@@ -84,8 +84,9 @@ class AdServer:
 
     # -- config and model ---------------------------------------------------------------------
     def _runtime(self, config: Config) -> Runtime:
-        decider = Decider(Inventory(config), Ledger(config.site.timezone), self.state,
-                          config.site.unique_advertiser_per_page, self.rng, self.clock)
+        ledger = Ledger(config.site.timezone, self.replay.traffic)
+        decider = Decider(Inventory(config), ledger, self.state, config.site.unique_advertiser_per_page,
+                          self.rng, self.clock)
         return Runtime(config, decider)
 
     def _config_status(self, loaded: LoadResult) -> dict:
@@ -174,6 +175,7 @@ class AdServer:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start_background(self, app: web.Application) -> None:
         self.replay.run(self.runtime.decider)
+        self.runtime = self._runtime(self.runtime.config)  # pacing learns the log's hourly traffic
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),

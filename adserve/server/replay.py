@@ -1,4 +1,5 @@
-"""What a restart brings back: reader history and popularity, and the embedded store's counters.
+"""What a restart brings back: reader history, popularity, the site's hourly traffic (for pacing)
+and the embedded store's counters.
 
 Lifetime counters (flight budgets, flight caps) can be months old, so they are not rebuilt from
 the whole log at every start: a counter checkpoint holds every key of the embedded store with its
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from collections import Counter
 import logging
 import os
 import tempfile
@@ -46,6 +48,7 @@ class Replay:
         self.token_ttl = token_ttl
         self.clock = clock
         self.checkpoint = self.folder / f"counters.{events.writer}.json"
+        self.traffic: Counter[int] = Counter()  # page views per Unix hour (ts // 3600), recent days
 
     def run(self, decider: Decider) -> int:
         """Warm in-process state at start-up; the number of events read for reader history."""
@@ -53,8 +56,11 @@ class Replay:
         warmed = 0
         for event in read_events(log_files(self.folder, since), types=WARMED):
             item = event.get("page") if event["type"] == "decision" else event.get("item")
+            ts = float(event["ts"])
+            if event["type"] == "decision":
+                self.traffic[int(ts // 3600)] += 1
             if event["type"] == "decision" or event.get("counted"):
-                self.recommender.record(event["type"], event.get("user"), item, float(event["ts"]))
+                self.recommender.record(event["type"], event.get("user"), item, ts)
             warmed += 1
         if isinstance(self.state, MemoryState):
             self._restore_counters(decider)
