@@ -282,3 +282,23 @@ def test_weight_zero_never_serves_even_when_the_rest_of_its_tier_is_refused():
                                        d.ledger.moment(d.clock()))
             asyncio.run(d.state.add(inc, ttl))
     assert served == [2]
+
+
+@pytest.mark.parametrize("night, window, served_minutes", [
+    (dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC), ("02:30", "03:30"), 30),   # spring: 03:00-03:30 EDT
+    (dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC), ("01:30", "02:30"), 30),   # 01:30-02:00 EST
+    (dt.datetime(2026, 11, 1, 4, 0, tzinfo=UTC), ("01:00", "01:30"), 60),  # fall: both 01:00-01:30
+    (dt.datetime(2026, 11, 1, 4, 0, tzinfo=UTC), ("01:30", "02:00"), 60),
+])
+def test_kept_targeting_outcomes_agree_with_a_fresh_server_across_dst(night, window, served_minutes):
+    """Minute by minute through a DST night, the kept outcome answers as a fresh decider would."""
+    targeting = Targeting(dayparts=[Daypart(start=window[0], end=window[1])])
+    clock = FakeClock(night)  # local midnight in New York
+    kept = decider([campaign(1, targeting=targeting)], clock)
+    served = 0
+    for _ in range(6 * 60):
+        answer = fill_ids(kept, request())
+        assert answer == fill_ids(decider([campaign(1, targeting=targeting)], clock), request()), clock.now
+        served += answer == [1]
+        clock.advance(minutes=1)
+    assert served == served_minutes

@@ -173,3 +173,13 @@ def test_even_pacing_over_a_23_hour_day():
     clock = FakeClock(dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC))  # local midnight, DST day
     d = decider([campaign(1, budget=Budget(metric="impressions", daily=230), pacing="even")], clock)
     assert deliver(d, clock, 23, every=120) == [10] * 23
+
+
+def test_an_hourly_cap_counts_the_repeated_fall_back_hour_apart():
+    clock = FakeClock(dt.datetime(2026, 11, 1, 4, 30, tzinfo=UTC))  # 00:30 EDT; 01:00 comes twice
+    d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="hour"))], clock)
+    served = []
+    for _ in range(8):  # 00:30 EDT, 01:00 EDT, 01:30 EDT, 01:00 EST, 01:30 EST, 02:00 EST, ...
+        served.append(serve_and_count(d, request(), 1))
+        clock.advance(minutes=30)
+    assert served == [1, 1, 0, 1, 0, 1, 0, 1]  # one in each real hour
