@@ -21,7 +21,7 @@ from decimal import Decimal
 from typing import Mapping
 from zoneinfo import ZoneInfo
 
-from .model import Campaign, Flight
+from .model import Campaign
 from .targeting import CompiledTargeting
 
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
