@@ -154,8 +154,9 @@ def _train(args) -> int:
 
 
 def _serve(args) -> int:
-    from aiohttp import web
+    import asyncio
 
+    from .server import listener
     from .server.app import AdServer, create_app, secret_from_env
 
     loaded = _load_or_exit(args.config)
@@ -165,8 +166,11 @@ def _serve(args) -> int:
         _bootstrap_demo(args.config, loaded.config)
     server = AdServer(args.config, loaded, secret, writer=args.writer,
                       cms_token=os.environ.get("ADSERVE_CMS_TOKEN"))
-    web.run_app(create_app(server), host=args.host or settings.host, port=args.port or settings.port,
-                access_log=None)
+    host, port = args.host or settings.host, args.port or settings.port
+    asyncio.run(listener.serve(
+        create_app(server), host, port, settings.max_connections, settings.head_timeout_seconds,
+        on_refusal=lambda: server.metrics.count(server.metrics.shed, "connections"),
+        ready=lambda: logging.getLogger("adserve").info("serving on http://%s:%d", host, port)))
     return 0
 
 

@@ -195,9 +195,18 @@ class Server:
     catalog_path: str = field(default="catalog.jsonl",
                               metadata=doc("Article catalog, relative to the config folder."))
     token_ttl_seconds: int = field(default=86400, metadata=doc("Tracking token lifetime.", min=60))
-    max_pending: int = field(default=256, metadata=doc("Requests in progress before 503.", min=1))
+    max_pending: int = field(default=256, metadata=doc(
+        "Slot requests in progress (e.g. waiting on Redis) past which new ones get 503.", min=1))
     max_queue_ms: float = field(default=100.0, metadata=doc(
-        "Smoothed event-loop lag (ms) above which slot requests get 503.", min=1))
+        "A slot request that waited this long (ms) for the CPU after arriving gets 503.", min=1))
+    max_connections: int = field(default=4096, metadata=doc(
+        "Open connections past which a new one gets 503 and is closed (kept under the file limit).",
+        min=1))
+    head_timeout_seconds: float = field(default=15.0, metadata=doc(
+        "Time to send a whole request head, from connecting or from the last answer; idle "
+        "keep-alive connections also close after it.", min=0.1))
+    body_timeout_seconds: float = field(default=10.0, metadata=doc(
+        "Time to send a request body once its handler reads it; then 408.", min=0.1))
     redis_url: str | None = field(default=None, metadata=doc("Shared state for several replicas."))
 
 
