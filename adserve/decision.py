@@ -31,20 +31,7 @@ from .state import StateStore
 from .targeting import CompiledTargeting, platform_fits
 
 
-@dataclass(frozen=True, eq=False)  # hashed by identity: a context's checks are kept per listing
-class Listing:
-    """An active campaign as the inventory files it, under each size it has a creative of."""
-    campaign: Campaign
-    tier: int
-    score: float  # share in its tier's lottery: weight x eCPM
-    targeting: CompiledTargeting
-
-    def flight_edges(self) -> tuple[float, float]:
-        flight = self.campaign.flight
-        return flight.start.timestamp(), flight.end.timestamp()
-
-
-@dataclass(frozen=True, eq=False)  # hashed by identity: draws are de-duplicated in a dict
+@dataclass(eq=False, slots=True)  # hashed by identity: draws are de-duplicated in a dict
 class Candidate:
     """One campaign in a context's lottery, with its creatives that fit the slot there.
 
@@ -59,6 +46,17 @@ class Candidate:
         if len(self.creatives) == 1:
             return self.creatives[0]
         return rng.choices(self.creatives, weights=[c.weight for c in self.creatives])[0]
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: a context's checks are kept per listing
+class Listing:
+    """An active campaign as the inventory files it, under each size it has a creative of."""
+    campaign: Campaign
+    tier: int
+    score: float  # share in its tier's lottery: weight x eCPM
+    targeting: CompiledTargeting
+    flight: tuple[float, float]  # start and end, Unix seconds
+    whole: Candidate             # with every creative: what most contexts draw, built once
 
 
 @dataclass(slots=True)
@@ -122,11 +120,12 @@ class Inventory:
                 continue
             compiled = CompiledTargeting.compile(campaign.targeting)
             self.reads_url |= compiled.url_pattern is not None
-            listing = Listing(campaign, TIERS.index(campaign.tier),
-                              campaign.weight * max(ecpm(campaign), MIN_ECPM), compiled)
-            for creative in campaign.creatives:
-                if creative.weight <= 0:
-                    continue
+            shown = tuple(c for c in campaign.creatives if c.weight > 0)
+            score = campaign.weight * max(ecpm(campaign), MIN_ECPM)
+            listing = Listing(campaign, TIERS.index(campaign.tier), score, compiled,
+                              (campaign.flight.start.timestamp(), campaign.flight.end.timestamp()),
+                              Candidate(campaign, shown, score))
+            for creative in shown:
                 for section in compiled.sections or (None,):
                     self._index[(creative.size, section)][listing.tier].append((listing, creative))
 
@@ -228,15 +227,17 @@ class Decider:
             fitting: dict[Listing, list[Creative] | None] = {}  # None: the campaign does not match
             for listing, creative in listed:
                 if listing not in fitting:
-                    start, end = listing.flight_edges()
+                    start, end = listing.flight
                     edges += [edge for edge in (start, end) if edge > page.now]
-                    edges.append(listing.targeting.daypart_change(page.local))
+                    if listing.targeting.dayparts:
+                        edges.append(listing.targeting.daypart_change(page.local))
                     fitting[listing] = [] if start <= page.now < end and listing.targeting.matches(
                         request, need.placement, page.local) else None
                 creatives = fitting[listing]
                 if creatives is not None and platform_fits(creative.platform, request.device):
                     creatives.append(creative)
-            passed = [Candidate(listing.campaign, tuple(creatives), listing.score)
+            passed = [listing.whole if len(creatives) == len(listing.whole.creatives)
+                      else Candidate(listing.campaign, tuple(creatives), listing.score)
                       for listing, creatives in fitting.items() if creatives]
             if passed:
                 tiers.append(Group(passed))

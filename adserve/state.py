@@ -85,12 +85,12 @@ class MemoryState:
                     del self._values[key]
             self._swept_minute += 1
 
-    def snapshot(self) -> list[tuple[str, tuple[float, float]]]:
-        """Every key as (key, (value, expires_at)), copied at once: what a checkpoint saves."""
-        return list(self._values.items())
+    def snapshot(self) -> dict[str, tuple[float, float]]:
+        """Every key -> (value, expires_at), copied at once: what a checkpoint saves."""
+        return self._values.copy()
 
     def restore(self, entries) -> None:
-        """Take back a checkpoint's keys, except those expired since (the store starts empty)."""
+        """Take back a checkpoint's (key, (value, expires_at)) pairs, except those expired since."""
         now = self._clock()
         for key, (value, expires) in entries:
             if expires > now:

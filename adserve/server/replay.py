@@ -5,7 +5,8 @@ Lifetime counters (flight budgets, flight caps) can be months old, so they are n
 the whole log at every start: a counter checkpoint holds every key of the embedded store with its
 expiry, and the byte offset each log file had reached when it was taken; a start loads it and
 replays only the log after those offsets. The checkpoint is written atomically (temporary file,
-fsync, rename), every minute and at shutdown, so a crash leaves the previous one and a longer
+fsync, rename), every minute and at shutdown, in JSON lines of a few thousand keys each (a worker
+thread encoding a million keys in one call would hold the interpreter lock for a long stall), so a crash leaves the previous one and a longer
 tail of log, never a torn file. Without a readable checkpoint (a log older than checkpoints) the
 whole log is read once. A shared store (Redis) keeps its own counters and gets no checkpoint.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 from collections import Counter
 import logging
 import os
@@ -35,6 +37,7 @@ from . import tracking
 log = logging.getLogger("adserve.replay")
 RECENT_DAYS = 7      # reader history and popularity look this far back
 CHECKPOINT_SECONDS = 60
+CHUNK = 5000         # keys per checkpoint line
 WARMED = frozenset({"decision", "click", "impression"})
 CHARGED = frozenset({"click", "impression"})
 
@@ -67,22 +70,26 @@ class Replay:
         return warmed
 
     def _restore_counters(self, decider: Decider) -> None:
-        read = self._load()
-        self.state.restore(read.get("counters", ()))
-        done = read.get("logs", {})
+        done, counters = self._load()
+        self.state.restore(counters)
         files = [path for path in log_files(self.folder) if path.stat().st_size > done.get(path.name, 0)]
         for event in read_events(files, types=CHARGED, skip=done):
             if event.get("counted"):
                 self._charge(event, decider)
 
-    def _load(self) -> dict:
+    def _load(self) -> tuple[dict[str, int], list]:
+        """The log offsets and the counters of the checkpoint; none when there is no readable one."""
         try:
-            return orjson.loads(self.checkpoint.read_bytes())
+            header, *chunks = (orjson.loads(line) for line in self.checkpoint.read_bytes().splitlines())
+            counters = [entry for chunk in chunks for entry in chunk]
+            if header.get("keys") != len(counters):
+                raise ValueError(f"{len(counters)} keys of {header.get('keys')}")
+            return header["logs"], counters
         except FileNotFoundError:
-            return {}
-        except (OSError, orjson.JSONDecodeError) as exc:
+            return {}, []
+        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
             log.error("counter checkpoint %s unreadable (%s): replaying the whole log", self.checkpoint, exc)
-            return {}
+            return {}, []
 
     def _charge(self, event: dict, decider: Decider) -> None:
         ts = float(event["ts"])
@@ -107,15 +114,21 @@ class Replay:
             await asyncio.sleep(interval)
             await asyncio.to_thread(self._write, self._capture())
 
-    def _capture(self) -> dict:
+    def _capture(self) -> tuple[dict, dict]:
+        counters = self.state.snapshot()
         return {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder),
-                "counters": self.state.snapshot()}
+                "keys": len(counters)}, counters
 
-    def _write(self, captured: dict) -> None:
+    def _write(self, captured: tuple[dict, dict]) -> None:
+        """Temporary file, fsync, rename, fsync of the folder: the old checkpoint or the new one."""
+        header, counters = captured
         fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".counters-")
         try:
             with os.fdopen(fd, "wb") as f:
-                f.write(orjson.dumps(captured))
+                f.write(orjson.dumps(header) + b"\n")
+                entries = iter(counters.items())
+                while chunk := list(itertools.islice(entries, CHUNK)):
+                    f.write(orjson.dumps(chunk) + b"\n")
                 f.flush()
                 os.fsync(f.fileno())
             os.replace(temporary, self.checkpoint)
