@@ -78,6 +78,9 @@ class Ledger:
         self._plans: dict[tuple, _Plan] = {}  # by campaign and day, and by dayparts, day and flight edges
         self._day_hours: dict[dt.date, tuple[tuple[float, int, int], ...]] = {}
         self._flight_weights: dict[tuple, tuple[float, dict[dt.date, float]]] = {}
+        self._full_days: dict[tuple, float] = {}  # by dayparts, weekday and the day's local hours
+        self._day_shapes: dict[dt.date, int] = {}
+        self._shape_ids: dict[tuple, int] = {}
 
     def moment(self, now: dt.datetime) -> Moment:
         """The calendar facts of ``now``, computed once per second (counters need no finer)."""
@@ -122,14 +125,28 @@ class Ledger:
         return min(1.0, done / total) if total > 0 else 1.0
 
     def _weigh_flight(self, campaign: Campaign) -> tuple[float, dict[dt.date, float]]:
-        """The flight's whole plan weight, and the weight of its days before each day."""
+        """The flight's whole plan weight, and the weight of its days before each day.
+
+        A day strictly inside the flight weighs what every day of its weekday and hours weighs,
+        so a two-year flight costs a few lookups a day, not a plan a day.
+        """
         flight = campaign.flight
-        day, last = flight.start.astimezone(self.tz).date(), flight.end.astimezone(self.tz).date()
+        first, last = flight.start.astimezone(self.tz).date(), flight.end.astimezone(self.tz).date()
+        targeting = self._compiled(campaign)
+        dayparts = targeting.dayparts
         before: dict[dt.date, float] = {}
-        total = 0.0
+        total, day = 0.0, first
         while day <= last:
             before[day] = total
-            total += self._day_plan(campaign, day, keep=False).total
+            if first < day < last:
+                key = (dayparts, day.weekday(), self._shape(day))
+                weight = self._full_days.get(key)
+                if weight is None:
+                    weight = self._full_days[key] = _plan(self._hours(day), self.hourly, targeting,
+                                                          day.weekday(), -math.inf, math.inf).total
+                total += weight
+            else:
+                total += self._day_plan(campaign, day, keep=False).total
             day += dt.timedelta(days=1)
         return total, before
 
@@ -164,6 +181,14 @@ class Ledger:
                 for t in range(int(start), int(end), 3600)
                 for local in (dt.datetime.fromtimestamp(t, self.tz),))
         return hours
+
+    def _shape(self, day: dt.date) -> int:
+        """A small number naming the local hours of ``day``: equal for days of equal hours."""
+        shape = self._day_shapes.get(day)
+        if shape is None:
+            hours = tuple((h, m) for _t, h, m in self._hours(day))
+            shape = self._day_shapes[day] = self._shape_ids.setdefault(hours, len(self._shape_ids))
+        return shape
 
     def _compiled(self, campaign: Campaign) -> CompiledTargeting:
         compiled = self._targeting.get(campaign.id)
