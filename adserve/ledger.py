@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import itertools
 import math
 from dataclasses import dataclass
 from decimal import Decimal
@@ -198,7 +199,7 @@ class Ledger:
 
     # -- limits -------------------------------------------------------------------------------
     def limits(self, campaign: Campaign, user: str | None,
-               moment: Moment) -> list[tuple[str, float]] | None:
+               moment: Moment) -> list[tuple[str, int]] | None:
         """The counters that bound this campaign now, each with the value it must stay under.
 
         None when the campaign may not serve this reader at all: a cap that cannot be checked
@@ -278,17 +279,17 @@ def _refused_from(cap: Decimal, share: float, unit: int) -> int:
 def _plan(hours, hourly: tuple[float, ...], targeting: CompiledTargeting, weekday: int,
           start: float, end: float) -> _Plan:
     """The stretches of [start, end) inside the dayparts, hour by hour, weighted by traffic."""
-    starts, ends, before, weights = [], [], [], []
-    total = 0.0
+    stretches = []  # (start, end, weight)
     for hour_start, hour, minute in hours:
-        per_second = hourly[hour] / 3600
-        for first, last in targeting.daypart_windows(weekday, hour * 60 + minute, hour * 60 + minute + 60):
-            a = max(start, hour_start + (first - hour * 60 - minute) * 60)
-            b = min(end, hour_start + (last - hour * 60 - minute) * 60)
+        first_minute = hour * 60 + minute
+        for first, last in targeting.daypart_windows(weekday, first_minute, first_minute + 60):
+            a = max(start, hour_start + (first - first_minute) * 60)
+            b = min(end, hour_start + (last - first_minute) * 60)
             if b > a:
-                starts.append(a), ends.append(b), before.append(total), weights.append(per_second * (b - a))
-                total += weights[-1]
-    return _Plan(tuple(starts), tuple(ends), tuple(before), tuple(weights))
+                stretches.append((a, b, hourly[hour] * (b - a) / 3600))
+    weights = tuple(w for _a, _b, w in stretches)
+    before = tuple(itertools.accumulate(weights[:-1], initial=0.0)) if weights else ()
+    return _Plan(tuple(a for a, _b, _w in stretches), tuple(b for _a, b, _w in stretches), before, weights)
 
 
 def _hourly_weights(traffic: Mapping[int, float], tz: ZoneInfo) -> tuple[float, ...]:
