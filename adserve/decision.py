@@ -40,7 +40,7 @@ class Candidate:
     """
     campaign: Campaign
     creatives: tuple[Creative, ...]
-    score: float
+    score: float  # share in its tier's lottery: weight x eCPM
 
     def creative(self, rng: random.Random) -> Creative:
         if len(self.creatives) == 1:
@@ -53,7 +53,6 @@ class Listing:
     """An active campaign as the inventory files it, under each size it has a creative of."""
     campaign: Campaign
     tier: int
-    score: float  # share in its tier's lottery: weight x eCPM
     targeting: CompiledTargeting
     flight: tuple[float, float]  # start and end, Unix seconds
     whole: Candidate             # with every creative: what most contexts draw, built once
@@ -121,10 +120,9 @@ class Inventory:
             compiled = CompiledTargeting.compile(campaign.targeting)
             self.reads_url |= compiled.url_pattern is not None
             shown = tuple(c for c in campaign.creatives if c.weight > 0)
-            score = campaign.weight * max(ecpm(campaign), MIN_ECPM)
-            listing = Listing(campaign, TIERS.index(campaign.tier), score, compiled,
+            listing = Listing(campaign, TIERS.index(campaign.tier), compiled,
                               (campaign.flight.start.timestamp(), campaign.flight.end.timestamp()),
-                              Candidate(campaign, shown, score))
+                              Candidate(campaign, shown, campaign.weight * max(ecpm(campaign), MIN_ECPM)))
             for creative in shown:
                 for section in compiled.sections or (None,):
                     self._index[(creative.size, section)][listing.tier].append((listing, creative))
@@ -237,7 +235,7 @@ class Decider:
                 if creatives is not None and platform_fits(creative.platform, request.device):
                     creatives.append(creative)
             passed = [listing.whole if len(creatives) == len(listing.whole.creatives)
-                      else Candidate(listing.campaign, tuple(creatives), listing.score)
+                      else Candidate(listing.campaign, tuple(creatives), listing.whole.score)
                       for listing, creatives in fitting.items() if creatives]
             if passed:
                 tiers.append(Group(passed))
