@@ -155,9 +155,12 @@ class ObjectChecks:
     def campaign(self, campaign: Campaign) -> list[ConfigError]:
         if not campaign.creatives:
             return [self.sources.error(campaign, "creatives", "a campaign needs at least one creative")]
-        if campaign.weight == 0 and campaign.status == "active":
+        if campaign.status == "active" and campaign.weight == 0:
             return [self.sources.error(campaign, "weight", "weight 0 never serves; to stop a campaign "
                                                            "say status: paused", "warning")]
+        if campaign.status == "active" and all(c.weight == 0 for c in campaign.creatives):
+            return [self.sources.error(campaign, "creatives", "every creative has weight 0: the campaign "
+                                                              "never serves", "warning")]
         return []
 
     def placement(self, placement: Placement) -> list[ConfigError]:

@@ -175,6 +175,8 @@ def test_weight_zero_is_a_warning_that_points_to_paused(workdir):
     result = problems_for(workdir, GOOD_CAMPAIGN + "    weight: 0\n")
     assert result.ok and only(result, "status: paused").path == "campaigns[0].weight"
     assert problems_for(workdir, GOOD_CAMPAIGN + "    weight: 0\n    status: paused\n").warnings == []
+    silent = GOOD_CAMPAIGN.replace("        size: 300x250\n", "        size: 300x250\n        weight: 0\n")
+    assert only(problems_for(workdir, silent), "never serves").path == "campaigns[0].creatives"
 
 
 def test_money_is_read_exactly_from_the_yaml_text(workdir):

@@ -169,10 +169,12 @@ def test_daily_budget_resets_at_local_midnight_not_utc():
     assert serve_and_count(d, request(), 10) == 5
 
 
-def test_even_pacing_over_a_23_hour_day():
-    clock = FakeClock(dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC))  # local midnight, DST day
-    d = decider([campaign(1, budget=Budget(metric="impressions", daily=230), pacing="even")], clock)
-    assert deliver(d, clock, 23, every=120) == [10] * 23
+@pytest.mark.parametrize("midnight, hours", [(dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC), 23),
+                                             (dt.datetime(2026, 11, 1, 4, 0, tzinfo=UTC), 25)])
+def test_even_pacing_over_a_dst_day(midnight, hours):
+    clock = FakeClock(midnight)  # local midnight in New York
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=10 * hours), pacing="even")], clock)
+    assert deliver(d, clock, hours, every=120) == [10] * hours
 
 
 def test_an_hourly_cap_counts_the_repeated_fall_back_hour_apart():
