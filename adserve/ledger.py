@@ -63,15 +63,17 @@ class Ledger:
         """The counters that bound this campaign now, each with the value it must stay under.
 
         None when the campaign may not serve this reader at all: a cap that cannot be checked
-        (no reader id) fails closed. Keys and limits come together so a decision builds each
+        (no reader id, or no consent to use it) fails closed unless the campaign says
+        ``without_consent: serve``. Keys and limits come together so a decision builds each
         key once.
         """
         limits = []
         cap = campaign.frequency_cap
         if cap is not None:
-            if user is None:
+            if user is not None:
+                limits.append((_cap_key(campaign, user, moment), cap.count))
+            elif cap.without_consent == "skip":
                 return None
-            limits.append((_cap_key(campaign, user, moment), cap.count))
         budget = campaign.budget
         if budget is not None and budget.total is not None:
             limits.append((_total_key(campaign, budget.metric), self._paced_total(campaign, moment.now)))
