@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from .model import Campaign
@@ -122,6 +123,12 @@ def _day_key(campaign: Campaign, metric: str, moment: Moment) -> str:
 
 def _cap_key(campaign: Campaign, user: str, moment: Moment) -> str:
     return f"c{campaign.id}:cap:{user}:{moment.buckets[campaign.frequency_cap.period]}"
+
+
+def reader_keys(user: str) -> tuple[str, Callable[[str], bool]]:
+    """A glob over every counter key that names the reader, and the exact test of a key (the
+    glob alone could match a longer id): only frequency caps count per reader."""
+    return f"c*:cap:{user}:*", lambda key: key.split(":cap:", 1)[-1].rpartition(":")[0] == user
 
 
 def _share(elapsed: dt.timedelta, whole: dt.timedelta) -> float:

@@ -6,13 +6,23 @@ says how); nothing is downloaded at test time.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import datetime as dt
 import json
+import uuid
 from pathlib import Path
 
+import numpy as np
+import orjson
 import pytest
 
+from adserve import cli, retention
 from adserve.config import load_config
+from adserve.events import log_files, read_events
+from adserve.model import Recs
+from adserve.recs.artifact import ModelArtifact
+from adserve.recs.matrix import cache_for, read_interactions
 from adserve.server.app import SERVER, create_app
 from adserve.tcf import TCStringError, purpose_consents
 
@@ -162,3 +172,118 @@ async def test_a_capped_campaign_may_choose_to_serve_without_consent(served, wor
     impressions = logged(workdir, "impression")
     assert len(impressions) == 7
     assert all(e["user"] is None and e["consent"] == "none" and e["counted"] for e in impressions)
+
+
+# -- retention and erasure ----------------------------------------------------------------------
+
+def write_day(folder: Path, day: str, *events: dict) -> Path:
+    path = folder / f"events-{day}.main.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"".join(orjson.dumps({"ts": 0, **e}) + b"\n" for e in events))
+    return path
+
+
+async def test_retention_deletes_old_event_files_and_their_parse_cache_at_start(
+        aiohttp_client, make_server, workdir, clock):
+    edit(workdir, "site.yaml", "server:\n", "server:\n  retention_days: 3\n")
+    folder = workdir / "var" / "events"
+    days = [(clock().date() - dt.timedelta(days=n)).isoformat() for n in range(6)]
+    for day in days:
+        write_day(folder, day, {"type": "decision", "user": "reader-42", "page": "p"})
+    read_interactions(log_files(folder), Recs(), cache=cache_for(folder))  # fills the parse cache
+    (folder / "catalog-updates.jsonl").write_text("{}\n")
+    await aiohttp_client(create_app(make_server()))
+    kept = sorted(p.name for p in folder.glob("events-*"))
+    assert kept == sorted(f"events-{day}.main.jsonl" for day in days[:4])  # today and 3 full days
+    assert {p.name.split(".jsonl")[0] + ".jsonl" for p in cache_for(folder).glob("*.npz")} == set(kept)
+    assert (folder / "catalog-updates.jsonl").exists()
+
+
+@pytest.fixture
+async def history(served, workdir):
+    """Two readers' page views, impressions and clicks, and a model that knows both."""
+    for reader in (READER, "reader-7", READER):
+        body = tcf("all-purposes")
+        body["user"] = {"id": reader}
+        slots, *_ = await served(body)
+        for url in (slots["s1"]["impression_url"], slots["s1"]["click_url"],
+                    slots["s3"]["items"][0]["click_url"]):
+            await served.client.get(local(url), allow_redirects=False)
+    rng = np.random.default_rng(0)
+    ModelArtifact(user_ids=np.array([READER, "reader-7"]), item_ids=np.array(["a", "b"]),
+                  user_factors=rng.random((2, 4), dtype=np.float32),
+                  item_factors=rng.random((2, 4), dtype=np.float32),
+                  user_top=np.array([[0, 1], [1, 0]], dtype=np.int32),
+                  item_neighbors=np.array([[1, -1], [0, -1]], dtype=np.int32)).save(workdir / "var" / "model.npz")
+    return served.client.server.app[SERVER]
+
+
+def event_totals(workdir) -> dict:
+    events = list(read_events(log_files(workdir / "var" / "events")))
+    return {"events": len(events),
+            "counted": sorted(repr((e["type"], e.get("campaign"), e.get("item"))) for e in events if e.get("counted")),
+            "readers": {e.get("user") for e in events}}
+
+
+async def test_forget_removes_the_reader_everywhere_and_keeps_totals(history, served, workdir, capsys):
+    folder = workdir / "var" / "events"
+    read_interactions(log_files(folder), Recs(), cache=cache_for(folder))  # training's parse cache
+    before = event_totals(workdir)
+    assert before["readers"] == {READER, "reader-7"}
+    mine = sum(e.get("user") == READER for e in read_events(log_files(folder)))
+
+    assert cli.main(["forget", READER, "--config", str(workdir / "config")]) == 0
+    said = capsys.readouterr().out
+    assert f"forgot reader {READER}" in said and f"from {mine} events in 1 files" in said
+    assert "removed the reader's row" in said
+
+    after = event_totals(workdir)
+    assert after["readers"] == {None, "reader-7"}
+    assert (after["events"], after["counted"]) == (before["events"], before["counted"])
+    assert not [p for p in workdir.rglob("*") if p.is_file() and READER.encode() in p.read_bytes()]
+    users = read_interactions(log_files(folder), Recs(), cache=cache_for(folder)).users
+    assert set(users) == {"reader-7"}
+    assert ModelArtifact.load(workdir / "var" / "model.npz").user_ids.tolist() == ["reader-7"]
+
+    await history.reload_model()  # the server still appends to the file it had open
+    body = tcf("all-purposes")
+    body["user"] = {"id": "reader-7"}
+    await served(body)
+    assert event_totals(workdir)["events"] == after["events"] + 1
+
+
+def test_forget_rewrites_only_that_readers_user_field(workdir):
+    folder = workdir / "var" / "events"
+    path = write_day(folder, "2026-11-20", {"type": "click", "user": "x", "item": "x"},
+                     {"type": "click", "user": "xy", "page": "x"})
+    with open(path, "ab") as f:
+        f.write(b'{"ts": 1, "type": "decision", "user" : "x", "page": "p"}\n')
+    size = path.stat().st_size
+    erased = retention.forget("x", folder, workdir / "var" / "model.npz")
+    assert (erased.events, erased.files, erased.model) == (2, [str(path)], None)
+    assert path.stat().st_size == size
+    assert [(e["user"], e.get("item"), e.get("page")) for e in read_events([path])] == [
+        ("", "x", None), ("xy", None, "x"), ("", None, "p")]
+
+
+@pytest.mark.redis
+async def test_forget_deletes_the_readers_frequency_counters_in_redis(redis_url, workdir):
+    from adserve.ledger import Ledger
+    from adserve.state import RedisState
+
+    reader, other = f"r-{uuid.uuid4().hex}", f"r-{uuid.uuid4().hex}"
+    config = load_config(workdir / "config", now=NOON_ISH).config
+    ledger = Ledger(config.site.timezone)
+    capped = [c for c in config.campaigns if c.frequency_cap]
+    state = RedisState(redis_url)
+    for user in (reader, other, f"{reader}:cap:{reader}"):
+        for campaign in capped:
+            await state.add(*ledger.charge(campaign, "impression", user, ledger.moment(NOON_ISH)))
+    await state.close()
+    erased = await asyncio.to_thread(retention.forget, reader, workdir / "var" / "events",
+                                     workdir / "var" / "model.npz", redis_url)
+    assert len(erased.counters) == len(capped) and all(reader in key for key in erased.counters)
+    state = RedisState(redis_url)
+    keys = [key for campaign in capped for key, _ in ledger.limits(campaign, other, ledger.moment(NOON_ISH))]
+    assert all(value == 1 for value in await state.get_many([k for k in keys if ":cap:" in k]))
+    await state.close()
