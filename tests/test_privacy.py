@@ -109,6 +109,7 @@ def assert_anonymous(served_answer, label):
     (tcf("publisher-storage-only"), None, "reader"),  # the publisher segment overrides the core's
     (tcf("publisher-no-consent"), None, "none"),
     (tcf("all-purposes"), {"Sec-GPC": "1"}, "none"),
+    (EXAMPLE_REQUEST, {"sec-gpc": " 1"}, "none"),
     (with_privacy(gpc=True, gdpr_applies=True, tc_string=TCF["all-purposes"]["tc_string"]), None, "none"),
     (with_privacy(gdpr_applies=True), None, "none"),
 ] + [(with_privacy(gdpr_applies=True, tc_string=text), None, "none") for text in MALFORMED])

@@ -162,7 +162,7 @@ class AdServer:
         runtime = self.runtime
         body = await read_json(request, runtime.config.server)
         slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots,
-                                          gpc_header=request.headers.get("Sec-GPC") == "1",
+                                          gpc_header=request.headers.get("Sec-GPC", "").strip() == "1",
                                           consent_required=runtime.config.site.consent_required)
         answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
         self.metrics.count(self.metrics.events, "decision")
