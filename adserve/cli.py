@@ -1,4 +1,4 @@
-"""The ``adserve`` command: serve, check, schema, simulate, train, evaluate."""
+"""The ``adserve`` command: serve, check, schema, simulate, train, evaluate, forget."""
 
 from __future__ import annotations
 
@@ -51,10 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.choices["train"].add_argument("--out", help="artifact path (default: server.model_path)")
     commands.choices["evaluate"].add_argument("--json", action="store_true")
 
+    forget = commands.add_parser("forget", help="erase a reader from the log, counters and model")
+    forget.add_argument("reader", help="the reader id (the loader's adserve_reader)")
+    forget.add_argument("--config", default=DEFAULT_CONFIG)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return {"serve": _serve, "check": _check, "schema": _schema, "simulate": _simulate,
-            "train": _train, "evaluate": _evaluate}[args.command](args)
+            "train": _train, "evaluate": _evaluate, "forget": _forget}[args.command](args)
 
 
 def _load_or_exit(folder: str):
@@ -150,6 +154,14 @@ def _train(args) -> int:
     print(f"trained on {data['events']} events: {data['users']} readers x {data['items']} items, "
           f"{data['nonzeros']} non-zeros in {artifact.meta['seconds']} s -> "
           f"{args.out or config.server.model_path}")
+    return 0
+
+
+def _forget(args) -> int:
+    from .retention import forget
+
+    settings = _load_or_exit(args.config).config.server
+    print(forget(args.reader, settings.event_dir, settings.model_path, settings.redis_url).report())
     return 0
 
 

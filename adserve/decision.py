@@ -143,6 +143,7 @@ class _Page:
 
     def __init__(self, request: SlotRequest, moment: Moment) -> None:
         self.request = request
+        self.reader = request.consent.ads_reader(request.user_id)
         self.moment = moment
         self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
         self.local = moment.local
@@ -199,7 +200,7 @@ class Decider:
                 fills[need.key] = None
             else:
                 creative = chosen.creative(self.rng)
-                fills[need.key] = Fill(chosen.campaign, creative, self.variant(creative, request.user_id))
+                fills[need.key] = Fill(chosen.campaign, creative, self.variant(creative, page.reader))
                 page.campaigns.add(chosen.campaign.id)
                 if self.unique_advertiser:
                     page.advertisers.add(chosen.campaign.advertiser)
@@ -277,8 +278,7 @@ class Decider:
         if unread:
             keys = []
             for campaign_id, campaign in unread.items():
-                limits = page.limits[campaign_id] = self.ledger.limits(campaign, page.request.user_id,
-                                                                       page.moment)
+                limits = page.limits[campaign_id] = self.ledger.limits(campaign, page.reader, page.moment)
                 keys += [key for key, _ in limits or ()]
             if keys:
                 page.values.update(zip(keys, await self.state.get_many(keys)))

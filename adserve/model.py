@@ -83,6 +83,9 @@ class FrequencyCap:
     count: int = field(metadata=doc("Impressions allowed per reader per period.", min=1))
     period: Literal["hour", "day", "week", "flight"] = field(
         default="day", metadata=doc("Window the count applies to."))
+    without_consent: Literal["skip", "serve"] = field(default="skip", metadata=doc(
+        "When the cap cannot be kept (no reader id, or no consent to personalised ads): skip the "
+        "reader, or serve without the cap."))
 
 
 @dataclass(kw_only=True)
@@ -179,6 +182,8 @@ class Site:
     timezone: str = field(default="UTC", metadata=doc("IANA zone for dayparts and daily budgets."))
     allowed_origins: list[str] = field(default_factory=list, metadata=doc("Page origins (CORS)."))
     unique_advertiser_per_page: bool = False
+    consent_required: bool = field(default=False, metadata=doc(
+        "A request without privacy signals (no TCF answer, no GPC) counts as no consent."))
 
 
 @dataclass(kw_only=True)
@@ -191,6 +196,9 @@ class Server:
     max_slots: int = field(default=20, metadata=doc("Most slots in one request.", min=1))
     event_dir: str = field(default="var/events",
                            metadata=doc("Event log folder, relative to the working folder."))
+    retention_days: int | None = field(default=None, metadata=doc(
+        "Event files older than this many days are deleted (at start and daily); none: kept.",
+        min=1))
     model_path: str = field(default="var/model.npz", metadata=doc("Recommendation model artifact."))
     catalog_path: str = field(default="catalog.jsonl",
                               metadata=doc("Article catalog, relative to the config folder."))

@@ -20,6 +20,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from .. import retention
 from ..catalog import Catalog, CatalogError, item_from_dict
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
@@ -134,7 +135,9 @@ class AdServer:
         started = time.perf_counter()
         runtime = self.runtime
         body = await read_json(request, runtime.config.server)
-        slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots)
+        slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots,
+                                          gpc_header=request.headers.get("Sec-GPC", "").strip() == "1",
+                                          consent_required=runtime.config.site.consent_required)
         answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
         self.metrics.count(self.metrics.events, "decision")
         for fill in answer.values():
@@ -174,12 +177,13 @@ class AdServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start_background(self, app: web.Application) -> None:
+        self.expire_events()  # before the replay, which must not read what retention deletes
         self.replay.run(self.runtime.decider)
         self.runtime = self._runtime(self.runtime.config)  # pacing learns the log's hourly traffic
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-                self._retrain_on_schedule(), self.replay.save_forever()]
+                self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
@@ -202,6 +206,19 @@ class AdServer:
             await asyncio.sleep(60 * (minutes or 1))
             if minutes and self.runtime.config.recs.retrain_minutes:
                 await self.retrain()
+
+    def expire_events(self) -> None:
+        """``server.retention_days``: delete event files past their age (at start, then daily)."""
+        days = self.runtime.config.server.retention_days
+        if days:
+            expired = retention.expire(self.events.folder, days, self.clock().date())
+            if expired:
+                log.info("retention: deleted %d event files older than %d days", len(expired), days)
+
+    async def _expire_daily(self) -> None:
+        while True:
+            await asyncio.sleep(86400)
+            await asyncio.to_thread(self.expire_events)
 
     def _sighup(self) -> None:
         self.config_watch.trigger()
