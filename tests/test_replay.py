@@ -90,3 +90,22 @@ async def test_pacing_learns_the_sites_hourly_traffic_from_the_log(aiohttp_clien
     client = await aiohttp_client(create_app(make_server()))
     hourly = client.server.app[SERVER].runtime.decider.ledger.hourly  # New York: 19:00 UTC is 14:00
     assert hourly[14] == 4 * hourly[3]
+
+
+async def test_forgetting_a_reader_erases_their_caps_from_the_checkpoint(
+        aiohttp_client, make_server, workdir):
+    from adserve import retention
+
+    (workdir / "config" / "campaigns" / "long.yaml").write_text(LONG_FLIGHT)
+    first = await aiohttp_client(create_app(make_server()))
+    checkpoint = first.server.app[SERVER].replay.checkpoint
+    assert await view(first, "reader-gone") == {777, 778}
+    assert await view(first, "reader-kept") == {777, 778}
+    await first.close()  # the server is stopped, then the reader is forgotten
+    assert b"reader-gone" in checkpoint.read_bytes()
+    erased = retention.forget("reader-gone", workdir / "var" / "events", workdir / "var" / "model.npz")
+    assert erased.checkpointed == ["c778:cap:reader-gone:all"]
+    assert b"reader-gone" not in checkpoint.read_bytes()
+    second = await aiohttp_client(create_app(make_server()))
+    assert await view(second, "reader-gone") == {777, 778}  # their flight cap is gone
+    assert await view(second, "reader-kept") & {777, 778} == {777}  # others' caps and the budget stay

@@ -2,13 +2,11 @@
 and the embedded store's counters.
 
 Lifetime counters (flight budgets, flight caps) can be months old, so they are not rebuilt from
-the whole log at every start: a counter checkpoint holds every key of the embedded store with its
-expiry, and the byte offset each log file had reached when it was taken; a start loads it and
-replays only the log after those offsets. The checkpoint is written atomically (temporary file,
-fsync, rename), every minute and at shutdown, in JSON lines of a few thousand keys each (a worker
-thread encoding a million keys in one call would hold the interpreter lock for a long stall), so a crash leaves the previous one and a longer
-tail of log, never a torn file. Without a readable checkpoint (a log older than checkpoints) the
-whole log is read once. A shared store (Redis) keeps its own counters and gets no checkpoint.
+the whole log at every start: the counter checkpoint (``checkpoint.py``) holds every key of the
+embedded store with its expiry and the byte offset each log file had reached; a start loads it and
+replays only the log after those offsets. It is written every minute and at shutdown. Without a
+readable checkpoint (a log older than checkpoints) the whole log is read once. A shared store
+(Redis) keeps its own counters and gets no checkpoint.
 
 The snapshot and the offsets are taken together on the event-loop thread, where the tracker
 logs a hit and charges it without yielding in between: every logged hit before the offsets is in
@@ -19,15 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import itertools
-from collections import Counter
 import logging
-import os
-import tempfile
-from pathlib import Path
+from collections import Counter
 
-import orjson
-
+from .. import checkpoint
 from ..decision import Decider
 from ..events import EventLog, log_files, log_sizes, read_events
 from ..recs.recommender import Recommender
@@ -37,7 +30,6 @@ from . import tracking
 log = logging.getLogger("adserve.replay")
 RECENT_DAYS = 7      # reader history and popularity look this far back
 CHECKPOINT_SECONDS = 60
-CHUNK = 5000         # keys per checkpoint line
 WARMED = frozenset({"decision", "click", "impression"})
 CHARGED = frozenset({"click", "impression"})
 
@@ -50,7 +42,7 @@ class Replay:
         self.recommender = recommender
         self.token_ttl = token_ttl
         self.clock = clock
-        self.checkpoint = self.folder / f"counters.{events.writer}.json"
+        self.checkpoint = checkpoint.path_for(self.folder, events.writer)
         self.traffic: Counter[int] = Counter()  # page views per Unix hour (ts // 3600), recent days
 
     def run(self, decider: Decider) -> int:
@@ -80,14 +72,11 @@ class Replay:
     def _load(self) -> tuple[dict[str, int], list]:
         """The log offsets and the counters of the checkpoint; none when there is no readable one."""
         try:
-            header, *chunks = (orjson.loads(line) for line in self.checkpoint.read_bytes().splitlines())
-            counters = [entry for chunk in chunks for entry in chunk]
-            if header.get("keys") != len(counters):
-                raise ValueError(f"{len(counters)} keys of {header.get('keys')}")
+            header, counters = checkpoint.read(self.checkpoint)
             return header["logs"], counters
         except FileNotFoundError:
             return {}, []
-        except (OSError, ValueError, KeyError, AttributeError, TypeError) as exc:
+        except (OSError, KeyError, checkpoint.CheckpointError) as exc:
             log.error("counter checkpoint %s unreadable (%s): replaying the whole log", self.checkpoint, exc)
             return {}, []
 
@@ -106,37 +95,14 @@ class Replay:
     def save(self) -> None:
         """Write the checkpoint now (at shutdown)."""
         if isinstance(self.state, MemoryState):
-            self._write(self._capture())
+            checkpoint.write(self.checkpoint, *self._capture())
 
     async def save_forever(self, interval: float = CHECKPOINT_SECONDS) -> None:
         """Every ``interval`` seconds: capture on the loop thread, write in a worker thread."""
         while isinstance(self.state, MemoryState):
             await asyncio.sleep(interval)
-            await asyncio.to_thread(self._write, self._capture())
+            await asyncio.to_thread(checkpoint.write, self.checkpoint, *self._capture())
 
     def _capture(self) -> tuple[dict, dict]:
-        counters = self.state.snapshot()
-        return {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder),
-                "keys": len(counters)}, counters
-
-    def _write(self, captured: tuple[dict, dict]) -> None:
-        """Temporary file, fsync, rename, fsync of the folder: the old checkpoint or the new one."""
-        header, counters = captured
-        fd, temporary = tempfile.mkstemp(dir=self.folder, prefix=".counters-")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(orjson.dumps(header) + b"\n")
-                entries = iter(counters.items())
-                while chunk := list(itertools.islice(entries, CHUNK)):
-                    f.write(orjson.dumps(chunk) + b"\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(temporary, self.checkpoint)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        directory = os.open(self.folder, os.O_RDONLY)
-        try:
-            os.fsync(directory)  # the rename itself survives a power cut
-        finally:
-            os.close(directory)
+        header = {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder)}
+        return header, self.state.snapshot()
