@@ -1,4 +1,8 @@
-"""The ``adserve`` command: serve, check, schema, simulate, train, evaluate."""
+"""The adserve command: serve, init, check, schema, simulate, train, evaluate.
+
+Every failure ends in one line on stderr that says what to do, never a traceback: usage errors
+exit 2 (argparse), everything else exits 1 (``Failure``, or an ``OSError`` the system raised).
+"""
 
 from __future__ import annotations
 
@@ -7,64 +11,155 @@ import datetime as dt
 import json
 import logging
 import os
+import resource
+import shutil
+import socket
 import sys
+import time
+from importlib import metadata
 from pathlib import Path
 
 DEFAULT_CONFIG = "config"
+DEMO_CONFIG = Path(__file__).parent / "demo"        # The Capitol Ledger, shipped inside the package
+STARTER_CONFIG = Path(__file__).parent / "starter"  # what `adserve init` copies
+
+
+class Failure(Exception):
+    """A one-line reason the command could not do its job (exit status 1)."""
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="adserve", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return COMMANDS[args.command](args)
+    except Failure as exc:
+        reason = str(exc)
+    except OSError as exc:  # a file or socket the system refused: its reason is the whole story
+        reason = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
+    except KeyboardInterrupt:
+        return 130
+    print(f"adserve {args.command}: error: {reason}", file=sys.stderr)
+    return 1
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="adserve", description="Ad slots and recommendation widgets for a news site.",
+        epilog="Start with `adserve serve --demo`, or `adserve init mysite` for your own config.")
+    parser.add_argument("--version", action="version", version=f"adserve {_version()}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    config_help = f"config folder (default: {DEFAULT_CONFIG})"
 
     serve = commands.add_parser("serve", help="run the ad and recommendation server")
-    serve.add_argument("--config", default=DEFAULT_CONFIG)
+    serve.add_argument("--config", help=f"config folder (default: {DEFAULT_CONFIG}, or the demo "
+                                        "config shipped with adserve when --demo is given)")
     serve.add_argument("--demo", action="store_true",
-                       help="local demo: random secret in var/, simulated history if the log is empty")
-    serve.add_argument("--host")
-    serve.add_argument("--port", type=int)
+                       help="local demo: a random signing secret kept in var/ and, on first start, "
+                            "two weeks of simulated readers and a first model (default: off)")
+    serve.add_argument("--host", help="address to listen on (default: server.host of the config)")
+    serve.add_argument("--port", type=_port, help="TCP port, 1-65535 (default: server.port of the config)")
     serve.add_argument("--writer", default=os.environ.get("ADSERVE_WRITER", "main"),
-                       help="event file suffix; give each replica its own")
+                       help="event file suffix; give each replica its own "
+                            "(default: $ADSERVE_WRITER, else 'main')")
+
+    init = commands.add_parser("init", help="write a commented starter config for a new site")
+    init.add_argument("folder", help="folder to create; must not exist yet or be empty")
 
     check = commands.add_parser("check", help="validate a config folder, listing every error")
-    check.add_argument("config", nargs="?", default=DEFAULT_CONFIG)
+    check.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=config_help)
 
     schema = commands.add_parser("schema", help="write the JSON Schema of config files")
-    schema.add_argument("--out", default=f"{DEFAULT_CONFIG}/adserve.schema.json", help="'-' for stdout")
+    schema.add_argument("--out", default=f"{DEFAULT_CONFIG}/adserve.schema.json",
+                        help="file to write, '-' for stdout (default: %(default)s)")
 
     simulate = commands.add_parser("simulate", help="write a synthetic event log with planted tastes")
-    simulate.add_argument("--config", default=DEFAULT_CONFIG)
-    simulate.add_argument("--events", help="event folder (default: server.event_dir)")
-    simulate.add_argument("--users", type=int, default=1500)
-    simulate.add_argument("--days", type=int, default=14)
-    simulate.add_argument("--seed", type=int, default=7)
+    simulate.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
+    simulate.add_argument("--events", help="event folder to write (default: server.event_dir of the config)")
+    simulate.add_argument("--append", action="store_true",
+                          help="add to a folder that already holds events (default: refuse it)")
+    simulate.add_argument("--users", type=_positive, default=1500, help="readers (default: %(default)s)")
+    simulate.add_argument("--days", type=_positive, default=14, help="days of history (default: %(default)s)")
+    simulate.add_argument("--seed", type=int, default=7, help="random seed (default: %(default)s)")
 
-    for name, text in (("train", "fit a model on the event log"),
+    for name, text in (("train", "fit a model on the event log and write the artifact"),
                        ("evaluate", "time-split evaluation of every strategy")):
         sub = commands.add_parser(name, help=text)
-        sub.add_argument("--config", default=DEFAULT_CONFIG)
-        sub.add_argument("--events", help="event folder or one file (default: server.event_dir)")
-        sub.add_argument("--since", type=dt.date.fromisoformat, help="first day, YYYY-MM-DD")
-        sub.add_argument("--until", type=dt.date.fromisoformat, help="last day, YYYY-MM-DD")
-        sub.add_argument("--k", type=int, default=6)
-        sub.add_argument("--test-share", type=float, default=0.2)
-    commands.choices["train"].add_argument("--out", help="artifact path (default: server.model_path)")
-    commands.choices["evaluate"].add_argument("--json", action="store_true")
+        sub.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
+        sub.add_argument("--events", help="event folder or one log file "
+                                          "(default: server.event_dir of the config)")
+        sub.add_argument("--since", type=_day, help="first day read, YYYY-MM-DD, UTC (default: the log's first)")
+        sub.add_argument("--until", type=_day, help="last day read, YYYY-MM-DD, UTC (default: the log's last)")
+        sub.add_argument("--k", type=_positive, default=6, help="items scored per reader (default: %(default)s)")
+        sub.add_argument("--test-share", type=_share, default=0.2,
+                         help="share of the log's time span held out for testing (default: %(default)s)")
+    train = commands.choices["train"]
+    train.add_argument("--out", help="artifact path (default: server.model_path of the config)")
+    train.add_argument("--evaluate", action="store_true",
+                       help="also run the evaluation first and keep its scores in the artifact "
+                            "(default: off; it costs a second fit)")
+    commands.choices["evaluate"].add_argument("--json", action="store_true",
+                                              help="print JSON instead of a table (default: off)")
+    return parser
 
-    args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    return {"serve": _serve, "check": _check, "schema": _schema, "simulate": _simulate,
-            "train": _train, "evaluate": _evaluate}[args.command](args)
+
+def _version() -> str:
+    try:
+        return metadata.version("adserve")
+    except metadata.PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
 
 
-def _load_or_exit(folder: str):
+def _port(text: str) -> int:
+    port = _int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"port {port} is out of range 1-65535")
+    return port
+
+
+def _positive(text: str) -> int:
+    number = _int(text)
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not a positive whole number")
+    return number
+
+
+def _int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a whole number") from None
+
+
+def _share(text: str) -> float:
+    try:
+        share = float(text)
+    except ValueError:
+        share = -1.0
+    if not 0 < share < 1:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a share between 0 and 1")
+    return share
+
+
+def _day(text: str) -> dt.date:
+    try:
+        return dt.date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"'{text}' is not a day in YYYY-MM-DD form") from None
+
+
+def _load(folder: str | Path):
+    """The valid config in ``folder``; its warnings and errors printed, a Failure if it has errors."""
     from .config import load_config
 
+    if not Path(folder).is_dir():
+        raise Failure(f"config folder '{folder}' not found: write one with `adserve init {folder}`, "
+                      "or try `adserve serve --demo`")
     loaded = load_config(folder)
     for problem in loaded.warnings + loaded.errors:
         print(problem, file=sys.stderr)
     if not loaded.ok:
-        raise SystemExit(f"{len(loaded.errors)} error(s) in {folder}")
+        raise Failure(f"{len(loaded.errors)} error(s) in {folder}")
     return loaded
 
 
@@ -83,25 +178,49 @@ def _check(args) -> int:
     return 0 if loaded.ok else 1
 
 
+def _init(args) -> int:
+    folder = Path(args.folder)
+    if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
+        raise Failure(f"{folder} already exists and is not an empty folder; name a new one")
+    shutil.copytree(STARTER_CONFIG, folder, dirs_exist_ok=True)
+    _write_schema(folder / "adserve.schema.json")
+    print(f"wrote a starter config to {folder}; edit it, then `adserve check {folder}` and "
+          f"`ADSERVE_SECRET=... adserve serve --config {folder}`")
+    return 0
+
+
 def _schema(args) -> int:
+    if args.out == "-":
+        from .schema import json_schema
+
+        sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+        return 0
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise Failure(f"folder {out.parent} does not exist; create it or choose another --out")
+    _write_schema(out)
+    print(f"wrote {out}")
+    return 0
+
+
+def _write_schema(path: Path) -> None:
     from .schema import json_schema
 
-    text = json.dumps(json_schema(), indent=2) + "\n"
-    if args.out == "-":
-        sys.stdout.write(text)
-    else:
-        Path(args.out).write_text(text)
-        print(f"wrote {args.out}")
-    return 0
+    path.write_text(json.dumps(json_schema(), indent=2) + "\n")
 
 
 def _simulate(args) -> int:
     from .catalog import Catalog
-    from .events import EventLog
+    from .events import EventLog, log_files
     from .recs.simulate import SimulationSpec, simulate
 
-    config = _load_or_exit(args.config).config
+    config = _load(args.config).config
     folder = Path(args.events or config.server.event_dir)
+    if folder.exists() and not folder.is_dir():
+        raise Failure(f"{folder} is a file; --events names a folder")
+    if log_files(folder) and not args.append:
+        raise Failure(f"{folder} already holds events: pass --append to add a second history to "
+                      "them, or name an empty folder with --events")
     catalog = Catalog(journal=folder / "catalog-updates.jsonl")
     log = EventLog(folder, writer="simulated")
     counts = simulate(log, SimulationSpec(users=args.users, days=args.days, seed=args.seed),
@@ -113,23 +232,36 @@ def _simulate(args) -> int:
 
 def _read(args, config):
     """(interactions, read report) of the log the command names, unreadable lines reported."""
-    from .recs.train import read_log
+    from .recs.train import EmptyLog, read_log
 
+    source = Path(args.events or config.server.event_dir)
+    if not source.exists():
+        raise Failure(f"{source} does not exist: --events names an event folder or one log file"
+                      + ("" if args.events else " (or run `adserve simulate` first)"))
     try:
-        data, report = read_log(args.events or config.server.event_dir, config.recs, args.since,
-                                args.until)
-    except ValueError as exc:
-        raise SystemExit(str(exc)) from exc
+        data, report = read_log(source, config.recs, args.since, args.until)
+    except EmptyLog as exc:
+        raise Failure(str(exc)) from exc
     for file, line in report.skipped[:20]:
         print(f"skipped unreadable line {file}:{line}", file=sys.stderr)
     return data, report
 
 
-def _evaluate(args) -> int:
-    from .recs.evaluate import evaluate, table
+def _scores(args, config, data) -> list:
+    from .recs.evaluate import evaluate
 
-    config = _load_or_exit(args.config).config
-    scores = evaluate(_read(args, config)[0], config.recs, args.k, args.test_share)
+    scores = evaluate(data, config.recs, args.k, args.test_share)
+    if not scores or scores[0].readers == 0:
+        raise Failure("nothing to score: no reader seen before the held-out period came back in it; "
+                      "a longer log (or a larger --test-share) is needed")
+    return scores
+
+
+def _evaluate(args) -> int:
+    from .recs.evaluate import table
+
+    config = _load(args.config).config
+    scores = _scores(args, config, _read(args, config)[0])
     if args.json:
         print(json.dumps([vars(s) for s in scores], indent=2))
     else:
@@ -138,19 +270,28 @@ def _evaluate(args) -> int:
 
 
 def _train(args) -> int:
-    from .recs.evaluate import evaluate
     from .recs.train import train_on
 
-    config = _load_or_exit(args.config).config
-    data, report = _read(args, config)  # read once: evaluated, then trained on
-    offline = {s.strategy: vars(s) for s in evaluate(data, config.recs, args.k, args.test_share)}
-    artifact = train_on(data, report, config.recs, args.out or config.server.model_path,
-                        show_progress=sys.stderr.isatty(), offline_scores=offline)
-    data = artifact.meta["data"]
-    print(f"trained on {data['events']} events: {data['users']} readers x {data['items']} items, "
-          f"{data['nonzeros']} non-zeros in {artifact.meta['seconds']} s -> "
-          f"{args.out or config.server.model_path}")
+    began = time.perf_counter()
+    config = _load(args.config).config
+    out = args.out or config.server.model_path
+    data, report = _read(args, config)
+    read_seconds = time.perf_counter() - began
+    offline = {s.strategy: vars(s) for s in _scores(args, config, data)} if args.evaluate else {}
+    artifact = train_on(data, report, config.recs, out, show_progress=sys.stderr.isatty(),
+                        offline_scores=offline, began=began)
+    meta, shape = artifact.meta, artifact.meta["data"]
+    steps = {"read": read_seconds, **meta["steps"]}
+    print(f"trained on {shape['events']} events: {shape['users']} readers x {shape['items']} items, "
+          f"{shape['nonzeros']} non-zeros, tables for {shape['table_readers']} recent readers -> {out}")
+    print(f"in {meta['seconds']:.2f} s (" + ", ".join(f"{k} {v:.2f}" for k, v in steps.items())
+          + f"), peak memory {_peak_mib():.0f} MiB")
     return 0
+
+
+def _peak_mib() -> float:
+    """Peak resident memory of this process (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _serve(args) -> int:
@@ -158,16 +299,31 @@ def _serve(args) -> int:
 
     from .server.app import AdServer, create_app, secret_from_env
 
-    loaded = _load_or_exit(args.config)
+    config_dir = args.config or (str(DEMO_CONFIG) if args.demo else DEFAULT_CONFIG)
+    loaded = _load(config_dir)
     settings = loaded.config.server
-    secret = secret_from_env(args.demo, Path(settings.event_dir).parent)
+    try:
+        secret = secret_from_env(args.demo, Path(settings.event_dir).parent)
+    except ValueError as exc:
+        raise Failure(str(exc)) from exc
+    sock = _listen(args.host or settings.host, args.port or settings.port)
     if args.demo:
-        _bootstrap_demo(args.config, loaded.config)
-    server = AdServer(args.config, loaded, secret, writer=args.writer,
+        _bootstrap_demo(config_dir, loaded.config)
+    server = AdServer(config_dir, loaded, secret, writer=args.writer,
                       cms_token=os.environ.get("ADSERVE_CMS_TOKEN"))
-    web.run_app(create_app(server), host=args.host or settings.host, port=args.port or settings.port,
-                access_log=None)
+    web.run_app(create_app(server), sock=sock, access_log=None)
     return 0
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """The bound listening socket, made before anything starts so a taken port is one line."""
+    try:
+        family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                      flags=socket.AI_PASSIVE)[0]
+        return socket.create_server(address, family=family)
+    except OSError as exc:
+        hint = " (is it an address of this machine?)" if exc.errno == 99 else ""
+        raise Failure(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from exc
 
 
 def _bootstrap_demo(config_dir: str, config) -> None:
@@ -176,14 +332,17 @@ def _bootstrap_demo(config_dir: str, config) -> None:
     from .recs.train import train
 
     folder = Path(config.server.event_dir)
-    if not folder.exists() or not log_files(folder):
+    if not log_files(folder):
         print("demo: simulating two weeks of reader history ...", file=sys.stderr)
-        _simulate(argparse.Namespace(config=config_dir, events=str(folder), users=1500, days=14,
-                                     seed=7))
+        _simulate(argparse.Namespace(config=config_dir, events=str(folder), append=False,
+                                     users=1500, days=14, seed=7))
     if not Path(config.server.model_path).exists():
         print("demo: training the first model ...", file=sys.stderr)
         train(folder, config.recs, config.server.model_path)
 
+
+COMMANDS = {"serve": _serve, "init": _init, "check": _check, "schema": _schema,
+            "simulate": _simulate, "train": _train, "evaluate": _evaluate}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,8 @@ import numpy as np
 
 from ..model import Recs
 from .matrix import Interactions, build_matrix
-from .train import fit, top_tables
+from .tables import item_table, user_table
+from .train import fit
 
 
 @dataclass
@@ -41,7 +42,6 @@ def evaluate(data: Interactions, recs: Recs, k: int = 6, test_share: float = 0.2
     past = build_matrix(data.select(data.ts < cutoff))
     future = engaged.select(engaged.ts >= cutoff)
     model = fit(past, recs)
-    user_top, neighbors = top_tables(model, past, max(recs.top_n, k))
     user_index = {u: n for n, u in enumerate(past.user_ids.tolist())}
     heat = _heat(engaged.select(engaged.ts < cutoff), past.item_ids, recs, cutoff)
     popular = np.argsort(-heat)[:200]
@@ -56,6 +56,10 @@ def evaluate(data: Interactions, recs: Recs, k: int = 6, test_share: float = 0.2
     for user, item in zip(future.users.tolist(), future.items.tolist()):
         if user in user_index and item in item_index:
             targets.setdefault(user_index[user], set()).add(item_index[item])
+    n = max(recs.top_n, k)
+    user_top = user_table(model.user_factors, model.item_factors, past.matrix,
+                          np.fromiter(targets, dtype=np.int64, count=len(targets)), n)
+    neighbors = item_table(model.item_factors, n)
     last_item = _last_items(data.select(data.ts < cutoff), user_index, item_index)
     recent = data.select((data.ts < cutoff) & (data.ts >= cutoff - recs.max_age_hours * 3600))
     available = {item_index[i] for i in set(recent.items.tolist())}

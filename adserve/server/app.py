@@ -33,7 +33,7 @@ from ..recs.train import train
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore
-from ..tokens import Signer, TokenError
+from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
 from . import pages, tracking
 from .metrics import Metrics
 from .openapi import openapi_spec
@@ -347,14 +347,20 @@ def create_app(server: AdServer) -> web.Application:
 
 
 def secret_from_env(demo: bool, var_dir: Path) -> bytes:
-    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo)."""
+    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo).
+
+    A missing or short secret is a ``ValueError`` whose one-line message says how to make one.
+    """
     value = os.environ.get("ADSERVE_SECRET")
+    make = "python -c 'import secrets; print(secrets.token_hex(32))'"
+    if value and len(value.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"ADSERVE_SECRET is {len(value.encode())} bytes; it must be at least "
+                         f"{MIN_SECRET_BYTES} random bytes: export ADSERVE_SECRET=$({make})")
     if value:
         return value.encode()
     if not demo:
-        raise SystemExit("ADSERVE_SECRET is not set. Export a random value of 32+ characters, e.g.\n"
-                         "  export ADSERVE_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')\n"
-                         "or run with --demo for a local demo.")
+        raise ValueError(f"ADSERVE_SECRET is not set: export ADSERVE_SECRET=$({make}) "
+                         "(32+ random bytes), or run with --demo for a local demo")
     path = var_dir / "demo-secret"
     if not path.exists():
         var_dir.mkdir(parents=True, exist_ok=True)
