@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import errno
 import json
 import logging
 import os
@@ -46,12 +47,16 @@ def main(argv: list[str] | None = None) -> int:
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="adserve", description="Ad slots and recommendation widgets for a news site.",
-        epilog="Start with `adserve serve --demo`, or `adserve init mysite` for your own config.")
+        epilog="Start with: adserve serve --demo (or adserve init mysite for a config of your own).")
     parser.add_argument("--version", action="version", version=f"adserve {_version()}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name: str, text: str) -> argparse.ArgumentParser:
+        return commands.add_parser(name, help=text, description=text)
+
     config_help = f"config folder (default: {DEFAULT_CONFIG})"
 
-    serve = commands.add_parser("serve", help="run the ad and recommendation server")
+    serve = command("serve", "run the ad and recommendation server")
     serve.add_argument("--config", help=f"config folder (default: {DEFAULT_CONFIG}, or the demo "
                                         "config shipped with adserve when --demo is given)")
     serve.add_argument("--demo", action="store_true",
@@ -63,17 +68,17 @@ def _parser() -> argparse.ArgumentParser:
                        help="event file suffix; give each replica its own "
                             "(default: $ADSERVE_WRITER, else 'main')")
 
-    init = commands.add_parser("init", help="write a commented starter config for a new site")
+    init = command("init", "write a commented starter config for a new site")
     init.add_argument("folder", help="folder to create; must not exist yet or be empty")
 
-    check = commands.add_parser("check", help="validate a config folder, listing every error")
+    check = command("check", "validate a config folder, listing every error")
     check.add_argument("config", nargs="?", default=DEFAULT_CONFIG, help=config_help)
 
-    schema = commands.add_parser("schema", help="write the JSON Schema of config files")
+    schema = command("schema", "write the JSON Schema of config files")
     schema.add_argument("--out", default=f"{DEFAULT_CONFIG}/adserve.schema.json",
                         help="file to write, '-' for stdout (default: %(default)s)")
 
-    simulate = commands.add_parser("simulate", help="write a synthetic event log with planted tastes")
+    simulate = command("simulate", "write a synthetic event log with planted tastes")
     simulate.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
     simulate.add_argument("--events", help="event folder to write (default: server.event_dir of the config)")
     simulate.add_argument("--append", action="store_true",
@@ -84,7 +89,7 @@ def _parser() -> argparse.ArgumentParser:
 
     for name, text in (("train", "fit a model on the event log and write the artifact"),
                        ("evaluate", "time-split evaluation of every strategy")):
-        sub = commands.add_parser(name, help=text)
+        sub = command(name, text)
         sub.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
         sub.add_argument("--events", help="event folder or one log file "
                                           "(default: server.event_dir of the config)")
@@ -322,8 +327,9 @@ def _listen(host: str, port: int) -> socket.socket:
                                                       flags=socket.AI_PASSIVE)[0]
         return socket.create_server(address, family=family)
     except OSError as exc:
-        hint = " (is it an address of this machine?)" if exc.errno == 99 else ""
-        raise Failure(f"cannot listen on {host}:{port}: {exc.strerror or exc}{hint}") from exc
+        reason = os.strerror(exc.errno) if (exc.errno or 0) > 0 else exc.strerror or str(exc)
+        hint = " (is it an address of this machine?)" if exc.errno == errno.EADDRNOTAVAIL else ""
+        raise Failure(f"cannot listen on {host}:{port}: {reason}{hint}") from exc
 
 
 def _bootstrap_demo(config_dir: str, config) -> None:
