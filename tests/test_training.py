@@ -9,9 +9,13 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
+from adserve.events import EventLog, log_files
 from adserve.model import Recs
 from adserve.recs import tables
+from adserve.recs.evaluate import _bootstrap_means, _interval_holds_zero, evaluate, table
+from adserve.recs.matrix import read_interactions
 from adserve.recs.recommender import LoadedModel
+from adserve.recs.simulate import SimulationSpec, simulate
 from adserve.recs.tables import item_table, top_n, user_table
 from adserve.recs.train import EmptyLog, read_log, train
 
@@ -88,3 +92,62 @@ def test_tables_only_for_recent_readers_and_the_others_scored_from_their_factors
     assert artifact.meta["offline"] == {}  # training is one fit: evaluating is its own step
     model = LoadedModel(artifact, recs)
     assert model.personal("gone", ())  # a returning reader still gets personal items
+
+
+def test_items_only_shown_stay_recommendable(tmp_path):
+    """With impression_weight > 0 a widget's items enter the matrix, but being shown an item is
+    not having read it: it must stay in the reader's table (a later click on it can score)."""
+    events = [{"ts": START, "type": "impression", "user": "r", "page": "p", "items": ["x"]},
+              click(0.1, "r", "a")]
+    events += [click(0.2 + n / 100, f"o{n}", item) for n in range(8) for item in ("a", "x")]
+    events += [click(0.3 + n / 100, f"q{n}", item) for n in range(8) for item in ("b", "c")]
+    one_file(tmp_path / "log.jsonl", events)
+    recs = Recs(factors=4, iterations=5, impression_weight=0.2, top_n=6)
+    artifact = train(tmp_path / "log.jsonl", recs, tmp_path / "model.npz")
+    row = artifact.user_top[artifact.user_ids.tolist().index("r")].tolist()
+    items = artifact.item_ids.tolist()
+    assert items.index("x") in row and items.index("a") not in row
+
+
+def test_evaluation_does_not_count_shown_items_as_read(tmp_path):
+    """A reader shown the hottest article (never reading it) who reads it after the cutoff is a hit."""
+    events = [click(day / 10, f"o{n}", "hot") for n in range(6) for day in range(8)]
+    events += [{"ts": START + 0.5 * DAY, "type": "impression", "user": "r", "page": "p", "items": ["hot"]},
+               click(0.6, "r", "cold"), click(0.95, "r", "hot")]
+    one_file(tmp_path / "log.jsonl", events)
+    recs = Recs(factors=2, iterations=2, impression_weight=0.2)
+    data, _ = read_log(tmp_path / "log.jsonl", recs)
+    scores = {s.strategy: s for s in evaluate(data, recs, k=1, test_share=0.2)}
+    assert scores["popular"].readers == 1 and scores["popular"].precision == 1.0
+
+
+def test_identical_strategies_cannot_be_told_apart_and_distant_ones_can():
+    values = np.random.default_rng(4).random((1, 300)).repeat(2, axis=0)
+    values = np.vstack([values, values[0] + 0.2])
+    means = _bootstrap_means(values, seed=1)
+    assert _interval_holds_zero(means[0] - means[1]) and not _interval_holds_zero(means[0] - means[2])
+
+
+@pytest.fixture(scope="module")
+def small_log(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("sim") / "events"
+    log = EventLog(folder, writer="simulated")
+    simulate(log, SimulationSpec(users=400, days=10))
+    log.close()
+    return folder
+
+
+def test_evaluation_reports_intervals_readers_and_baselines(small_log):
+    recs = Recs(factors=16, iterations=10)
+    scores = evaluate(read_interactions(log_files(small_log), recs), recs, k=6)
+    named = {s.strategy: s for s in scores}
+    assert set(named) == {"personal", "related", "popular", "cf-order", "item-item"}
+    readers = {s.readers for s in scores}
+    assert len(readers) == 1 and readers.pop() > 100
+    for s in scores:
+        low, high = s.precision_interval
+        assert 0 <= low <= s.precision <= high and high - low < 0.1
+    assert "popular" not in named["personal"].cannot_tell_from  # planted tastes: CF is far ahead
+    for s in scores:  # "cannot be told apart" is symmetric
+        assert all(s.strategy in named[other].cannot_tell_from for other in s.cannot_tell_from)
+    assert "95% interval" in table(scores, 6)

@@ -37,18 +37,23 @@ def top_n(queries: np.ndarray, targets: np.ndarray, banned: csr_matrix, n: int) 
     """
     queries = np.ascontiguousarray(queries, dtype=np.float32)
     targets = np.ascontiguousarray(targets, dtype=np.float32)
-    count = len(targets)
-    table = np.full((len(queries), n), -1, dtype=np.int32)
+    return top_scored(lambda rows: queries[rows] @ targets.T, banned, n)
+
+
+def top_scored(score, banned: csr_matrix, n: int) -> np.ndarray:
+    """``top_n`` for any scoring: ``score(slice)`` gives the dense scores of that block of rows."""
+    count = banned.shape[1]
+    table = np.full((banned.shape[0], n), -1, dtype=np.int32)
     n = min(n, count)
     if n == 0:
         return table
     rows = max(1, BLOCK_SCORES // max(1, count))
-    for start in range(0, len(queries), rows):
-        scores = queries[start:start + rows] @ targets.T
+    for start in range(0, banned.shape[0], rows):
+        scores = np.asarray(score(slice(start, start + rows)), dtype=np.float32)
         block = banned[start:start + rows]
         scores[np.repeat(np.arange(block.shape[0]), np.diff(block.indptr)), block.indices] = -np.inf
-        best = np.argpartition(-scores, n - 1, axis=1)[:, :n] if n < count else \
-            np.broadcast_to(np.arange(count), scores.shape).copy()
+        # the n largest sit right of position count - n (partitioning ``-scores`` would copy them)
+        best = np.argpartition(scores, count - n, axis=1)[:, count - n:]
         best_scores = np.take_along_axis(scores, best, axis=1)
         order = np.argsort(-best_scores, axis=1, kind="stable")
         best = np.take_along_axis(best, order, axis=1)

@@ -105,7 +105,7 @@ def train_on(interactions: Interactions, report: ReadReport, recs: Recs, out: st
     readers = recent_readers(interactions, data, recs.max_age_hours)
     items = data.matrix.shape[1]
     n = max(1, min(recs.top_n, items - 1))
-    user_top = user_table(user_factors, item_factors, data.matrix, readers, n)
+    user_top = user_table(user_factors, item_factors, engaged_matrix(interactions, data), readers, n)
     neighbors = item_table(item_factors, n)
     clock.lap("tables")
     artifact = ModelArtifact(
@@ -122,6 +122,22 @@ def train_on(interactions: Interactions, report: ReadReport, recs: Recs, out: st
     clock.lap("write")  # the copy in the file could not include its own writing
     artifact.meta["seconds"] = round(time.perf_counter() - began, 3)
     return artifact
+
+
+def engaged_matrix(interactions: Interactions, data: UserItems) -> csr_matrix:
+    """Reader x item marks of what each reader read or clicked, in ``data``'s rows and columns.
+
+    Being shown an item in a widget (an impression, in the matrix when ``impression_weight`` > 0)
+    is not having read it: such items stay recommendable, and a later click on one can score.
+    """
+    if interactions.engaged.all():
+        return data.matrix
+    picked = interactions.select(interactions.engaged)
+    rows = np.searchsorted(data.user_ids, picked.user_vocab)[picked.user_codes]
+    cols = np.searchsorted(data.item_ids, picked.item_vocab)[picked.item_codes]
+    marks = csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=data.matrix.shape)
+    marks.sum_duplicates()
+    return marks
 
 
 def recent_readers(interactions: Interactions, data: UserItems, max_age_hours: float) -> np.ndarray:
