@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
         return commands.add_parser(name, help=text, description=text)
 
     config_help = f"config folder (default: {DEFAULT_CONFIG})"
+    log_config_help = (f"config folder (default: {DEFAULT_CONFIG}, or the demo config shipped with "
+                       "adserve where there is none, as after `adserve serve --demo`)")
 
     serve = command("serve", "run the ad and recommendation server")
     serve.add_argument("--config", help=f"config folder (default: {DEFAULT_CONFIG}, or the demo "
@@ -79,7 +81,7 @@ def _parser() -> argparse.ArgumentParser:
                         help="file to write, '-' for stdout (default: %(default)s)")
 
     simulate = command("simulate", "write a synthetic event log with planted tastes")
-    simulate.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
+    simulate.add_argument("--config", help=log_config_help)
     simulate.add_argument("--events", help="event folder to write (default: server.event_dir of the config)")
     simulate.add_argument("--append", action="store_true",
                           help="add to a folder that already holds events (default: refuse it)")
@@ -90,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in (("train", "fit a model on the event log and write the artifact"),
                        ("evaluate", "time-split evaluation of every strategy")):
         sub = command(name, text)
-        sub.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
+        sub.add_argument("--config", help=log_config_help)
         sub.add_argument("--events", help="event folder or one log file "
                                           "(default: server.event_dir of the config)")
         sub.add_argument("--since", type=_day, help="first day read, YYYY-MM-DD, UTC (default: the log's first)")
@@ -168,6 +170,15 @@ def _load(folder: str | Path):
     return loaded
 
 
+def _log_config(given: str | None) -> str:
+    """The config of a log command: as given, else ./config, else the demo's (the README's steps
+    after `adserve serve --demo` run in a folder that has only var/)."""
+    if given or Path(DEFAULT_CONFIG).is_dir():
+        return given or DEFAULT_CONFIG
+    print(f"no ./{DEFAULT_CONFIG} here: using the demo config shipped with adserve", file=sys.stderr)
+    return str(DEMO_CONFIG)
+
+
 def _check(args) -> int:
     from .config import load_config
 
@@ -219,7 +230,7 @@ def _simulate(args) -> int:
     from .events import EventLog, log_files
     from .recs.simulate import SimulationSpec, simulate
 
-    config = _load(args.config).config
+    config = _load(_log_config(args.config)).config
     folder = Path(args.events or config.server.event_dir)
     if folder.exists() and not folder.is_dir():
         raise Failure(f"{folder} is a file; --events names a folder")
@@ -265,7 +276,7 @@ def _scores(args, config, data) -> list:
 def _evaluate(args) -> int:
     from .recs.evaluate import table
 
-    config = _load(args.config).config
+    config = _load(_log_config(args.config)).config
     scores = _scores(args, config, _read(args, config)[0])
     if args.json:
         print(json.dumps([vars(s) for s in scores], indent=2))
@@ -278,7 +289,7 @@ def _train(args) -> int:
     from .recs.train import train_on
 
     began = time.perf_counter()
-    config = _load(args.config).config
+    config = _load(_log_config(args.config)).config
     out = args.out or config.server.model_path
     data, report = _read(args, config)
     read_seconds = time.perf_counter() - began

@@ -222,6 +222,14 @@ def test_evaluate_with_nothing_to_score_fails(elsewhere):
           1, "nothing to score")
 
 
+def test_after_the_demo_train_runs_where_there_is_only_var(elsewhere):
+    """The README's steps after `serve --demo` in a folder of one's own: no ./config there."""
+    write_log(elsewhere / "var" / "events", clicks(6, 5))
+    result = adserve("train", cwd=elsewhere)
+    assert result.returncode == 0, result.stderr
+    assert "demo config" in result.stderr and (elsewhere / "var" / "model.npz").exists()
+
+
 def test_train_reports_its_whole_time_and_peak_memory(elsewhere):
     write_log(elsewhere / "events", clicks(6, 5))
     result = adserve("train", "--config", str(DEMO_CONFIG), "--events", "events", "--out", "m.npz",
