@@ -1,4 +1,4 @@
-"""The adserve command: serve, init, check, schema, simulate, train, evaluate.
+"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune.
 
 Every failure ends in one line on stderr that says what to do, never a traceback: usage errors
 exit 2 (argparse), everything else exits 1 (``Failure``, or an ``OSError`` the system raised).
@@ -23,6 +23,8 @@ from pathlib import Path
 DEFAULT_CONFIG = "config"
 DEMO_CONFIG = Path(__file__).parent / "demo"        # The Capitol Ledger, shipped inside the package
 STARTER_CONFIG = Path(__file__).parent / "starter"  # what `adserve init` copies
+NOTHING_TO_SCORE = ("nothing to score: no reader seen before the held-out period came back in it; "
+                    "a longer log (or a larger --test-share) is needed")
 
 
 class Failure(Exception):
@@ -90,7 +92,8 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--seed", type=int, default=7, help="random seed (default: %(default)s)")
 
     for name, text in (("train", "fit a model on the event log and write the artifact"),
-                       ("evaluate", "time-split evaluation of every strategy")):
+                       ("evaluate", "time-split evaluation of every strategy"),
+                       ("tune", "choose recs settings on a validation window before the test window")):
         sub = command(name, text)
         sub.add_argument("--config", help=log_config_help)
         sub.add_argument("--events", help="event folder or one log file "
@@ -100,6 +103,10 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--k", type=_positive, default=6, help="items scored per reader (default: %(default)s)")
         sub.add_argument("--test-share", type=_share, default=0.2,
                          help="share of the log's time span held out for testing (default: %(default)s)")
+        if name != "tune":
+            sub.add_argument("--untuned", action="store_true",
+                             help="ignore the last `adserve tune` choice (default: apply it when "
+                                  "recs-tuned.json lies beside server.model_path)")
     train = commands.choices["train"]
     train.add_argument("--out", help="artifact path (default: server.model_path of the config)")
     train.add_argument("--evaluate", action="store_true",
@@ -263,25 +270,58 @@ def _read(args, config):
     return data, report
 
 
-def _scores(args, config, data) -> list:
+def _scores(args, recs, data) -> list:
     from .recs.evaluate import evaluate
 
-    scores = evaluate(data, config.recs, args.k, args.test_share)
-    if not scores or scores[0].readers == 0:
-        raise Failure("nothing to score: no reader seen before the held-out period came back in it; "
-                      "a longer log (or a larger --test-share) is needed")
+    scores = evaluate(data, recs, args.k, args.test_share)
+    if not scores:
+        raise Failure(NOTHING_TO_SCORE)
     return scores
+
+
+def _recs(args, config):
+    """The config's recs settings with the last tune's choice applied, unless --untuned."""
+    from .recs.tune import tuned
+
+    path = _tuned_path(config)
+    if args.untuned or not path.is_file():
+        return config.recs
+    print(f"applying the tuned settings in {path} (--untuned ignores them)", file=sys.stderr)
+    return tuned(config.recs, path)
+
+
+def _tuned_path(config) -> Path:
+    from .recs.tune import TUNED_FILE
+
+    return Path(config.server.model_path).with_name(TUNED_FILE)
 
 
 def _evaluate(args) -> int:
     from .recs.evaluate import table
 
     config = _load(_log_config(args.config)).config
-    scores = _scores(args, config, _read(args, config)[0])
+    scores = _scores(args, _recs(args, config), _read(args, config)[0])
     if args.json:
         print(json.dumps([vars(s) for s in scores], indent=2))
     else:
         print(table(scores, args.k))
+    return 0
+
+
+def _tune(args) -> int:
+    from .recs.evaluate import table
+    from .recs.tune import save, tune
+
+    config = _load(_log_config(args.config)).config
+    tuning = tune(_read(args, config)[0], config.recs, args.k, args.test_share)
+    if tuning is None or not tuning.test:
+        raise Failure("nothing to tune on: the log needs readers who come back in a validation "
+                      "window and in the test window after it; a longer log is needed")
+    save(tuning, _tuned_path(config))
+    print("chosen: " + ", ".join(f"{name}={value}" for name, value in tuning.params.items()))
+    print(f"validation precision@{args.k} (personal): {tuning.validation:.4f}; test window:\n")
+    print(table(tuning.test, args.k))
+    print(f"\nkept in {_tuned_path(config)}: train and evaluate apply it until the next tune")
     return 0
 
 
@@ -290,11 +330,12 @@ def _train(args) -> int:
 
     began = time.perf_counter()
     config = _load(_log_config(args.config)).config
+    recs = _recs(args, config)
     out = args.out or config.server.model_path
     data, report = _read(args, config)
     read_seconds = time.perf_counter() - began
-    offline = {s.strategy: vars(s) for s in _scores(args, config, data)} if args.evaluate else {}
-    artifact = train_on(data, report, config.recs, out, show_progress=sys.stderr.isatty(),
+    offline = {s.strategy: vars(s) for s in _scores(args, recs, data)} if args.evaluate else {}
+    artifact = train_on(data, report, recs, out, show_progress=sys.stderr.isatty(),
                         offline_scores=offline, began=began)
     meta, shape = artifact.meta, artifact.meta["data"]
     steps = {"read": read_seconds, **meta["steps"]}
@@ -359,7 +400,7 @@ def _bootstrap_demo(config_dir: str, config) -> None:
 
 
 COMMANDS = {"serve": _serve, "init": _init, "check": _check, "schema": _schema,
-            "simulate": _simulate, "train": _train, "evaluate": _evaluate}
+            "simulate": _simulate, "train": _train, "evaluate": _evaluate, "tune": _tune}
 
 if __name__ == "__main__":
     sys.exit(main())

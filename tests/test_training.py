@@ -12,7 +12,8 @@ from scipy.sparse import csr_matrix
 from adserve.events import EventLog, log_files
 from adserve.model import Recs
 from adserve.recs import tables
-from adserve.recs.evaluate import _bootstrap_means, _interval_holds_zero, evaluate, table
+from adserve.recs import tune as tune_module
+from adserve.recs.evaluate import _bootstrap_means, _interval_holds_zero, evaluate, split_time, table
 from adserve.recs.matrix import read_interactions
 from adserve.recs.recommender import LoadedModel
 from adserve.recs.simulate import SimulationSpec, simulate
@@ -151,3 +152,30 @@ def test_evaluation_reports_intervals_readers_and_baselines(small_log):
     for s in scores:  # "cannot be told apart" is symmetric
         assert all(s.strategy in named[other].cannot_tell_from for other in s.cannot_tell_from)
     assert "95% interval" in table(scores, 6)
+
+
+def test_tune_never_looks_at_the_test_window(small_log, monkeypatch):
+    monkeypatch.setattr(tune_module, "REFITS", {"regularization": (0.01, 0.5), "weighting": ("bm25",)})
+    recs = Recs(factors=8, iterations=5)
+    data = read_interactions(log_files(small_log), recs)
+    first = tune_module.tune(data, recs)
+    test_window = data.ts >= split_time(data, 0.2)
+    scrambled = data.select(np.ones(len(data), dtype=bool))
+    scrambled.item_codes[test_window] = np.random.default_rng(5).permutation(data.item_codes[test_window])
+    second = tune_module.tune(scrambled, recs)
+    assert first.params == second.params and first.validation == second.validation
+    assert first.test != second.test and {s.strategy for s in first.test} >= {"personal", "popular"}
+    assert first.params["popularity_half_life_hours"] in tune_module.REORDERS["popularity_half_life_hours"]
+
+
+def test_tuned_settings_apply_until_the_next_tune_and_a_broken_file_is_ignored(tmp_path):
+    path = tmp_path / "recs-tuned.json"
+    recs = Recs()
+    tune_module.save(tune_module.Tuning({"regularization": 0.5, "popularity_half_life_hours": 720.0},
+                                        0.1, []), path)
+    applied = tune_module.tuned(recs, path)
+    assert applied.regularization == 0.5 and applied.popularity_half_life_hours == 720.0
+    assert applied.factors == recs.factors
+    for broken in ("{", '{"params": {"regularization": "a lot"}}', "[]"):
+        path.write_text(broken)
+        assert tune_module.tuned(recs, path) == recs

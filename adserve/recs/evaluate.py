@@ -16,6 +16,7 @@ similarity of articles' readers, summed over the reader's history).
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 
@@ -23,12 +24,13 @@ import numpy as np
 from scipy.sparse import csr_matrix, diags
 
 from ..model import Recs
-from .matrix import Interactions, build_matrix
+from .matrix import Interactions, UserItems, build_matrix
 from .tables import item_table, top_scored, user_table
 from .train import engaged_matrix, fit
 
 RESAMPLES = 1000
 CONFIDENCE = 0.95
+STRATEGIES = ("personal", "related", "popular", "cf-order", "item-item")
 
 
 @dataclass
@@ -48,12 +50,24 @@ def split_time(data: Interactions, test_share: float) -> float:
     return last - (last - first) * test_share
 
 
-def evaluate(data: Interactions, recs: Recs, k: int = 6, test_share: float = 0.2,
-             seed: int = 0) -> list[Score]:
+@dataclass
+class Split:
+    """A time split: what came before the cutoff (to train on) and what each reader did after."""
+    cutoff: float
+    before: Interactions
+    past: UserItems
+    seen: csr_matrix               # what each reader read or clicked before the cutoff
+    targets: dict[int, set[int]]   # reader row -> items they read or clicked after it
+    readers: np.ndarray            # the rows of ``targets``
+    available: np.ndarray          # bool per item: still in circulation at the cutoff
+    last_item: dict[int, int]      # reader row -> the last item they engaged with
+
+
+def time_split(data: Interactions, recs: Recs, test_share: float) -> Split | None:
+    """The split at ``test_share`` of the log's span; None when no reader spans the cutoff."""
     cutoff = split_time(data, test_share)
     before = data.select(data.ts < cutoff)
     past = build_matrix(before)
-    seen = engaged_matrix(before, past)
     user_index = {u: n for n, u in enumerate(past.user_ids.tolist())}
     item_index = {i: n for n, i in enumerate(past.item_ids.tolist())}
     future = data.select(data.engaged & (data.ts >= cutoff))
@@ -61,56 +75,69 @@ def evaluate(data: Interactions, recs: Recs, k: int = 6, test_share: float = 0.2
     for user, item in zip(future.users.tolist(), future.items.tolist()):
         if user in user_index and item in item_index:
             targets.setdefault(user_index[user], set()).add(item_index[item])
-    readers = np.fromiter(targets, dtype=np.int64, count=len(targets))
-    if not len(readers):
-        return []
-
-    model = fit(past, recs)
-    n = max(recs.top_n, k)
-    user_top = user_table(model.user_factors, model.item_factors, seen, readers, n)
-    neighbors = item_table(model.item_factors, n)
-    similar = _item_item(seen, readers, n)
-    heat = _heat(before.select(before.engaged), past.item_ids, recs, cutoff)
-    popular = np.argsort(-heat)[:200]
-    last_item = _last_items(before.select(before.engaged), user_index, item_index)
+    if not targets:
+        return None
     recent = before.select(before.ts >= cutoff - recs.max_age_hours * 3600)
     available = np.zeros(len(past.item_ids), dtype=bool)
     available[[item_index[i] for i in set(recent.items.tolist())]] = True
+    return Split(cutoff, before, past, engaged_matrix(before, past), targets,
+                 np.fromiter(targets, dtype=np.int64, count=len(targets)), available,
+                 _last_items(before.select(before.engaged), user_index, item_index))
+
+
+def evaluate(data: Interactions, recs: Recs, k: int = 6, test_share: float = 0.2,
+             seed: int = 0) -> list[Score]:
+    """Every strategy's scores on the last ``test_share`` of the log (empty: nothing to score)."""
+    split = time_split(data, recs, test_share)
+    return score(split, fit(split.past, recs), recs, k, seed) if split else []
+
+
+def score(split: Split, model, recs: Recs, k: int = 6, seed: int = 0,
+          names: tuple[str, ...] = STRATEGIES) -> list[Score]:
+    """The ``names`` strategies' scores on ``split``, recommending from ``model``."""
+    readers, seen, n = split.readers, split.seen, max(recs.top_n, k)
+    heat = _heat(split.before.select(split.before.engaged), split.past.item_ids, recs, split.cutoff)
+    popular = np.argsort(-heat)[:200]
 
     def hot_first(row: np.ndarray) -> np.ndarray:
         """CF finds what suits the reader; current heat orders it, as the server does."""
         row = row[row >= 0]
         return row[np.argsort(-heat[row], kind="stable")]
 
+    # each table is built on first use only: tuning scores "personal" alone
+    user_top = functools.cache(lambda: user_table(model.user_factors, model.item_factors, seen, readers, n))
+    neighbors = functools.cache(lambda: item_table(model.item_factors, n))
+    similar = functools.cache(lambda: _item_item(seen, readers, n))
+    last = split.last_item
     strategies = {
-        "personal": lambda u: hot_first(user_top[u]),
-        "related": lambda u: hot_first(neighbors[last_item[u]]) if u in last_item else popular[:0],
+        "personal": lambda u: hot_first(user_top()[u]),
+        "related": lambda u: hot_first(neighbors()[last[u]]) if u in last else popular[:0],
         "popular": lambda u: popular,
-        "cf-order": lambda u: user_top[u],
-        "item-item": lambda u: similar[u],
+        "cf-order": lambda u: user_top()[u],
+        "item-item": lambda u: similar()[u],
     }
-    hits = np.zeros((len(strategies), len(readers)))
+    hits = np.zeros((len(names), len(readers)))
     gains = np.zeros_like(hits)
-    shown: list[set[int]] = [set() for _ in strategies]
-    for s, candidates in enumerate(strategies.values()):
+    shown: list[set[int]] = [set() for _ in names]
+    for s, name in enumerate(names):
+        candidates = strategies[name]
         for r, u in enumerate(readers.tolist()):
             done = seen.indices[seen.indptr[u]:seen.indptr[u + 1]]
             row = candidates(u)
-            row = row[(row >= 0) & available[row.clip(0)]]
+            row = row[(row >= 0) & split.available[row.clip(0)]]
             top = row[~np.isin(row, done)][:k].tolist()
             shown[s].update(top)
-            wanted = targets[u]
+            wanted = split.targets[u]
             hits[s, r] = sum(i in wanted for i in top) / k
             gains[s, r] = _ndcg(top, wanted, k)
     means = _bootstrap_means(hits, seed)
     low, high = np.quantile(means, [(1 - CONFIDENCE) / 2, (1 + CONFIDENCE) / 2], axis=1)
-    names = list(strategies)
     scores = []
     for s, name in enumerate(names):
         apart = [other for o, other in enumerate(names)
                  if o != s and _interval_holds_zero(means[s] - means[o])]
         scores.append(Score(name, float(hits[s].mean()), (float(low[s]), float(high[s])),
-                            float(gains[s].mean()), len(shown[s]) / max(1, len(past.item_ids)),
+                            float(gains[s].mean()), len(shown[s]) / max(1, len(split.past.item_ids)),
                             len(readers), apart))
     return scores
 

@@ -26,10 +26,11 @@ from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
 from ..events import EventLog, log_files, read_events
 from ..ledger import Ledger
-from ..model import Config
+from ..model import Config, Recs
 from ..recs.artifact import ArtifactError, ModelArtifact
 from ..recs.recommender import Recommender
 from ..recs.train import train
+from ..recs.tune import TUNED_FILE, tuned
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore
@@ -70,14 +71,14 @@ class AdServer:
         self.events = EventLog(settings.event_dir, writer, unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
-        self.recommender = Recommender(self.catalog, config.recs, rng)
+        self.model_path = Path(settings.model_path)
+        self.recommender = Recommender(self.catalog, self._recs(config), rng)
         self.signer = Signer(secret, settings.token_ttl_seconds)
         self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
         self.cms_token = cms_token
         self.runtime = self._runtime(config)
-        self.model_path = Path(settings.model_path)
         self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
         self.in_flight = 0
         self.queue_delay = 0.0  # smoothed event-loop lag: how long a new request waits its turn
@@ -88,6 +89,10 @@ class AdServer:
         decider = Decider(Inventory(config), Ledger(config.site.timezone), self.state,
                           config.site.unique_advertiser_per_page, self.rng, self.clock)
         return Runtime(config, decider)
+
+    def _recs(self, config: Config) -> Recs:
+        """The config's recs settings with the last `adserve tune` choice (beside the model) applied."""
+        return tuned(config.recs, self.model_path.with_name(TUNED_FILE))
 
     def _config_status(self, loaded: LoadResult) -> dict:
         """The last check of the config folder, and what is serving (the last good config)."""
@@ -101,7 +106,7 @@ class AdServer:
         loaded = await asyncio.to_thread(load_config, self.config_dir)
         if loaded.ok:
             self.runtime = self._runtime(loaded.config)
-            self.recommender.recs = loaded.config.recs
+            self.recommender.recs = self._recs(loaded.config)
             log.info("config reloaded: %d campaigns", len(loaded.config.campaigns))
         else:
             self.metrics.reload_errors.inc()
@@ -216,7 +221,7 @@ class AdServer:
         """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
         config = self.runtime.config
         try:
-            await asyncio.to_thread(train, self.events.folder, config.recs, self.model_path)
+            await asyncio.to_thread(train, self.events.folder, self._recs(config), self.model_path)
         except ValueError as exc:  # e.g. no interactions yet
             log.warning("scheduled retrain skipped: %s", exc)
 
