@@ -58,7 +58,7 @@ def _parser() -> argparse.ArgumentParser:
 
     config_help = f"config folder (default: {DEFAULT_CONFIG})"
     log_config_help = (f"config folder (default: {DEFAULT_CONFIG}, or the demo config shipped with "
-                       "adserve where there is none, as after `adserve serve --demo`)")
+                       "adserve where there is none, as after adserve serve --demo)")
 
     serve = command("serve", "run the ad and recommendation server")
     serve.add_argument("--config", help=f"config folder (default: {DEFAULT_CONFIG}, or the demo "
@@ -105,7 +105,7 @@ def _parser() -> argparse.ArgumentParser:
                          help="share of the log's time span held out for testing (default: %(default)s)")
         if name != "tune":
             sub.add_argument("--untuned", action="store_true",
-                             help="ignore the last `adserve tune` choice (default: apply it when "
+                             help="ignore the last choice of adserve tune (default: apply it when "
                                   "recs-tuned.json lies beside server.model_path)")
     train = commands.choices["train"]
     train.add_argument("--out", help="artifact path (default: server.model_path of the config)")

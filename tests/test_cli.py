@@ -79,8 +79,8 @@ def test_every_option_says_what_it_does_and_its_default():
             if action.dest == "help" or not action.option_strings:
                 continue
             assert action.help and "default" in action.help, (name, action.option_strings)
-        assert "``" not in command.format_help(), name
-    assert "``" not in parser.format_help()
+        assert "`" not in command.format_help(), name
+    assert "`" not in parser.format_help()
 
 
 def test_version_and_help_run(elsewhere):
