@@ -206,7 +206,7 @@ def _init(args) -> int:
     if folder.exists() and (not folder.is_dir() or any(folder.iterdir())):
         raise Failure(f"{folder} already exists and is not an empty folder; name a new one")
     shutil.copytree(STARTER_CONFIG, folder, dirs_exist_ok=True)
-    _write_schema(folder / "adserve.schema.json")
+    (folder / "adserve.schema.json").write_text(_schema_text())
     print(f"wrote a starter config to {folder}; edit it, then `adserve check {folder}` and "
           f"`ADSERVE_SECRET=... adserve serve --config {folder}`")
     return 0
@@ -214,22 +214,20 @@ def _init(args) -> int:
 
 def _schema(args) -> int:
     if args.out == "-":
-        from .schema import json_schema
-
-        sys.stdout.write(json.dumps(json_schema(), indent=2) + "\n")
+        sys.stdout.write(_schema_text())
         return 0
     out = Path(args.out)
     if not out.parent.is_dir():
         raise Failure(f"folder {out.parent} does not exist; create it or choose another --out")
-    _write_schema(out)
+    out.write_text(_schema_text())
     print(f"wrote {out}")
     return 0
 
 
-def _write_schema(path: Path) -> None:
+def _schema_text() -> str:
     from .schema import json_schema
 
-    path.write_text(json.dumps(json_schema(), indent=2) + "\n")
+    return json.dumps(json_schema(), indent=2) + "\n"
 
 
 def _simulate(args) -> int:
