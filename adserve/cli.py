@@ -378,7 +378,8 @@ def _listen(host: str, port: int) -> socket.socket:
         return socket.create_server(address, family=family)
     except OSError as exc:
         reason = os.strerror(exc.errno) if (exc.errno or 0) > 0 else exc.strerror or str(exc)
-        hint = " (is it an address of this machine?)" if exc.errno == errno.EADDRNOTAVAIL else ""
+        hint = {errno.EADDRNOTAVAIL: " (is it an address of this machine?)",
+                errno.EADDRINUSE: " (--port chooses another)"}.get(exc.errno, "")
         raise Failure(f"cannot listen on {host}:{port}: {reason}{hint}") from exc
 
 
