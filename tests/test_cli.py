@@ -19,7 +19,9 @@ import jsonschema_rs
 import pytest
 import yaml
 
-from adserve.cli import DEMO_CONFIG, _parser
+from adserve.cli import DEMO_CONFIG, STARTER_CONFIG, _parser
+from adserve.config import load_config
+from adserve.server.app import AdServer, create_app
 
 from .live import free_port, wait_until_up
 
@@ -239,3 +241,18 @@ def test_train_reports_its_whole_time_and_peak_memory(elsewhere):
     for step in ("read", "matrix", "fit", "tables", "write", "peak memory"):
         assert step in timing, timing
     assert (elsewhere / "m.npz").exists()
+
+
+async def test_the_starter_config_fills_its_placements(aiohttp_client, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # its var/ goes here
+    shutil.copytree(STARTER_CONFIG, tmp_path / "mysite")
+    loaded = load_config(tmp_path / "mysite")
+    server = AdServer(tmp_path / "mysite", loaded, LONG_SECRET.encode())
+    client = await aiohttp_client(create_app(server))
+    response = await client.post("/v1/slots", json={
+        "page": {"item_id": "a1", "url": "http://127.0.0.1:8080/a1"}, "user": {"id": "r1"},
+        "device": "desktop", "slots": [{"id": "ad", "placement": "sidebar"},
+                                       {"id": "recs", "placement": "you-might-like"}]})
+    slots = (await response.json())["slots"]
+    assert slots["ad"]["fill"] and slots["ad"]["campaign_id"] == 1001
+    assert any(item["sponsored"] for item in slots["recs"]["items"])
