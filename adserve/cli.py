@@ -103,17 +103,20 @@ def _parser() -> argparse.ArgumentParser:
         sub.add_argument("--k", type=_positive, default=6, help="items scored per reader (default: %(default)s)")
         sub.add_argument("--test-share", type=_share, default=0.2,
                          help="share of the log's time span held out for testing (default: %(default)s)")
-        if name != "tune":
-            sub.add_argument("--untuned", action="store_true",
-                             help="ignore the last choice of adserve tune (default: apply it when "
-                                  "recs-tuned.json lies beside server.model_path)")
     train = commands.choices["train"]
     train.add_argument("--out", help="artifact path (default: server.model_path of the config)")
+    train.add_argument("--untuned", action="store_true",
+                       help="ignore the last choice of adserve tune (default: apply it when "
+                            "recs-tuned.json lies beside server.model_path)")
     train.add_argument("--evaluate", action="store_true",
                        help="also run the evaluation first and keep its scores in the artifact "
                             "(default: off; it costs a second fit)")
-    commands.choices["evaluate"].add_argument("--json", action="store_true",
-                                              help="print JSON instead of a table (default: off)")
+    evaluate = commands.choices["evaluate"]
+    evaluate.add_argument("--json", action="store_true", help="print JSON instead of a table (default: off)")
+    evaluate.add_argument("--untuned", action="store_true",
+                          help="score the config's recs settings as they are (default: tune them "
+                               "first on a validation window before the test window, as adserve "
+                               "tune does, without storing the choice)")
     return parser
 
 
@@ -295,32 +298,47 @@ def _tuned_path(config) -> Path:
 
 
 def _evaluate(args) -> int:
-    from .recs.evaluate import table
-
+    """The tuned strategies' scores (as `tune` would choose, nothing stored), or --untuned ones."""
     config = _load(_log_config(args.config)).config
-    scores = _scores(args, _recs(args, config), _read(args, config)[0])
+    data = _read(args, config)[0]
+    tuning = None if args.untuned else _tuning(args, config, data)
+    scores = _scores(args, config.recs, data) if tuning is None else tuning.test
     if args.json:
-        print(json.dumps([vars(s) for s in scores], indent=2))
+        print(json.dumps({"tuned": tuning and tuning.params, "validation": tuning and tuning.validation,
+                          "scores": [vars(s) for s in scores]}, indent=2))
     else:
-        print(table(scores, args.k))
+        _print_scores(scores, tuning, args.k)
     return 0
 
 
 def _tune(args) -> int:
-    from .recs.evaluate import table
-    from .recs.tune import save, tune
+    from .recs.tune import save
 
     config = _load(_log_config(args.config)).config
-    tuning = tune(_read(args, config)[0], config.recs, args.k, args.test_share)
-    if tuning is None or not tuning.test:
-        raise Failure("nothing to tune on: the log needs readers who come back in a validation "
-                      "window and in the test window after it; a longer log is needed")
+    tuning = _tuning(args, config, _read(args, config)[0])
     save(tuning, _tuned_path(config))
-    print("chosen: " + ", ".join(f"{name}={value}" for name, value in tuning.params.items()))
-    print(f"validation precision@{args.k} (personal): {tuning.validation:.4f}; test window:\n")
-    print(table(tuning.test, args.k))
-    print(f"\nkept in {_tuned_path(config)}: train and evaluate apply it until the next tune")
+    _print_scores(tuning.test, tuning, args.k)
+    print(f"\nkept in {_tuned_path(config)}: train and the server apply it until the next tune")
     return 0
+
+
+def _tuning(args, config, data):
+    from .recs.tune import tune
+
+    tuning = tune(data, config.recs, args.k, args.test_share)
+    if tuning is None or not tuning.test:
+        raise Failure(NOTHING_TO_SCORE + " (tuning needs a validation window before it too)")
+    return tuning
+
+
+def _print_scores(scores: list, tuning, k: int) -> None:
+    from .recs.evaluate import table
+
+    if tuning is not None:
+        print("tuned on a validation window before the test window: "
+              + ", ".join(f"{name}={value}" for name, value in tuning.params.items())
+              + f" (personal precision@{k} there {tuning.validation:.4f})\n")
+    print(table(scores, k))
 
 
 def _train(args) -> int:

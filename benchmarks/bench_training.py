@@ -144,7 +144,7 @@ def run(repeats: int = 3, users: int = 20_000) -> str:
         f"Baseline's peak memory in a process of its own: {baseline_mib:.0f} MiB.", "",
         f"Recs lookup per widget (6 items, personal, precomputed table + heat order + filters): "
         f"**{lookup:.1f} µs**, against {implicit_call:.1f} µs for one implicit `recommend()` call.", "",
-        "Offline evaluation on the same log (`adserve evaluate`, last 20% of time held out):", "",
+        "Offline evaluation on the same log (`adserve evaluate --untuned`, last 20% of time held out):", "",
         table(scores, 6), ""])
 
 

@@ -9,10 +9,12 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
+from adserve.cli import DEMO_CONFIG, main
 from adserve.events import EventLog, log_files
 from adserve.model import Recs
 from adserve.recs import tables
 from adserve.recs import tune as tune_module
+from adserve.recs.artifact import ModelArtifact
 from adserve.recs.evaluate import _bootstrap_means, _interval_holds_zero, evaluate, split_time, table
 from adserve.recs.matrix import read_interactions
 from adserve.recs.recommender import LoadedModel
@@ -179,3 +181,20 @@ def test_tuned_settings_apply_until_the_next_tune_and_a_broken_file_is_ignored(t
     for broken in ("{", '{"params": {"regularization": "a lot"}}', "[]"):
         path.write_text(broken)
         assert tune_module.tuned(recs, path) == recs
+
+
+def test_evaluate_tunes_first_and_tune_is_kept_for_train(small_log, tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tune_module, "REFITS", {"regularization": (0.01, 0.5), "weighting": ("bm25",)})
+    monkeypatch.chdir(tmp_path)  # the demo config's var/ lands here
+    log = ["--config", str(DEMO_CONFIG), "--events", str(small_log)]
+    assert main(["evaluate", *log, "--json"]) == 0
+    tuned = json.loads(capsys.readouterr().out)
+    assert main(["evaluate", *log, "--json", "--untuned"]) == 0
+    untuned = json.loads(capsys.readouterr().out)
+    assert tuned["tuned"]["regularization"] in (0.01, 0.5) and untuned["tuned"] is None
+    assert {s["strategy"] for s in untuned["scores"]} == {s["strategy"] for s in tuned["scores"]}
+
+    assert main(["tune", *log]) == 0 and (tmp_path / "var" / "recs-tuned.json").exists()
+    assert main(["train", *log]) == 0
+    params = ModelArtifact.load(tmp_path / "var" / "model.npz").meta["params"]
+    assert all(params[name] == value for name, value in tuned["tuned"].items())
