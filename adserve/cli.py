@@ -1,4 +1,4 @@
-"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune.
+"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune, forget.
 
 Every failure ends in one line on stderr that says what to do, never a traceback: usage errors
 exit 2 (argparse), everything else exits 1 (``Failure``, or an ``OSError`` the system raised).
@@ -117,6 +117,10 @@ def _parser() -> argparse.ArgumentParser:
                           help="score the config's recs settings as they are (default: tune them "
                                "first on a validation window before the test window, as adserve "
                                "tune does, without storing the choice)")
+
+    forget = command("forget", "erase a reader from the log, counters and model")
+    forget.add_argument("reader", help="the reader id (the loader's adserve_reader)")
+    forget.add_argument("--config", default=DEFAULT_CONFIG, help=config_help)
     return parser
 
 
@@ -367,9 +371,18 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def _serve(args) -> int:
-    from aiohttp import web
+def _forget(args) -> int:
+    from .retention import forget
 
+    settings = _load(args.config).config.server
+    print(forget(args.reader, settings.event_dir, settings.model_path, settings.redis_url).report())
+    return 0
+
+
+def _serve(args) -> int:
+    import asyncio
+
+    from .server import listener
     from .server.app import AdServer, create_app, secret_from_env
 
     config_dir = args.config or (str(DEMO_CONFIG) if args.demo else DEFAULT_CONFIG)
@@ -379,12 +392,16 @@ def _serve(args) -> int:
         secret = secret_from_env(args.demo, Path(settings.event_dir).parent)
     except ValueError as exc:
         raise Failure(str(exc)) from exc
-    sock = _listen(args.host or settings.host, args.port or settings.port)
+    host, port = args.host or settings.host, args.port or settings.port
+    sock = _listen(host, port)
     if args.demo:
         _bootstrap_demo(config_dir, loaded.config)
     server = AdServer(config_dir, loaded, secret, writer=args.writer,
                       cms_token=os.environ.get("ADSERVE_CMS_TOKEN"))
-    web.run_app(create_app(server), sock=sock, access_log=None)
+    asyncio.run(listener.serve(
+        create_app(server), sock, settings.max_connections, settings.head_timeout_seconds,
+        on_refusal=lambda: server.metrics.count(server.metrics.shed, "connections"),
+        ready=lambda: logging.getLogger("adserve").info("serving on http://%s:%d", host, port)))
     return 0
 
 
@@ -417,7 +434,8 @@ def _bootstrap_demo(config_dir: str, config) -> None:
 
 
 COMMANDS = {"serve": _serve, "init": _init, "check": _check, "schema": _schema,
-            "simulate": _simulate, "train": _train, "evaluate": _evaluate, "tune": _tune}
+            "simulate": _simulate, "train": _train, "evaluate": _evaluate, "tune": _tune,
+            "forget": _forget}
 
 if __name__ == "__main__":
     sys.exit(main())
