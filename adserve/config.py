@@ -39,6 +39,9 @@ def load_config(folder: str | Path, now: dt.datetime | None = None) -> LoadResul
     fragments: list[tuple[str, ConfigFile]] = []
     checks = ObjectChecks(sources, now or dt.datetime.now(dt.timezone.utc))
     files = config_files(folder)
+    if not files:
+        errors.append(ConfigError(str(folder), None, None, "", "no YAML files found: nothing to serve "
+                                  "(`adserve init` writes a starter config)", "warning"))
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")

@@ -26,15 +26,16 @@ from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
 from ..events import EventLog
 from ..ledger import Ledger
-from ..model import Config
+from ..model import Config, Recs
 from ..model import Server as ServerSettings
 from ..recs.artifact import ArtifactError, ModelArtifact
 from ..recs.recommender import Recommender
 from ..recs.train import train
+from ..recs.tune import TUNED_FILE, tuned
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore
-from ..tokens import Signer, TokenError
+from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
 from . import listener, pages, tracking
 from .metrics import Metrics
 from .openapi import openapi_spec
@@ -70,7 +71,8 @@ class AdServer:
         self.events = EventLog(settings.event_dir, writer, unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
-        self.recommender = Recommender(self.catalog, config.recs, rng)
+        self.model_path = Path(settings.model_path)
+        self.recommender = Recommender(self.catalog, self._recs(config), rng)
         self.signer = Signer(secret, settings.token_ttl_seconds)
         self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
@@ -78,7 +80,6 @@ class AdServer:
         self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
         self.cms_token = cms_token
         self.runtime = self._runtime(config)
-        self.model_path = Path(settings.model_path)
         self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
         self.in_flight = 0  # slot requests admitted and not yet answered
         self._load_model()
@@ -89,6 +90,10 @@ class AdServer:
         decider = Decider(Inventory(config), ledger, self.state, config.site.unique_advertiser_per_page,
                           self.rng, self.clock)
         return Runtime(config, decider)
+
+    def _recs(self, config: Config) -> Recs:
+        """The config's recs settings with the last `adserve tune` choice (beside the model) applied."""
+        return tuned(config.recs, self.model_path.with_name(TUNED_FILE))
 
     def _config_status(self, loaded: LoadResult) -> dict:
         """The last check of the config folder, and what is serving (the last good config)."""
@@ -102,7 +107,7 @@ class AdServer:
         loaded = await asyncio.to_thread(load_config, self.config_dir)
         if loaded.ok:
             self.runtime = self._runtime(loaded.config)
-            self.recommender.recs = loaded.config.recs
+            self.recommender.recs = self._recs(loaded.config)
             log.info("config reloaded: %d campaigns", len(loaded.config.campaigns))
         else:
             self.metrics.reload_errors.inc()
@@ -195,7 +200,7 @@ class AdServer:
         """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
         config = self.runtime.config
         try:
-            await asyncio.to_thread(train, self.events.folder, config.recs, self.model_path)
+            await asyncio.to_thread(train, self.events.folder, self._recs(config), self.model_path)
         except ValueError as exc:  # e.g. no interactions yet
             log.warning("scheduled retrain skipped: %s", exc)
 
@@ -343,14 +348,20 @@ def create_app(server: AdServer) -> web.Application:
 
 
 def secret_from_env(demo: bool, var_dir: Path) -> bytes:
-    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo)."""
+    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo).
+
+    A missing or short secret is a ``ValueError`` whose one-line message says how to make one.
+    """
     value = os.environ.get("ADSERVE_SECRET")
+    make = "python -c 'import secrets; print(secrets.token_hex(32))'"
+    if value and len(value.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"ADSERVE_SECRET is {len(value.encode())} bytes; it must be at least "
+                         f"{MIN_SECRET_BYTES} random bytes: export ADSERVE_SECRET=$({make})")
     if value:
         return value.encode()
     if not demo:
-        raise SystemExit("ADSERVE_SECRET is not set. Export a random value of 32+ characters, e.g.\n"
-                         "  export ADSERVE_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')\n"
-                         "or run with --demo for a local demo.")
+        raise ValueError(f"ADSERVE_SECRET is not set: export ADSERVE_SECRET=$({make}) "
+                         "(32+ random bytes), or run with --demo for a local demo")
     path = var_dir / "demo-secret"
     if not path.exists():
         var_dir.mkdir(parents=True, exist_ok=True)
