@@ -135,15 +135,72 @@ async def test_impression_fires_only_once_the_slot_is_in_view(browser, site, wor
     assert len(seen()) == 1 and seen()[0]["counted"]
 
 
-async def test_unfilled_slot_collapses(browser, make_server, aiohttp_server, workdir):
+def set_collapse(workdir, placement: str, collapse: str) -> None:
+    edit(workdir, "site.yaml", f"  - id: {placement}\n", f"  - id: {placement}\n    collapse: {collapse}\n")
+
+
+@pytest.mark.parametrize("collapse, height", [("never", 600), ("on_empty", 0), ("before_fetch", 0)])
+async def test_unfilled_slot_keeps_or_gives_up_its_space(browser, make_server, aiohttp_server, workdir,
+                                                          collapse, height):
     edit(workdir, "campaigns/display.yaml", "    name: Northwind Outdoor remnant\n",
          "    name: Northwind Outdoor remnant\n    status: paused\n")
+    if collapse != "never":  # the default: no shift
+        set_collapse(workdir, "sidebar-tall", collapse)
     live = await aiohttp_server(create_app(make_server()))
     page, _ = await open_page(browser, f"http://127.0.0.1:{live.port}/")
     tall = page.locator("[data-testid=sidebar-tall]")
+    await page.wait_for_selector("[data-testid=sidebar-tall][data-adserve-state]", state="attached")
     assert await tall.get_attribute("data-adserve-state") == "empty"
     assert await tall.is_hidden()
     assert await tall.locator("iframe").count() == 0
+    box = await tall.bounding_box()
+    assert (box["height"] if box else 0) == height
+
+
+async def held_page(browser, url, viewport):
+    """The page painted with its slot request held: what the reader sees before the answer."""
+    context = await browser.new_context(viewport=VIEWPORTS[viewport])
+    answer, sent = asyncio.Event(), []
+
+    async def hold(route):
+        sent.append(route.request.post_data_json)
+        await answer.wait()
+        await route.continue_()
+
+    page = await context.new_page()
+    await page.route("**/v1/slots", hold)
+    await page.goto(url)
+    await page.evaluate(NEXT_FRAMES)
+    return page, answer, sent
+
+
+async def boxes(page, *slots):
+    return [await page.locator(f"[data-testid={slot}]").bounding_box() for slot in slots]
+
+
+@pytest.mark.parametrize("viewport, banner, sizes", [("desktop", (970, 250), ["970x250", "728x90", "320x50"]),
+                                                    ("mobile", (320, 50), ["320x50"])])
+async def test_space_is_reserved_before_the_answer(browser, make_server, aiohttp_server, workdir,
+                                                   viewport, banner, sizes):
+    set_collapse(workdir, "sidebar-tall", "before_fetch")
+    live = await aiohttp_server(create_app(make_server()))
+    page, answer, sent = await held_page(browser, f"http://127.0.0.1:{live.port}/", viewport)
+    slots = ("top-banner", "special-offer", "you-might-like", "related-articles", "dont-miss-this")
+    before = await boxes(page, *slots)
+    top, offer = before[0], before[1]
+    assert (top["width"], top["height"]) == banner  # the largest size that fits the column
+    assert offer["height"] == 250
+    assert await page.locator("[data-testid=you-might-like] li.adserve-rec--skeleton").count() == 6
+    assert await page.locator("[data-testid=dont-miss-this] li.adserve-rec--skeleton").count() == 3
+    assert await page.get_attribute("[data-testid=you-might-like]", "aria-busy") == "true"
+    assert (await page.locator("[data-testid=sidebar-tall]").bounding_box())["height"] == 0
+    answer.set()
+    await page.wait_for_function(ALL_SETTLED)
+    assert await page.get_attribute("[data-testid=sidebar-tall]", "data-adserve-state") == "filled"
+    assert await boxes(page, *slots) == before  # the answer took exactly the space reserved
+    requested = {slot["placement"]: slot for slot in sent[0]["slots"]}
+    assert requested["top-banner"]["sizes"] == sizes  # only creatives that fit the column
+    await page.context.close()
 
 
 async def test_creative_cannot_touch_the_host_page(browser, make_server, aiohttp_server, workdir):
@@ -206,3 +263,69 @@ async def test_loader_on_another_origin_needs_cors_consent(browser, site, workdi
     assert state == ("filled" if allowed else "empty")
     # a JSON POST needs a preflight: an origin that is not allowed never gets to send it
     assert len(events(workdir, "decision")) == (1 if allowed else 0)
+
+
+# Cumulative layout shift, as Chrome's Core Web Vitals count it (shifts not caused by input).
+CLS_OBSERVER = """
+window.__cls = {value: 0, observer: new PerformanceObserver(function (list) {
+  list.getEntries().forEach(function (e) { if (!e.hadRecentInput) window.__cls.value += e.value; });
+})};
+window.__cls.observer.observe({type: "layout-shift", buffered: true});
+"""
+CLS_TOTAL = """() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(() => {
+  window.__cls.observer.takeRecords().forEach(e => { if (!e.hadRecentInput) window.__cls.value += e.value; });
+  resolve(window.__cls.value);
+})))"""
+NEXT_FRAMES = "() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)))"
+ALL_SETTLED = "[...document.querySelectorAll('[data-adserve-slot]')].every(e => e.dataset.adserveState)"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "mobile": {"width": 390, "height": 844}}
+CLS_GOAL = 0.05  # Google rates <= 0.1 good
+
+
+async def layout_shift(browser, url, viewport, answer_after_scroll=False):
+    """CLS of one page view, scrolled once. The slot answer is held until the page has painted
+    (and, for a slow answer, until after the scroll), so the answer always lands on a page the
+    reader already sees, whatever the machine's speed."""
+    context = await browser.new_context(viewport=VIEWPORTS[viewport])
+    await context.route(lambda url: urlsplit(url).hostname.endswith(".example"),
+                        lambda route: route.fulfill(status=200, content_type="text/html", body="landing"))
+    await context.add_init_script(CLS_OBSERVER)
+    answer = asyncio.Event()
+
+    async def hold(route):
+        await answer.wait()
+        await route.continue_()
+
+    page = await context.new_page()
+    await page.route("**/v1/slots", hold)
+    await page.goto(url)
+    await page.evaluate(NEXT_FRAMES)  # painted, still waiting for the answer
+    if not answer_after_scroll:
+        answer.set()
+        await page.wait_for_function(ALL_SETTLED)
+    await page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight / 2)")
+    await page.evaluate(NEXT_FRAMES)
+    answer.set()
+    await page.wait_for_function(ALL_SETTLED)
+    await page.wait_for_load_state("networkidle")  # thumbnails and creatives in
+    cls = await page.evaluate(CLS_TOTAL)
+    states = await page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('[data-adserve-slot]')]"
+        ".map(e => [e.dataset.adserveSlot, e.dataset.adserveState]))")
+    await context.close()
+    return cls, states
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+@pytest.mark.parametrize("scenario", ["fill", "no-fill", "slow-answer"])
+async def test_slots_do_not_shift_the_page(browser, make_server, aiohttp_server, workdir, viewport, scenario):
+    if scenario == "no-fill":  # nothing left for the tall sidebar slot
+        edit(workdir, "campaigns/display.yaml", "    name: Northwind Outdoor remnant\n",
+             "    name: Northwind Outdoor remnant\n    status: paused\n")
+    live = await aiohttp_server(create_app(make_server()))
+    cls, states = await layout_shift(browser, f"http://127.0.0.1:{live.port}/", viewport,
+                                     answer_after_scroll=scenario == "slow-answer")
+    assert states["you-might-like"] == states["special-offer"] == "filled"
+    assert states["sidebar-tall"] == ("empty" if scenario == "no-fill" else "filled")
+    print(f"CLS {viewport} {scenario}: {cls:.3f}")
+    assert cls <= CLS_GOAL

@@ -34,7 +34,7 @@ from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore
 from ..tokens import Signer, TokenError
-from . import pages, tracking
+from . import pages, static, tracking
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
@@ -340,7 +340,8 @@ def create_app(server: AdServer) -> web.Application:
     app.router.add_get("/metrics", server.handle_metrics)
     app.router.add_get("/v1/config/status", server.handle_status)
     app.router.add_get("/openapi.json", server.handle_openapi)
-    pages.add_routes(app, server.catalog)
+    loader = static.add_routes(app, lambda: server.runtime.config.placements)
+    pages.add_routes(app, server.catalog, loader.url)
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app

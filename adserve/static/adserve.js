@@ -13,6 +13,12 @@
   var READER_KEY = "adserve_reader";
   var VIEW_RATIO = 0.5;   // IAB: half the pixels ...
   var VIEW_MS = 1000;     // ... for one continuous second
+  var SLOTS = "[data-adserve-slot]:not([data-adserve-state])";
+  var COLLAPSE = ["never", "on_empty", "before_fetch"];
+  // placement -> {type, sizes, count, collapse}; the server writes in its placements here
+  var PLACEMENTS = /* placements */ {};
+  var specs = new WeakMap();       // slot element -> what it reserves, once reserved
+  var requested = new WeakSet();   // slots already asked for
 
   function readerId() {
     try {
@@ -41,17 +47,78 @@
     return width < 768 ? "mobile" : (width < 1024 ? "tablet" : "desktop");
   }
 
+  /* What the page says about a slot, over what the placements map says: enough to reserve its
+     space before the answer comes back. */
+  function slotSpec(element) {
+    var placement = PLACEMENTS[element.getAttribute("data-adserve-slot")] || {};
+    var sizes = element.getAttribute("data-adserve-sizes");
+    var count = parseInt(element.getAttribute("data-adserve-count"), 10);
+    var collapse = element.getAttribute("data-adserve-collapse");
+    var spec = {
+      type: element.getAttribute("data-adserve-type") || placement.type,
+      sizes: sizes ? sizes.split(/[\s,]+/).filter(Boolean) : placement.sizes,
+      count: count > 0 ? count : placement.count,
+      collapse: COLLAPSE.indexOf(collapse) >= 0 ? collapse : (placement.collapse || "never")
+    };
+    if (spec.type === "display" && spec.sizes) spec.sizes = fittingSizes(element, spec.sizes);
+    return spec;
+  }
+
+  /* The sizes as wide as the slot's container or narrower (else the narrowest one): a creative
+     never overflows the column, and the reserved box is the largest that can come back. */
+  function fittingSizes(element, sizes) {
+    var parent = element.parentElement;
+    var style = parent ? getComputedStyle(parent) : null;
+    var room = parent ? parent.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) : 0;
+    var parsed = sizes.map(function (size) {
+      var wh = /^(\d+)x(\d+)$/.exec(size);
+      return wh && {name: size, width: +wh[1], height: +wh[2]};
+    }).filter(Boolean);
+    var fit = parsed.filter(function (size) { return size.width <= room; });
+    if (!fit.length && parsed.length) {
+      fit = [parsed.reduce(function (a, b) { return b.width < a.width ? b : a; })];
+    }
+    return fit;
+  }
+
+  function addClass(element, name) {
+    if ((" " + element.className + " ").indexOf(" " + name + " ") < 0) {
+      element.className = (element.className ? element.className + " " : "") + name;
+    }
+  }
+
+  /* Give the slot the space its answer will take, before asking: a display slot the largest
+     fitting size (a smaller creative is centred in it), a widget its heading, footer and one
+     skeleton tile per item, built like the real tiles so the same CSS gives them the same size. */
+  function reserve(element) {
+    if (specs.has(element)) return;
+    var spec = slotSpec(element);
+    specs.set(element, spec);
+    if (spec.collapse === "before_fetch") return;
+    if (spec.type === "display" && spec.sizes && spec.sizes.length) {
+      addClass(element, "adserve-display");
+      element.style.minWidth = Math.max.apply(null, spec.sizes.map(function (s) { return s.width; })) + "px";
+      element.style.minHeight = Math.max.apply(null, spec.sizes.map(function (s) { return s.height; })) + "px";
+    } else if (spec.type === "recs") {
+      var tiles = [];
+      for (var i = 0; i < (spec.count || 6); i++) tiles.push(tile(null));
+      widget(element, tiles);
+    } else {
+      return;
+    }
+    element.setAttribute("aria-busy", "true");
+  }
+
   function slotRequest(element, index) {
     if (!element.id) element.id = "adserve-slot-" + index;
+    var spec = specs.get(element);
     var slot = {id: element.id};
     var placement = element.getAttribute("data-adserve-slot");
     if (placement) slot.placement = placement;
     var type = element.getAttribute("data-adserve-type");
     if (type) slot.type = type;
-    var sizes = element.getAttribute("data-adserve-sizes");
-    if (sizes) slot.sizes = sizes.split(/[\s,]+/).filter(Boolean);
-    var count = element.getAttribute("data-adserve-count");
-    if (count) slot.count = parseInt(count, 10);
+    if (spec.type === "display" && spec.sizes) slot.sizes = spec.sizes.map(function (s) { return s.name; });
+    if (element.getAttribute("data-adserve-count")) slot.count = spec.count;
     return slot;
   }
 
@@ -101,45 +168,55 @@
     frame.style.border = "0";
     frame.style.display = "block";
     element.textContent = "";
-    element.className += " adserve-display";
+    addClass(element, "adserve-display");
     element.setAttribute("data-adserve-campaign", fill.campaign_id);
     element.setAttribute("data-adserve-variant", fill.variant);
     element.appendChild(frame);
     whenViewed(element, [fill.impression_url]);
   }
 
-  function renderRecs(element, fill) {
+  /* One widget tile; without an item, a skeleton of the same build. */
+  function tile(item) {
+    var li = document.createElement("li");
+    var link = document.createElement("a");
+    var thumb = document.createElement(item && item.image_url ? "img" : "span");
+    var title = document.createElement("span");
+    li.className = "adserve-rec" + (!item ? " adserve-rec--skeleton" : item.sponsored ? " adserve-rec--sponsored" : "");
+    thumb.className = "adserve-rec-img";
+    title.className = "adserve-rec-title";
+    link.appendChild(thumb);
+    link.appendChild(title);
+    li.appendChild(link);
+    if (!item) {
+      li.setAttribute("aria-hidden", "true");
+      return li;
+    }
+    link.href = item.click_url;
+    if (item.sponsored) link.rel = "sponsored noopener";
+    if (item.image_url) {
+      thumb.src = item.image_url;
+      thumb.alt = "";
+      thumb.loading = "lazy";
+    }
+    title.textContent = item.title;
+    if (item.sponsored) {
+      var label = document.createElement("span");
+      label.className = "adserve-sponsored";
+      label.textContent = "Sponsored" + (item.advertiser ? " · " + item.advertiser : "");
+      link.appendChild(label);
+    }
+    return li;
+  }
+
+  /* The widget around its tiles: heading and footer come from the markup, so the skeleton
+     already has them. */
+  function widget(element, tiles) {
     var heading = element.getAttribute("data-adserve-title");
     var list = document.createElement("ul");
     list.className = "adserve-recs-list";
-    fill.items.forEach(function (item) {
-      var li = document.createElement("li");
-      li.className = "adserve-rec" + (item.sponsored ? " adserve-rec--sponsored" : "");
-      var link = document.createElement("a");
-      link.href = item.click_url;
-      if (item.sponsored) link.rel = "sponsored noopener";
-      if (item.image_url) {
-        var img = document.createElement("img");
-        img.src = item.image_url;
-        img.alt = "";
-        img.loading = "lazy";
-        link.appendChild(img);
-      }
-      var title = document.createElement("span");
-      title.className = "adserve-rec-title";
-      title.textContent = item.title;
-      link.appendChild(title);
-      if (item.sponsored) {
-        var label = document.createElement("span");
-        label.className = "adserve-sponsored";
-        label.textContent = "Sponsored" + (item.advertiser ? " · " + item.advertiser : "");
-        link.appendChild(label);
-      }
-      li.appendChild(link);
-      list.appendChild(li);
-    });
+    tiles.forEach(function (li) { list.appendChild(li); });
     element.textContent = "";
-    element.className += " adserve-recs";
+    addClass(element, "adserve-recs");
     element.setAttribute("role", "region");
     if (heading) {
       var h = document.createElement("h2");
@@ -148,7 +225,6 @@
       element.appendChild(h);
       element.setAttribute("aria-label", heading);
     }
-    element.setAttribute("data-adserve-strategy", fill.strategy);
     element.appendChild(list);
     var footer = element.getAttribute("data-adserve-footer");
     if (footer) {
@@ -159,23 +235,36 @@
       about.textContent = footer;
       element.appendChild(about);
     }
+  }
+
+  function renderRecs(element, fill) {
+    widget(element, fill.items.map(tile));
+    element.setAttribute("data-adserve-strategy", fill.strategy);
     var urls = [fill.impression_url].concat(fill.items.map(function (i) { return i.impression_url; }));
     whenViewed(element, urls);
   }
 
-  function collapse(element) {
-    element.textContent = "";
-    element.hidden = true;
-    element.className += " adserve-empty";
+  /* `never` keeps the reserved space (blank), so nothing below moves; the others give it up. */
+  function empty(element) {
+    var spec = specs.get(element) || {};
+    if (spec.collapse === "never") {
+      element.style.visibility = "hidden";
+    } else {
+      element.textContent = "";
+      element.hidden = true;
+      element.style.display = "none";  // whatever display the page's CSS gives the slot
+    }
+    addClass(element, "adserve-empty");
     element.setAttribute("data-adserve-state", "empty");
   }
 
   function render(elements, answer) {
     elements.forEach(function (element) {
       var fill = answer.slots[element.id];
+      element.removeAttribute("aria-busy");
       if (!fill || (fill.type === "display" && !fill.fill) ||
           (fill.type === "recs" && !fill.items.length)) {
-        collapse(element);
+        empty(element);
         return;
       }
       if (fill.type === "display") {
@@ -197,9 +286,10 @@
 
   function run() {
     trackServerRendered();
-    var elements = Array.prototype.slice.call(
-      document.querySelectorAll("[data-adserve-slot]:not([data-adserve-state])"));
+    var elements = Array.prototype.slice.call(document.querySelectorAll(SLOTS))
+      .filter(function (element) { return !requested.has(element); });
     if (!elements.length) return;
+    elements.forEach(function (element) { reserve(element); requested.add(element); });
     var context = pageContext();
     var body = {page: context, device: context.device || deviceType(), slots: elements.map(slotRequest)};
     var reader = readerId();
@@ -216,14 +306,23 @@
     }).then(function (answer) {
       render(elements, answer);
     }).catch(function (error) {
-      elements.forEach(collapse);
+      render(elements, {slots: {}});
       if (window.console) console.warn(error);
     });
   }
 
+  function reserveAll() {
+    Array.prototype.forEach.call(document.querySelectorAll(SLOTS), reserve);
+  }
+
   window.adserve = {reader: readerId, refresh: run};
   if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", run);
+    /* Reserve each slot as the parser adds it: observer callbacks run before the browser's next
+       frame, so a slot is never painted without its space (when the loader came in time). */
+    var parsing = new MutationObserver(reserveAll);
+    parsing.observe(document.documentElement, {childList: true, subtree: true});
+    reserveAll();
+    document.addEventListener("DOMContentLoaded", function () { parsing.disconnect(); run(); });
   } else {
     run();
   }
