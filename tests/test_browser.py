@@ -8,9 +8,11 @@ from urllib.parse import urlsplit
 import pytest
 
 from adserve.events import log_files, read_events
+from adserve.render import render_slot
 from adserve.server.app import create_app
 
 from .conftest import require
+from .test_render import Tags
 from .test_server import edit
 
 pytestmark = pytest.mark.browser
@@ -329,3 +331,36 @@ async def test_slots_do_not_shift_the_page(browser, make_server, aiohttp_server,
     assert states["sidebar-tall"] == ("empty" if scenario == "no-fill" else "filled")
     print(f"CLS {viewport} {scenario}: {cls:.3f}")
     assert cls <= CLS_GOAL
+
+
+# (tag, class, min-width, min-height) of a slot and everything in it but the vendor footer
+LOADER_BUILD = """slot => [slot, ...slot.querySelectorAll('*')].filter(e => !e.closest('.adserve-about'))
+  .map(e => [e.tagName.toLowerCase(), e.getAttribute('class') || '', e.style.minWidth, e.style.minHeight])"""
+
+
+def server_build(html: str) -> list[list[str]]:
+    def box(tag, attrs):
+        rules = dict(rule.split(":") for rule in (attrs.get("style") or "").split(";") if rule)
+        return [rules.get("min-width", ""), rules.get("min-height", "")] if tag == "div" else ["", ""]
+    return [[tag, attrs.get("class") or "", *box(tag, attrs)] for tag, attrs in Tags(html).tags]
+
+
+async def test_server_rendered_slots_are_built_like_the_loaders(browser, site):
+    """The markup lives twice (loader and render.py): one stylesheet must fit both."""
+    base, server = site
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+    page = await context.new_page()
+    async with page.expect_response("**/v1/slots") as response:
+        await page.goto(base + "/")
+    answer = (await (await response.value).json())["slots"]
+    await page.wait_for_function(ALL_SETTLED)
+    placements = server.runtime.config.placements
+    compared = set()
+    for slot in await page.query_selector_all("[data-adserve-slot]"):
+        name, slot_id = await slot.get_attribute("data-adserve-slot"), await slot.get_attribute("id")
+        html = render_slot(slot_id, answer[slot_id], await slot.get_attribute("data-adserve-title"),
+                           placements[name])
+        assert await slot.evaluate(LOADER_BUILD) == server_build(html), name
+        compared.add(answer[slot_id]["type"])
+    assert compared == {"display", "recs"}
+    await context.close()
