@@ -1,8 +1,10 @@
-/* adserve loader: one slot request per page, sandboxed creatives, viewable impressions.
+/* adserve loader: one slot request per page, sandboxed creatives, viewable impressions, and
+ * every slot's space reserved before the answer so the page does not shift when it arrives.
  *
  * Mark slots with <div data-adserve-slot="PLACEMENT"></div>, describe the page in
  * <script type="application/json" id="adserve-page">{"item_id": ..., "section": ...}</script>,
- * and include this file once. No dependencies.
+ * and include this file once (async blocking="render": the first frame then has the space).
+ * No dependencies.
  */
 (function () {
   "use strict";
