@@ -159,9 +159,12 @@ async def test_unfilled_slot_keeps_or_gives_up_its_space(browser, make_server, a
     assert (box["height"] if box else 0) == height
 
 
-async def held_page(browser, url, viewport):
-    """The page painted with its slot request held: what the reader sees before the answer."""
+async def held_page(browser, url, viewport, html=None):
+    """The page (or ``html`` served at ``url``) painted with its slot request held: what the
+    reader sees before the answer."""
     context = await browser.new_context(viewport=VIEWPORTS[viewport])
+    if html is not None:
+        await context.route(url, lambda route: route.fulfill(content_type="text/html", body=html))
     answer, sent = asyncio.Event(), []
 
     async def hold(route):
@@ -174,6 +177,43 @@ async def held_page(browser, url, viewport):
     await page.goto(url)
     await page.evaluate(NEXT_FRAMES)
     return page, answer, sent
+
+
+MARKUP_PAGE = """<!doctype html><html><head><title>Publisher</title>
+<script type="application/json" id="adserve-page">{"item_id": "p-1", "section": "politics", "title": "P"}</script>
+<script src="/static/adserve.js" async blocking="render"></script></head><body><div style="width:400px">
+<div data-adserve-slot="" data-adserve-type="display" data-adserve-sizes="728x90, 300x250 320x50"
+     data-testid="fits"></div>
+<div data-adserve-slot="" data-adserve-type="display" data-adserve-sizes="336x280" data-testid="kept"></div>
+<div data-adserve-slot="" data-adserve-type="display" data-adserve-sizes="336x280"
+     data-adserve-collapse="on_empty" data-testid="collapsed"></div>
+<div data-adserve-slot="you-might-like" data-adserve-count="3" data-testid="counted"></div>
+<p data-testid="below">end</p></div></body></html>"""
+
+
+async def test_markup_gives_sizes_counts_and_collapse(browser, site):
+    """A publisher's own markup, no placement needed: the sizes that fit a 400 px column, an
+    item count, and collapse per slot (no display campaign has a 336x280 creative)."""
+    base, _ = site
+    page, answer, sent = await held_page(browser, base + "/publisher", "desktop", MARKUP_PAGE)
+    fits, kept, collapsed = await boxes(page, "fits", "kept", "collapsed")
+    assert fits["height"] == 250  # 300x250: the largest that fits (728x90 is wider, 320x50 lower)
+    assert (kept["height"], collapsed["height"]) == (280, 280)
+    assert await page.locator("[data-testid=counted] li.adserve-rec--skeleton").count() == 3
+    slots = sent[0]["slots"]
+    assert [s.get("sizes") for s in slots] == [["300x250", "320x50"], ["336x280"], ["336x280"], None]
+    assert slots[3]["count"] == 3
+    below = (await boxes(page, "below"))[0]
+    answer.set()
+    await page.wait_for_function(ALL_SETTLED)
+    states = [await page.get_attribute(f"[data-testid={s}]", "data-adserve-state")
+              for s in ("fits", "kept", "collapsed", "counted")]
+    assert states == ["filled", "empty", "empty", "filled"]
+    assert await page.locator("[data-testid=counted] li").count() == 3
+    assert await page.locator("[data-testid=collapsed]").bounding_box() is None
+    assert (await boxes(page, "kept"))[0]["height"] == 280
+    assert (await boxes(page, "below"))[0]["y"] == below["y"] - 280  # only the collapse moved it
+    await page.context.close()
 
 
 async def boxes(page, *slots):

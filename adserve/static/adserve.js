@@ -19,6 +19,19 @@
   var COLLAPSE = ["never", "on_empty", "before_fetch"];
   // placement -> {type, sizes, count, collapse}; the server writes in its placements here
   var PLACEMENTS = /* placements */ {};
+  /* What makes every tile one size, skeleton or filled, and centres a creative in its box. No
+     specificity (:where), so any rule of the page's own wins. */
+  var BASE_CSS =
+    ":where(.adserve-recs-list){list-style:none;margin:0;padding:0;display:grid;" +
+    "grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:14px}" +
+    ":where(.adserve-rec>a){display:flow-root;position:relative;padding-bottom:1.5em;" +
+    "color:inherit;text-decoration:none}" +
+    ":where(.adserve-rec-img){display:block;width:100%;aspect-ratio:16/10;object-fit:cover;background:#e6e6e6}" +
+    ":where(.adserve-rec-title){display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:2;" +
+    "overflow:hidden;line-height:1.3;height:2.6em}" +
+    ":where(.adserve-rec--skeleton .adserve-rec-title){background:#e6e6e6}" +
+    ":where(.adserve-sponsored){position:absolute;left:0;bottom:0;font-size:12px;white-space:nowrap}" +
+    ":where(.adserve-display){display:flex;justify-content:center;align-items:center}";
   var specs = new WeakMap();       // slot element -> what it reserves, once reserved
   var requested = new WeakSet();   // slots already asked for
 
@@ -83,6 +96,15 @@
     return fit;
   }
 
+  /* A constructed sheet: no <style> element for a Content-Security-Policy to refuse. */
+  function addBaseStyle() {
+    try {
+      var sheet = new CSSStyleSheet();
+      sheet.replaceSync(BASE_CSS);
+      document.adoptedStyleSheets = [sheet].concat(document.adoptedStyleSheets);
+    } catch (e) { /* an older browser: the page's own CSS alone sizes the tiles */ }
+  }
+
   function addClass(element, name) {
     if ((" " + element.className + " ").indexOf(" " + name + " ") < 0) {
       element.className = (element.className ? element.className + " " : "") + name;
@@ -119,7 +141,9 @@
     if (placement) slot.placement = placement;
     var type = element.getAttribute("data-adserve-type");
     if (type) slot.type = type;
-    if (spec.type === "display" && spec.sizes) slot.sizes = spec.sizes.map(function (s) { return s.name; });
+    if (spec.type === "display" && spec.sizes && spec.sizes.length) {
+      slot.sizes = spec.sizes.map(function (s) { return s.name; });
+    }
     if (element.getAttribute("data-adserve-count")) slot.count = spec.count;
     return slot;
   }
@@ -318,6 +342,7 @@
   }
 
   window.adserve = {reader: readerId, refresh: run};
+  addBaseStyle();
   if (document.readyState === "loading") {
     /* Reserve each slot as the parser adds it: observer callbacks run before the browser's next
        frame, so a slot is never painted without its space (when the loader came in time). */
