@@ -21,18 +21,18 @@ PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "strict-
                 "Cache-Control": "no-store"}
 
 
-def render_article(item, page_url: str, loader_url: str = "/static/adserve.js") -> str:
+def render_article(item, page_url: str, loader_url: str) -> str:
     published = (dt.datetime.fromtimestamp(item.published, dt.timezone.utc).strftime("%B %d, %Y %H:%M UTC")
                  if item.published else "")
     context = {"item_id": item.item_id, "url": page_url, "title": item.title,
                "section": item.section, "keywords": [item.section] if item.section else []}
     # JSON inside <script>: "</" would end the block early, so it is escaped
     context_json = orjson.dumps(context).decode().replace("</", "<\\/")
-    return (TEMPLATE.replace("{{context}}", context_json)
+    return (TEMPLATE.replace("{{loader}}", html.escape(loader_url))
+            .replace("{{context}}", context_json)
             .replace("{{title}}", html.escape(item.title))
             .replace("{{section}}", html.escape(item.section or "news"))
-            .replace("{{published}}", html.escape(published))
-            .replace("{{loader}}", html.escape(loader_url)))
+            .replace("{{published}}", html.escape(published)))
 
 
 def demo_item(catalog):
@@ -47,8 +47,8 @@ def add_routes(app: web.Application, catalog, loader_url: Callable[[], str]) -> 
         item = catalog.live(item_id) if item_id else demo_item(catalog)
         if item is None:
             raise web.HTTPNotFound(text="no such article")
-        return web.Response(text=render_article(item, str(request.url), loader_url()), content_type="text/html",
-                            headers=PAGE_HEADERS)
+        return web.Response(text=render_article(item, str(request.url), loader_url()),
+                            content_type="text/html", headers=PAGE_HEADERS)
 
     async def no_icon(request: web.Request) -> web.Response:
         return web.Response(status=204)

@@ -17,6 +17,7 @@
   var VIEW_MS = 1000;     // ... for one continuous second
   var SLOTS = "[data-adserve-slot]:not([data-adserve-state])";
   var COLLAPSE = ["never", "on_empty", "before_fetch"];
+  var MAX_ITEMS = 24;     // the server's limit for a widget: more skeleton tiles never fill
   // placement -> {type, sizes, count, collapse}; the server writes in its placements here
   var PLACEMENTS = /* placements */ {};
   /* What makes every tile one size, skeleton or filled, and centres a creative in its box. No
@@ -65,7 +66,8 @@
   /* What the page says about a slot, over what the placements map says: enough to reserve its
      space before the answer comes back. */
   function slotSpec(element) {
-    var placement = PLACEMENTS[element.getAttribute("data-adserve-slot")] || {};
+    var name = element.getAttribute("data-adserve-slot");
+    var placement = Object.prototype.hasOwnProperty.call(PLACEMENTS, name) ? PLACEMENTS[name] : {};
     var sizes = element.getAttribute("data-adserve-sizes");
     var count = parseInt(element.getAttribute("data-adserve-count"), 10);
     var collapse = element.getAttribute("data-adserve-collapse");
@@ -125,7 +127,7 @@
       element.style.minHeight = Math.max.apply(null, spec.sizes.map(function (s) { return s.height; })) + "px";
     } else if (spec.type === "recs") {
       var tiles = [];
-      for (var i = 0; i < (spec.count || 6); i++) tiles.push(tile(null));
+      for (var i = 0; i < Math.min(spec.count || 6, MAX_ITEMS); i++) tiles.push(tile(null));
       widget(element, tiles);
     } else {
       return;
