@@ -56,6 +56,12 @@ async def test_a_config_change_renames_the_loader(client, workdir):
     assert '"take-a-look":{"type":"recs","sizes":[],"count":5' in await (await client.get(after)).text()
 
 
+async def test_cors_keeps_the_encoding_in_vary(client):
+    response = await client.get("/static/adserve.js", headers={"Origin": "http://localhost:8080"})
+    assert response.headers["Access-Control-Allow-Origin"] == "http://localhost:8080"
+    assert response.headers["Vary"] == "Accept-Encoding, Origin"
+
+
 @pytest.mark.parametrize("path", ["/static/adserve.js", "/static/creatives/harbor-300x250-a.svg"])
 async def test_text_files_are_gzipped_for_clients_that_accept_it(client, path):
     plain = await client.get(path, headers=PLAIN)

@@ -323,7 +323,7 @@ async def cors_middleware(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
     if allowed:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
+        response.headers["Vary"] = ", ".join(filter(None, (response.headers.get("Vary"), "Origin")))
     return response
 
 
