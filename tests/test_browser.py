@@ -404,3 +404,29 @@ async def test_server_rendered_slots_are_built_like_the_loaders(browser, site):
         compared.add(answer[slot_id]["type"])
     assert compared == {"display", "recs"}
     await context.close()
+
+
+async def test_a_short_widget_keeps_its_reserved_size(browser, site):
+    """An answer with fewer items than the widget reserved (a small catalog) leaves blank tiles."""
+    base, _ = site
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+
+    async def two_short(route):
+        response = await route.fetch()
+        answer = await response.json()
+        widget = next(fill for fill in answer["slots"].values() if len(fill.get("items", ())) == 6)
+        widget["items"] = widget["items"][:4]
+        await route.fulfill(response=response, json=answer)
+
+    await context.route("**/v1/slots", two_short)
+    page = await context.new_page()
+    await page.goto(base + "/")
+    await page.evaluate(NEXT_FRAMES)
+    skeleton = await page.locator("[data-testid=you-might-like]").bounding_box()
+    await page.wait_for_function(ALL_SETTLED)
+    widget = page.locator("[data-testid=you-might-like]")
+    assert await widget.locator("li:not(.adserve-rec--skeleton)").count() == 4
+    assert await widget.locator("li.adserve-rec--skeleton").evaluate_all(
+        "tiles => tiles.map(t => getComputedStyle(t).visibility)") == ["hidden", "hidden"]
+    assert await widget.bounding_box() == skeleton
+    await context.close()

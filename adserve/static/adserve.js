@@ -113,6 +113,10 @@
     }
   }
 
+  function tileCount(spec) {
+    return Math.min(spec.count || 6, MAX_ITEMS);
+  }
+
   /* Give the slot the space its answer will take, before asking: a display slot the largest
      fitting size (a smaller creative is centred in it), a widget its heading, footer and one
      skeleton tile per item, built like the real tiles so the same CSS gives them the same size. */
@@ -127,7 +131,7 @@
       element.style.minHeight = Math.max.apply(null, spec.sizes.map(function (s) { return s.height; })) + "px";
     } else if (spec.type === "recs") {
       var tiles = [];
-      for (var i = 0; i < Math.min(spec.count || 6, MAX_ITEMS); i++) tiles.push(tile(null));
+      for (var i = 0; i < tileCount(spec); i++) tiles.push(tile(null));
       widget(element, tiles);
     } else {
       return;
@@ -266,7 +270,14 @@
   }
 
   function renderRecs(element, fill) {
-    widget(element, fill.items.map(tile));
+    var spec = specs.get(element);
+    var tiles = fill.items.map(tile);
+    while (spec.collapse !== "before_fetch" && tiles.length < tileCount(spec)) {
+      var blank = tile(null);  // fewer items than reserved: blank tiles keep the widget's size
+      blank.style.visibility = "hidden";
+      tiles.push(blank);
+    }
+    widget(element, tiles);
     element.setAttribute("data-adserve-strategy", fill.strategy);
     var urls = [fill.impression_url].concat(fill.items.map(function (i) { return i.impression_url; }));
     whenViewed(element, urls);
