@@ -18,6 +18,21 @@ from .test_server import edit
 pytestmark = pytest.mark.browser
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# Cumulative layout shift, as Chrome's Core Web Vitals count it (shifts not caused by input).
+CLS_OBSERVER = """
+window.__cls = {value: 0, observer: new PerformanceObserver(function (list) {
+  list.getEntries().forEach(function (e) { if (!e.hadRecentInput) window.__cls.value += e.value; });
+})};
+window.__cls.observer.observe({type: "layout-shift", buffered: true});
+"""
+CLS_TOTAL = """() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(() => {
+  window.__cls.observer.takeRecords().forEach(e => { if (!e.hadRecentInput) window.__cls.value += e.value; });
+  resolve(window.__cls.value);
+})))"""
+NEXT_FRAMES = "() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)))"
+ALL_SETTLED = "[...document.querySelectorAll('[data-adserve-slot]')].every(e => e.dataset.adserveState)"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "mobile": {"width": 390, "height": 844}}
+CLS_GOAL = 0.05  # Google rates <= 0.1 good
 ESCAPING_CREATIVE = """
   - id: 66601
     name: Hostile creative (test)
@@ -65,14 +80,18 @@ async def site(aiohttp_server, make_server, workdir):
     return f"http://127.0.0.1:{live.port}", server
 
 
+async def fake_landing_pages(context):
+    await context.route(lambda url: urlsplit(url).hostname.endswith(".example"),
+                        lambda route: route.fulfill(status=200, content_type="text/html",
+                                                    body="<h1>landing page</h1>"))
+
+
 async def open_page(browser, url, height=800, fake_landings=True):
     """The page, with landing pages faked; playwright's request routing also answers CORS
     preflights itself, so a CORS test must go without it."""
     context = await browser.new_context(viewport={"width": 1280, "height": height})
     if fake_landings:
-        await context.route(lambda url: urlsplit(url).hostname.endswith(".example"),
-                            lambda route: route.fulfill(status=200, content_type="text/html",
-                                                        body="<h1>landing page</h1>"))
+        await fake_landing_pages(context)
     page = await context.new_page()
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), asyncio.ensure_future(dialog.dismiss())))
@@ -179,6 +198,10 @@ async def held_page(browser, url, viewport, html=None):
     return page, answer, sent
 
 
+async def boxes(page, *slots):
+    return [await page.locator(f"[data-testid={slot}]").bounding_box() for slot in slots]
+
+
 MARKUP_PAGE = """<!doctype html><html><head><title>Publisher</title>
 <script type="application/json" id="adserve-page">{"item_id": "p-1", "section": "politics", "title": "P"}</script>
 <script src="/static/adserve.js" async blocking="render"></script></head><body><div style="width:400px">
@@ -214,10 +237,6 @@ async def test_markup_gives_sizes_counts_and_collapse(browser, site):
     assert (await boxes(page, "kept"))[0]["height"] == 280
     assert (await boxes(page, "below"))[0]["y"] == below["y"] - 280  # only the collapse moved it
     await page.context.close()
-
-
-async def boxes(page, *slots):
-    return [await page.locator(f"[data-testid={slot}]").bounding_box() for slot in slots]
 
 
 @pytest.mark.parametrize("viewport, banner, sizes", [("desktop", (970, 250), ["970x250", "728x90", "320x50"]),
@@ -307,21 +326,6 @@ async def test_loader_on_another_origin_needs_cors_consent(browser, site, workdi
     assert len(events(workdir, "decision")) == (1 if allowed else 0)
 
 
-# Cumulative layout shift, as Chrome's Core Web Vitals count it (shifts not caused by input).
-CLS_OBSERVER = """
-window.__cls = {value: 0, observer: new PerformanceObserver(function (list) {
-  list.getEntries().forEach(function (e) { if (!e.hadRecentInput) window.__cls.value += e.value; });
-})};
-window.__cls.observer.observe({type: "layout-shift", buffered: true});
-"""
-CLS_TOTAL = """() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(() => {
-  window.__cls.observer.takeRecords().forEach(e => { if (!e.hadRecentInput) window.__cls.value += e.value; });
-  resolve(window.__cls.value);
-})))"""
-NEXT_FRAMES = "() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)))"
-ALL_SETTLED = "[...document.querySelectorAll('[data-adserve-slot]')].every(e => e.dataset.adserveState)"
-VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "mobile": {"width": 390, "height": 844}}
-CLS_GOAL = 0.05  # Google rates <= 0.1 good
 
 
 async def layout_shift(browser, url, viewport, answer_after_scroll=False):
@@ -329,8 +333,7 @@ async def layout_shift(browser, url, viewport, answer_after_scroll=False):
     (and, for a slow answer, until after the scroll), so the answer always lands on a page the
     reader already sees, whatever the machine's speed."""
     context = await browser.new_context(viewport=VIEWPORTS[viewport])
-    await context.route(lambda url: urlsplit(url).hostname.endswith(".example"),
-                        lambda route: route.fulfill(status=200, content_type="text/html", body="landing"))
+    await fake_landing_pages(context)
     await context.add_init_script(CLS_OBSERVER)
     answer = asyncio.Event()
 
