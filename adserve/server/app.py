@@ -9,7 +9,6 @@ store, outside the runtime, so caps and budgets survive reloads.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import hmac
 import logging
@@ -25,7 +24,7 @@ from .. import retention
 from ..catalog import Catalog, CatalogError, item_from_dict
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import EventLog, log_files, read_events
+from ..events import EventLog
 from ..ledger import Ledger
 from ..model import Config
 from ..model import Server as ServerSettings
@@ -40,11 +39,10 @@ from . import listener, pages, static, tracking
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
+from .replay import Replay
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
-REPLAY_DAYS = 7
-REPLAYED = frozenset({"decision", "click", "impression"})
 
 
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -77,6 +75,7 @@ class AdServer:
         self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
+        self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
         self.cms_token = cms_token
         self.runtime = self._runtime(config)
         self.model_path = Path(settings.model_path)
@@ -86,8 +85,9 @@ class AdServer:
 
     # -- config and model ---------------------------------------------------------------------
     def _runtime(self, config: Config) -> Runtime:
-        decider = Decider(Inventory(config), Ledger(config.site.timezone), self.state,
-                          config.site.unique_advertiser_per_page, self.rng, self.clock)
+        ledger = Ledger(config.site.timezone, self.replay.traffic)
+        decider = Decider(Inventory(config), ledger, self.state, config.site.unique_advertiser_per_page,
+                          self.rng, self.clock)
         return Runtime(config, decider)
 
     def _config_status(self, loaded: LoadResult) -> dict:
@@ -126,32 +126,6 @@ class AdServer:
 
     async def reload_model(self) -> None:
         await asyncio.to_thread(self._load_model)
-
-    def replay_log(self) -> int:
-        """Warm in-process state from recent events: popularity, reader history, counters."""
-        since = (self.clock() - dt.timedelta(days=REPLAY_DAYS)).date()
-        replayed = 0
-        for event in read_events(log_files(self.events.folder, since), types=REPLAYED):
-            ts = float(event["ts"])
-            if event["type"] == "decision":
-                self.recommender.record("decision", event.get("user"), event.get("page"), ts)
-            elif event.get("counted"):
-                self.recommender.record(event["type"], event.get("user"), event.get("item"), ts)
-                if isinstance(self.state, MemoryState):
-                    self._replay_counters(event, ts)
-            replayed += 1
-        return replayed
-
-    def _replay_counters(self, event: dict, ts: float) -> None:
-        campaign = self.runtime.decider.inventory.campaigns.get(event.get("campaign"))
-        if event.get("token"):
-            key = tracking.token_key(event["type"], event["token"])
-            self.state.seed({key: 1.0}, {key: self.signer.ttl}, ts)
-        if campaign is not None:
-            ledger = self.runtime.decider.ledger
-            moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
-            increments, ttl = ledger.charge(campaign, event["type"], event.get("user"), moment)
-            self.state.seed(increments, ttl, ts)
 
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:
@@ -204,11 +178,12 @@ class AdServer:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start_background(self, app: web.Application) -> None:
         self.expire_events()  # before the replay, which must not read what retention deletes
-        self.replay_log()
+        self.replay.run(self.runtime.decider)
+        self.runtime = self._runtime(self.runtime.config)  # pacing learns the log's hourly traffic
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-                self._retrain_on_schedule(), self._expire_daily()]
+                self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
@@ -253,6 +228,7 @@ class AdServer:
         for task in getattr(self, "tasks", []):
             task.cancel()
         await asyncio.gather(*getattr(self, "tasks", []), return_exceptions=True)
+        self.replay.save()
         self.events.close()
         await self.state.close()
 
