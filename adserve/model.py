@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
 #: IAB sizes a news site runs, plus ``native`` for recommendation-widget items.
@@ -27,6 +28,7 @@ IAB_SIZES = {
     "native": "native item in a recommendation widget",
 }
 
+MICROS = 1_000_000  # money is counted in integer micro-units (millionths) of the site's currency
 TIERS = ("sponsorship", "standard", "remnant", "house")
 Tier = Literal["sponsorship", "standard", "remnant", "house"]
 Device = Literal["desktop", "mobile", "tablet", "app"]
@@ -43,18 +45,37 @@ class Flight:
     end: dt.datetime = field(metadata=doc("Moment the campaign stops serving (timezone aware)."))
 
 
+def micros(amount: Decimal | float) -> Decimal:
+    """``amount`` of currency in micro-units, exactly: a fraction left over is the caller's error.
+
+    YAML gives Decimals read from the text; a float (a model built in code) goes through its
+    shortest repr, so 0.1 is one tenth, not the binary fraction next to it.
+    """
+    return (amount if isinstance(amount, Decimal) else Decimal(repr(amount))) * MICROS
+
+
 @dataclass(kw_only=True)
 class Price:
     model: Literal["cpm", "cpc"] = field(metadata=doc("CPM: price per 1000 impressions; CPC: per click."))
-    amount: float = field(metadata=doc("Price in the site's currency.", min=0))
+    amount: Decimal = field(metadata=doc(
+        "Price in the site's currency; one charge (a CPM impression, a CPC click) must be a whole "
+        "number of micro-units (at most 3 decimals for CPM, 6 for CPC).", min=0))
+
+    def charge_micros(self) -> Decimal:
+        """What one charge costs: an impression at CPM, a click at CPC (whole when the config is valid)."""
+        return micros(self.amount) / (1000 if self.model == "cpm" else 1)
 
 
 @dataclass(kw_only=True)
 class Budget:
     metric: Literal["impressions", "clicks", "spend"] = field(
         metadata=doc("What the budget counts."))
-    total: float | None = field(default=None, metadata=doc("Cap over the whole flight.", min=0))
-    daily: float | None = field(default=None, metadata=doc("Cap per day in the site timezone.", min=0))
+    total: Decimal | None = field(default=None, metadata=doc("Cap over the whole flight.", min=0))
+    daily: Decimal | None = field(default=None, metadata=doc("Cap per day in the site timezone.", min=0))
+
+    def in_units(self, amount: Decimal | float) -> Decimal:
+        """A cap in the units its counter holds: micro-units for spend, else impressions or clicks."""
+        return micros(amount) if self.metric == "spend" else Decimal(amount)
 
 
 @dataclass(kw_only=True)
@@ -62,6 +83,9 @@ class FrequencyCap:
     count: int = field(metadata=doc("Impressions allowed per reader per period.", min=1))
     period: Literal["hour", "day", "week", "flight"] = field(
         default="day", metadata=doc("Window the count applies to."))
+    without_consent: Literal["skip", "serve"] = field(default="skip", metadata=doc(
+        "When the cap cannot be kept (no reader id, or no consent to personalised ads): skip the "
+        "reader, or serve without the cap."))
 
 
 @dataclass(kw_only=True)
@@ -113,6 +137,9 @@ class Creative:
     format: Literal["image", "html", "native"] = "image"
     platform: Literal["WEB", "MWEB", "APP", "ANY"] = field(
         default="ANY", metadata=doc("WEB: desktop web, MWEB: mobile web, APP: in-app."))
+    weight: float = field(default=1.0, metadata=doc(
+        "Share of its campaign's impressions among its creatives that fit the slot (0: never shown).",
+        min=0))
     landing_url: str = field(metadata=doc("Where a click goes (https).", pattern=r"^https?://\S+$"))
     variants: list[Variant] = field(metadata=doc("At least one variant."))
 
@@ -125,7 +152,8 @@ class Campaign:
     status: Literal["active", "paused"] = "active"
     flight: Flight
     tier: Tier = field(default="standard", metadata=doc("sponsorship > standard > remnant > house."))
-    weight: float = field(default=1.0, metadata=doc("Share within its tier.", min=0))
+    weight: float = field(default=1.0, metadata=doc(
+        "Share within its tier, times its eCPM (0: never serves; prefer status: paused).", min=0))
     price: Price
     expected_ctr: float = field(default=0.002, metadata=doc("CTR used to rank CPC against CPM.",
                                                              min=0, max=1))
@@ -146,6 +174,11 @@ class Placement:
         default="personal", metadata=doc("First strategy tried; falls back down the chain."))
     sponsored_positions: list[int] = field(
         default_factory=list, metadata=doc("1-based widget positions for native campaign items."))
+    collapse: Literal["never", "on_empty", "before_fetch"] = field(
+        default="never", metadata=doc(
+            "Unfilled slot: never (keep the reserved space, the page never shifts), on_empty "
+            "(reserve, then collapse if unfilled: a shift), before_fetch (reserve nothing; "
+            "shown only if filled: a shift)."))
 
 
 @dataclass(kw_only=True)
@@ -154,6 +187,8 @@ class Site:
     timezone: str = field(default="UTC", metadata=doc("IANA zone for dayparts and daily budgets."))
     allowed_origins: list[str] = field(default_factory=list, metadata=doc("Page origins (CORS)."))
     unique_advertiser_per_page: bool = False
+    consent_required: bool = field(default=False, metadata=doc(
+        "A request without privacy signals (no TCF answer, no GPC) counts as no consent."))
 
 
 @dataclass(kw_only=True)
@@ -166,13 +201,25 @@ class Server:
     max_slots: int = field(default=20, metadata=doc("Most slots in one request.", min=1))
     event_dir: str = field(default="var/events",
                            metadata=doc("Event log folder, relative to the working folder."))
+    retention_days: int | None = field(default=None, metadata=doc(
+        "Event files older than this many days are deleted (at start and daily); none: kept.",
+        min=1))
     model_path: str = field(default="var/model.npz", metadata=doc("Recommendation model artifact."))
     catalog_path: str = field(default="catalog.jsonl",
                               metadata=doc("Article catalog, relative to the config folder."))
     token_ttl_seconds: int = field(default=86400, metadata=doc("Tracking token lifetime.", min=60))
-    max_pending: int = field(default=256, metadata=doc("Requests in progress before 503.", min=1))
+    max_pending: int = field(default=256, metadata=doc(
+        "Slot requests in progress (e.g. waiting on Redis) past which new ones get 503.", min=1))
     max_queue_ms: float = field(default=100.0, metadata=doc(
-        "Smoothed event-loop lag (ms) above which slot requests get 503.", min=1))
+        "A slot request that waited this long (ms) for the CPU after arriving gets 503.", min=1))
+    max_connections: int = field(default=4096, metadata=doc(
+        "Open connections past which a new one gets 503 and is closed (kept under the file limit).",
+        min=1))
+    head_timeout_seconds: float = field(default=15.0, metadata=doc(
+        "Time to send a whole request head, from connecting or from the last answer; idle "
+        "keep-alive connections also close after it.", min=0.1))
+    body_timeout_seconds: float = field(default=10.0, metadata=doc(
+        "Time to send a request body once its handler reads it; then 408.", min=0.1))
     redis_url: str | None = field(default=None, metadata=doc("Shared state for several replicas."))
 
 

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from adserve.cli import DEMO_CONFIG
+
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "live-test-secret-0123456789abcdef"
 
@@ -47,7 +49,7 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         if not (self.folder / "config").exists():
-            shutil.copytree(config or REPO / "config", self.folder / "config")
+            shutil.copytree(config or DEMO_CONFIG, self.folder / "config")
 
     def start(self, timeout: float = 60) -> "LiveServer":
         env = {**os.environ, "ADSERVE_SECRET": SECRET, "PYTHONPATH": str(REPO)}

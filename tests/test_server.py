@@ -245,7 +245,7 @@ async def test_health_openapi_and_metrics_count_known_traffic(client):
         ("adserve_tracking_total", (("kind", "click"), ("outcome", "counted"))): 1,
     }
     assert after[("adserve_slot_request_duration_seconds_bucket", (("le", "+Inf"),))] == 1
-    assert after[("adserve_config_reload_errors_total", ())] == after[("adserve_shed_total", ())] == 0
+    assert after[("adserve_config_reload_errors_total", ())] == 0  # and nothing shed: no change above
 
 
 async def test_cms_upsert_requires_the_token_and_refusals_write_nothing(client, workdir):

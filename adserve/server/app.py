@@ -9,7 +9,6 @@ store, outside the runtime, so caps and budgets survive reloads.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import hmac
 import logging
@@ -21,28 +20,30 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from .. import retention
 from ..catalog import Catalog, CatalogError, item_from_dict
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import EventLog, log_files, read_events
+from ..events import EventLog
 from ..ledger import Ledger
-from ..model import Config
+from ..model import Config, Recs
+from ..model import Server as ServerSettings
 from ..recs.artifact import ArtifactError, ModelArtifact
 from ..recs.recommender import Recommender
 from ..recs.train import train
+from ..recs.tune import TUNED_FILE, tuned
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore
-from ..tokens import Signer, TokenError
-from . import pages, tracking
+from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
+from . import listener, pages, static, tracking
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
+from .replay import Replay
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
-REPLAY_DAYS = 7
-REPLAYED = frozenset({"decision", "click", "impression"})
 
 
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -70,24 +71,29 @@ class AdServer:
         self.events = EventLog(settings.event_dir, writer, unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
-        self.recommender = Recommender(self.catalog, config.recs, rng)
+        self.model_path = Path(settings.model_path)
+        self.recommender = Recommender(self.catalog, self._recs(config), rng)
         self.signer = Signer(secret, settings.token_ttl_seconds)
         self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
+        self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
         self.cms_token = cms_token
         self.runtime = self._runtime(config)
-        self.model_path = Path(settings.model_path)
         self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
-        self.in_flight = 0
-        self.queue_delay = 0.0  # smoothed event-loop lag: how long a new request waits its turn
+        self.in_flight = 0  # slot requests admitted and not yet answered
         self._load_model()
 
     # -- config and model ---------------------------------------------------------------------
     def _runtime(self, config: Config) -> Runtime:
-        decider = Decider(Inventory(config), Ledger(config.site.timezone), self.state,
-                          config.site.unique_advertiser_per_page, self.rng, self.clock)
+        ledger = Ledger(config.site.timezone, self.replay.traffic)
+        decider = Decider(Inventory(config), ledger, self.state, config.site.unique_advertiser_per_page,
+                          self.rng, self.clock)
         return Runtime(config, decider)
+
+    def _recs(self, config: Config) -> Recs:
+        """The config's recs settings with the last `adserve tune` choice (beside the model) applied."""
+        return tuned(config.recs, self.model_path.with_name(TUNED_FILE))
 
     def _config_status(self, loaded: LoadResult) -> dict:
         """The last check of the config folder, and what is serving (the last good config)."""
@@ -101,7 +107,7 @@ class AdServer:
         loaded = await asyncio.to_thread(load_config, self.config_dir)
         if loaded.ok:
             self.runtime = self._runtime(loaded.config)
-            self.recommender.recs = loaded.config.recs
+            self.recommender.recs = self._recs(loaded.config)
             log.info("config reloaded: %d campaigns", len(loaded.config.campaigns))
         else:
             self.metrics.reload_errors.inc()
@@ -126,32 +132,6 @@ class AdServer:
     async def reload_model(self) -> None:
         await asyncio.to_thread(self._load_model)
 
-    def replay_log(self) -> int:
-        """Warm in-process state from recent events: popularity, reader history, counters."""
-        since = (self.clock() - dt.timedelta(days=REPLAY_DAYS)).date()
-        replayed = 0
-        for event in read_events(log_files(self.events.folder, since), types=REPLAYED):
-            ts = float(event["ts"])
-            if event["type"] == "decision":
-                self.recommender.record("decision", event.get("user"), event.get("page"), ts)
-            elif event.get("counted"):
-                self.recommender.record(event["type"], event.get("user"), event.get("item"), ts)
-                if isinstance(self.state, MemoryState):
-                    self._replay_counters(event, ts)
-            replayed += 1
-        return replayed
-
-    def _replay_counters(self, event: dict, ts: float) -> None:
-        campaign = self.runtime.decider.inventory.campaigns.get(event.get("campaign"))
-        if event.get("token"):
-            key = tracking.token_key(event["type"], event["token"])
-            self.state.seed({key: 1.0}, {key: self.signer.ttl}, ts)
-        if campaign is not None:
-            ledger = self.runtime.decider.ledger
-            moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
-            increments, ttl = ledger.charge(campaign, event["type"], event.get("user"), moment)
-            self.state.seed(increments, ttl, ts)
-
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:
         return self.runtime.config.server.public_url or f"{request.scheme}://{request.host}"
@@ -159,8 +139,10 @@ class AdServer:
     async def handle_slots(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         runtime = self.runtime
-        body = await read_json(request, runtime.config.server.max_body_bytes)
-        slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots)
+        body = await read_json(request, runtime.config.server)
+        slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots,
+                                          gpc_header=request.headers.get("Sec-GPC", "").strip() == "1",
+                                          consent_required=runtime.config.site.consent_required)
         answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
         self.metrics.count(self.metrics.events, "decision")
         for fill in answer.values():
@@ -175,7 +157,7 @@ class AdServer:
         scheme, _, given = request.headers.get("Authorization", "").partition(" ")
         if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self.cms_token.encode()):
             return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
-        body = await read_json(request, self.runtime.config.server.max_body_bytes)
+        body = await read_json(request, self.runtime.config.server)
         if isinstance(body, dict):
             body = {**body, "item_id": request.match_info["item_id"]}
         try:
@@ -201,11 +183,13 @@ class AdServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start_background(self, app: web.Application) -> None:
-        self.replay_log()
+        self.expire_events()  # before the replay, which must not read what retention deletes
+        self.replay.run(self.runtime.decider)
+        self.runtime = self._runtime(self.runtime.config)  # pacing learns the log's hourly traffic
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-                self._watch_queue(), self._retrain_on_schedule()]
+                self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
@@ -217,7 +201,7 @@ class AdServer:
         """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
         config = self.runtime.config
         try:
-            await asyncio.to_thread(train, self.events.folder, config.recs, self.model_path)
+            await asyncio.to_thread(train, self.events.folder, self._recs(config), self.model_path)
         except ValueError as exc:  # e.g. no interactions yet
             log.warning("scheduled retrain skipped: %s", exc)
 
@@ -229,18 +213,18 @@ class AdServer:
             if minutes and self.runtime.config.recs.retrain_minutes:
                 await self.retrain()
 
-    async def _watch_queue(self, every: float = 0.05) -> None:
-        """Sample how late the loop runs a timer; smoothed, so one GC pause does not shed."""
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(every)
-            lag = time.perf_counter() - started - every
-            self.queue_delay = 0.8 * self.queue_delay + 0.2 * lag
+    def expire_events(self) -> None:
+        """``server.retention_days``: delete event files past their age (at start, then daily)."""
+        days = self.runtime.config.server.retention_days
+        if days:
+            expired = retention.expire(self.events.folder, days, self.clock().date())
+            if expired:
+                log.info("retention: deleted %d event files older than %d days", len(expired), days)
 
-    def overloaded(self) -> bool:
-        settings = self.runtime.config.server
-        return (self.in_flight >= settings.max_pending
-                or self.queue_delay * 1000 > settings.max_queue_ms)
+    async def _expire_daily(self) -> None:
+        while True:
+            await asyncio.sleep(86400)
+            await asyncio.to_thread(self.expire_events)
 
     def _sighup(self) -> None:
         self.config_watch.trigger()
@@ -250,14 +234,21 @@ class AdServer:
         for task in getattr(self, "tasks", []):
             task.cancel()
         await asyncio.gather(*getattr(self, "tasks", []), return_exceptions=True)
+        self.replay.save()
         self.events.close()
         await self.state.close()
 
 
-async def read_json(request: web.Request, limit: int) -> object:
+async def read_json(request: web.Request, settings: ServerSettings) -> object:
+    """The body as JSON: at most ``max_body_bytes``, received within ``body_timeout_seconds``."""
+    limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(settings.body_timeout_seconds):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
     if len(raw) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
     try:
@@ -303,20 +294,30 @@ async def _route_of(request: web.Request) -> str:
 
 @web.middleware
 async def shed_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Past capacity, answer 503 at once instead of queueing without bound.
+    """Past capacity, answer a slot request 503 at once instead of queueing without bound.
 
-    Two signals: requests waiting on I/O (``max_pending``), and requests waiting for the CPU,
-    seen as event-loop lag (``max_queue_ms``). A refusal costs microseconds.
+    Two signals, both about the request itself: how many slot requests are already admitted and
+    unanswered (``max_pending``: work waiting on I/O), and how much admitted work this one queued
+    behind since its bytes arrived (``max_queue_ms``: waiting for the CPU). Refusals do not add
+    to that work, so past overload the server keeps spending most of its time answering; a
+    refusal costs microseconds.
     """
     server = request.app[SERVER]
-    if request.path.startswith("/v1/slots") and server.overloaded():
-        server.metrics.shed.inc()
+    if not request.path.startswith("/v1/slots"):
+        return await handler(request)
+    settings = server.runtime.config.server
+    reason = ("pending" if server.in_flight >= settings.max_pending
+              else "waited" if listener.queued_behind(request) * 1000 > settings.max_queue_ms else None)
+    if reason is not None:
+        server.metrics.count(server.metrics.shed, reason)
         return json_error(503, "overloaded", "try again shortly", {"Retry-After": "1"})
     server.in_flight += 1
+    started = time.perf_counter()
     try:
         return await handler(request)
     finally:
         server.in_flight -= 1
+        listener.Work.add(started)
 
 
 @web.middleware
@@ -334,14 +335,14 @@ async def cors_middleware(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
     if allowed:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
+        response.headers["Vary"] = ", ".join(filter(None, (response.headers.get("Vary"), "Origin")))
     return response
 
 
 def create_app(server: AdServer) -> web.Application:
     settings = server.runtime.config.server
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[cors_middleware, errors_middleware, shed_middleware])
+                          middlewares=[cors_middleware, shed_middleware, errors_middleware])
     app[SERVER] = server
     app.router.add_post("/v1/slots", server.handle_slots)
     app.router.add_put("/v1/items/{item_id}", server.handle_item)
@@ -351,21 +352,28 @@ def create_app(server: AdServer) -> web.Application:
     app.router.add_get("/metrics", server.handle_metrics)
     app.router.add_get("/v1/config/status", server.handle_status)
     app.router.add_get("/openapi.json", server.handle_openapi)
-    pages.add_routes(app, server.catalog)
+    loader = static.add_routes(app, lambda: server.runtime.config.placements)
+    pages.add_routes(app, server.catalog, loader.url)
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app
 
 
 def secret_from_env(demo: bool, var_dir: Path) -> bytes:
-    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo)."""
+    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo).
+
+    A missing or short secret is a ``ValueError`` whose one-line message says how to make one.
+    """
     value = os.environ.get("ADSERVE_SECRET")
+    make = "python -c 'import secrets; print(secrets.token_hex(32))'"
+    if value and len(value.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"ADSERVE_SECRET is {len(value.encode())} bytes; it must be at least "
+                         f"{MIN_SECRET_BYTES} random bytes: export ADSERVE_SECRET=$({make})")
     if value:
         return value.encode()
     if not demo:
-        raise SystemExit("ADSERVE_SECRET is not set. Export a random value of 32+ characters, e.g.\n"
-                         "  export ADSERVE_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')\n"
-                         "or run with --demo for a local demo.")
+        raise ValueError(f"ADSERVE_SECRET is not set: export ADSERVE_SECRET=$({make}) "
+                         "(32+ random bytes), or run with --demo for a local demo")
     path = var_dir / "demo-secret"
     if not path.exists():
         var_dir.mkdir(parents=True, exist_ok=True)
