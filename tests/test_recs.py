@@ -80,16 +80,13 @@ def test_replayed_click_tokens_weigh_one_click(tmp_path):
     assert weights_of(tmp_path, *replays, *shown) == {("u1", "pushed"): pytest.approx(1.1)}
 
 
-def test_a_readers_weight_per_article_is_capped_per_day(tmp_path):
-    """Page reads come from slot requests anyone can send; nor do fresh tokens of one reader
-    clicking one article all day add up: one read and one click per reader, article and day."""
+def test_a_readers_reads_of_an_article_are_capped_per_day(tmp_path):
+    """Page reads come from slot requests, which anyone can send: 50 forged reads weigh two."""
     views = [{"ts": DAY + 60 * n, "type": "decision", "user": "u1", "page": "pushed"} for n in range(50)]
-    clicks = [{"ts": DAY + 60 * n, "type": "click", "user": "u1", "item": "pushed", "token": f"n{n}:0",
-               "counted": True} for n in range(50)]
     next_day = {"ts": DAY + 86400, "type": "decision", "user": "u1", "page": "pushed"}
     other = {"ts": DAY + 1, "type": "decision", "user": "u2", "page": "pushed"}
-    assert weights_of(tmp_path, *views, *clicks, next_day, other) == {
-        ("u1", "pushed"): pytest.approx(0.5 + 1.0 + 0.5), ("u2", "pushed"): pytest.approx(0.5)}
+    assert weights_of(tmp_path, *views, next_day, other) == {
+        ("u1", "pushed"): pytest.approx(3 * 0.5), ("u2", "pushed"): pytest.approx(0.5)}
 
 
 def test_files_with_their_own_vocabularies_merge_into_one_matrix(tmp_path):
