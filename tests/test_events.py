@@ -11,7 +11,7 @@ import pytest
 
 from adserve import events
 
-from adserve.events import EventLog, ReadReport, log_files, read_events
+from adserve.events import EventLog, ReadReport, log_files, log_sizes, read_events
 
 DAY = dt.datetime(2026, 11, 25, tzinfo=dt.timezone.utc).timestamp()
 
@@ -177,3 +177,15 @@ def test_days_are_utc_days_whatever_the_local_zone(tmp_path, monkeypatch):
     finally:
         monkeypatch.delenv("TZ")
         time.tzset()
+
+
+def test_a_later_read_picks_up_where_the_sizes_were_taken(tmp_path):
+    log = EventLog(tmp_path, writer="a")
+    log.append({"type": "click", "n": 1, "ts": DAY})
+    log.append({"type": "click", "n": 2, "ts": DAY + 86400})
+    sizes = log_sizes(tmp_path)
+    assert sizes == {p.name: p.stat().st_size for p in log_files(tmp_path)} and all(sizes.values())
+    log.append({"type": "click", "n": 3, "ts": DAY + 86400})
+    log.close()
+    assert [e["n"] for e in read_events(log_files(tmp_path), skip=sizes)] == [3]
+    assert [e["n"] for e in read_events(log_files(tmp_path))] == [1, 2, 3]
