@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 
 import orjson
 
-ITEM_ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
+ITEM_ID = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")  # patterns are used with fullmatch: "$" passes "\n"
+URL = re.compile(r"(https?://|/)[^\x00-\x20\x7f]*")  # an http(s) URL or a site path, no whitespace
+LATEST_PUBLISHED = 253402300799.0  # 9999-12-31 23:59:59 UTC, the last moment a page can print
 _TEXT_FIELDS = ("url", "title", "image_url", "section")
 
 
@@ -46,20 +48,23 @@ def item_from_dict(raw: object) -> Item:
     if not isinstance(raw, dict):
         raise CatalogError("an item must be a JSON object")
     item_id = raw.get("item_id")
-    if not isinstance(item_id, str) or not ITEM_ID.match(item_id):
+    if not isinstance(item_id, str) or not ITEM_ID.fullmatch(item_id):
         raise CatalogError("item_id: expected 1-128 letters, digits or _.:@/-")
     for name in _TEXT_FIELDS:
         value = raw.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > 2048):
             raise CatalogError(f"{name}: expected a string of at most 2048 characters")
-    if not raw.get("url") or not str(raw["url"]).startswith(("https://", "http://", "/")):
-        raise CatalogError("url: expected an http(s) URL or a site path")
+    for name in ("url", "image_url"):
+        if raw.get(name) is not None and not URL.fullmatch(raw[name]):
+            raise CatalogError(f"{name}: expected an http(s) URL or a site path, without whitespace")
+    if not raw.get("url"):
+        raise CatalogError("url: required")
     if not raw.get("title"):
         raise CatalogError("title: required")
     published = raw.get("published")
-    if published is not None and (isinstance(published, bool)
-                                  or not isinstance(published, (int, float))):
-        raise CatalogError("published: expected Unix seconds")
+    if published is not None and (isinstance(published, bool) or not isinstance(published, (int, float))
+                                  or not 0 <= published <= LATEST_PUBLISHED):  # NaN fails too
+        raise CatalogError("published: expected Unix seconds between 1970 and 9999")
     live = raw.get("live", True)
     if not isinstance(live, bool):
         raise CatalogError("live: expected true or false")

@@ -192,7 +192,7 @@ def _bound_problem(meta, values) -> str | None:
                 return f"must be at least {meta['min']}, got {v}"
             if "max" in meta and v > meta["max"]:
                 return f"must be at most {meta['max']}, got {v}"
-        if isinstance(v, str) and "pattern" in meta and not re.search(meta["pattern"], v):
+        if isinstance(v, str) and "pattern" in meta and not re.fullmatch(meta["pattern"], v):
             return f"'{v}' does not match {meta['pattern']}"
     return None
 

@@ -90,7 +90,8 @@ async def test_widget_clicks_name_a_position_and_count_once_each(client, workdir
     widget = (await post_slots(client, EXAMPLE_REQUEST))["s3"]
     organic = [item for item in widget["items"] if not item["sponsored"]]
     token = organic[0]["click_url"].split("t=")[1].split("&")[0]
-    for bad in ("", "&i=", "&i=99", "&i=-1", "&i=1x", "&i=%C2%B2", "&i=123"):
+    for bad in ("", "&i=", "&i=99", "&i=-1", "&i=1x", "&i=%C2%B2", "&i=123", "&i=00", "&i=0%0A",
+                "&i=00%0A", "&i=01", "&i=+0", "&i=%200"):  # only the canonical "0" names position 0
         response = await client.get(f"/t/c?t={token}{bad}", allow_redirects=False)
         assert response.status == 400 and "Location" not in response.headers, bad
     for item in (organic[0], organic[1], organic[0]):
@@ -113,6 +114,8 @@ BAD_BODIES = [
     (b'{"slots": [{"id": "a", "placement": "nowhere"}]}', 400, "unknown placement"),
     (b'{"slots": [{"id": 5, "type": "recs", "count": "six"}]}', 400, "count"),
     (b'{"slots": [{"id": "a\\r\\nSet-Cookie: x", "type": "recs"}]}', 400, "slots[0].id"),
+    (b'{"slots": [{"id": "a\\n", "type": "recs"}]}', 400, "slots[0].id"),
+    (b'{"page": {"item_id": "a\\n"}, "slots": [{"id": "a", "type": "recs"}]}', 400, "page.item_id"),
     (b'{"user": {"id": ["x"]}, "slots": [{"id": "a", "type": "recs"}]}', 400, "user.id"),
     (b'{"device": "fridge", "slots": [{"id": "a", "type": "recs"}]}', 400, "device"),
     (orjson.dumps({"slots": [{"id": f"s{i}", "type": "recs"} for i in range(21)]}), 400, "at most 20"),
