@@ -160,6 +160,9 @@ def _serve(args) -> int:
 
     loaded = _load_or_exit(args.config)
     settings = loaded.config.server
+    if not settings.public_url and not args.demo:
+        raise SystemExit("server.public_url is not set: tracking URLs would copy any request's Host "
+                         "header (set it, or run with --demo)")
     secret = secret_from_env(args.demo, Path(settings.event_dir).parent)
     if args.demo:
         _bootstrap_demo(args.config, loaded.config)

@@ -160,8 +160,9 @@ class Site:
 class Server:
     host: str = "127.0.0.1"
     port: int = field(default=8080, metadata=doc("TCP port.", min=1, max=65535))
-    public_url: str | None = field(default=None, metadata=doc("Base of tracking URLs; defaults to "
-                                                              "the request's own host."))
+    public_url: str | None = field(default=None, metadata=doc(
+        "Base of tracking URLs, e.g. https://ads.news.example; required outside --demo (the demo uses "
+        "the request's own host)."))
     max_body_bytes: int = field(default=65536, metadata=doc("Largest accepted request body.", min=1024))
     max_slots: int = field(default=20, metadata=doc("Most slots in one request.", min=1))
     event_dir: str = field(default="var/events",

@@ -48,6 +48,8 @@ class LiveServer:
         self.process: subprocess.Popen | None = None
         if not (self.folder / "config").exists():
             shutil.copytree(config or REPO / "config", self.folder / "config")
+            site = self.folder / "config" / "site.yaml"  # outside demo mode the server needs its URL
+            site.write_text(site.read_text().replace("\nserver:\n", f"\nserver:\n  public_url: {self.url}\n", 1))
 
     def start(self, timeout: float = 60) -> "LiveServer":
         env = {**os.environ, "ADSERVE_SECRET": SECRET, "PYTHONPATH": str(REPO)}

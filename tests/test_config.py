@@ -168,3 +168,25 @@ def test_shipped_schema_is_current_and_accepts_demo_files():
         document = json.loads(json.dumps(yaml.safe_load(text), default=str))
         assert validator.is_valid(document), (path, [str(e) for e in validator.iter_errors(document)])
     assert not validator.is_valid({"campaigns": [{"id": 1, "targetting": {}}]})
+
+
+@pytest.mark.parametrize("old, new, path", [
+    ("landing_url: https://tester.example/", 'landing_url: "https://tester.example/\\n"',
+     "campaigns[0].creatives[0].landing_url"),
+    ("id: t-300", 'id: "t-300\\n"', "campaigns[0].creatives[0].id"),
+    ("variants: [{id: A,", 'variants: [{id: "A\\n",', "campaigns[0].creatives[0].variants[0].id"),
+])
+def test_patterns_refuse_a_trailing_newline(workdir, old, new, path):
+    """``$`` also matches before a final newline; a pattern must cover the whole value."""
+    assert old in GOOD_CAMPAIGN
+    result = problems_for(workdir, GOOD_CAMPAIGN.replace(old, new))
+    assert only(result, "does not match").path == path
+
+
+def test_serving_outside_demo_mode_needs_a_public_url(workdir, monkeypatch):
+    """Tracking URLs would otherwise copy whatever Host header a request sends."""
+    monkeypatch.setenv("ADSERVE_SECRET", "x" * 32)
+    monkeypatch.setattr("aiohttp.web.run_app", lambda *a, **k: pytest.fail("started without public_url"))
+    with pytest.raises(SystemExit) as refused:
+        main(["serve", "--config", str(workdir / "config")])
+    assert "server.public_url" in str(refused.value) and "\n" not in str(refused.value)
