@@ -202,6 +202,40 @@ async def test_cms_upsert_requires_the_token(client):
     assert bad.status == 400
 
 
+async def test_a_non_utf8_authorization_header_is_refused_not_a_crash(client):
+    body = orjson.dumps({"url": "https://news.example/a/new", "title": "A new story"})
+    for raw in (b"Bearer \xff\xfe", b"\xc3\x28", b"Bearer cms-token-for-tests\xff"):
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"PUT /v1/items/new-1 HTTP/1.1\r\nHost: x\r\nConnection: close\r\nAuthorization: " + raw
+                     + b"\r\nContent-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body) + body)
+        status_line = await reader.readline()
+        writer.close()
+        assert status_line.split()[1] == b"401", raw
+
+
+@pytest.mark.parametrize("published", [1e308, -1e308, 1e20])
+async def test_a_publish_time_no_page_can_show_is_refused(client, published):
+    item = {"url": "/articles/far-future", "title": "From the far future", "published": published}
+    response = await client.put("/v1/items/far-future", json=item,
+                                headers={"Authorization": "Bearer cms-token-for-tests"})
+    assert response.status == 400 and "published" in (await response.json())["detail"]
+    assert (await client.get("/articles/far-future")).status == 404
+
+
+async def test_page_context_json_cannot_end_or_open_a_script_block(client):
+    title = 'Quote <!--<script> & </script><b>"x"</b> \u2028'
+    item = {"url": "/articles/tricky", "title": title, "section": "world"}
+    assert (await client.put("/v1/items/tricky", json=item,
+                             headers={"Authorization": "Bearer cms-token-for-tests"})).status == 200
+    page = await (await client.get("/articles/tricky")).text()
+    opening = '<script type="application/json" id="adserve-page">'
+    start = page.index(opening) + len(opening)
+    block = page[start:page.index("</script>", start)]
+    assert not set("<>&") & set(block)
+    assert orjson.loads(block)["title"] == title
+    assert '<script src="/static/adserve.js" async></script>' in page[start + len(block):]
+
+
 def edit(workdir, name: str, old: str, new: str) -> None:
     path = workdir / "config" / name
     text = path.read_text()

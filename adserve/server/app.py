@@ -172,7 +172,8 @@ class AdServer:
     async def handle_item(self, request: web.Request) -> web.Response:
         if not self.cms_token:
             return json_error(403, "forbidden", "item upserts are disabled: set ADSERVE_CMS_TOKEN")
-        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
+        # compared as the bytes sent: a header that is not UTF-8 is simply a wrong token
+        given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode("utf-8", "surrogateescape")
         if not hmac.compare_digest(given, self.cms_token.encode()):
             return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
         body = await read_json(request, self.runtime.config.server.max_body_bytes)

@@ -15,6 +15,9 @@ from aiohttp import web
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 TEMPLATE = (STATIC / "demo.html").read_text(encoding="utf-8")
+# JSON inside <script>: "</script>" would end the block and "<!--<script>" would make the parser
+# swallow the loader's tag, so <, > and & are written as JSON escapes (the JSON value is unchanged)
+SCRIPT_SAFE = str.maketrans({"<": "\\u003c", ">": "\\u003e", "&": "\\u0026"})
 PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "strict-origin-when-cross-origin",
                 "Cache-Control": "no-store"}
 
@@ -24,8 +27,7 @@ def render_article(item, page_url: str) -> str:
                  if item.published else "")
     context = {"item_id": item.item_id, "url": page_url, "title": item.title,
                "section": item.section, "keywords": [item.section] if item.section else []}
-    # JSON inside <script>: "</" would end the block early, so it is escaped
-    context_json = orjson.dumps(context).decode().replace("</", "<\\/")
+    context_json = orjson.dumps(context).decode().translate(SCRIPT_SAFE)
     return (TEMPLATE.replace("{{context}}", context_json)
             .replace("{{title}}", html.escape(item.title))
             .replace("{{section}}", html.escape(item.section or "news"))
