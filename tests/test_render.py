@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 
 from adserve.render import SANDBOX, render_slot
 
@@ -63,3 +64,13 @@ async def test_recs_escape_titles_and_label_sponsored(client):
 
 def test_unfilled_slot_renders_hidden():
     assert Tags(render_slot("s9", {"type": "display", "fill": False})).find("div")[0]["hidden"] is None
+
+
+def test_loader_and_readme_use_the_same_sandbox():
+    """One set of sandbox flags: the loader's frame is render.py's, and the README names each."""
+    repo = Path(__file__).resolve().parent.parent
+    loader = (repo / "adserve" / "static" / "adserve.js").read_text()
+    assert f'frame.setAttribute("sandbox", "{SANDBOX}")' in loader
+    readme = (repo / "README.md").read_text()
+    for flag in SANDBOX.split():
+        assert f"`{flag}`" in readme, flag
