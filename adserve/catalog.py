@@ -1,19 +1,18 @@
 """The site's articles: what recommendation widgets may show.
 
 Items come from the shipped catalog file, from the CMS through the authenticated upsert endpoint,
-and from the page context of slot requests. Only known, live items are ever recommended.
-Upserts are appended to a journal beside the event log, so they survive a restart.
+and from discovery (``catalog_discovery``), which reads the site's own pages. A slot request never
+writes here: what it says about its page is the reader's word, not the site's. Only known, live
+items are ever recommended. Upserts are appended to a journal beside the event log, so they survive
+a restart.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Collection
-from urllib.parse import urlsplit
 
 import orjson
 
@@ -84,6 +83,7 @@ class Catalog:
         self.items: dict[str, Item] = items or {}  # read freely; change through upsert (it keeps the index)
         self._journal = journal
         self._by_time = sorted((i.published, i.item_id) for i in self.items.values() if i.published is not None)
+        self._urls = {i.url for i in self.items.values()}  # one item per page: discovery checks here
 
     @classmethod
     def load(cls, path: str | Path, journal: str | Path | None = None) -> "Catalog":
@@ -106,21 +106,15 @@ class Catalog:
         if item.published is not None:
             bisect.insort(self._by_time, (item.published, item.item_id))
         self.items[item.item_id] = item
+        self._urls.add(item.url)
         if persist and self._journal is not None:
             self._journal.parent.mkdir(parents=True, exist_ok=True)
             with open(self._journal, "ab") as f:
                 f.write(orjson.dumps(asdict(item)) + b"\n")
 
-    def learn(self, item_id: str | None, url: str | None, title: str | None, section: str | None,
-              image_url: str | None, origins: Collection[str]) -> None:
-        """Add an article first seen in a page's own context (never overrides the CMS).
-
-        Only pages of the site's own ``origins`` teach it: anyone else could plant items in
-        widgets. The URL is parsed last, so a page of a known article costs a dict lookup.
-        """
-        if item_id and url and title and item_id not in self.items and _origin(url) in origins:
-            self.upsert(Item(item_id=item_id, url=url, title=title, section=section,
-                             image_url=image_url, published=time.time()))
+    def has_url(self, url: str) -> bool:
+        """Whether an item stands (or stood) for the page at ``url``, as stored: absolute or a path."""
+        return url in self._urls
 
     def live(self, item_id: str) -> Item | None:
         item = self.items.get(item_id)
@@ -143,8 +137,3 @@ class Catalog:
 
     def write(self, path: str | Path) -> None:
         Path(path).write_bytes(b"".join(orjson.dumps(asdict(i)) + b"\n" for i in self.items.values()))
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

@@ -7,6 +7,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from adserve.catalog import Item
 from adserve.events import log_files, read_events
 from adserve.server.app import create_app
 
@@ -116,6 +117,15 @@ async def test_display_click_reaches_landing_through_signed_redirect(browser, si
     assert reached[0].redirected_from.url.startswith(base + "/t/c?t=")
     clicks = events(workdir, "click")
     assert len(clicks) == 1 and clicks[0]["campaign"] == 12174 and clicks[0]["counted"]
+
+
+async def test_a_headline_with_script_markup_leaves_the_loader_working(browser, site):
+    base, server = site
+    server.catalog.upsert(Item(item_id="tricky", url="/articles/tricky", title="Quote <!--<script> here",
+                               section="world"), persist=False)
+    page, _ = await open_page(browser, base + "/articles/tricky")
+    assert await page.get_attribute("[data-testid=you-might-like]", "data-adserve-state") == "filled"
+    assert await page.inner_text("[data-testid=headline]") == "Quote <!--<script> here"
 
 
 async def test_impression_fires_only_once_the_slot_is_in_view(browser, site, workdir):

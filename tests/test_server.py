@@ -285,16 +285,6 @@ async def test_frequency_counters_survive_a_reload(client, workdir):
     assert (await post_slots(client, body))["s1"]["campaign_id"] == 90001
 
 
-async def test_only_the_sites_own_pages_teach_the_catalog(client):
-    server = client.server.app[SERVER]
-    for item_id, url in (("own-page", "http://localhost:8080/articles/own-page"),
-                         ("planted", "https://evil.example/articles/planted")):
-        body = copy.deepcopy(EXAMPLE_REQUEST)
-        body["page"] = {"item_id": item_id, "url": url, "title": "A page", "section": "world"}
-        await post_slots(client, body)
-    assert "own-page" in server.catalog.items and "planted" not in server.catalog.items
-
-
 async def test_counters_and_dedup_are_rebuilt_from_the_log_after_a_restart(aiohttp_client, make_server):
     first = await aiohttp_client(create_app(make_server()))
     body = copy.deepcopy(EXAMPLE_REQUEST)

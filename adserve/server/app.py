@@ -22,6 +22,7 @@ import orjson
 from aiohttp import web
 
 from ..catalog import Catalog, CatalogError, item_from_dict
+from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
 from ..events import EventLog, log_files, read_events
@@ -72,7 +73,8 @@ class AdServer:
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
         self.recommender = Recommender(self.catalog, config.recs, rng)
         self.signer = Signer(secret, settings.token_ttl_seconds)
-        self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender)
+        self.discovery = CatalogDiscovery(self.catalog)
+        self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender, self.discovery)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
         self.cms_token = cms_token
@@ -205,7 +207,7 @@ class AdServer:
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-                self._watch_queue(), self._retrain_on_schedule()]
+                self._watch_queue(), self._retrain_on_schedule(), self.discovery.run()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
