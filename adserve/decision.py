@@ -124,6 +124,7 @@ class _Page:
 
     def __init__(self, request: SlotRequest, moment: Moment) -> None:
         self.request = request
+        self.reader = request.consent.ads_reader(request.user_id)
         self.moment = moment
         self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
         self.local = moment.local
@@ -177,7 +178,7 @@ class Decider:
                 if chosen is not None:
                     break
             fills[need.key] = None if chosen is None else Fill(
-                chosen.campaign, chosen.creative, self.variant(chosen.creative, request.user_id))
+                chosen.campaign, chosen.creative, self.variant(chosen.creative, page.reader))
             if chosen is not None:
                 page.campaigns.add(chosen.campaign.id)
                 if self.unique_advertiser:
@@ -249,8 +250,7 @@ class Decider:
         if unread:
             keys = []
             for campaign_id, campaign in unread.items():
-                limits = page.limits[campaign_id] = self.ledger.limits(campaign, page.request.user_id,
-                                                                       page.moment)
+                limits = page.limits[campaign_id] = self.ledger.limits(campaign, page.reader, page.moment)
                 keys += [key for key, _ in limits or ()]
             if keys:
                 page.values.update(zip(keys, await self.state.get_many(keys)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from .model import Campaign
@@ -63,15 +64,17 @@ class Ledger:
         """The counters that bound this campaign now, each with the value it must stay under.
 
         None when the campaign may not serve this reader at all: a cap that cannot be checked
-        (no reader id) fails closed. Keys and limits come together so a decision builds each
+        (no reader id, or no consent to use it) fails closed unless the campaign says
+        ``without_consent: serve``. Keys and limits come together so a decision builds each
         key once.
         """
         limits = []
         cap = campaign.frequency_cap
         if cap is not None:
-            if user is None:
+            if user is not None:
+                limits.append((_cap_key(campaign, user, moment), cap.count))
+            elif cap.without_consent == "skip":
                 return None
-            limits.append((_cap_key(campaign, user, moment), cap.count))
         budget = campaign.budget
         if budget is not None and budget.total is not None:
             limits.append((_total_key(campaign, budget.metric), self._paced_total(campaign, moment.now)))
@@ -120,6 +123,12 @@ def _day_key(campaign: Campaign, metric: str, moment: Moment) -> str:
 
 def _cap_key(campaign: Campaign, user: str, moment: Moment) -> str:
     return f"c{campaign.id}:cap:{user}:{moment.buckets[campaign.frequency_cap.period]}"
+
+
+def reader_keys(user: str) -> tuple[str, Callable[[str], bool]]:
+    """A glob over every counter key that names the reader, and the exact test of a key (the
+    glob alone could match a longer id): only frequency caps count per reader."""
+    return f"c*:cap:{user}:*", lambda key: key.split(":cap:", 1)[-1].rpartition(":")[0] == user
 
 
 def _share(elapsed: dt.timedelta, whole: dt.timedelta) -> float:

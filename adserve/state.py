@@ -8,7 +8,7 @@ without bound.
 from __future__ import annotations
 
 import time
-from typing import Protocol
+from typing import Callable, Protocol
 
 
 class StateStore(Protocol):
@@ -117,6 +117,17 @@ class RedisState:
 
     async def first_time(self, key: str, ttl: int) -> bool:
         return bool(await self._redis.set(self._prefix + key, 1, ex=ttl, nx=True))
+
+    async def delete_matching(self, pattern: str, wanted: Callable[[str], bool]) -> list[str]:
+        """Delete the keys that match a glob and ``wanted`` (erasure of one reader's counters)."""
+        keys = []
+        async for raw in self._redis.scan_iter(match=self._prefix + pattern, count=1000):
+            key = raw.decode()[len(self._prefix):]
+            if wanted(key):
+                keys.append(key)
+        if keys:
+            await self._redis.delete(*(self._prefix + k for k in keys))
+        return keys
 
     async def close(self) -> None:
         await self._redis.aclose()

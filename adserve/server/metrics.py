@@ -23,7 +23,9 @@ class Metrics:
                                 ["kind", "outcome"], registry=r)
         self.reload_errors = Counter("adserve_config_reload_errors", "Config reloads refused",
                                      registry=r)
-        self.shed = Counter("adserve_shed", "Requests refused with 503 under overload", registry=r)
+        self.shed = Counter("adserve_shed", "Slot requests refused with 503 under overload, by why "
+                            "(pending: too many in progress; waited: too long for the CPU; "
+                            "connections: too many open)", ["reason"], registry=r)
 
         self._children: dict[tuple, object] = {}
 

@@ -88,7 +88,7 @@ class Tracker:
             "type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
             "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
             "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
-            "bot": bot, "counted": counted, "token": hit.id})
+            "bot": bot, "counted": counted, "token": hit.id, "consent": p.get("k")})
         self.metrics.count(self.metrics.events, hit.kind)
         outcome = "counted" if counted else ("bot" if bot else "duplicate")
         self.metrics.count(self.metrics.tracking, hit.kind, outcome)
