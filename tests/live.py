@@ -48,7 +48,8 @@ class LiveServer:
         self.process: subprocess.Popen | None = None
         if not (self.folder / "config").exists():
             shutil.copytree(config or REPO / "config", self.folder / "config")
-            site = self.folder / "config" / "site.yaml"  # outside demo mode the server needs its URL
+        site = self.folder / "config" / "site.yaml"  # outside demo mode the server needs its URL
+        if "public_url:" not in site.read_text():
             site.write_text(site.read_text().replace("\nserver:\n", f"\nserver:\n  public_url: {self.url}\n", 1))
 
     def start(self, timeout: float = 60) -> "LiveServer":

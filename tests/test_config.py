@@ -186,7 +186,7 @@ def test_patterns_refuse_a_trailing_newline(workdir, old, new, path):
 def test_serving_outside_demo_mode_needs_a_public_url(workdir, monkeypatch):
     """Tracking URLs would otherwise copy whatever Host header a request sends."""
     monkeypatch.setenv("ADSERVE_SECRET", "x" * 32)
-    monkeypatch.setattr("aiohttp.web.run_app", lambda *a, **k: pytest.fail("started without public_url"))
+    monkeypatch.setattr("adserve.server.app.AdServer", lambda *a, **k: pytest.fail("started without public_url"))
     with pytest.raises(SystemExit) as refused:
         main(["serve", "--config", str(workdir / "config")])
     assert "server.public_url" in str(refused.value) and "\n" not in str(refused.value)
