@@ -163,7 +163,7 @@ class Discovery:
                                                       "dropped until the queue drains.", min=1, max=10000))
     timeout_seconds: float = field(default=5.0, metadata=doc("Limit for one page, redirects and body "
                                                              "included.", min=0.1, max=60))
-    max_page_bytes: int = field(default=1_000_000, metadata=doc(
+    max_page_bytes: int = field(default=512_000, metadata=doc(
         "Bytes read of a page; metadata past them is not seen.", min=4096, max=10_000_000))
     retry_minutes: float = field(default=60.0, metadata=doc("A page fetched, or failed, is not fetched "
                                                             "again for this long.", min=0))
