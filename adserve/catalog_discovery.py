@@ -25,6 +25,7 @@ import time
 from collections import OrderedDict
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from typing import Callable
 from urllib.parse import urljoin, urlsplit
 
 import aiohttp
@@ -55,9 +56,10 @@ class Job:
 
 
 class CatalogDiscovery:
-    def __init__(self, catalog: Catalog, monotonic=time.monotonic) -> None:
+    def __init__(self, catalog: Catalog, count: Callable[[str], None] = lambda outcome: None,
+                 monotonic=time.monotonic) -> None:
         self.catalog = catalog
-        self.dropped = 0  # suggestions refused because the queue was full
+        self._count = count  # outcome: queued, dropped (queue full), discovered, refused, failed
         self._pending: OrderedDict[str, Job] = OrderedDict()  # by URL: the queue and its dedup
         self._tried: OrderedDict[str, float] = OrderedDict()  # URL -> when it may be tried again
         self._monotonic = monotonic
@@ -74,9 +76,10 @@ class CatalogDiscovery:
         if url is None or url in self._pending or self._tried_recently(url) or self.catalog.has_url(url):
             return
         if len(self._pending) >= settings.queue_size:
-            self.dropped += 1
+            self._count("dropped")
             return
         self._pending[url] = Job(item_id, url, frozenset(site.allowed_origins), settings)
+        self._count("queued")
         self._idle.clear()
         self._wake.set()
 
@@ -123,13 +126,17 @@ class CatalogDiscovery:
             async with asyncio.timeout(job.settings.timeout_seconds):
                 url, page = await _fetch(session, job)
             self._add(job, url, page)
+            self._count("discovered")
         except asyncio.CancelledError:
             raise
         except (Refused, CatalogError) as exc:
+            self._count("refused")
             log.info("not discovered: %s (%s): %s", job.url, job.item_id, exc)
         except (TimeoutError, aiohttp.ClientError, OSError, ValueError) as exc:
+            self._count("failed")
             log.info("not discovered: %s (%s): fetch failed: %r", job.url, job.item_id, exc)
         except Exception:  # a page must never stop discovery for the pages after it
+            self._count("failed")
             log.exception("not discovered: %s (%s)", job.url, job.item_id)
 
     def _add(self, job: Job, url: str, page: "PageMetadata") -> None:
@@ -145,9 +152,10 @@ class CatalogDiscovery:
         item = item_from_dict({"item_id": job.item_id, "url": url, "title": page.title[:300],
                                "image_url": image, "section": (page.section or "").lower()[:64] or None,
                                "published": _unix(page.published)})
-        if item.item_id not in self.catalog.items:
-            self.catalog.upsert(item)
-            log.info("discovered %s: %s", item.item_id, item.url)
+        if item.item_id in self.catalog.items:
+            raise Refused("the CMS added the item meanwhile")
+        self.catalog.upsert(item)
+        log.info("discovered %s: %s", item.item_id, item.url)
 
 
 async def _fetch(session: aiohttp.ClientSession, job: Job) -> tuple[str, "PageMetadata"]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import datetime as dt
+import re
 
 import orjson
 import pytest
@@ -104,6 +105,11 @@ def unix(iso: str) -> float:
     return dt.datetime.fromisoformat(iso).timestamp()
 
 
+async def outcomes(client) -> dict[str, int]:
+    text = await (await client.get("/metrics")).text()
+    return {m[1]: int(float(m[2])) for m in re.finditer(r'adserve_discovery_total\{outcome="(\w+)"\} (\S+)', text)}
+
+
 def journal(workdir) -> bytes:
     path = workdir / "var" / "events" / "catalog-updates.jsonl"
     return path.read_bytes() if path.exists() else b""
@@ -119,6 +125,7 @@ async def test_pages_are_read_from_the_site_never_from_the_request(adserver, sit
     await asyncio.wait_for(server.discovery.idle(), 60)
     found = {i: item for i, item in server.catalog.items.items() if i not in before}
     assert sorted(found) == ["good", "hop", "huge-head", "ld", "offsite-image"]
+    assert await outcomes(client) == {"queued": 12, "discovered": 5, "refused": 6, "failed": 1}  # slow
     good = found["good"]
     assert (good.url, good.title, good.image_url, good.section, good.published) == (
         f"{origin}/articles/good", "Council passes the budget & more", f"{origin}/img/budget.jpg",
@@ -172,10 +179,11 @@ async def test_a_flood_of_unknown_pages_cannot_plant_or_grow_the_catalog(adserve
             await post_slots(client, slot_request(f"flood-{n}-{round_}", f"{origin}/flood/{n}"))
         assert len(server.catalog.items) == before and journal(workdir) == b""
         assert server.discovery.pending == 8  # the queue bound holds; one more page is being fetched
-    assert server.discovery.dropped == 2 * (150 - 9)
+    assert await outcomes(client) == {"queued": 9, "dropped": 2 * (150 - 9)}
     gate.set()
     await asyncio.wait_for(server.discovery.idle(), 60)
     added = [i for i in server.catalog.items.values() if i.item_id.startswith("flood-")]
     assert len(added) == 9 and len(journal(workdir).splitlines()) == 9
     assert all(i.title.startswith("Flood page ") and i.image_url is None for i in added)
+    assert (await outcomes(client))["discovered"] == 9
     assert not any(i.startswith("flood-") for i in server.recommender.popularity.top())

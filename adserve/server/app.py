@@ -75,7 +75,8 @@ class AdServer:
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
         self.recommender = Recommender(self.catalog, config.recs, rng)
         self.signer = Signer(secret, settings.token_ttl_seconds)
-        self.discovery = CatalogDiscovery(self.catalog)
+        self.discovery = CatalogDiscovery(self.catalog, functools.partial(self.metrics.count,
+                                                                          self.metrics.discovery))
         self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender, self.discovery)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
