@@ -56,6 +56,8 @@ class Job:
 
 
 class CatalogDiscovery:
+    """The queue of suggested pages and the one worker that fetches them (see the module doc)."""
+
     def __init__(self, catalog: Catalog, count: Callable[[str], None] = lambda outcome: None,
                  monotonic=time.monotonic) -> None:
         self.catalog = catalog
@@ -231,7 +233,7 @@ class PageMetadata(HTMLParser):
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)
         self.og: dict[str, str] = {}
-        self.canonical: str | None = None
+        self._link_canonical: str | None = None
         self.item_id: str | None = None  # from the loader's own page context, if the page has one
         self.article: dict = {}
         self.in_body = False
@@ -248,6 +250,10 @@ class PageMetadata(HTMLParser):
                 break
         page.close()
         return page
+
+    @property
+    def canonical(self) -> str | None:
+        return _text(self._link_canonical or self.og.get("og:url"))
 
     @property
     def title(self) -> str | None:
@@ -277,7 +283,7 @@ class PageMetadata(HTMLParser):
             if key in OPEN_GRAPH and a.get("content"):
                 self.og.setdefault(key, a["content"])
         elif tag == "link" and "canonical" in a.get("rel", "").lower().split() and a.get("href"):
-            self.canonical = self.canonical or a["href"]
+            self._link_canonical = self._link_canonical or a["href"]
         elif tag == "script":
             kind = ("ld" if a.get("type", "").lower() == "application/ld+json"
                     else "context" if a.get("id") == "adserve-page" else None)
