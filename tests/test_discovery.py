@@ -188,3 +188,15 @@ async def test_a_flood_of_unknown_pages_cannot_plant_or_grow_the_catalog(adserve
     assert all(i.title.startswith("Flood page ") and i.image_url is None for i in added)
     assert (await outcomes(client))["discovered"] == 9
     assert not any(i.startswith("flood-") for i in server.recommender.popularity.top())
+
+
+async def test_pages_are_fetched_no_faster_than_the_rate(adserver, site):
+    client, server = adserver
+    origin, _ = site
+    server.runtime.config.site.discovery.fetches_per_second = 0.01  # one page per 100 s
+    for name in ("good", "ld"):
+        await post_slots(client, slot_request(name, f"{origin}/articles/{name}"))
+    while "good" not in server.catalog.items:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.3)  # long enough for a worker without a rate limit to take the next page
+    assert server.discovery.pending == 1 and "ld" not in server.catalog.items
