@@ -196,7 +196,9 @@ async def test_pages_are_fetched_no_faster_than_the_rate(adserver, site):
     server.runtime.config.site.discovery.fetches_per_second = 0.01  # one page per 100 s
     for name in ("good", "ld"):
         await post_slots(client, slot_request(name, f"{origin}/articles/{name}"))
-    while "good" not in server.catalog.items:
-        await asyncio.sleep(0.01)
+    async def first_discovered():
+        while "good" not in server.catalog.items:
+            await asyncio.sleep(0.01)
+    await asyncio.wait_for(first_discovered(), 30)
     await asyncio.sleep(0.3)  # long enough for a worker without a rate limit to take the next page
     assert server.discovery.pending == 1 and "ld" not in server.catalog.items
