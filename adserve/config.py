@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .model import (IAB_SIZES, Budget, Campaign, Config, ConfigFile, Creative, Daypart, Flight,
-                    Placement)
+                    Placement, Price)
 from .yamlload import ConfigError, Sources, load_file
 
 SINGLE_SECTIONS = ("site", "server", "recs")
@@ -39,6 +39,9 @@ def load_config(folder: str | Path, now: dt.datetime | None = None) -> LoadResul
     fragments: list[tuple[str, ConfigFile]] = []
     checks = ObjectChecks(sources, now or dt.datetime.now(dt.timezone.utc))
     files = config_files(folder)
+    if not files:
+        errors.append(ConfigError(str(folder), None, None, "", "no YAML files found: nothing to serve "
+                                  "(`adserve init` writes a starter config)", "warning"))
     for path in files:
         try:
             text = path.read_text(encoding="utf-8")
@@ -116,7 +119,8 @@ class ObjectChecks:
         self.sources = sources
         self.now = now
         self._by_type = {Flight: self.flight, Budget: self.budget, Daypart: self.daypart,
-                         Campaign: self.campaign, Creative: self.creative, Placement: self.placement}
+                         Campaign: self.campaign, Creative: self.creative, Placement: self.placement,
+                         Price: self.price}
 
     def __call__(self, obj: object) -> list[ConfigError]:
         check = self._by_type.get(type(obj))
@@ -132,6 +136,19 @@ class ObjectChecks:
     def budget(self, budget: Budget) -> list[ConfigError]:
         if budget.total is None and budget.daily is None:
             return [self.sources.error(budget, "", "a budget needs total, daily or both")]
+        what = "a whole number of micro-units (at most 6 decimals)" if budget.metric == "spend" \
+            else f"a whole number of {budget.metric}"
+        return [self.sources.error(budget, name, f"must be {what}, got {value}")
+                for name in ("total", "daily")
+                if (value := getattr(budget, name)) is not None and budget.in_units(value) % 1]
+
+    def price(self, price: Price) -> list[ConfigError]:
+        """Counters hold integer micro-units: a charge between two of them could not be billed."""
+        if price.charge_micros() % 1:
+            unit = "impression (a CPM price has at most 3 decimals)" if price.model == "cpm" \
+                else "click (at most 6 decimals)"
+            return [self.sources.error(price, "amount", f"{price.amount} is not a whole number of "
+                                                        f"micro-units per {unit}")]
         return []
 
     def daypart(self, part: Daypart) -> list[ConfigError]:
@@ -141,6 +158,12 @@ class ObjectChecks:
     def campaign(self, campaign: Campaign) -> list[ConfigError]:
         if not campaign.creatives:
             return [self.sources.error(campaign, "creatives", "a campaign needs at least one creative")]
+        if campaign.status == "active" and campaign.weight == 0:
+            return [self.sources.error(campaign, "weight", "weight 0 never serves; to stop a campaign "
+                                                           "say status: paused", "warning")]
+        if campaign.status == "active" and all(c.weight == 0 for c in campaign.creatives):
+            return [self.sources.error(campaign, "creatives", "every creative has weight 0: the campaign "
+                                                              "never serves", "warning")]
         return []
 
     def placement(self, placement: Placement) -> list[ConfigError]:

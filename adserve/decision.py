@@ -2,8 +2,9 @@
 
 Eligible means active, in flight, targeted, of a fitting size and platform, and allowed by caps,
 budgets and pacing. The highest tier with an eligible campaign wins; inside it a weighted lottery
-gives each campaign a share of weight x eCPM, drawn by rejection sampling so that a tier of
-thousands costs a handful of checks. Variants are sticky per reader. A page never shows
+gives each campaign a share of weight x eCPM (however many creatives it has), drawn by rejection
+sampling so that a tier of thousands costs a handful of checks; the drawn campaign's creatives
+that fit the slot share its draws by their own weights. Variants are sticky per reader. A page never shows
 the same campaign twice (nor, when the site asks, the same advertiser).
 
 Flight, platform and targeting depend on the page context and the time, never on the reader,
@@ -30,17 +31,31 @@ from .state import StateStore
 from .targeting import CompiledTargeting, platform_fits
 
 
-@dataclass(frozen=True, eq=False)  # hashed by identity: draws are de-duplicated in a dict
+@dataclass(eq=False, slots=True)  # hashed by identity: draws are de-duplicated in a dict
 class Candidate:
-    campaign: Campaign
-    creative: Creative
-    tier: int
-    score: float  # share in its tier's lottery: weight x eCPM
-    targeting: CompiledTargeting
+    """One campaign in a context's lottery, with its creatives that fit the slot there.
 
-    def flight_edges(self) -> tuple[float, float]:
-        flight = self.campaign.flight
-        return flight.start.timestamp(), flight.end.timestamp()
+    The lottery draws campaigns, not creatives, so a campaign's share does not grow with the
+    number of creatives or sizes it brings; its creatives then share its draws by their weights.
+    """
+    campaign: Campaign
+    creatives: tuple[Creative, ...]
+    score: float  # share in its tier's lottery: weight x eCPM
+
+    def creative(self, rng: random.Random) -> Creative:
+        if len(self.creatives) == 1:
+            return self.creatives[0]
+        return rng.choices(self.creatives, weights=[c.weight for c in self.creatives])[0]
+
+
+@dataclass(frozen=True, eq=False)  # hashed by identity: a context's checks are kept per listing
+class Listing:
+    """An active campaign as the inventory files it, under each size it has a creative of."""
+    campaign: Campaign
+    tier: int
+    targeting: CompiledTargeting
+    flight: tuple[float, float]  # start and end, Unix seconds
+    whole: Candidate             # with every creative: what most contexts draw, built once
 
 
 @dataclass(slots=True)
@@ -60,9 +75,10 @@ class Fill:
 
 def ecpm(campaign: Campaign) -> float:
     """Expected revenue per 1000 impressions; CPC prices count through the expected CTR."""
+    amount = float(campaign.price.amount)
     if campaign.price.model == "cpm":
-        return campaign.price.amount
-    return campaign.price.amount * campaign.expected_ctr * 1000.0
+        return amount
+    return amount * campaign.expected_ctr * 1000.0
 
 
 MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free campaigns
@@ -90,32 +106,35 @@ class Inventory:
     """The active campaigns of one config, indexed by size, then targeted section, then tier.
 
     A lookup reads the lists for the page's section and for untargeted campaigns, never the
-    whole book.
+    whole book. Weight 0 (of a campaign or a creative) is never filed: it never serves.
     """
 
     def __init__(self, config: Config) -> None:
         self.campaigns = {c.id: c for c in config.campaigns}
-        self._index: dict[tuple[str, str | None], dict[int, list[Candidate]]] = defaultdict(
-            lambda: defaultdict(list))
+        self._index: dict[tuple[str, str | None], dict[int, list[tuple[Listing, Creative]]]] = (
+            defaultdict(lambda: defaultdict(list)))
         self.reads_url = False  # whether any targeting looks at the page URL
         for campaign in config.campaigns:
-            if campaign.status != "active":
+            if campaign.status != "active" or campaign.weight <= 0:
                 continue
             compiled = CompiledTargeting.compile(campaign.targeting)
             self.reads_url |= compiled.url_pattern is not None
-            score = campaign.weight * max(ecpm(campaign), MIN_ECPM)
-            for creative in campaign.creatives:
-                candidate = Candidate(campaign, creative, TIERS.index(campaign.tier), score, compiled)
+            shown = tuple(c for c in campaign.creatives if c.weight > 0)
+            listing = Listing(campaign, TIERS.index(campaign.tier), compiled,
+                              (campaign.flight.start.timestamp(), campaign.flight.end.timestamp()),
+                              Candidate(campaign, shown, campaign.weight * max(ecpm(campaign), MIN_ECPM)))
+            for creative in shown:
                 for section in compiled.sections or (None,):
-                    self._index[(creative.size, section)][candidate.tier].append(candidate)
+                    self._index[(creative.size, section)][listing.tier].append((listing, creative))
 
-    def lookup(self, sizes: tuple[str, ...], section: str | None) -> dict[int, list[Candidate]]:
-        """Candidates by tier for these sizes: untargeted ones and those aimed at ``section``."""
-        by_tier: dict[int, list[Candidate]] = defaultdict(list)
+    def lookup(self, sizes: tuple[str, ...],
+               section: str | None) -> dict[int, list[tuple[Listing, Creative]]]:
+        """Creatives by tier for these sizes: of untargeted campaigns and those aimed at ``section``."""
+        by_tier: dict[int, list[tuple[Listing, Creative]]] = defaultdict(list)
         for size in sizes:
             for key in ((size, None), (size, section)) if section else ((size, None),):
-                for tier, candidates in self._index.get(key, {}).items():
-                    by_tier[tier].extend(candidates)
+                for tier, listed in self._index.get(key, {}).items():
+                    by_tier[tier].extend(listed)
         return by_tier
 
 
@@ -177,9 +196,11 @@ class Decider:
                 chosen = await self._pick(group, page)
                 if chosen is not None:
                     break
-            fills[need.key] = None if chosen is None else Fill(
-                chosen.campaign, chosen.creative, self.variant(chosen.creative, page.reader))
-            if chosen is not None:
+            if chosen is None:
+                fills[need.key] = None
+            else:
+                creative = chosen.creative(self.rng)
+                fills[need.key] = Fill(chosen.campaign, creative, self.variant(creative, page.reader))
                 page.campaigns.add(chosen.campaign.id)
                 if self.unique_advertiser:
                     page.advertisers.add(chosen.campaign.advertiser)
@@ -201,15 +222,22 @@ class Decider:
             del self._contexts[next(iter(self._contexts))]
         edges = [math.inf]
         tiers = []
-        for _tier, candidates in sorted(self.inventory.lookup(need.sizes, request.page.section).items()):
-            passed = []
-            for c in candidates:
-                start, end = c.flight_edges()
-                edges += [edge for edge in (start, end) if edge > page.now]
-                edges.append(c.targeting.daypart_change(page.local))
-                if (start <= page.now < end and platform_fits(c.creative.platform, request.device)
-                        and c.targeting.matches(request, need.placement, page.local)):
-                    passed.append(c)
+        for _tier, listed in sorted(self.inventory.lookup(need.sizes, request.page.section).items()):
+            fitting: dict[Listing, list[Creative] | None] = {}  # None: the campaign does not match
+            for listing, creative in listed:
+                if listing not in fitting:
+                    start, end = listing.flight
+                    edges += [edge for edge in (start, end) if edge > page.now]
+                    if listing.targeting.dayparts:
+                        edges.append(listing.targeting.daypart_change(page.local))
+                    fitting[listing] = [] if start <= page.now < end and listing.targeting.matches(
+                        request, need.placement, page.local) else None
+                creatives = fitting[listing]
+                if creatives is not None and platform_fits(creative.platform, request.device):
+                    creatives.append(creative)
+            passed = [listing.whole if len(creatives) == len(listing.whole.creatives)
+                      else Candidate(listing.campaign, tuple(creatives), listing.whole.score)
+                      for listing, creatives in fitting.items() if creatives]
             if passed:
                 tiers.append(Group(passed))
         self._contexts[key] = _Targeted(page.now, min(edges), tuple(tiers))

@@ -100,6 +100,11 @@ class ReadReport:
     skipped: list[tuple[str, int]] = field(default_factory=list)
 
 
+def log_sizes(folder: str | Path) -> dict[str, int]:
+    """How far each log file of ``folder`` is written: where a later read can pick up."""
+    return {path.name: path.stat().st_size for path in log_files(folder)}
+
+
 def log_files(source: str | Path, start: dt.date | None = None, end: dt.date | None = None) -> list[Path]:
     """The log files of a folder (or the one file given) whose day lies in [start, end]."""
     source = Path(source)
@@ -114,11 +119,16 @@ def log_files(source: str | Path, start: dt.date | None = None, end: dt.date | N
 
 
 def read_events(files: Iterable[Path], report: ReadReport | None = None,
-                types: frozenset[str] | None = None) -> Iterator[dict]:
+                types: frozenset[str] | None = None, skip: dict[str, int] | None = None) -> Iterator[dict]:
+    """The events of ``files`` in order; ``skip`` maps a file's name to the bytes already read.
+
+    Line numbers in the report count from the first line read.
+    """
     report = report if report is not None else ReadReport()
     for path in files:
         report.files += 1
         with open(path, "rb") as f:
+            f.seek((skip or {}).get(path.name, 0))
             for number, line in enumerate(f, 1):
                 try:
                     event = orjson.loads(line)

@@ -2,21 +2,32 @@
 
 Counters live in a ``StateStore`` under keys made here, so the decision code and the tracking
 endpoints agree on them. Days are days in the site timezone, DST included: a spring-forward day
-has 23 hours, and even pacing spreads the daily budget over exactly those hours.
+has 23 hours, a fall-back day 25, and an hourly cap counts the repeated hour apart.
+
+Even pacing spreads a budget over the time the campaign can serve (its dayparts, clipped to its
+flight), weighted by the site's own traffic in each local hour where the log shows it: a daily
+1,000 limited to 17:00-23:00 plans 167 an hour there, not 42 an hour over the whole day (which
+let the first evening hour take 792). The counter may run one unit ahead of the line, so a
+campaign starts serving at once and its last unit fits before the day ends.
 """
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
+import itertools
+import math
 from dataclasses import dataclass
-from typing import Callable
+from decimal import Decimal
+from typing import Callable, Mapping
 from zoneinfo import ZoneInfo
 
 from .model import Campaign
+from .targeting import CompiledTargeting
 
-PACING_SLACK = dt.timedelta(hours=1)  # even pacing may run this far ahead of a straight line
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 _DAY_TTL = 2 * 86400
+TRAFFIC_FLOOR = 0.01  # an hour the log shows empty still plans this share of an average hour
 
 
 @dataclass(frozen=True)
@@ -30,13 +41,47 @@ class Moment:
     local: dt.datetime        # ``now`` in the site timezone (dayparts read it)
     day: str                  # local date, ISO
     buckets: dict[str, str]   # frequency-cap period -> its current bucket
-    day_share: float          # share of the local day allowed so far by even pacing
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """Stretches of time a campaign can serve, each with the traffic weight expected in it."""
+    starts: tuple[float, ...]   # Unix seconds
+    ends: tuple[float, ...]
+    before: tuple[float, ...]   # weight of the stretches before each one
+    weights: tuple[float, ...]
+
+    @property
+    def total(self) -> float:
+        return self.before[-1] + self.weights[-1] if self.weights else 0.0
+
+    def done(self, now: float) -> float:
+        """The weight of the plan that lies before ``now``."""
+        i = bisect.bisect_right(self.starts, now) - 1
+        if i < 0:
+            return 0.0
+        elapsed = min(1.0, (now - self.starts[i]) / (self.ends[i] - self.starts[i]))
+        return self.before[i] + self.weights[i] * elapsed
+
+    def share(self, now: float) -> float:
+        """How much of the plan is due by ``now``; all of it when the plan is empty."""
+        total = self.total
+        return self.done(now) / total if total > 0 else 1.0
 
 
 class Ledger:
-    def __init__(self, timezone: str) -> None:
+    def __init__(self, timezone: str, traffic: Mapping[int, float] | None = None) -> None:
+        """``traffic``: page views seen in each Unix hour (``ts // 3600``), from the event log."""
         self.tz = ZoneInfo(timezone)
+        self.hourly = _hourly_weights(traffic or {}, self.tz)
         self._last: Moment | None = None
+        self._targeting: dict[int, CompiledTargeting] = {}
+        self._plans: dict[tuple, _Plan] = {}  # by campaign and day, and by dayparts, day and flight edges
+        self._day_hours: dict[dt.date, tuple[tuple[float, int, int], ...]] = {}
+        self._flight_weights: dict[tuple, tuple[float, dict[dt.date, float]]] = {}
+        self._full_days: dict[tuple, float] = {}  # by dayparts, weekday and the day's local hours
+        self._day_shapes: dict[dt.date, int] = {}
+        self._shape_ids: dict[tuple, int] = {}
 
     def moment(self, now: dt.datetime) -> Moment:
         """The calendar facts of ``now``, computed once per second (counters need no finer)."""
@@ -44,23 +89,117 @@ class Ledger:
         if last is not None and int(last.now.timestamp()) == int(now.timestamp()):
             return last
         local = now.astimezone(self.tz)
-        start, end = self.day_bounds(now)
+        if last is not None and last.day != local.date().isoformat():
+            self._plans.clear()  # a new local day: yesterday's plans are done
+        offset = local.strftime("%z")  # the fall-back night's two 01:00 hours are two buckets
         self._last = Moment(now=now, local=local, day=local.date().isoformat(),
-                            buckets={"hour": local.strftime("%Y%m%d%H"), "day": local.strftime("%Y%m%d"),
-                                     "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"},
-                            day_share=_share(now + PACING_SLACK - start, end - start))
+                            buckets={"hour": local.strftime("%Y%m%d%H") + offset,
+                                     "day": local.strftime("%Y%m%d"),
+                                     "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"})
         return self._last
 
     def day_bounds(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
         """Local midnight to next local midnight, in UTC (23 or 25 hours on DST days)."""
-        day = now.astimezone(self.tz).date()
+        return self._bounds(now.astimezone(self.tz).date())
+
+    def _bounds(self, day: dt.date) -> tuple[dt.datetime, dt.datetime]:
         start = dt.datetime.combine(day, dt.time(), self.tz)
         end = dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), self.tz)
         return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
 
+    # -- pacing -------------------------------------------------------------------------------
+    def day_share(self, campaign: Campaign, moment: Moment) -> float:
+        """The share of today's budget even pacing allows by now."""
+        return self._day_plan(campaign, moment.local.date()).share(moment.now.timestamp())
+
+    def flight_share(self, campaign: Campaign, moment: Moment) -> float:
+        """The share of the flight's total budget even pacing allows by now."""
+        key = (self._compiled(campaign).dayparts, campaign.flight.start, campaign.flight.end)
+        known = self._flight_weights.get(key)
+        if known is None:
+            known = self._flight_weights[key] = self._weigh_flight(campaign)
+        total, before = known
+        today = moment.local.date()
+        done = before.get(today, total if moment.now >= campaign.flight.end else 0.0)
+        if today in before:
+            done += self._day_plan(campaign, today).done(moment.now.timestamp())
+        return min(1.0, done / total) if total > 0 else 1.0
+
+    def _weigh_flight(self, campaign: Campaign) -> tuple[float, dict[dt.date, float]]:
+        """The flight's whole plan weight, and the weight of its days before each day.
+
+        A day strictly inside the flight weighs what every day of its weekday and hours weighs,
+        so a two-year flight costs a few lookups a day, not a plan a day.
+        """
+        flight = campaign.flight
+        first, last = flight.start.astimezone(self.tz).date(), flight.end.astimezone(self.tz).date()
+        targeting = self._compiled(campaign)
+        dayparts = targeting.dayparts
+        before: dict[dt.date, float] = {}
+        total, day = 0.0, first
+        while day <= last:
+            before[day] = total
+            if first < day < last:
+                key = (dayparts, day.weekday(), self._shape(day))
+                weight = self._full_days.get(key)
+                if weight is None:
+                    weight = self._full_days[key] = _plan(self._hours(day), self.hourly, targeting,
+                                                          day.weekday(), -math.inf, math.inf).total
+                total += weight
+            else:
+                total += self._day_plan(campaign, day, keep=False).total
+            day += dt.timedelta(days=1)
+        return total, before
+
+    def _day_plan(self, campaign: Campaign, day: dt.date, keep: bool = True) -> _Plan:
+        """When ``campaign`` can serve on local ``day``; shared by campaigns of equal dayparts and
+        flight edges that day."""
+        plan = self._plans.get((campaign.id, day))
+        if plan is not None:
+            return plan
+        start, end = self._bounds(day)
+        flight = campaign.flight
+        clip = (max(flight.start, start), min(flight.end, end))
+        dayparts = self._compiled(campaign).dayparts
+        key = (dayparts, day, clip)
+        plan = self._plans.get(key)
+        if plan is None:
+            plan = _plan(self._hours(day), self.hourly, self._compiled(campaign), day.weekday(),
+                         clip[0].timestamp(), clip[1].timestamp())
+            if keep:
+                self._plans[key] = plan
+        if keep:
+            self._plans[(campaign.id, day)] = plan
+        return plan
+
+    def _hours(self, day: dt.date) -> tuple[tuple[float, int, int], ...]:
+        """The real hours of a local day: (start in Unix seconds, local hour, local minute)."""
+        hours = self._day_hours.get(day)
+        if hours is None:
+            start, end = (t.timestamp() for t in self._bounds(day))
+            hours = self._day_hours[day] = tuple(
+                (t, local.hour, local.minute)
+                for t in range(int(start), int(end), 3600)
+                for local in (dt.datetime.fromtimestamp(t, self.tz),))
+        return hours
+
+    def _shape(self, day: dt.date) -> int:
+        """A small number naming the local hours of ``day``: equal for days of equal hours."""
+        shape = self._day_shapes.get(day)
+        if shape is None:
+            hours = tuple((h, m) for _t, h, m in self._hours(day))
+            shape = self._day_shapes[day] = self._shape_ids.setdefault(hours, len(self._shape_ids))
+        return shape
+
+    def _compiled(self, campaign: Campaign) -> CompiledTargeting:
+        compiled = self._targeting.get(campaign.id)
+        if compiled is None:
+            compiled = self._targeting[campaign.id] = CompiledTargeting.compile(campaign.targeting)
+        return compiled
+
     # -- limits -------------------------------------------------------------------------------
     def limits(self, campaign: Campaign, user: str | None,
-               moment: Moment) -> list[tuple[str, float]] | None:
+               moment: Moment) -> list[tuple[str, int]] | None:
         """The counters that bound this campaign now, each with the value it must stay under.
 
         None when the campaign may not serve this reader at all: a cap that cannot be checked
@@ -76,29 +215,29 @@ class Ledger:
             elif cap.without_consent == "skip":
                 return None
         budget = campaign.budget
-        if budget is not None and budget.total is not None:
-            limits.append((_total_key(campaign, budget.metric), self._paced_total(campaign, moment.now)))
-        if budget is not None and budget.daily is not None:
-            paced = budget.daily * (1.0 if campaign.pacing == "asap" else moment.day_share)
-            limits.append((_day_key(campaign, budget.metric, moment), paced))
+        if budget is not None:
+            unit = _unit(campaign, budget.metric)
+            even = campaign.pacing == "even"
+            if budget.total is not None:
+                # with a daily budget, the daily pacing spreads the total
+                share = self.flight_share(campaign, moment) if even and budget.daily is None else 1.0
+                limits.append((_total_key(campaign, budget.metric),
+                               _refused_from(budget.in_units(budget.total), share, unit)))
+            if budget.daily is not None:
+                share = self.day_share(campaign, moment) if even else 1.0
+                limits.append((_day_key(campaign, budget.metric, moment),
+                               _refused_from(budget.in_units(budget.daily), share, unit)))
         return limits
-
-    def _paced_total(self, campaign: Campaign, now: dt.datetime) -> float:
-        total = campaign.budget.total
-        if campaign.pacing == "asap" or campaign.budget.daily is not None:
-            return total  # with a daily budget, the daily pacing spreads the total
-        flight = campaign.flight
-        return total * _share(now + PACING_SLACK - flight.start, flight.end - flight.start)
 
     # -- charging -----------------------------------------------------------------------------
     def charge(self, campaign: Campaign, event: str, user: str | None,
-               moment: Moment) -> tuple[dict[str, float], dict[str, int]]:
-        """Increments (and their TTLs) for one counted ``impression`` or ``click``."""
+               moment: Moment) -> tuple[dict[str, int], dict[str, int]]:
+        """Increments (and their TTLs) for one counted ``impression`` or ``click``; spend in micro-units."""
         metric = "impressions" if event == "impression" else "clicks"
-        amounts = {metric: 1.0}
+        amounts = {metric: 1}
         if (campaign.price.model == "cpm") == (event == "impression"):
-            amounts["spend"] = campaign.price.amount / (1000.0 if event == "impression" else 1.0)
-        increments: dict[str, float] = {}
+            amounts["spend"] = int(campaign.price.charge_micros())
+        increments: dict[str, int] = {}
         ttl: dict[str, int] = {}
         flight_left = max(int((campaign.flight.end - moment.now).total_seconds()) + 7 * 86400, _DAY_TTL)
         for name, amount in amounts.items():
@@ -108,7 +247,7 @@ class Ledger:
         cap = campaign.frequency_cap
         if event == "impression" and cap is not None and user is not None:
             key = _cap_key(campaign, user, moment)
-            increments[key] = 1.0
+            increments[key] = 1
             ttl[key] = _PERIOD_SECONDS.get(cap.period, flight_left) + 3600
         return increments, ttl
 
@@ -131,5 +270,50 @@ def reader_keys(user: str) -> tuple[str, Callable[[str], bool]]:
     return f"c*:cap:{user}:*", lambda key: key.split(":cap:", 1)[-1].rpartition(":")[0] == user
 
 
-def _share(elapsed: dt.timedelta, whole: dt.timedelta) -> float:
-    return min(1.0, max(0.0, elapsed / whole))
+
+def _unit(campaign: Campaign, metric: str) -> int:
+    """What one charge adds to a budget counter: one impression or click, or the price in micro-units."""
+    return int(campaign.price.charge_micros()) if metric == "spend" else 1
+
+
+def _refused_from(cap: Decimal, share: float, unit: int) -> int:
+    """The counter value from which a budget refuses: the next charge must fit under the cap.
+
+    Integer counters make this exact: at most ``cap`` is ever charged (CPC 3 on a total of 10
+    serves 3 clicks, 9.00), and pacing lets the counter run at most one unit ahead of its line.
+    """
+    return min(math.floor(cap * Decimal(share)), int(cap) - unit) + 1
+
+
+def _plan(hours, hourly: tuple[float, ...], targeting: CompiledTargeting, weekday: int,
+          start: float, end: float) -> _Plan:
+    """The stretches of [start, end) inside the dayparts, hour by hour, weighted by traffic."""
+    stretches = []  # (start, end, weight)
+    for hour_start, hour, minute in hours:
+        first_minute = hour * 60 + minute
+        for first, last in targeting.daypart_windows(weekday, first_minute, first_minute + 60):
+            a = max(start, hour_start + (first - first_minute) * 60)
+            b = min(end, hour_start + (last - first_minute) * 60)
+            if b > a:
+                stretches.append((a, b, hourly[hour] * (b - a) / 3600))
+    weights = tuple(w for _a, _b, w in stretches)
+    before = tuple(itertools.accumulate(weights[:-1], initial=0.0)) if weights else ()
+    return _Plan(tuple(a for a, _b, _w in stretches), tuple(b for _a, b, _w in stretches), before, weights)
+
+
+def _hourly_weights(traffic: Mapping[int, float], tz: ZoneInfo) -> tuple[float, ...]:
+    """Average page views in each local hour of the day, from counts per Unix hour.
+
+    Uniform until the log covers a whole day; each local hour is averaged over the days it was
+    observable, so a log of three and a half days does not favour the hours it saw four times.
+    """
+    if not traffic or max(traffic) - min(traffic) < 23:
+        return (1.0,) * 24
+    seen, observed = [0.0] * 24, [0] * 24
+    for unix_hour in range(min(traffic), max(traffic) + 1):
+        hour = dt.datetime.fromtimestamp(unix_hour * 3600, tz).hour
+        seen[hour] += traffic.get(unix_hour, 0)
+        observed[hour] += 1
+    averages = [s / n if n else 0.0 for s, n in zip(seen, observed)]
+    floor = TRAFFIC_FLOOR * sum(averages) / 24
+    return tuple(max(a, floor) for a in averages)

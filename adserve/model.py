@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass, field
+from decimal import Decimal
 from typing import Literal
 
 #: IAB sizes a news site runs, plus ``native`` for recommendation-widget items.
@@ -27,6 +28,7 @@ IAB_SIZES = {
     "native": "native item in a recommendation widget",
 }
 
+MICROS = 1_000_000  # money is counted in integer micro-units (millionths) of the site's currency
 TIERS = ("sponsorship", "standard", "remnant", "house")
 Tier = Literal["sponsorship", "standard", "remnant", "house"]
 Device = Literal["desktop", "mobile", "tablet", "app"]
@@ -43,18 +45,37 @@ class Flight:
     end: dt.datetime = field(metadata=doc("Moment the campaign stops serving (timezone aware)."))
 
 
+def micros(amount: Decimal | float) -> Decimal:
+    """``amount`` of currency in micro-units, exactly: a fraction left over is the caller's error.
+
+    YAML gives Decimals read from the text; a float (a model built in code) goes through its
+    shortest repr, so 0.1 is one tenth, not the binary fraction next to it.
+    """
+    return (amount if isinstance(amount, Decimal) else Decimal(repr(amount))) * MICROS
+
+
 @dataclass(kw_only=True)
 class Price:
     model: Literal["cpm", "cpc"] = field(metadata=doc("CPM: price per 1000 impressions; CPC: per click."))
-    amount: float = field(metadata=doc("Price in the site's currency.", min=0))
+    amount: Decimal = field(metadata=doc(
+        "Price in the site's currency; one charge (a CPM impression, a CPC click) must be a whole "
+        "number of micro-units (at most 3 decimals for CPM, 6 for CPC).", min=0))
+
+    def charge_micros(self) -> Decimal:
+        """What one charge costs: an impression at CPM, a click at CPC (whole when the config is valid)."""
+        return micros(self.amount) / (1000 if self.model == "cpm" else 1)
 
 
 @dataclass(kw_only=True)
 class Budget:
     metric: Literal["impressions", "clicks", "spend"] = field(
         metadata=doc("What the budget counts."))
-    total: float | None = field(default=None, metadata=doc("Cap over the whole flight.", min=0))
-    daily: float | None = field(default=None, metadata=doc("Cap per day in the site timezone.", min=0))
+    total: Decimal | None = field(default=None, metadata=doc("Cap over the whole flight.", min=0))
+    daily: Decimal | None = field(default=None, metadata=doc("Cap per day in the site timezone.", min=0))
+
+    def in_units(self, amount: Decimal | float) -> Decimal:
+        """A cap in the units its counter holds: micro-units for spend, else impressions or clicks."""
+        return micros(amount) if self.metric == "spend" else Decimal(amount)
 
 
 @dataclass(kw_only=True)
@@ -116,6 +137,9 @@ class Creative:
     format: Literal["image", "html", "native"] = "image"
     platform: Literal["WEB", "MWEB", "APP", "ANY"] = field(
         default="ANY", metadata=doc("WEB: desktop web, MWEB: mobile web, APP: in-app."))
+    weight: float = field(default=1.0, metadata=doc(
+        "Share of its campaign's impressions among its creatives that fit the slot (0: never shown).",
+        min=0))
     landing_url: str = field(metadata=doc("Where a click goes (https).", pattern=r"^https?://\S+$"))
     variants: list[Variant] = field(metadata=doc("At least one variant."))
 
@@ -128,7 +152,8 @@ class Campaign:
     status: Literal["active", "paused"] = "active"
     flight: Flight
     tier: Tier = field(default="standard", metadata=doc("sponsorship > standard > remnant > house."))
-    weight: float = field(default=1.0, metadata=doc("Share within its tier.", min=0))
+    weight: float = field(default=1.0, metadata=doc(
+        "Share within its tier, times its eCPM (0: never serves; prefer status: paused).", min=0))
     price: Price
     expected_ctr: float = field(default=0.002, metadata=doc("CTR used to rank CPC against CPM.",
                                                              min=0, max=1))

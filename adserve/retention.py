@@ -1,7 +1,8 @@
 """How long adserve keeps what it knows about a reader: retention by age, and erasure on request.
 
 A reader id lives in three places: the raw event files (and the parse cache training keeps of
-them), the per-reader frequency-cap counters, and the model's per-reader table. Budgets, pacing
+them), the per-reader frequency-cap counters (in Redis, or in the embedded store's checkpoint),
+and the model's per-reader table. Budgets, pacing
 and the catalog carry no reader id, so neither deleting old files nor forgetting a reader
 changes a campaign's lifetime counters.
 
@@ -22,6 +23,7 @@ from pathlib import Path
 
 import orjson
 
+from . import checkpoint
 from .events import log_files
 from .ledger import reader_keys
 from .recs.artifact import ArtifactError, ModelArtifact
@@ -46,6 +48,7 @@ class Erasure:
     events: int = 0
     files: list[str] = field(default_factory=list)
     counters: list[str] | None = None  # None: counters are in-process (no Redis to erase from)
+    checkpointed: list[str] = field(default_factory=list)  # removed from the embedded store's checkpoint
     model: str | None = None
 
     def report(self) -> str:
@@ -54,8 +57,9 @@ class Erasure:
                  " (the events stay, so totals do not change)"]
         lines += [f"    {name}" for name in self.files]
         if self.counters is None:
-            lines.append("  counters: kept in the running server's memory; a restart rebuilds them "
-                         "from the erased log")
+            lines.append(f"  counters: deleted {len(self.checkpointed)} frequency-cap counters from the "
+                         "embedded store's checkpoint (a server running now still holds them in memory "
+                         "and writes them back: stop it before forgetting)")
         else:
             lines.append(f"  counters: deleted {len(self.counters)} frequency-cap counters from Redis")
         lines.append(f"  model: {self.model}" if self.model else "  model: the reader was not in it")
@@ -73,6 +77,8 @@ def forget(reader: str, event_dir: str | Path, model_path: str | Path,
             _drop_parse_cache(path)
     if redis_url:
         erasure.counters = asyncio.run(_forget_counters(redis_url, reader))
+    elif Path(event_dir).is_dir():
+        erasure.checkpointed = checkpoint.erase(event_dir, reader_keys(reader)[1])
     erasure.model = _forget_in_model(Path(model_path), reader)
     return erasure
 

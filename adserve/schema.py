@@ -10,10 +10,12 @@ import dataclasses
 import datetime as dt
 import types
 import typing
+from decimal import Decimal
 
 from .model import IAB_SIZES, ConfigFile
 
 _SCALARS = {str: {"type": "string"}, int: {"type": "integer"}, float: {"type": "number"},
+            Decimal: {"type": "number"},
             bool: {"type": "boolean"}, dt.datetime: {"type": "string", "format": "date-time"}}
 
 

@@ -85,6 +85,17 @@ class MemoryState:
                     del self._values[key]
             self._swept_minute += 1
 
+    def snapshot(self) -> dict[str, tuple[float, float]]:
+        """Every key -> (value, expires_at), copied at once: what a checkpoint saves."""
+        return self._values.copy()
+
+    def restore(self, entries) -> None:
+        """Take back a checkpoint's (key, (value, expires_at)) pairs, except those expired since."""
+        now = self._clock()
+        for key, (value, expires) in entries:
+            if expires > now:
+                self._create(key, value, expires)
+
     def __len__(self) -> int:
         return len(self._values)
 

@@ -71,17 +71,35 @@ class CompiledTargeting:
         return True
 
     def daypart_change(self, local: dt.datetime) -> float:
-        """When the daypart outcome may next change, in Unix seconds: a window edge, or midnight.
+        """When the daypart outcome may next change, in Unix seconds: a window edge, midnight, or
+        a change of UTC offset (``local`` is aware, in the site timezone).
 
-        ``local`` is aware (site timezone), so the edge is right across DST changes too.
+        Across DST the wall clock jumps over edges (02:00 is 03:00 on a spring-forward night) or
+        meets them twice (01:30 on a fall-back night): each edge is tried at both folds, and the
+        offset change itself is an edge.
         """
         if not self.dayparts:
             return math.inf
-        minute = local.hour * 60 + local.minute
-        edges = [m for _days, start, end in self.dayparts for m in (start, end) if minute < m < 1440]
-        day = local.date() if edges else local.date() + dt.timedelta(days=1)
-        edge = min(edges, default=0)
-        return dt.datetime.combine(day, dt.time(edge // 60, edge % 60), local.tzinfo).timestamp()
+        now, day, tz = local.timestamp(), local.date(), local.tzinfo
+        edges = [dt.datetime.combine(day, dt.time(m // 60, m % 60, fold=fold), tz).timestamp()
+                 for _days, start, end in self.dayparts for m in (start, end) if m < 1440
+                 for fold in (0, 1)]
+        edges.append(dt.datetime.combine(day + dt.timedelta(days=1), dt.time(), tz).timestamp())
+        edge = min(t for t in edges if t > now)
+        return min(edge, _offset_change(now, edge, tz))
+
+    def daypart_windows(self, weekday: int, start: int, end: int) -> list[tuple[int, int]]:
+        """The parts of [start, end) (minutes of a local day) that the dayparts allow on ``weekday``."""
+        if not self.dayparts:
+            return [(start, end)]
+        windows: list[tuple[int, int]] = []
+        for first, last in sorted((s, e) for days, s, e in self.dayparts if weekday in days):
+            first, last = max(first, start), min(last, end)
+            if windows and first <= windows[-1][1]:
+                windows[-1] = (windows[-1][0], max(windows[-1][1], last))
+            elif last > first:
+                windows.append((first, last))
+        return windows
 
     def _in_daypart(self, local: dt.datetime) -> bool:
         if not self.dayparts:
@@ -89,6 +107,24 @@ class CompiledTargeting:
         minute = local.hour * 60 + local.minute
         day = local.weekday()
         return any(day in days and start <= minute < end for days, start, end in self.dayparts)
+
+
+def _offset_change(start: float, end: float, tz: dt.tzinfo) -> float:
+    """The first second after ``start``, up to ``end``, at another UTC offset; inf if none.
+
+    The span is at most a day, so it holds at most one change: found by bisection.
+    """
+    def offset(t: float) -> dt.timedelta | None:
+        return dt.datetime.fromtimestamp(t, tz).utcoffset()
+
+    before = offset(start)
+    if offset(end) == before:
+        return math.inf
+    low, high = math.floor(start), math.ceil(end)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (middle, high) if offset(middle) == before else (low, middle)
+    return float(high)
 
 
 def _allowed(allowed: frozenset[str], value: str | None) -> bool:

@@ -21,6 +21,7 @@ import orjson
 
 SIGNATURE_BYTES = 16
 MAX_TOKEN_CHARS = 4096
+MIN_SECRET_BYTES = 32  # a MAC key guessable by brute force signs anything
 
 
 class TokenError(ValueError):
@@ -45,8 +46,8 @@ def _unb64(text: bytes) -> bytes:
 
 class Signer:
     def __init__(self, secret: bytes, ttl_seconds: int, clock=time.time) -> None:
-        if len(secret) < 16:
-            raise ValueError("the signing secret must be at least 16 bytes")
+        if len(secret) < MIN_SECRET_BYTES:
+            raise ValueError(f"the signing secret must be at least {MIN_SECRET_BYTES} bytes")
         key = hashlib.blake2b(secret, digest_size=64).digest()  # any length in, 64 bytes out
         self._keyed = hashlib.blake2b(key=key, digest_size=SIGNATURE_BYTES)  # copied per MAC
         self.ttl = ttl_seconds

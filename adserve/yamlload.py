@@ -15,6 +15,7 @@ import re
 import types
 import typing
 from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
 
 import yaml
 
@@ -165,6 +166,8 @@ class _Builder:
             return node.value  # raw text: 'NO' stays Norway, not False
         if tp is dt.datetime:
             return self._datetime(node, path)
+        if tp is Decimal:
+            return self._decimal(node, path)
         try:
             value = self._scalars.construct_object(node)
         except (yaml.YAMLError, ValueError) as exc:
@@ -174,6 +177,17 @@ class _Builder:
         if type(value) is not tp or (tp is float and value != value):
             return self.fail(node, path, f"expected {_TYPE_NAMES[tp]}, got '{node.value}'")
         return value
+
+    def _decimal(self, node, path):
+        """Money, read from the scalar's text: ``0.1`` is exactly one tenth, never a float."""
+        if node.tag.endswith((":int", ":float")):
+            try:
+                value = Decimal(node.value.replace("_", ""))
+            except InvalidOperation:
+                value = None
+            if value is not None and value.is_finite():
+                return value
+        return self.fail(node, path, f"expected {_TYPE_NAMES[Decimal]}, got '{node.value}'")
 
     def _datetime(self, node, path):
         try:
@@ -187,7 +201,7 @@ class _Builder:
 
 def _bound_problem(meta, values) -> str | None:
     for v in values:
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
+        if isinstance(v, (int, float, Decimal)) and not isinstance(v, bool):
             if "min" in meta and v < meta["min"]:
                 return f"must be at least {meta['min']}, got {v}"
             if "max" in meta and v > meta["max"]:
@@ -198,8 +212,8 @@ def _bound_problem(meta, values) -> str | None:
 
 
 _INVALID = object()  # marks a value that failed to build; its error is already recorded
-_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false",
-               dt.datetime: "a date-time"}
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", Decimal: "a decimal number",
+               bool: "true or false", dt.datetime: "a date-time"}
 
 
 @functools.cache

@@ -85,3 +85,14 @@ def machine() -> str:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor())
     return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()}"
+
+
+def replace_section(section: str) -> None:
+    """Put one benchmark's section (starting '### Title') into RESULTS.md in place of its old one,
+    so a benchmark run alone updates its numbers without rerunning the others."""
+    path = ROOT / "RESULTS.md"
+    title = section.splitlines()[0]
+    text = path.read_text()
+    start = text.index(title) if title in text else len(text)
+    end = text.find("\n### ", start + 1)
+    path.write_text(text[:start] + section.rstrip("\n") + "\n" + (text[end:] if end >= 0 else ""))

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from adserve.cli import DEMO_CONFIG
 from adserve.config import load_config
 from adserve.server.app import AdServer, create_app
 
 from .live import free_port
 
 REPO = Path(__file__).resolve().parent.parent
-SECRET = b"test-secret-0123456789abcdef"
+SECRET = b"test-secret-0123456789abcdef-32+b"
 # A Wednesday, 10:00 in New York: inside every demo flight, outside the podcast's evening daypart.
 NOON_ISH = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.timezone.utc)
 
@@ -47,8 +48,8 @@ class FakeClock:
 
 @pytest.fixture
 def workdir(tmp_path, monkeypatch) -> Path:
-    """A folder holding a copy of config/; relative server paths (var/...) resolve inside it."""
-    shutil.copytree(REPO / "config", tmp_path / "config")
+    """A folder holding a copy of the demo config; relative server paths (var/...) resolve inside it."""
+    shutil.copytree(DEMO_CONFIG, tmp_path / "config")
     monkeypatch.chdir(tmp_path)
     return tmp_path
 

@@ -12,6 +12,8 @@ import time
 import urllib.request
 from pathlib import Path
 
+from adserve.cli import DEMO_CONFIG
+
 REPO = Path(__file__).resolve().parent.parent
 SECRET = "live-test-secret-0123456789abcdef"
 
@@ -20,6 +22,14 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def with_public_url(config: Path, url: str) -> Path:
+    """``config`` with ``server.public_url`` set, which serving outside demo mode needs."""
+    site = config / "site.yaml"
+    if "public_url:" not in site.read_text():
+        site.write_text(site.read_text().replace("\nserver:\n", f"\nserver:\n  public_url: {url}\n", 1))
+    return config
 
 
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60, log=lambda: "") -> None:
@@ -47,10 +57,8 @@ class LiveServer:
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
         if not (self.folder / "config").exists():
-            shutil.copytree(config or REPO / "config", self.folder / "config")
-        site = self.folder / "config" / "site.yaml"  # outside demo mode the server needs its URL
-        if "public_url:" not in site.read_text():
-            site.write_text(site.read_text().replace("\nserver:\n", f"\nserver:\n  public_url: {self.url}\n", 1))
+            shutil.copytree(config or DEMO_CONFIG, self.folder / "config")
+        with_public_url(self.folder / "config", self.url)
 
     def start(self, timeout: float = 60) -> "LiveServer":
         env = {**os.environ, "ADSERVE_SECRET": SECRET, "PYTHONPATH": str(REPO)}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import textwrap
+from decimal import Decimal
 
 import jsonschema_rs
 import pytest
@@ -183,10 +184,41 @@ def test_patterns_refuse_a_trailing_newline(workdir, old, new, path):
     assert only(result, "does not match").path == path
 
 
-def test_serving_outside_demo_mode_needs_a_public_url(workdir, monkeypatch):
+def test_serving_outside_demo_mode_needs_a_public_url(workdir, monkeypatch, capsys):
     """Tracking URLs would otherwise copy whatever Host header a request sends."""
     monkeypatch.setenv("ADSERVE_SECRET", "x" * 32)
     monkeypatch.setattr("adserve.server.app.AdServer", lambda *a, **k: pytest.fail("started without public_url"))
-    with pytest.raises(SystemExit) as refused:
-        main(["serve", "--config", str(workdir / "config")])
-    assert "server.public_url" in str(refused.value) and "\n" not in str(refused.value)
+    assert main(["serve", "--config", str(workdir / "config")]) == 1
+    error = capsys.readouterr().err
+    assert "server.public_url" in error and error.count("\n") == 1
+
+
+def test_weight_zero_is_a_warning_that_points_to_paused(workdir):
+    result = problems_for(workdir, GOOD_CAMPAIGN + "    weight: 0\n")
+    assert result.ok and only(result, "status: paused").path == "campaigns[0].weight"
+    assert problems_for(workdir, GOOD_CAMPAIGN + "    weight: 0\n    status: paused\n").warnings == []
+    silent = GOOD_CAMPAIGN.replace("        size: 300x250\n", "        size: 300x250\n        weight: 0\n")
+    assert only(problems_for(workdir, silent), "never serves").path == "campaigns[0].creatives"
+
+
+def test_money_is_read_exactly_from_the_yaml_text(workdir):
+    text = GOOD_CAMPAIGN.replace("amount: 5", "amount: 0.1") + "    budget: {metric: spend, total: 1.10}\n"
+    campaign = next(c for c in problems_for(workdir, text).config.campaigns if c.id == 500)
+    assert campaign.price.amount == Decimal("0.1") and campaign.budget.total == Decimal("1.10")
+
+
+@pytest.mark.parametrize("replace, add, path, fragment", [
+    ("amount: 0.0005", "", "campaigns[0].price.amount", "micro-unit"),          # 0.5 micro a view
+    ("model: cpc, amount: 0.0000001", "", "campaigns[0].price.amount", "micro-unit"),
+    ("amount: 5", "    budget: {metric: spend, daily: 1.0000001}\n", "campaigns[0].budget.daily",
+     "micro-unit"),
+    ("amount: 5", "    budget: {metric: impressions, total: 2.5}\n", "campaigns[0].budget.total",
+     "whole number"),
+    ("amount: .nan", "", "campaigns[0].price.amount", "number"),
+])
+def test_money_that_is_not_whole_micro_units_is_a_config_error(workdir, replace, add, path, fragment):
+    text = GOOD_CAMPAIGN.replace("model: cpm, amount: 5", "model: cpm, " + replace) + add
+    if "cpc" in replace:
+        text = text.replace("model: cpm, model: cpc,", "model: cpc,")
+    problem = only(problems_for(workdir, text), fragment)
+    assert problem.severity == "error" and problem.path == path and problem.line is not None

@@ -239,3 +239,66 @@ def test_a_flight_starting_mid_minute_serves_from_its_first_second():
     assert fill_ids(d, request(user={"id": "r2"})) in ([1], [2])
     counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(200))
     assert counts[2] > 150  # 50 : 1 by eCPM once its flight has started
+
+def with_creatives(c: Campaign, *specs: tuple[str, float]) -> Campaign:
+    """``c`` with one creative per (size, weight) instead of its own."""
+    c.creatives = [Creative(id=f"cr-{c.id}-{n}", size=size, weight=weight,
+                            landing_url=f"https://adv{c.id}.example/",
+                            variants=[Variant(id="A", image_url="/x.svg")])
+                   for n, (size, weight) in enumerate(specs)]
+    return c
+
+
+@pytest.mark.parametrize("sizes, specs", [
+    (("300x250",), [("300x250", 1.0), ("300x250", 1.0)]),           # two creatives of one size
+    (("728x90", "320x50"), [("728x90", 1.0), ("320x50", 1.0)]),     # one per size of the slot
+    (("300x250",), [("300x250", 1.0), ("300x250", 1.0), ("300x250", 1.0), ("160x600", 1.0)]),
+])
+def test_a_campaigns_share_does_not_grow_with_its_creatives(sizes, specs):
+    d = decider([with_creatives(campaign(1), *specs), with_creatives(campaign(2), (sizes[0], 1.0))])
+    counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}), [AdNeed("s0", sizes, None)])[0]
+                     for i in range(4000))
+    assert counts[1] / 4000 == pytest.approx(0.5, abs=0.03)
+
+
+def test_creatives_share_their_campaigns_draws_by_their_own_weights():
+    d = decider([with_creatives(campaign(1), ("300x250", 1.0), ("300x250", 3.0), ("300x250", 0.0))])
+    counts = Counter(asyncio.run(d.decide(request(user={"id": f"r{i}"}),
+                                          [AdNeed("s0", ("300x250",), None)]))["s0"].creative.id
+                     for i in range(4000))
+    assert counts["cr-1-1"] / 4000 == pytest.approx(0.75, abs=0.03)
+    assert "cr-1-2" not in counts  # weight 0: never shown
+
+
+def test_weight_zero_never_serves_even_when_the_rest_of_its_tier_is_refused():
+    capped = campaign(2, frequency_cap=FrequencyCap(count=1, period="day"))
+    d = decider([campaign(1, weight=0.0), capped])
+    served = []
+    for _ in range(10):
+        fills = asyncio.run(d.decide(request(), [AdNeed("s0", ("300x250",), None)]))
+        if fills["s0"] is not None:
+            served.append(fills["s0"].campaign.id)
+            inc, ttl = d.ledger.charge(fills["s0"].campaign, "impression", "reader-1",
+                                       d.ledger.moment(d.clock()))
+            asyncio.run(d.state.add(inc, ttl))
+    assert served == [2]
+
+
+@pytest.mark.parametrize("night, window, served_minutes", [
+    (dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC), ("02:30", "03:30"), 30),   # spring: 03:00-03:30 EDT
+    (dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC), ("01:30", "02:30"), 30),   # 01:30-02:00 EST
+    (dt.datetime(2026, 11, 1, 4, 0, tzinfo=UTC), ("01:00", "01:30"), 60),  # fall: both 01:00-01:30
+    (dt.datetime(2026, 11, 1, 4, 0, tzinfo=UTC), ("01:30", "02:00"), 60),
+])
+def test_kept_targeting_outcomes_agree_with_a_fresh_server_across_dst(night, window, served_minutes):
+    """Minute by minute through a DST night, the kept outcome answers as a fresh decider would."""
+    targeting = Targeting(dayparts=[Daypart(start=window[0], end=window[1])])
+    clock = FakeClock(night)  # local midnight in New York
+    kept = decider([campaign(1, targeting=targeting)], clock)
+    served = 0
+    for _ in range(6 * 60):
+        answer = fill_ids(kept, request())
+        assert answer == fill_ids(decider([campaign(1, targeting=targeting)], clock), request()), clock.now
+        served += answer == [1]
+        clock.advance(minutes=1)
+    assert served == served_minutes

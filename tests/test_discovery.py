@@ -119,6 +119,7 @@ def journal(workdir) -> bytes:
 async def test_pages_are_read_from_the_site_never_from_the_request(adserver, site, workdir):
     client, server = adserver
     origin, _ = site
+    server.runtime.config.site.discovery.queue_size = 32  # room for every page, however fast the worker
     before = dict(server.catalog.items)
     names = ["good", *(n for n in PAGES if n not in ("good", "hop-target")), "slow"]
     for name in names:

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+from decimal import Decimal
 
 import pytest
 
 from adserve.decision import AdNeed
 from adserve.ledger import Ledger
-from adserve.model import Budget, FrequencyCap, Price
+from adserve.model import Budget, Daypart, Flight, FrequencyCap, Price, Targeting
 
 from .conftest import FakeClock
 from .test_decision import campaign, decider, request
@@ -64,17 +65,84 @@ def test_click_budget_on_cpc():
     assert serve_and_count(d, request(), 20, click=True) == 7
 
 
+def deliver(d, clock, hours: int, every: float = 10.0) -> list[int]:
+    """Ample traffic: a page view every ``every`` seconds for ``hours`` hours, each shown ad charged.
+
+    The fills of each hour, in one event loop (thousands of decisions stay fast).
+    """
+    async def run() -> list[int]:
+        served = []
+        need = [AdNeed("s0", ("300x250",), None)]
+        for _ in range(hours):
+            count = 0
+            for _ in range(int(3600 / every)):
+                fill = (await d.decide(request(), need))["s0"]
+                if fill is not None:
+                    count += 1
+                    inc, ttl = d.ledger.charge(fill.campaign, "impression", "reader-1",
+                                               d.ledger.moment(d.clock()))
+                    await d.state.add(inc, ttl)
+                clock.advance(seconds=every)
+            served.append(count)
+        return served
+    return asyncio.run(run())
+
+
+NY_MIDNIGHT = dt.datetime(2026, 11, 24, 5, 0, tzinfo=UTC)  # Nov 24, 00:00 in New York
+
+
 def test_even_pacing_spreads_the_daily_budget():
-    # Midnight in New York is 05:00 UTC in November.
-    clock = FakeClock(dt.datetime(2026, 11, 24, 5, 0, tzinfo=UTC))
+    clock = FakeClock(NY_MIDNIGHT)
     d = decider([campaign(1, budget=Budget(metric="impressions", daily=240), pacing="even")], clock)
-    served_by_hour = []
-    for _ in range(24):
-        served_by_hour.append(serve_and_count(d, request(), 40))
-        clock.advance(hours=1)
-    # one hour ahead of the straight line: 10 at once, then 10 more each hour, never more
-    assert served_by_hour == [10] * 24
-    assert serve_and_count(d, request(), 40) == 10  # the next local day starts afresh
+    # on the straight line (one unit ahead at most): 10 an hour, from the first hour to the last
+    assert deliver(d, clock, 24, every=180) == [10] * 24
+    assert sum(deliver(d, clock, 1, every=180)) == 10  # the next local day starts afresh
+
+
+@pytest.mark.parametrize("fields, minutes", [
+    ({}, {h: 60 for h in range(24)}),  # the first hour is not doubled, the last not starved
+    ({"targeting": Targeting(dayparts=[Daypart(start="17:00", end="23:00")])},
+     {h: 60 for h in range(17, 23)}),
+    ({"flight": Flight(start=NY_MIDNIGHT + dt.timedelta(hours=12), end=NY_MIDNIGHT + dt.timedelta(days=9))},
+     {h: 60 for h in range(12, 24)}),
+    ({"targeting": Targeting(dayparts=[Daypart(start="06:30", end="08:00"),  # overlapping windows
+                                       Daypart(start="07:30", end="09:00")])}, {6: 30, 7: 60, 8: 60}),
+])
+def test_even_pacing_runs_over_the_hours_a_campaign_can_serve(fields, minutes):
+    """Daily 1,000 under ample traffic: each hour delivers its share of the minutes it can serve."""
+    clock = FakeClock(NY_MIDNIGHT)
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=1000), pacing="even", **fields)],
+                clock)
+    served = deliver(d, clock, 24, every=5)
+    plan = [1000 * minutes.get(h, 0) / sum(minutes.values()) for h in range(24)]
+    assert sum(served) == 1000
+    for delivered, planned in zip(served, plan):
+        assert abs(delivered - planned) <= 2, (served, plan)
+
+
+def test_even_pacing_follows_the_sites_hourly_traffic():
+    # a week of log with an evening peak: 4x the page views from 18:00 to 22:00, New York time
+    start_hour = int(NY_MIDNIGHT.timestamp()) // 3600 - 7 * 24
+    shape = {h: 100 * (4 if 18 <= (h - start_hour) % 24 < 22 else 1)
+             for h in range(start_hour, start_hour + 7 * 24)}
+    ledger = Ledger("America/New_York", traffic=shape)
+    assert ledger.hourly[19] == 4 * ledger.hourly[3]
+    clock = FakeClock(NY_MIDNIGHT)
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=360), pacing="even")], clock)
+    d.ledger = ledger
+    served = deliver(d, clock, 24, every=30)
+    assert sum(served) == 360 and served[:3] == [10, 10, 10] and served[18:22] == [40] * 4
+    assert Ledger("America/New_York", traffic={start_hour: 500}).hourly == (1.0,) * 24  # too little log
+
+
+def test_even_pacing_of_a_total_runs_over_the_flights_eligible_hours():
+    clock = FakeClock(NY_MIDNIGHT)
+    flight = Flight(start=NY_MIDNIGHT, end=NY_MIDNIGHT + dt.timedelta(days=2))
+    evening = Targeting(dayparts=[Daypart(start="20:00", end="22:00")])
+    d = decider([campaign(1, budget=Budget(metric="impressions", total=400), pacing="even",
+                          flight=flight, targeting=evening)], clock)
+    served = deliver(d, clock, 48, every=20)
+    assert served[20:22] == [100, 100] and served[44:46] == [100, 100] and sum(served) == 400
 
 
 def test_asap_pacing_spends_at_once():
@@ -101,11 +169,19 @@ def test_daily_budget_resets_at_local_midnight_not_utc():
     assert serve_and_count(d, request(), 10) == 5
 
 
-def test_even_pacing_over_a_23_hour_day():
-    clock = FakeClock(dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC))  # local midnight, DST day
-    d = decider([campaign(1, budget=Budget(metric="impressions", daily=230), pacing="even")], clock)
-    total = 0
-    for _ in range(23):
-        total += serve_and_count(d, request(), 30)
-        clock.advance(hours=1)
-    assert total == 230
+@pytest.mark.parametrize("midnight, hours", [(dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC), 23),
+                                             (dt.datetime(2026, 11, 1, 4, 0, tzinfo=UTC), 25)])
+def test_even_pacing_over_a_dst_day(midnight, hours):
+    clock = FakeClock(midnight)  # local midnight in New York
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=10 * hours), pacing="even")], clock)
+    assert deliver(d, clock, hours, every=120) == [10] * hours
+
+
+def test_an_hourly_cap_counts_the_repeated_fall_back_hour_apart():
+    clock = FakeClock(dt.datetime(2026, 11, 1, 4, 30, tzinfo=UTC))  # 00:30 EDT; 01:00 comes twice
+    d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="hour"))], clock)
+    served = []
+    for _ in range(8):  # 00:30 EDT, 01:00 EDT, 01:30 EDT, 01:00 EST, 01:30 EST, 02:00 EST, ...
+        served.append(serve_and_count(d, request(), 1))
+        clock.advance(minutes=30)
+    assert served == [1, 1, 0, 1, 0, 1, 0, 1]  # one in each real hour

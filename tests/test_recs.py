@@ -214,7 +214,8 @@ async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, simulat
     assert server.recommender.model is first
     status = await (await client.get("/v1/config/status")).json()
     assert "not a readable model artifact" in status["model"]["error"]
-    train(workdir / "var" / "events", Recs(factors=8, iterations=3), model_path)
+    # in a thread, as the server does: training on the loop itself would read as overload (503)
+    await asyncio.to_thread(train, workdir / "var" / "events", Recs(factors=8, iterations=3), model_path)
     await server.reload_model()
     assert server.recommender.model is not first
     assert server.recommender.model.artifact.user_factors.shape[1] == 8
@@ -224,7 +225,8 @@ async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, simulat
 async def test_model_file_watch_picks_up_a_new_artifact(recs_client, workdir):
     client, server = recs_client
     first = server.recommender.model
-    train(workdir / "var" / "events", Recs(factors=4, iterations=2), workdir / "var" / "model.npz")
+    await asyncio.to_thread(train, workdir / "var" / "events", Recs(factors=4, iterations=2),
+                            workdir / "var" / "model.npz")
     deadline = time.monotonic() + 5
     while server.recommender.model is first and time.monotonic() < deadline:
         await asyncio.sleep(0.1)

@@ -57,9 +57,13 @@ class LoadedModel:
         return [ids[j] for j in row.tolist() if j >= 0]
 
     def personal(self, user: str | None, history: tuple[str, ...]) -> list[str] | None:
+        """The reader's table row; a reader without one (not active lately) scored from their
+        factors; a reader newer than the model folded in from their clicks."""
         u = self.user_index.get(user) if user else None
         if u is not None and self.artifact.user_top[u, 0] >= 0:
             return self._ids(self.artifact.user_top[u])
+        if u is not None:
+            return self._best(("reader", u), self.artifact.user_factors[u], ())
         return self.fold_in(history) if history else None
 
     def fold_in(self, history: tuple[str, ...]) -> list[str] | None:
@@ -73,12 +77,19 @@ class LoadedModel:
         y = self.artifact.item_factors[list(known)].astype(np.float64)
         a = self._gram + self._confidence * (y.T @ y)
         b = (1.0 + self._confidence) * y.sum(axis=0)
-        scores = self.artifact.item_factors @ np.linalg.solve(a, b).astype(np.float32)
-        scores[list(known)] = -np.inf
+        return self._best(known, np.linalg.solve(a, b).astype(np.float32), known)
+
+    def _best(self, key: tuple, factors: np.ndarray, exclude: tuple[int, ...]) -> list[str]:
+        """The top items for a reader's factors (one product over the catalog), cached by ``key``."""
+        if key in self._folded:
+            self._folded.move_to_end(key)
+            return self._folded[key]
+        scores = self.artifact.item_factors @ factors
+        scores[list(exclude)] = -np.inf
         n = min(self._n or 50, len(scores))
         best = np.argpartition(-scores, n - 1)[:n]
         result = self._ids(best[np.argsort(-scores[best])])
-        self._folded[known] = result
+        self._folded[key] = result
         if len(self._folded) > FOLD_IN_CACHE:
             self._folded.popitem(last=False)
         return result

@@ -9,7 +9,6 @@ store, outside the runtime, so caps and budgets survive reloads.
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 import functools
 import hmac
 import logging
@@ -26,26 +25,26 @@ from ..catalog import Catalog, CatalogError, item_from_dict
 from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import EventLog, log_files, read_events
+from ..events import EventLog
 from ..ledger import Ledger
-from ..model import Config
+from ..model import Config, Recs
 from ..model import Server as ServerSettings
 from ..recs.artifact import ArtifactError, ModelArtifact
 from ..recs.recommender import Recommender
 from ..recs.train import train
+from ..recs.tune import TUNED_FILE, tuned
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore
-from ..tokens import Signer, TokenError
+from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
 from . import listener, pages, tracking
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
+from .replay import Replay
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
-REPLAY_DAYS = 7
-REPLAYED = frozenset({"decision", "click", "impression"})
 
 
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -73,25 +72,31 @@ class AdServer:
         self.events = EventLog(settings.event_dir, writer, unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
-        self.recommender = Recommender(self.catalog, config.recs, rng)
+        self.model_path = Path(settings.model_path)
+        self.recommender = Recommender(self.catalog, self._recs(config), rng)
         self.signer = Signer(secret, settings.token_ttl_seconds)
         self.discovery = CatalogDiscovery(self.catalog, functools.partial(self.metrics.count,
                                                                           self.metrics.discovery))
         self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender, self.discovery)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
+        self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
         self.cms_token = cms_token
         self.runtime = self._runtime(config)
-        self.model_path = Path(settings.model_path)
         self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
         self.in_flight = 0  # slot requests admitted and not yet answered
         self._load_model()
 
     # -- config and model ---------------------------------------------------------------------
     def _runtime(self, config: Config) -> Runtime:
-        decider = Decider(Inventory(config), Ledger(config.site.timezone), self.state,
-                          config.site.unique_advertiser_per_page, self.rng, self.clock)
+        ledger = Ledger(config.site.timezone, self.replay.traffic)
+        decider = Decider(Inventory(config), ledger, self.state, config.site.unique_advertiser_per_page,
+                          self.rng, self.clock)
         return Runtime(config, decider)
+
+    def _recs(self, config: Config) -> Recs:
+        """The config's recs settings with the last `adserve tune` choice (beside the model) applied."""
+        return tuned(config.recs, self.model_path.with_name(TUNED_FILE))
 
     def _config_status(self, loaded: LoadResult) -> dict:
         """The last check of the config folder, and what is serving (the last good config)."""
@@ -105,7 +110,7 @@ class AdServer:
         loaded = await asyncio.to_thread(load_config, self.config_dir)
         if loaded.ok:
             self.runtime = self._runtime(loaded.config)
-            self.recommender.recs = loaded.config.recs
+            self.recommender.recs = self._recs(loaded.config)
             log.info("config reloaded: %d campaigns", len(loaded.config.campaigns))
         else:
             self.metrics.reload_errors.inc()
@@ -129,32 +134,6 @@ class AdServer:
 
     async def reload_model(self) -> None:
         await asyncio.to_thread(self._load_model)
-
-    def replay_log(self) -> int:
-        """Warm in-process state from recent events: popularity, reader history, counters."""
-        since = (self.clock() - dt.timedelta(days=REPLAY_DAYS)).date()
-        replayed = 0
-        for event in read_events(log_files(self.events.folder, since), types=REPLAYED):
-            ts = float(event["ts"])
-            if event["type"] == "decision":
-                self.recommender.record("decision", event.get("user"), event.get("page"), ts)
-            elif event.get("counted"):
-                self.recommender.record(event["type"], event.get("user"), event.get("item"), ts)
-                if isinstance(self.state, MemoryState):
-                    self._replay_counters(event, ts)
-            replayed += 1
-        return replayed
-
-    def _replay_counters(self, event: dict, ts: float) -> None:
-        campaign = self.runtime.decider.inventory.campaigns.get(event.get("campaign"))
-        if event.get("token"):
-            key = tracking.token_key(event["type"], event["token"])
-            self.state.seed({key: 1.0}, {key: self.signer.ttl}, ts)
-        if campaign is not None:
-            ledger = self.runtime.decider.ledger
-            moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
-            increments, ttl = ledger.charge(campaign, event["type"], event.get("user"), moment)
-            self.state.seed(increments, ttl, ts)
 
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:
@@ -208,11 +187,13 @@ class AdServer:
     # -- lifecycle ----------------------------------------------------------------------------
     async def start_background(self, app: web.Application) -> None:
         self.expire_events()  # before the replay, which must not read what retention deletes
-        self.replay_log()
+        self.replay.run(self.runtime.decider)
+        self.runtime = self._runtime(self.runtime.config)  # pacing learns the log's hourly traffic
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-                self._retrain_on_schedule(), self._expire_daily(), self.discovery.run()]
+                self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever(),
+                self.discovery.run()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
@@ -224,7 +205,7 @@ class AdServer:
         """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
         config = self.runtime.config
         try:
-            await asyncio.to_thread(train, self.events.folder, config.recs, self.model_path)
+            await asyncio.to_thread(train, self.events.folder, self._recs(config), self.model_path)
         except ValueError as exc:  # e.g. no interactions yet
             log.warning("scheduled retrain skipped: %s", exc)
 
@@ -257,6 +238,7 @@ class AdServer:
         for task in getattr(self, "tasks", []):
             task.cancel()
         await asyncio.gather(*getattr(self, "tasks", []), return_exceptions=True)
+        self.replay.save()
         self.events.close()
         await self.state.close()
 
@@ -371,14 +353,20 @@ def create_app(server: AdServer) -> web.Application:
 
 
 def secret_from_env(demo: bool, var_dir: Path) -> bytes:
-    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo)."""
+    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo).
+
+    A missing or short secret is a ``ValueError`` whose one-line message says how to make one.
+    """
     value = os.environ.get("ADSERVE_SECRET")
+    make = "python -c 'import secrets; print(secrets.token_hex(32))'"
+    if value and len(value.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"ADSERVE_SECRET is {len(value.encode())} bytes; it must be at least "
+                         f"{MIN_SECRET_BYTES} random bytes: export ADSERVE_SECRET=$({make})")
     if value:
         return value.encode()
     if not demo:
-        raise SystemExit("ADSERVE_SECRET is not set. Export a random value of 32+ characters, e.g.\n"
-                         "  export ADSERVE_SECRET=$(python -c 'import secrets; print(secrets.token_hex(32))')\n"
-                         "or run with --demo for a local demo.")
+        raise ValueError(f"ADSERVE_SECRET is not set: export ADSERVE_SECRET=$({make}) "
+                         "(32+ random bytes), or run with --demo for a local demo")
     path = var_dir / "demo-secret"
     if not path.exists():
         var_dir.mkdir(parents=True, exist_ok=True)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import resource
 import signal
+import socket
 import time
 
 from aiohttp import web
@@ -98,15 +99,19 @@ class Listener:
         return handler
 
 
-async def serve(app: web.Application, host: str, port: int, max_connections: int,
+async def serve(app: web.Application, sock: socket.socket, max_connections: int,
                 head_timeout: float, on_refusal, ready=lambda: None) -> None:
-    """Run ``app`` on ``host:port`` until SIGINT or SIGTERM, then shut down cleanly."""
+    """Run ``app`` on the bound ``sock`` until SIGINT or SIGTERM, then shut down cleanly.
+
+    The caller binds it before anything starts, so a taken port or a foreign address is its
+    one-line error rather than a traceback from inside the loop.
+    """
     handler_args = {"keepalive_timeout": head_timeout, "access_log": None}
     runner = web.AppRunner(app, handle_signals=False, **handler_args)
     await runner.setup()
     loop = asyncio.get_running_loop()
     listener = Listener(runner.server, connection_cap(max_connections), on_refusal, **handler_args)
-    sockets = await loop.create_server(listener, host, port, reuse_address=True, backlog=1024)
+    sockets = await loop.create_server(listener, sock=sock, backlog=1024)
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)

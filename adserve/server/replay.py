@@ -1,0 +1,108 @@
+"""What a restart brings back: reader history, popularity, the site's hourly traffic (for pacing)
+and the embedded store's counters.
+
+Lifetime counters (flight budgets, flight caps) can be months old, so they are not rebuilt from
+the whole log at every start: the counter checkpoint (``checkpoint.py``) holds every key of the
+embedded store with its expiry and the byte offset each log file had reached; a start loads it and
+replays only the log after those offsets. It is written every minute and at shutdown. Without a
+readable checkpoint (a log older than checkpoints) the whole log is read once. A shared store
+(Redis) keeps its own counters and gets no checkpoint.
+
+The snapshot and the offsets are taken together on the event-loop thread, where the tracker
+logs a hit and charges it without yielding in between: every logged hit before the offsets is in
+the snapshot, every one after is replayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+from collections import Counter
+
+from .. import checkpoint
+from ..decision import Decider
+from ..events import EventLog, log_files, log_sizes, read_events
+from ..recs.recommender import Recommender
+from ..state import MemoryState, StateStore
+from . import tracking
+
+log = logging.getLogger("adserve.replay")
+RECENT_DAYS = 7      # reader history and popularity look this far back
+CHECKPOINT_SECONDS = 60
+WARMED = frozenset({"decision", "click", "impression"})
+CHARGED = frozenset({"click", "impression"})
+
+
+class Replay:
+    def __init__(self, events: EventLog, state: StateStore, recommender: Recommender,
+                 token_ttl: int, clock) -> None:
+        self.folder = events.folder.resolve()  # the working folder may change before shutdown
+        self.state = state
+        self.recommender = recommender
+        self.token_ttl = token_ttl
+        self.clock = clock
+        self.checkpoint = checkpoint.path_for(self.folder, events.writer)
+        self.traffic: Counter[int] = Counter()  # page views per Unix hour (ts // 3600), recent days
+
+    def run(self, decider: Decider) -> int:
+        """Warm in-process state at start-up; the number of events read for reader history."""
+        since = (self.clock() - dt.timedelta(days=RECENT_DAYS)).date()
+        warmed = 0
+        for event in read_events(log_files(self.folder, since), types=WARMED):
+            item = event.get("page") if event["type"] == "decision" else event.get("item")
+            ts = float(event["ts"])
+            if event["type"] == "decision":
+                self.traffic[int(ts // 3600)] += 1
+            if event["type"] == "decision" or event.get("counted"):
+                self.recommender.record(event["type"], event.get("user"), item, ts)
+            warmed += 1
+        if isinstance(self.state, MemoryState):
+            self._restore_counters(decider)
+        return warmed
+
+    def _restore_counters(self, decider: Decider) -> None:
+        done, counters = self._load()
+        self.state.restore(counters)
+        files = [path for path in log_files(self.folder) if path.stat().st_size > done.get(path.name, 0)]
+        for event in read_events(files, types=CHARGED, skip=done):
+            if event.get("counted"):
+                self._charge(event, decider)
+
+    def _load(self) -> tuple[dict[str, int], list]:
+        """The log offsets and the counters of the checkpoint; none when there is no readable one."""
+        try:
+            header, counters = checkpoint.read(self.checkpoint)
+            return header["logs"], counters
+        except FileNotFoundError:
+            return {}, []
+        except (OSError, KeyError, checkpoint.CheckpointError) as exc:
+            log.error("counter checkpoint %s unreadable (%s): replaying the whole log", self.checkpoint, exc)
+            return {}, []
+
+    def _charge(self, event: dict, decider: Decider) -> None:
+        ts = float(event["ts"])
+        if event.get("token"):
+            key = tracking.token_key(event["type"], event["token"])
+            self.state.seed({key: 1}, {key: self.token_ttl}, ts)
+        campaign = decider.inventory.campaigns.get(event.get("campaign"))
+        if campaign is not None:
+            moment = decider.ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
+            increments, ttl = decider.ledger.charge(campaign, event["type"], event.get("user"), moment)
+            self.state.seed(increments, ttl, ts)
+
+    # -- checkpoint ---------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the checkpoint now (at shutdown)."""
+        if isinstance(self.state, MemoryState):
+            checkpoint.write(self.checkpoint, *self._capture())
+
+    async def save_forever(self, interval: float = CHECKPOINT_SECONDS) -> None:
+        """Every ``interval`` seconds: capture on the loop thread, write in a worker thread."""
+        while isinstance(self.state, MemoryState):
+            await asyncio.sleep(interval)
+            await asyncio.to_thread(checkpoint.write, self.checkpoint, *self._capture())
+
+    def _capture(self) -> tuple[dict, dict]:
+        header = {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder)}
+        return header, self.state.snapshot()
