@@ -174,6 +174,11 @@ class Placement:
         default="personal", metadata=doc("First strategy tried; falls back down the chain."))
     sponsored_positions: list[int] = field(
         default_factory=list, metadata=doc("1-based widget positions for native campaign items."))
+    collapse: Literal["never", "on_empty", "before_fetch"] = field(
+        default="never", metadata=doc(
+            "Unfilled slot: never (keep the reserved space, the page never shifts), on_empty "
+            "(reserve, then collapse if unfilled: a shift), before_fetch (reserve nothing; "
+            "shown only if filled: a shift)."))
 
 
 @dataclass(kw_only=True)

@@ -9,14 +9,31 @@ import pytest
 
 from adserve.catalog import Item
 from adserve.events import log_files, read_events
+from adserve.render import render_slot
 from adserve.server.app import create_app
 
 from .conftest import require
+from .test_render import Tags
 from .test_server import edit
 
 pytestmark = pytest.mark.browser
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# Cumulative layout shift, as Chrome's Core Web Vitals count it (shifts not caused by input).
+CLS_OBSERVER = """
+window.__cls = {value: 0, observer: new PerformanceObserver(function (list) {
+  list.getEntries().forEach(function (e) { if (!e.hadRecentInput) window.__cls.value += e.value; });
+})};
+window.__cls.observer.observe({type: "layout-shift", buffered: true});
+"""
+CLS_TOTAL = """() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(() => {
+  window.__cls.observer.takeRecords().forEach(e => { if (!e.hadRecentInput) window.__cls.value += e.value; });
+  resolve(window.__cls.value);
+})))"""
+NEXT_FRAMES = "() => new Promise(resolve => requestAnimationFrame(() => requestAnimationFrame(resolve)))"
+ALL_SETTLED = "[...document.querySelectorAll('[data-adserve-slot]')].every(e => e.dataset.adserveState)"
+VIEWPORTS = {"desktop": {"width": 1280, "height": 900}, "mobile": {"width": 390, "height": 844}}
+CLS_GOAL = 0.05  # Google rates <= 0.1 good
 ESCAPING_CREATIVE = """
   - id: 66601
     name: Hostile creative (test)
@@ -64,14 +81,18 @@ async def site(aiohttp_server, make_server, workdir):
     return f"http://127.0.0.1:{live.port}", server
 
 
+async def fake_landing_pages(context):
+    await context.route(lambda url: urlsplit(url).hostname.endswith(".example"),
+                        lambda route: route.fulfill(status=200, content_type="text/html",
+                                                    body="<h1>landing page</h1>"))
+
+
 async def open_page(browser, url, height=800, fake_landings=True):
     """The page, with landing pages faked; playwright's request routing also answers CORS
     preflights itself, so a CORS test must go without it."""
     context = await browser.new_context(viewport={"width": 1280, "height": height})
     if fake_landings:
-        await context.route(lambda url: urlsplit(url).hostname.endswith(".example"),
-                            lambda route: route.fulfill(status=200, content_type="text/html",
-                                                        body="<h1>landing page</h1>"))
+        await fake_landing_pages(context)
     page = await context.new_page()
     dialogs = []
     page.on("dialog", lambda dialog: (dialogs.append(dialog.message), asyncio.ensure_future(dialog.dismiss())))
@@ -145,15 +166,112 @@ async def test_impression_fires_only_once_the_slot_is_in_view(browser, site, wor
     assert len(seen()) == 1 and seen()[0]["counted"]
 
 
-async def test_unfilled_slot_collapses(browser, make_server, aiohttp_server, workdir):
+def set_collapse(workdir, placement: str, collapse: str) -> None:
+    edit(workdir, "site.yaml", f"  - id: {placement}\n", f"  - id: {placement}\n    collapse: {collapse}\n")
+
+
+@pytest.mark.parametrize("collapse, height", [("never", 600), ("on_empty", 0), ("before_fetch", 0)])
+async def test_unfilled_slot_keeps_or_gives_up_its_space(browser, make_server, aiohttp_server, workdir,
+                                                          collapse, height):
     edit(workdir, "campaigns/display.yaml", "    name: Northwind Outdoor remnant\n",
          "    name: Northwind Outdoor remnant\n    status: paused\n")
+    if collapse != "never":  # the default: no shift
+        set_collapse(workdir, "sidebar-tall", collapse)
     live = await aiohttp_server(create_app(make_server()))
     page, _ = await open_page(browser, f"http://127.0.0.1:{live.port}/")
     tall = page.locator("[data-testid=sidebar-tall]")
+    await page.wait_for_selector("[data-testid=sidebar-tall][data-adserve-state]", state="attached")
     assert await tall.get_attribute("data-adserve-state") == "empty"
     assert await tall.is_hidden()
     assert await tall.locator("iframe").count() == 0
+    box = await tall.bounding_box()
+    assert (box["height"] if box else 0) == height
+
+
+async def held_page(browser, url, viewport, html=None):
+    """The page (or ``html`` served at ``url``) painted with its slot request held: what the
+    reader sees before the answer."""
+    context = await browser.new_context(viewport=VIEWPORTS[viewport])
+    if html is not None:
+        await context.route(url, lambda route: route.fulfill(content_type="text/html", body=html))
+    answer, sent = asyncio.Event(), []
+
+    async def hold(route):
+        sent.append(route.request.post_data_json)
+        await answer.wait()
+        await route.continue_()
+
+    page = await context.new_page()
+    await page.route("**/v1/slots", hold)
+    await page.goto(url)
+    await page.evaluate(NEXT_FRAMES)
+    return page, answer, sent
+
+
+async def boxes(page, *slots):
+    return [await page.locator(f"[data-testid={slot}]").bounding_box() for slot in slots]
+
+
+MARKUP_PAGE = """<!doctype html><html><head><title>Publisher</title>
+<script type="application/json" id="adserve-page">{"item_id": "p-1", "section": "politics", "title": "P"}</script>
+<script src="/static/adserve.js" async blocking="render"></script></head><body><div style="width:400px">
+<div data-adserve-slot="" data-adserve-type="display" data-adserve-sizes="728x90, 300x250 320x50"
+     data-testid="fits"></div>
+<div data-adserve-slot="" data-adserve-type="display" data-adserve-sizes="336x280" data-testid="kept"></div>
+<div data-adserve-slot="" data-adserve-type="display" data-adserve-sizes="336x280"
+     data-adserve-collapse="on_empty" data-testid="collapsed"></div>
+<div data-adserve-slot="you-might-like" data-adserve-count="3" data-testid="counted"></div>
+<p data-testid="below">end</p></div></body></html>"""
+
+
+async def test_markup_gives_sizes_counts_and_collapse(browser, site):
+    """A publisher's own markup, no placement needed: the sizes that fit a 400 px column, an
+    item count, and collapse per slot (no display campaign has a 336x280 creative)."""
+    base, _ = site
+    page, answer, sent = await held_page(browser, base + "/publisher", "desktop", MARKUP_PAGE)
+    fits, kept, collapsed = await boxes(page, "fits", "kept", "collapsed")
+    assert fits["height"] == 250  # 300x250: the largest that fits (728x90 is wider, 320x50 lower)
+    assert (kept["height"], collapsed["height"]) == (280, 280)
+    assert await page.locator("[data-testid=counted] li.adserve-rec--skeleton").count() == 3
+    slots = sent[0]["slots"]
+    assert [s.get("sizes") for s in slots] == [["300x250", "320x50"], ["336x280"], ["336x280"], None]
+    assert slots[3]["count"] == 3
+    below = (await boxes(page, "below"))[0]
+    answer.set()
+    await page.wait_for_function(ALL_SETTLED)
+    states = [await page.get_attribute(f"[data-testid={s}]", "data-adserve-state")
+              for s in ("fits", "kept", "collapsed", "counted")]
+    assert states == ["filled", "empty", "empty", "filled"]
+    assert await page.locator("[data-testid=counted] li").count() == 3
+    assert await page.locator("[data-testid=collapsed]").bounding_box() is None
+    assert (await boxes(page, "kept"))[0]["height"] == 280
+    assert (await boxes(page, "below"))[0]["y"] == below["y"] - 280  # only the collapse moved it
+    await page.context.close()
+
+
+@pytest.mark.parametrize("viewport, banner, sizes", [("desktop", (970, 250), ["970x250", "728x90", "320x50"]),
+                                                    ("mobile", (320, 50), ["320x50"])])
+async def test_space_is_reserved_before_the_answer(browser, make_server, aiohttp_server, workdir,
+                                                   viewport, banner, sizes):
+    set_collapse(workdir, "sidebar-tall", "before_fetch")
+    live = await aiohttp_server(create_app(make_server()))
+    page, answer, sent = await held_page(browser, f"http://127.0.0.1:{live.port}/", viewport)
+    slots = ("top-banner", "special-offer", "you-might-like", "related-articles", "dont-miss-this")
+    before = await boxes(page, *slots)
+    top, offer = before[0], before[1]
+    assert (top["width"], top["height"]) == banner  # the largest size that fits the column
+    assert offer["height"] == 250
+    assert await page.locator("[data-testid=you-might-like] li.adserve-rec--skeleton").count() == 6
+    assert await page.locator("[data-testid=dont-miss-this] li.adserve-rec--skeleton").count() == 3
+    assert await page.get_attribute("[data-testid=you-might-like]", "aria-busy") == "true"
+    assert (await page.locator("[data-testid=sidebar-tall]").bounding_box())["height"] == 0
+    answer.set()
+    await page.wait_for_function(ALL_SETTLED)
+    assert await page.get_attribute("[data-testid=sidebar-tall]", "data-adserve-state") == "filled"
+    assert await boxes(page, *slots) == before  # the answer took exactly the space reserved
+    requested = {slot["placement"]: slot for slot in sent[0]["slots"]}
+    assert requested["top-banner"]["sizes"] == sizes  # only creatives that fit the column
+    await page.context.close()
 
 
 async def test_creative_cannot_touch_the_host_page(browser, make_server, aiohttp_server, workdir):
@@ -216,3 +334,112 @@ async def test_loader_on_another_origin_needs_cors_consent(browser, site, workdi
     assert state == ("filled" if allowed else "empty")
     # a JSON POST needs a preflight: an origin that is not allowed never gets to send it
     assert len(events(workdir, "decision")) == (1 if allowed else 0)
+
+
+
+
+async def layout_shift(browser, url, viewport, answer_after_scroll=False):
+    """CLS of one page view, scrolled once. The slot answer is held until the page has painted
+    (and, for a slow answer, until after the scroll), so the answer always lands on a page the
+    reader already sees, whatever the machine's speed."""
+    context = await browser.new_context(viewport=VIEWPORTS[viewport])
+    await fake_landing_pages(context)
+    await context.add_init_script(CLS_OBSERVER)
+    answer = asyncio.Event()
+
+    async def hold(route):
+        await answer.wait()
+        await route.continue_()
+
+    page = await context.new_page()
+    await page.route("**/v1/slots", hold)
+    await page.goto(url)
+    await page.evaluate(NEXT_FRAMES)  # painted, still waiting for the answer
+    if not answer_after_scroll:
+        answer.set()
+        await page.wait_for_function(ALL_SETTLED)
+    await page.evaluate("window.scrollTo(0, document.documentElement.scrollHeight / 2)")
+    await page.evaluate(NEXT_FRAMES)
+    answer.set()
+    await page.wait_for_function(ALL_SETTLED)
+    await page.wait_for_load_state("networkidle")  # thumbnails and creatives in
+    cls = await page.evaluate(CLS_TOTAL)
+    states = await page.evaluate(
+        "Object.fromEntries([...document.querySelectorAll('[data-adserve-slot]')]"
+        ".map(e => [e.dataset.adserveSlot, e.dataset.adserveState]))")
+    await context.close()
+    return cls, states
+
+
+@pytest.mark.parametrize("viewport", VIEWPORTS)
+@pytest.mark.parametrize("scenario", ["fill", "no-fill", "slow-answer"])
+async def test_slots_do_not_shift_the_page(browser, make_server, aiohttp_server, workdir, viewport, scenario):
+    if scenario == "no-fill":  # nothing left for the tall sidebar slot
+        edit(workdir, "campaigns/display.yaml", "    name: Northwind Outdoor remnant\n",
+             "    name: Northwind Outdoor remnant\n    status: paused\n")
+    live = await aiohttp_server(create_app(make_server()))
+    cls, states = await layout_shift(browser, f"http://127.0.0.1:{live.port}/", viewport,
+                                     answer_after_scroll=scenario == "slow-answer")
+    assert states["you-might-like"] == states["special-offer"] == "filled"
+    assert states["sidebar-tall"] == ("empty" if scenario == "no-fill" else "filled")
+    print(f"CLS {viewport} {scenario}: {cls:.3f}")
+    assert cls <= CLS_GOAL
+
+
+# (tag, class, min-width, min-height) of a slot and everything in it but the vendor footer
+LOADER_BUILD = """slot => [slot, ...slot.querySelectorAll('*')].filter(e => !e.closest('.adserve-about'))
+  .map(e => [e.tagName.toLowerCase(), e.getAttribute('class') || '', e.style.minWidth, e.style.minHeight])"""
+
+
+def server_build(html: str) -> list[list[str]]:
+    def box(tag, attrs):
+        rules = dict(rule.split(":") for rule in (attrs.get("style") or "").split(";") if rule)
+        return [rules.get("min-width", ""), rules.get("min-height", "")] if tag == "div" else ["", ""]
+    return [[tag, attrs.get("class") or "", *box(tag, attrs)] for tag, attrs in Tags(html).tags]
+
+
+async def test_server_rendered_slots_are_built_like_the_loaders(browser, site):
+    """The markup lives twice (loader and render.py): one stylesheet must fit both."""
+    base, server = site
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+    page = await context.new_page()
+    async with page.expect_response("**/v1/slots") as response:
+        await page.goto(base + "/")
+    answer = (await (await response.value).json())["slots"]
+    await page.wait_for_function(ALL_SETTLED)
+    placements = server.runtime.config.placements
+    compared = set()
+    for slot in await page.query_selector_all("[data-adserve-slot]"):
+        name, slot_id = await slot.get_attribute("data-adserve-slot"), await slot.get_attribute("id")
+        html = render_slot(slot_id, answer[slot_id], await slot.get_attribute("data-adserve-title"),
+                           placements[name])
+        assert await slot.evaluate(LOADER_BUILD) == server_build(html), name
+        compared.add(answer[slot_id]["type"])
+    assert compared == {"display", "recs"}
+    await context.close()
+
+
+async def test_a_short_widget_keeps_its_reserved_size(browser, site):
+    """An answer with fewer items than the widget reserved (a small catalog) leaves blank tiles."""
+    base, _ = site
+    context = await browser.new_context(viewport=VIEWPORTS["desktop"])
+
+    async def two_short(route):
+        response = await route.fetch()
+        answer = await response.json()
+        widget = next(fill for fill in answer["slots"].values() if len(fill.get("items", ())) == 6)
+        widget["items"] = widget["items"][:4]
+        await route.fulfill(response=response, json=answer)
+
+    await context.route("**/v1/slots", two_short)
+    page = await context.new_page()
+    await page.goto(base + "/")
+    await page.evaluate(NEXT_FRAMES)
+    skeleton = await page.locator("[data-testid=you-might-like]").bounding_box()
+    await page.wait_for_function(ALL_SETTLED)
+    widget = page.locator("[data-testid=you-might-like]")
+    assert await widget.locator("li:not(.adserve-rec--skeleton)").count() == 4
+    assert await widget.locator("li.adserve-rec--skeleton").evaluate_all(
+        "tiles => tiles.map(t => getComputedStyle(t).visibility)") == ["hidden", "hidden"]
+    assert await widget.bounding_box() == skeleton
+    await context.close()

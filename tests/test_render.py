@@ -7,6 +7,9 @@ import time
 from html.parser import HTMLParser
 from pathlib import Path
 
+import pytest
+
+from adserve.model import Placement
 from adserve.render import SANDBOX, render_slot
 
 from .conftest import EXAMPLE_REQUEST
@@ -62,8 +65,51 @@ async def test_recs_escape_titles_and_label_sponsored(client):
     assert len(tags.find("div")[0]["data-adserve-impressions"].split()) == 3  # widget + 2 sponsored
 
 
-def test_unfilled_slot_renders_hidden():
+def test_unfilled_slot_without_placement_renders_hidden():
     assert Tags(render_slot("s9", {"type": "display", "fill": False})).find("div")[0]["hidden"] is None
+
+
+BANNER = Placement(id="top-banner", type="display", sizes=["970x250", "728x90"])
+LEADERBOARD = {"type": "display", "fill": True, "campaign_id": 7, "width": 728, "height": 90,
+               "image_url": "https://ads.example/a.png", "click_url": "https://ads.example/c",
+               "impression_url": "https://ads.example/i"}
+
+
+def test_display_keeps_the_box_of_the_largest_size_the_slot_asked_for():
+    tags = Tags(render_slot("top", LEADERBOARD, placement=BANNER))
+    assert tags.find("div")[0]["style"] == "min-width:970px;min-height:250px"  # as the loader reserves
+    (frame,) = tags.find("iframe")
+    assert (frame["width"], frame["height"]) == ("728", "90")
+    assert Tags(render_slot("top", LEADERBOARD)).find("div")[0]["style"] == "min-width:728px;min-height:90px"
+
+
+@pytest.mark.parametrize("collapse", ["never", "on_empty", "before_fetch"])
+def test_unfilled_display_follows_the_collapse_setting(collapse):
+    placement = Placement(id="top-banner", type="display", sizes=["970x250", "728x90"], collapse=collapse)
+    (div,) = Tags(render_slot("top", {"type": "display", "fill": False}, placement=placement)).find("div")
+    assert div["data-adserve-state"] == "empty"
+    if collapse == "never":  # blank, but the page around it lays out as if it were filled
+        assert div["style"] == "min-width:970px;min-height:250px;visibility:hidden" and "hidden" not in div
+    else:
+        assert "hidden" in div and "style" not in div
+
+
+def test_unfilled_widget_that_never_collapses_keeps_its_tiles_blank():
+    placement = Placement(id="take-a-look", type="recs", count=4)
+    html = render_slot("w", {"type": "recs", "items": []}, title="Take a Look!", placement=placement)
+    tags = Tags(html)
+    assert tags.find("div")[0]["style"] == "visibility:hidden"
+    assert [li["class"] for li in tags.find("li")] == ["adserve-rec adserve-rec--skeleton"] * 4
+    assert tags.text == ["Take a Look!"]
+
+
+def test_tiles_have_one_build_with_or_without_a_thumbnail():
+    fill = {"type": "recs", "strategy": "popular", "items": [
+        {"title": "With", "image_url": "https://news.example/t.png", "click_url": "https://x/c?i=1"},
+        {"title": "Without", "click_url": "https://x/c?i=2"}]}
+    tags = Tags(render_slot("w", fill))
+    thumbs = [(tag, attrs["class"]) for tag, attrs in tags.tags if "adserve-rec-img" in attrs.get("class", "")]
+    assert thumbs == [("img", "adserve-rec-img"), ("span", "adserve-rec-img")]
 
 
 def test_loader_and_readme_use_the_same_sandbox():

@@ -37,7 +37,7 @@ from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore
 from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
-from . import listener, pages, tracking
+from . import listener, pages, static, tracking
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
@@ -329,7 +329,7 @@ async def cors_middleware(request: web.Request, handler) -> web.StreamResponse:
         response = await handler(request)
     if allowed:
         response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = "Origin"
+        response.headers["Vary"] = ", ".join(filter(None, (response.headers.get("Vary"), "Origin")))
     return response
 
 
@@ -346,7 +346,8 @@ def create_app(server: AdServer) -> web.Application:
     app.router.add_get("/metrics", server.handle_metrics)
     app.router.add_get("/v1/config/status", server.handle_status)
     app.router.add_get("/openapi.json", server.handle_openapi)
-    pages.add_routes(app, server.catalog)
+    loader = static.add_routes(app, lambda: server.runtime.config.placements)
+    pages.add_routes(app, server.catalog, loader.url)
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app

@@ -1,19 +1,21 @@
-"""The JS loader, demo creatives and the demo article pages, served from the package.
+"""The demo article pages, served from the package.
 
 The demo pages use only the public loader, exactly as a publisher's template would: the server
-fills in the article's headline and page context, the loader does the rest.
+fills in the article's headline, page context and the loader's current versioned URL, the loader
+does the rest. The loader and the other static files are served by ``static.py``.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import html
-from pathlib import Path
+from collections.abc import Callable
 
 import orjson
 from aiohttp import web
 
-STATIC = Path(__file__).resolve().parent.parent / "static"
+from .static import STATIC
+
 TEMPLATE = (STATIC / "demo.html").read_text(encoding="utf-8")
 # JSON inside <script>: "</script>" would end the block and "<!--<script>" would make the parser
 # swallow the loader's tag, so <, > and & are written as JSON escapes (the JSON value is unchanged)
@@ -22,13 +24,14 @@ PAGE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "strict-
                 "Cache-Control": "no-store"}
 
 
-def render_article(item, page_url: str) -> str:
+def render_article(item, page_url: str, loader_url: str) -> str:
     published = (dt.datetime.fromtimestamp(item.published, dt.timezone.utc).strftime("%B %d, %Y %H:%M UTC")
                  if item.published else "")
     context = {"item_id": item.item_id, "url": page_url, "title": item.title,
                "section": item.section, "keywords": [item.section] if item.section else []}
     context_json = orjson.dumps(context).decode().translate(SCRIPT_SAFE)
-    return (TEMPLATE.replace("{{context}}", context_json)
+    return (TEMPLATE.replace("{{loader}}", html.escape(loader_url))
+            .replace("{{context}}", context_json)
             .replace("{{title}}", html.escape(item.title))
             .replace("{{section}}", html.escape(item.section or "news"))
             .replace("{{published}}", html.escape(published)))
@@ -40,14 +43,14 @@ def demo_item(catalog):
     return catalog.items[world[0]] if world else next(iter(catalog.items.values()), None)
 
 
-def add_routes(app: web.Application, catalog) -> None:
+def add_routes(app: web.Application, catalog, loader_url: Callable[[], str]) -> None:
     async def article(request: web.Request) -> web.Response:
         item_id = request.match_info.get("item_id")
         item = catalog.live(item_id) if item_id else demo_item(catalog)
         if item is None:
             raise web.HTTPNotFound(text="no such article")
-        return web.Response(text=render_article(item, str(request.url)), content_type="text/html",
-                            headers=PAGE_HEADERS)
+        return web.Response(text=render_article(item, str(request.url), loader_url()),
+                            content_type="text/html", headers=PAGE_HEADERS)
 
     async def no_icon(request: web.Request) -> web.Response:
         return web.Response(status=204)
@@ -55,4 +58,3 @@ def add_routes(app: web.Application, catalog) -> None:
     app.router.add_get("/", article)
     app.router.add_get("/favicon.ico", no_icon)
     app.router.add_get("/articles/{item_id}", article)
-    app.router.add_static("/static/", STATIC, append_version=False)

@@ -1,8 +1,10 @@
-/* adserve loader: one slot request per page, sandboxed creatives, viewable impressions.
+/* adserve loader: one slot request per page, sandboxed creatives, viewable impressions, and
+ * every slot's space reserved before the answer so the page does not shift when it arrives.
  *
  * Mark slots with <div data-adserve-slot="PLACEMENT"></div>, describe the page in
  * <script type="application/json" id="adserve-page">{"item_id": ..., "section": ...}</script>,
- * and include this file once. No dependencies.
+ * and include this file once (async blocking="render": the first frame then has the space).
+ * No dependencies.
  */
 (function () {
   "use strict";
@@ -13,6 +15,26 @@
   var READER_KEY = "adserve_reader";
   var VIEW_RATIO = 0.5;   // IAB: half the pixels ...
   var VIEW_MS = 1000;     // ... for one continuous second
+  var SLOTS = "[data-adserve-slot]:not([data-adserve-state])";
+  var COLLAPSE = ["never", "on_empty", "before_fetch"];
+  var MAX_ITEMS = 24;     // the server's limit for a widget: more skeleton tiles never fill
+  // placement -> {type, sizes, count, collapse}; the server writes in its placements here
+  var PLACEMENTS = /* placements */ {};
+  /* What makes every tile one size, skeleton or filled, and centres a creative in its box. No
+     specificity (:where), so any rule of the page's own wins. */
+  var BASE_CSS =
+    ":where(.adserve-recs-list){list-style:none;margin:0;padding:0;display:grid;" +
+    "grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:14px}" +
+    ":where(.adserve-rec>a){display:flow-root;position:relative;padding-bottom:1.5em;" +
+    "color:inherit;text-decoration:none}" +
+    ":where(.adserve-rec-img){display:block;width:100%;aspect-ratio:16/10;object-fit:cover;background:#e6e6e6}" +
+    ":where(.adserve-rec-title){display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:2;" +
+    "overflow:hidden;line-height:1.3;height:2.6em}" +
+    ":where(.adserve-rec--skeleton .adserve-rec-title){background:#e6e6e6}" +
+    ":where(.adserve-sponsored){position:absolute;left:0;bottom:0;font-size:12px;white-space:nowrap}" +
+    ":where(.adserve-display){display:flex;justify-content:center;align-items:center}";
+  var specs = new WeakMap();       // slot element -> what it reserves, once reserved
+  var requested = new WeakSet();   // slots already asked for
   var CMP_WAIT_MS = 1000; // a consent platform that has not answered by then means "no consent"
   var reader = null;      // the reader id of the last slot request, when storage was allowed
 
@@ -87,17 +109,94 @@
     return width < 768 ? "mobile" : (width < 1024 ? "tablet" : "desktop");
   }
 
+  /* What the page says about a slot, over what the placements map says: enough to reserve its
+     space before the answer comes back. */
+  function slotSpec(element) {
+    var name = element.getAttribute("data-adserve-slot");
+    var placement = Object.prototype.hasOwnProperty.call(PLACEMENTS, name) ? PLACEMENTS[name] : {};
+    var sizes = element.getAttribute("data-adserve-sizes");
+    var count = parseInt(element.getAttribute("data-adserve-count"), 10);
+    var collapse = element.getAttribute("data-adserve-collapse");
+    var spec = {
+      type: element.getAttribute("data-adserve-type") || placement.type,
+      sizes: sizes ? sizes.split(/[\s,]+/).filter(Boolean) : placement.sizes,
+      count: count > 0 ? count : placement.count,
+      collapse: COLLAPSE.indexOf(collapse) >= 0 ? collapse : (placement.collapse || "never")
+    };
+    if (spec.type === "display" && spec.sizes) spec.sizes = fittingSizes(element, spec.sizes);
+    return spec;
+  }
+
+  /* The sizes as wide as the slot's container or narrower (else the narrowest one): a creative
+     never overflows the column, and the reserved box is the largest that can come back. */
+  function fittingSizes(element, sizes) {
+    var parent = element.parentElement;
+    var style = parent ? getComputedStyle(parent) : null;
+    var room = parent ? parent.clientWidth - parseFloat(style.paddingLeft) - parseFloat(style.paddingRight) : 0;
+    var parsed = sizes.map(function (size) {
+      var wh = /^(\d+)x(\d+)$/.exec(size);
+      return wh && {name: size, width: +wh[1], height: +wh[2]};
+    }).filter(Boolean);
+    var fit = parsed.filter(function (size) { return size.width <= room; });
+    if (!fit.length && parsed.length) {
+      fit = [parsed.reduce(function (a, b) { return b.width < a.width ? b : a; })];
+    }
+    return fit;
+  }
+
+  /* A constructed sheet: no <style> element for a Content-Security-Policy to refuse. */
+  function addBaseStyle() {
+    try {
+      var sheet = new CSSStyleSheet();
+      sheet.replaceSync(BASE_CSS);
+      document.adoptedStyleSheets = [sheet].concat(document.adoptedStyleSheets);
+    } catch (e) { /* an older browser: the page's own CSS alone sizes the tiles */ }
+  }
+
+  function addClass(element, name) {
+    if ((" " + element.className + " ").indexOf(" " + name + " ") < 0) {
+      element.className = (element.className ? element.className + " " : "") + name;
+    }
+  }
+
+  function tileCount(spec) {
+    return Math.min(spec.count || 6, MAX_ITEMS);
+  }
+
+  /* Give the slot the space its answer will take, before asking: a display slot the largest
+     fitting size (a smaller creative is centred in it), a widget its heading, footer and one
+     skeleton tile per item, built like the real tiles so the same CSS gives them the same size. */
+  function reserve(element) {
+    if (specs.has(element)) return;
+    var spec = slotSpec(element);
+    specs.set(element, spec);
+    if (spec.collapse === "before_fetch") return;
+    if (spec.type === "display" && spec.sizes && spec.sizes.length) {
+      addClass(element, "adserve-display");
+      element.style.minWidth = Math.max.apply(null, spec.sizes.map(function (s) { return s.width; })) + "px";
+      element.style.minHeight = Math.max.apply(null, spec.sizes.map(function (s) { return s.height; })) + "px";
+    } else if (spec.type === "recs") {
+      var tiles = [];
+      for (var i = 0; i < tileCount(spec); i++) tiles.push(tile(null));
+      widget(element, tiles);
+    } else {
+      return;
+    }
+    element.setAttribute("aria-busy", "true");
+  }
+
   function slotRequest(element, index) {
     if (!element.id) element.id = "adserve-slot-" + index;
+    var spec = specs.get(element);
     var slot = {id: element.id};
     var placement = element.getAttribute("data-adserve-slot");
     if (placement) slot.placement = placement;
     var type = element.getAttribute("data-adserve-type");
     if (type) slot.type = type;
-    var sizes = element.getAttribute("data-adserve-sizes");
-    if (sizes) slot.sizes = sizes.split(/[\s,]+/).filter(Boolean);
-    var count = element.getAttribute("data-adserve-count");
-    if (count) slot.count = parseInt(count, 10);
+    if (spec.type === "display" && spec.sizes && spec.sizes.length) {
+      slot.sizes = spec.sizes.map(function (s) { return s.name; });
+    }
+    if (element.getAttribute("data-adserve-count")) slot.count = spec.count;
     return slot;
   }
 
@@ -147,45 +246,55 @@
     frame.style.border = "0";
     frame.style.display = "block";
     element.textContent = "";
-    element.className += " adserve-display";
+    addClass(element, "adserve-display");
     element.setAttribute("data-adserve-campaign", fill.campaign_id);
     element.setAttribute("data-adserve-variant", fill.variant);
     element.appendChild(frame);
     whenViewed(element, [fill.impression_url]);
   }
 
-  function renderRecs(element, fill) {
+  /* One widget tile; without an item, a skeleton of the same build. */
+  function tile(item) {
+    var li = document.createElement("li");
+    var link = document.createElement("a");
+    var thumb = document.createElement(item && item.image_url ? "img" : "span");
+    var title = document.createElement("span");
+    li.className = "adserve-rec" + (!item ? " adserve-rec--skeleton" : item.sponsored ? " adserve-rec--sponsored" : "");
+    thumb.className = "adserve-rec-img";
+    title.className = "adserve-rec-title";
+    link.appendChild(thumb);
+    link.appendChild(title);
+    li.appendChild(link);
+    if (!item) {
+      li.setAttribute("aria-hidden", "true");
+      return li;
+    }
+    link.href = item.click_url;
+    if (item.sponsored) link.rel = "sponsored noopener";
+    if (item.image_url) {
+      thumb.src = item.image_url;
+      thumb.alt = "";
+      thumb.loading = "lazy";
+    }
+    title.textContent = item.title;
+    if (item.sponsored) {
+      var label = document.createElement("span");
+      label.className = "adserve-sponsored";
+      label.textContent = "Sponsored" + (item.advertiser ? " · " + item.advertiser : "");
+      link.appendChild(label);
+    }
+    return li;
+  }
+
+  /* The widget around its tiles: heading and footer come from the markup, so the skeleton
+     already has them. */
+  function widget(element, tiles) {
     var heading = element.getAttribute("data-adserve-title");
     var list = document.createElement("ul");
     list.className = "adserve-recs-list";
-    fill.items.forEach(function (item) {
-      var li = document.createElement("li");
-      li.className = "adserve-rec" + (item.sponsored ? " adserve-rec--sponsored" : "");
-      var link = document.createElement("a");
-      link.href = item.click_url;
-      if (item.sponsored) link.rel = "sponsored noopener";
-      if (item.image_url) {
-        var img = document.createElement("img");
-        img.src = item.image_url;
-        img.alt = "";
-        img.loading = "lazy";
-        link.appendChild(img);
-      }
-      var title = document.createElement("span");
-      title.className = "adserve-rec-title";
-      title.textContent = item.title;
-      link.appendChild(title);
-      if (item.sponsored) {
-        var label = document.createElement("span");
-        label.className = "adserve-sponsored";
-        label.textContent = "Sponsored" + (item.advertiser ? " · " + item.advertiser : "");
-        link.appendChild(label);
-      }
-      li.appendChild(link);
-      list.appendChild(li);
-    });
+    tiles.forEach(function (li) { list.appendChild(li); });
     element.textContent = "";
-    element.className += " adserve-recs";
+    addClass(element, "adserve-recs");
     element.setAttribute("role", "region");
     if (heading) {
       var h = document.createElement("h2");
@@ -194,7 +303,6 @@
       element.appendChild(h);
       element.setAttribute("aria-label", heading);
     }
-    element.setAttribute("data-adserve-strategy", fill.strategy);
     element.appendChild(list);
     var footer = element.getAttribute("data-adserve-footer");
     if (footer) {
@@ -205,23 +313,43 @@
       about.textContent = footer;
       element.appendChild(about);
     }
+  }
+
+  function renderRecs(element, fill) {
+    var spec = specs.get(element);
+    var tiles = fill.items.map(tile);
+    while (spec.collapse !== "before_fetch" && tiles.length < tileCount(spec)) {
+      var blank = tile(null);  // fewer items than reserved: blank tiles keep the widget's size
+      blank.style.visibility = "hidden";
+      tiles.push(blank);
+    }
+    widget(element, tiles);
+    element.setAttribute("data-adserve-strategy", fill.strategy);
     var urls = [fill.impression_url].concat(fill.items.map(function (i) { return i.impression_url; }));
     whenViewed(element, urls);
   }
 
-  function collapse(element) {
-    element.textContent = "";
-    element.hidden = true;
-    element.className += " adserve-empty";
+  /* `never` keeps the reserved space (blank), so nothing below moves; the others give it up. */
+  function empty(element) {
+    var spec = specs.get(element) || {};
+    if (spec.collapse === "never") {
+      element.style.visibility = "hidden";
+    } else {
+      element.textContent = "";
+      element.hidden = true;
+      element.style.display = "none";  // whatever display the page's CSS gives the slot
+    }
+    addClass(element, "adserve-empty");
     element.setAttribute("data-adserve-state", "empty");
   }
 
   function render(elements, answer) {
     elements.forEach(function (element) {
       var fill = answer.slots[element.id];
+      element.removeAttribute("aria-busy");
       if (!fill || (fill.type === "display" && !fill.fill) ||
           (fill.type === "recs" && !fill.items.length)) {
-        collapse(element);
+        empty(element);
         return;
       }
       if (fill.type === "display") {
@@ -243,9 +371,10 @@
 
   function run() {
     trackServerRendered();
-    var elements = Array.prototype.slice.call(
-      document.querySelectorAll("[data-adserve-slot]:not([data-adserve-state])"));
+    var elements = Array.prototype.slice.call(document.querySelectorAll(SLOTS))
+      .filter(function (element) { return !requested.has(element); });
     if (!elements.length) return;
+    elements.forEach(function (element) { reserve(element); requested.add(element); });
     withPrivacy(function (privacy, storage) { request(elements, privacy, storage); });
   }
 
@@ -267,14 +396,24 @@
     }).then(function (answer) {
       render(elements, answer);
     }).catch(function (error) {
-      elements.forEach(collapse);
+      render(elements, {slots: {}});
       if (window.console) console.warn(error);
     });
   }
 
+  function reserveAll() {
+    Array.prototype.forEach.call(document.querySelectorAll(SLOTS), reserve);
+  }
+
   window.adserve = {reader: function () { return reader; }, refresh: run};
+  addBaseStyle();
   if (document.readyState === "loading") {
-    document.addEventListener("DOMContentLoaded", run);
+    /* Reserve each slot as the parser adds it: observer callbacks run before the browser's next
+       frame, so a slot is never painted without its space (when the loader came in time). */
+    var parsing = new MutationObserver(reserveAll);
+    parsing.observe(document.documentElement, {childList: true, subtree: true});
+    reserveAll();
+    document.addEventListener("DOMContentLoaded", function () { parsing.disconnect(); run(); });
   } else {
     run();
   }
