@@ -346,8 +346,11 @@ def create_app(server: AdServer) -> web.Application:
     app.router.add_get("/metrics", server.handle_metrics)
     app.router.add_get("/v1/config/status", server.handle_status)
     app.router.add_get("/openapi.json", server.handle_openapi)
-    loader = static.add_routes(app, lambda: server.runtime.config.placements)
-    pages.add_routes(app, server.catalog, loader.url)
+    def placements():  # read at each request: a reload swaps them
+        return server.runtime.config.placements
+
+    loader = static.add_routes(app, placements)
+    pages.add_routes(app, server.catalog, loader.url, placements)
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app
