@@ -397,7 +397,8 @@ def _serve(args) -> int:
     if args.demo:
         _bootstrap_demo(config_dir, loaded.config)
     server = AdServer(config_dir, loaded, secret, writer=args.writer,
-                      cms_token=os.environ.get("ADSERVE_CMS_TOKEN"))
+                      cms_token=os.environ.get("ADSERVE_CMS_TOKEN"),
+                      admin_token=os.environ.get("ADSERVE_ADMIN_TOKEN"))
     asyncio.run(listener.serve(
         create_app(server), sock, settings.max_connections, settings.head_timeout_seconds,
         on_refusal=lambda: server.metrics.count(server.metrics.shed, "connections"),
