@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from adserve import yamlload
+from adserve.cli import main
 from adserve.config import config_files, load_config
 from adserve.server.app import SERVER
 
@@ -96,7 +97,7 @@ def test_broken_files_do_not_add_up(workdir, monkeypatch):
     assert peak_five < 1.3 * peak_one, (peak_one, peak_five)
 
 
-def test_errors_are_capped_per_run_and_the_rest_counted(workdir):
+def test_errors_are_capped_per_run_and_the_rest_counted(workdir, capsys):
     unknown = GOOD_CAMPAIGN + "    colour: red\n"
     write(workdir, "campaigns:\n" + "".join(f"  - {{x{i}: 1}}\n" for i in range(30)), "a.yaml")
     for i in range(150):
@@ -110,6 +111,8 @@ def test_errors_are_capped_per_run_and_the_rest_counted(workdir):
     unread = len(config_files(workdir / "config")) - 1
     assert closing.endswith(f"{unread} more files not read (fix these errors first)")
     assert result.problems.counts["error"] == 210
+    assert main(["check", str(workdir / "config")]) == 1
+    assert capsys.readouterr().out.endswith("\n210 error(s), 0 warning(s)\n")
 
 
 def test_a_book_of_ten_thousand_campaigns_over_many_files_loads(workdir):
