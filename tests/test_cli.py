@@ -23,6 +23,7 @@ from adserve.cli import DEMO_CONFIG, STARTER_CONFIG, _parser
 from adserve.config import load_config
 from adserve.server.app import AdServer, create_app
 
+from .conftest import ADMIN, ADMIN_TOKEN
 from .live import free_port, wait_until_up, with_public_url
 
 REPO = Path(__file__).resolve().parent.parent
@@ -110,13 +111,15 @@ def installed(tmp_path_factory) -> Path:
 def test_installed_demo_serves_from_any_folder_and_writes_var_there(installed, elsewhere):
     write_log(elsewhere / "var" / "events", clicks(5, 4))  # a tiny history: no two-week simulation
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "ADSERVE_SECRET"} | {"PYTHONPATH": str(installed)}
+    env = {k: v for k, v in os.environ.items() if k != "ADSERVE_SECRET"} | {
+        "PYTHONPATH": str(installed), "ADSERVE_ADMIN_TOKEN": ADMIN_TOKEN}
     process = subprocess.Popen([sys.executable, "-m", "adserve.cli", "serve", "--demo", "--port", str(port)],
                                cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/config/status") as response:
+        status_url = urllib.request.Request(f"http://127.0.0.1:{port}/v1/config/status", headers=ADMIN)
+        with urllib.request.urlopen(status_url) as response:
             status = json.loads(response.read())
         files = status["config"]["active_files"]
         assert status["model"]["loaded"] and files and all(f.startswith(str(installed)) for f in files)

@@ -145,6 +145,20 @@ def test_alias_bomb_is_refused_not_expanded(workdir):
     assert any("alias bomb" in e.message for e in result.errors)
 
 
+@pytest.mark.parametrize("text, path, line, column", [
+    (GOOD_CAMPAIGN + "campaigns: []\n", "campaigns", 12, 1),
+    (GOOD_CAMPAIGN + "    price: {model: cpc, amount: 1}\n", "campaigns[0].price", 12, 5),
+    (GOOD_CAMPAIGN.replace("amount: 5", "amount: 5, amount: 0"), "campaigns[0].price.amount", 6, 36),
+    (GOOD_CAMPAIGN.replace("{id: A,", "{id: A, id: B,"), "campaigns[0].creatives[0].variants[0].id",
+     11, 28),
+], ids=["file", "campaign", "price", "variant"])
+def test_duplicate_keys_are_errors_at_every_depth(workdir, text, path, line, column):
+    """A second `price:` must not silently win over the first."""
+    error = only(problems_for(workdir, text), "duplicate key")
+    assert error.file.endswith("extra.yaml")
+    assert (error.path, error.line, error.column) == (path, line, column)
+
+
 def test_unknown_placement_reference(workdir):
     result = problems_for(workdir, GOOD_CAMPAIGN + "    targeting: {placements: [sidebar-99]}\n")
     assert only(result, "unknown placement").path == "campaigns[0].targeting.placements"

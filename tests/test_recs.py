@@ -212,8 +212,7 @@ async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, simulat
     model_path.write_bytes(b"corrupt")
     await server.reload_model()
     assert server.recommender.model is first
-    status = await (await client.get("/v1/config/status")).json()
-    assert "not a readable model artifact" in status["model"]["error"]
+    assert "not a readable model artifact" in server.status["model"]["error"]
     # in a thread, as the server does: training on the loop itself would read as overload (503)
     await asyncio.to_thread(train, workdir / "var" / "events", Recs(factors=8, iterations=3), model_path)
     await server.reload_model()

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from adserve.events import log_files, read_events
 from adserve.server.app import SERVER, create_app
 
-from .conftest import EXAMPLE_REQUEST
+from .conftest import ADMIN, EXAMPLE_REQUEST
 
 
 async def post_slots(client, body) -> dict:
@@ -248,7 +248,7 @@ async def test_bad_edit_keeps_last_good_config_and_is_reported(client, workdir):
     edit(workdir, "campaigns/display.yaml", "    tier: standard\n    weight: 3",
          "    tier: standard\n    wieght: 3")
     await server.reload_config()
-    status = await (await client.get("/v1/config/status")).json()
+    status = await (await client.get("/v1/config/status", headers=ADMIN)).json()
     assert status["config"]["ok"] is False and status["config"]["applied"] is False
     error = status["config"]["errors"][0]
     assert error["file"].endswith("display.yaml") and error["line"] == 9
