@@ -41,18 +41,19 @@ def _b64(data: bytes) -> bytes:
 
 
 def _unb64(text: bytes) -> bytes:
-    return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))
+    # pragma: no mutate below: the decoder ignores excess "=", so "+len % 4" is equivalent
+    return base64.urlsafe_b64decode(text + b"=" * (-len(text) % 4))  # pragma: no mutate
 
 
 class Signer:
     def __init__(self, secret: bytes, ttl_seconds: int, clock=time.time) -> None:
         if len(secret) < MIN_SECRET_BYTES:
             raise ValueError(f"the signing secret must be at least {MIN_SECRET_BYTES} bytes")
-        key = hashlib.blake2b(secret, digest_size=64).digest()  # any length in, 64 bytes out
+        key = hashlib.blake2b(secret, digest_size=64).digest()  # pragma: no mutate (64 is the default)
         self._keyed = hashlib.blake2b(key=key, digest_size=SIGNATURE_BYTES)  # copied per MAC
         self.ttl = ttl_seconds
         self._clock = clock
-        self._nonce_prefix = secrets.token_hex(6)
+        self._nonce_prefix = secrets.token_hex(6)  # pragma: no mutate (any size keeps nonces unique)
         self._counter = itertools.count()
 
     def _mac(self, body: bytes) -> bytes:
@@ -71,7 +72,7 @@ class Signer:
         return (body + b"." + self._mac(body)).decode()
 
     def verify(self, token: str) -> dict:
-        if not token or len(token) > MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 1:
+        if len(token) > MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 1:
             raise TokenError("malformed token", 400)
         body, mac = token.encode().split(b".")
         if not hmac.compare_digest(mac, self._mac(body)):

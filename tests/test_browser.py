@@ -149,21 +149,44 @@ async def test_a_headline_with_script_markup_leaves_the_loader_working(browser, 
     assert await page.inner_text("[data-testid=headline]") == "Quote <!--<script> here"
 
 
+WATCH = """(selector) => new Promise((resolve) => {
+  // An observer created after the loader's: the browser delivers to observers in creation order,
+  // so when this one hears of a change, the loader has already started or cleared its timer.
+  new IntersectionObserver((entries, self) => { self.disconnect(); resolve(entries[0].intersectionRatio); },
+                           {threshold: [0, 0.5, 1]}).observe(document.querySelector(selector));
+})"""
+
+
 async def test_impression_fires_only_once_the_slot_is_in_view(browser, site, workdir):
+    """On the page's own (paused) clock: the one-second rule is checked to the millisecond."""
     base, _ = site
-    page, _ = await open_page(browser, base + "/", height=700)
-    slot = page.locator("[data-testid=sidebar-300x250]")
+    context = await browser.new_context(viewport={"width": 1280, "height": 700})
+    await context.clock.install()
+    await context.clock.pause_at(1_800_000_000_000)
+    page = await context.new_page()
+    await page.goto(base + "/")
+    await page.wait_for_selector("[data-testid=you-might-like][data-adserve-state]", state="attached")
+    selector = "[data-testid=sidebar-300x250]"
+    slot = page.locator(selector)
+    await slot.wait_for(state="attached")
     slot_id = await slot.get_attribute("id")
     seen = lambda: [e for e in events(workdir, "impression") if e["slot"] == slot_id]
-    await page.wait_for_timeout(1600)
-    assert seen() == []  # below the fold: no impression however long we wait
+    viewed = lambda: slot.get_attribute("data-adserve-viewed")
+    assert await page.evaluate(WATCH, selector) < 0.5  # below the fold
+    await page.clock.run_for(60_000)
+    assert await viewed() is None  # no impression however long it stays out of view
     await slot.scroll_into_view_if_needed()
-    await page.wait_for_timeout(400)
-    assert seen() == []  # in view, but not yet for one second
-    await page.wait_for_function(
-        "document.querySelector('[data-testid=sidebar-300x250]').dataset.adserveViewed === 'true'")
-    await page.wait_for_timeout(200)
+    assert await page.evaluate(WATCH, selector) >= 0.5
+    await page.clock.run_for(999)
+    assert await viewed() is None  # in view, but not yet for one second
+    await page.clock.run_for(1)
+    assert await viewed() == "true"
+    for _ in range(1200):  # the pixel is on its way: wait for it to be logged (a hang guard)
+        if seen():
+            break
+        await asyncio.sleep(0.05)
     assert len(seen()) == 1 and seen()[0]["counted"]
+    await context.close()
 
 
 def set_collapse(workdir, placement: str, collapse: str) -> None:
@@ -334,7 +357,7 @@ async def test_creative_cannot_touch_the_host_page(browser, make_server, aiohttp
     page, dialogs = await open_page(browser, url)
     frame = page.frame_locator("[data-testid=sidebar-300x250] iframe")
     await frame.locator("#hostile").wait_for()
-    await page.wait_for_timeout(300)
+    await frame.locator("#hostile", has_text="ran:").wait_for()  # the script ran to its end
     assert await frame.locator("#hostile").text_content() == "ran:"  # every attempt threw
     assert dialogs == []
     assert page.url == url
@@ -344,17 +367,18 @@ async def test_creative_cannot_touch_the_host_page(browser, make_server, aiohttp
 
 
 async def test_hot_reload_shows_on_the_next_page_view(browser, site, workdir):
-    base, _ = site
+    base, server = site
     page, _ = await open_page(browser, base + "/")
     assert await page.get_attribute("[data-testid=top-banner]", "data-adserve-campaign") == "12180"
+    serving = server.runtime
     edit(workdir, "campaigns/display.yaml", "    name: Civic Motors EV launch (desktop)\n",
          "    name: Civic Motors EV launch (desktop)\n    status: paused\n")
-    for _ in range(40):
-        await page.wait_for_timeout(150)
-        await page.reload()
-        await page.wait_for_selector("[data-testid=top-banner][data-adserve-state]")
-        if await page.get_attribute("[data-testid=top-banner]", "data-adserve-campaign") != "12180":
+    for _ in range(1200):  # the file watcher swaps the runtime (a hang guard, not a time limit)
+        if server.runtime is not serving:
             break
+        await asyncio.sleep(0.05)
+    await page.reload()
+    await page.wait_for_selector("[data-testid=top-banner][data-adserve-state]")
     assert await page.get_attribute("[data-testid=top-banner]", "data-adserve-campaign") == "90001"
 
 

@@ -232,13 +232,14 @@ def test_a_daypart_edge_after_a_dst_jump_is_in_local_time():
 def test_a_flight_starting_mid_minute_serves_from_its_first_second():
     clock = FakeClock(NOON_ISH + dt.timedelta(seconds=10))
     starts = NOON_ISH + dt.timedelta(seconds=30)
-    late = campaign(2, price=50.0, flight=Flight(start=starts, end=starts + dt.timedelta(days=1)))
-    d = decider([campaign(1), late], clock)
+    late = campaign(2, tier="sponsorship", flight=Flight(start=starts, end=starts + dt.timedelta(days=1)))
+    d = decider([campaign(1), late], clock)  # once eligible, the higher tier always wins
     assert fill_ids(d, request()) == [1]
-    clock.advance(seconds=25)
-    assert fill_ids(d, request(user={"id": "r2"})) in ([1], [2])
-    counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(200))
-    assert counts[2] > 150  # 50 : 1 by eCPM once its flight has started
+    clock.advance(seconds=19)  # 29 s: one second before its start, in the same minute
+    assert fill_ids(d, request(user={"id": "r1"})) == [1]
+    clock.advance(seconds=1)
+    assert [fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(20)] == [2] * 20
+
 
 def with_creatives(c: Campaign, *specs: tuple[str, float]) -> Campaign:
     """``c`` with one creative per (size, weight) instead of its own."""

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import dataclasses
+import random
 import shutil
 import time
 
@@ -11,12 +13,13 @@ import numpy as np
 import pytest
 from scipy.sparse import csr_matrix
 
-from adserve.catalog import Catalog
+from adserve.catalog import Catalog, Item
 from adserve.events import EventLog, log_files
 from adserve.model import Recs
 from adserve.recs.artifact import ArtifactError, ModelArtifact
 from adserve.recs.evaluate import evaluate
 from adserve.recs.matrix import build_matrix, read_interactions
+from adserve.recs.recommender import Recommender
 from adserve.recs.simulate import SimulationSpec, simulate
 from adserve.recs.train import train
 from adserve.server.app import create_app
@@ -25,6 +28,7 @@ from .conftest import EXAMPLE_REQUEST
 from .test_server import local
 
 RECS = Recs(factors=16, iterations=10)
+DAY = 1_795_996_800.0  # a UTC midnight
 
 
 @pytest.fixture(scope="module")
@@ -39,15 +43,20 @@ def simulated(tmp_path_factory):
     return folder, counts, artifact
 
 
-def test_matrix_sums_weights_skips_bots_and_keeps_orientation(tmp_path):
-    log = EventLog(tmp_path)
-    log.append({"ts": 1.0, "type": "click", "user": "u1", "item": "a", "counted": True},
-               {"ts": 2.0, "type": "click", "user": "u1", "item": "a", "counted": True},
-               {"ts": 3.0, "type": "decision", "user": "u2", "page": "b"},
-               {"ts": 4.0, "type": "impression", "user": "u2", "items": ["a", "c"]},
-               {"ts": 5.0, "type": "click", "user": "bot", "item": "c", "bot": True},
-               {"ts": 6.0, "type": "decision", "user": None, "page": "c"})
+def write_log(folder, *events) -> None:
+    log = EventLog(folder)
+    for event in events:
+        log.append(event)  # each into its own day's file
     log.close()
+
+
+def test_matrix_sums_weights_skips_bots_and_keeps_orientation(tmp_path):
+    write_log(tmp_path, {"ts": 1.0, "type": "click", "user": "u1", "item": "a", "counted": True},
+              {"ts": 86402.0, "type": "click", "user": "u1", "item": "a", "counted": True},  # next day
+              {"ts": 3.0, "type": "decision", "user": "u2", "page": "b"},
+              {"ts": 4.0, "type": "impression", "user": "u2", "items": ["a", "c"], "counted": True},
+              {"ts": 5.0, "type": "click", "user": "bot", "item": "c", "bot": True},
+              {"ts": 6.0, "type": "decision", "user": None, "page": "c"})
     recs = Recs(click_weight=1.0, view_weight=0.5, impression_weight=0.1)
     data = build_matrix(read_interactions(log_files(tmp_path), recs))
     assert isinstance(data.matrix, csr_matrix) and data.matrix.dtype == np.float32
@@ -55,12 +64,37 @@ def test_matrix_sums_weights_skips_bots_and_keeps_orientation(tmp_path):
     np.testing.assert_allclose(data.matrix.toarray(), [[2.0, 0, 0], [0.1, 0.5, 0.1]], rtol=1e-6)
 
 
+def weights_of(tmp_path, *events, recs=Recs(click_weight=1.0, view_weight=0.5, impression_weight=0.1)):
+    write_log(tmp_path, *events)
+    data = build_matrix(read_interactions(log_files(tmp_path), recs))
+    return {(u, i): data.matrix[r, c] for r, u in enumerate(data.user_ids.tolist())
+            for c, i in enumerate(data.item_ids.tolist()) if data.matrix[r, c]}
+
+
+def test_replayed_click_tokens_weigh_one_click(tmp_path):
+    """Only counted hits train, as only counted hits are billed: a replay is logged, not counted."""
+    replays = [{"ts": DAY + n, "type": "click", "user": "u1", "item": "pushed", "token": "n1:0",
+                "counted": n == 0} for n in range(50)]
+    shown = [{"ts": DAY + n, "type": "impression", "user": "u1", "items": ["pushed"], "token": "n2",
+              "counted": n == 0} for n in range(50)]
+    assert weights_of(tmp_path, *replays, *shown) == {("u1", "pushed"): pytest.approx(1.1)}
+
+
+def test_a_readers_reads_of_an_article_are_capped_per_day(tmp_path):
+    """Page reads come from slot requests, which anyone can send: 50 forged reads weigh two."""
+    views = [{"ts": DAY + 60 * n, "type": "decision", "user": "u1", "page": "pushed"} for n in range(50)]
+    next_day = {"ts": DAY + 86400, "type": "decision", "user": "u1", "page": "pushed"}
+    other = {"ts": DAY + 1, "type": "decision", "user": "u2", "page": "pushed"}
+    assert weights_of(tmp_path, *views, next_day, other) == {
+        ("u1", "pushed"): pytest.approx(3 * 0.5), ("u2", "pushed"): pytest.approx(0.5)}
+
+
 def test_files_with_their_own_vocabularies_merge_into_one_matrix(tmp_path):
     """Each day file codes ids in its own first-seen order; the merge must still line rows up."""
     days = [[("u2", "b"), ("u1", "a"), ("u2", "a")], [("u3", "c"), ("u1", "b"), ("u2", "b")]]
     for day, clicks in enumerate(days):
         log = EventLog(tmp_path, writer=f"w{day}")
-        log.append(*({"ts": day * 86400.0 + n, "type": "click", "user": u, "item": i}
+        log.append(*({"ts": day * 86400.0 + n, "type": "click", "user": u, "item": i, "counted": True}
                      for n, (u, i) in enumerate(clicks)))
         log.close()
     data = read_interactions(log_files(tmp_path), RECS)
@@ -148,15 +182,35 @@ async def widget(client, body) -> dict:
     return (await response.json())["slots"]["w"]
 
 
+def organic(answer: dict) -> list[str]:
+    return [i["item_id"] for i in answer["items"] if not i["sponsored"]]
+
+
+def without_exploration(server) -> None:
+    """No random fresh picks: every organic item then comes from the strategy's own list."""
+    server.recommender.recs = dataclasses.replace(server.recommender.recs, explore_share=0.0)
+
+
+async def until(condition, guard: float = 120.0) -> None:
+    """Wait for ``condition``; the guard only stops a hang, no duration is asserted."""
+    deadline = time.monotonic() + guard
+    while not condition():
+        assert time.monotonic() < deadline, "gave up waiting"
+        await asyncio.sleep(0.05)
+
+
 async def test_reader_with_history_gets_personal_items(recs_client):
     client, server = recs_client
-    known = server.recommender.model.artifact.user_ids.tolist()[0]
-    page = server.recommender.model.item_ids[0]
+    without_exploration(server)
+    model = server.recommender.model
+    known = model.artifact.user_ids.tolist()[0]
+    page = model.item_ids[0]
     mine = await widget(client, recs_request(known, page))
     anonymous = await widget(client, recs_request(None, page))
     assert mine["strategy"] == "personal" and anonymous["strategy"] == "related"
-    organic = lambda w: [i["item_id"] for i in w["items"] if not i["sponsored"]]
-    assert organic(mine) != organic(anonymous)
+    assert len(organic(mine)) == 4 and organic(anonymous)
+    assert set(organic(mine)) <= set(model.personal(known, ()))  # the reader's own top-N
+    assert set(organic(anonymous)) <= set(model.related(page))   # the page's neighbours
 
 
 async def test_sponsored_items_fill_configured_positions(recs_client):
@@ -205,31 +259,54 @@ async def test_new_reader_is_folded_in_from_recent_clicks(recs_client):
     assert after["strategy"] == "personal"
 
 
-async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, simulated, workdir):
+def one_reader_model(reader: str, items: list[str]) -> ModelArtifact:
+    """A model that knows one reader, whose top-N is ``items``."""
+    rng = np.random.default_rng(0)
+    return ModelArtifact(user_ids=np.array([reader]), item_ids=np.array(items),
+                         user_factors=rng.random((1, 4), dtype=np.float32),
+                         item_factors=rng.random((len(items), 4), dtype=np.float32),
+                         user_top=np.arange(len(items), dtype=np.int32)[None, :],
+                         item_neighbors=np.full((len(items), len(items)), -1, dtype=np.int32),
+                         meta={"params": {"algorithm": "als"}})
+
+
+async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, workdir):
     client, server = recs_client
+    without_exploration(server)
     first = server.recommender.model
     model_path = workdir / "var" / "model.npz"
     model_path.write_bytes(b"corrupt")
     await server.reload_model()
     assert server.recommender.model is first
     assert "not a readable model artifact" in server.status["model"]["error"]
-    # in a thread, as the server does: training on the loop itself would read as overload (503)
-    await asyncio.to_thread(train, workdir / "var" / "events", Recs(factors=8, iterations=3), model_path)
+    before = organic(await widget(client, recs_request("reader-1")))
+    recent = time.time() - 48 * 3600
+    unseen = [i for i, item in server.catalog.items.items()
+              if i not in before and item.live and (item.published or 0) > recent][:6]
+    one_reader_model("reader-1", unseen).save(model_path)
     await server.reload_model()
     assert server.recommender.model is not first
-    assert server.recommender.model.artifact.user_factors.shape[1] == 8
-    assert (await widget(client, recs_request("reader-1")))["items"]
+    after = await widget(client, recs_request("reader-1"))
+    assert after["strategy"] == "personal" and len(organic(after)) == 4
+    assert set(organic(after)) <= set(unseen)  # the new model's picks, none of the old answer's
 
 
 async def test_model_file_watch_picks_up_a_new_artifact(recs_client, workdir):
     client, server = recs_client
+    without_exploration(server)
     first = server.recommender.model
     await asyncio.to_thread(train, workdir / "var" / "events", Recs(factors=4, iterations=2),
                             workdir / "var" / "model.npz")
-    deadline = time.monotonic() + 5
-    while server.recommender.model is first and time.monotonic() < deadline:
-        await asyncio.sleep(0.1)
-    assert server.recommender.model is not first
+    await until(lambda: server.recommender.model is not first)
+    await served_from(client, server.recommender.model)
+
+
+async def served_from(client, model) -> None:
+    """A reader of ``model`` is served from their top-N in it."""
+    reader = model.artifact.user_ids.tolist()[1]
+    answer = await widget(client, recs_request(reader))
+    assert answer["strategy"] == "personal" and len(organic(answer)) == 4
+    assert set(organic(answer)) <= set(model.personal(reader, ()))
 
 
 def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
@@ -237,7 +314,7 @@ def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
     from adserve.recs.matrix import cache_for
 
     log = EventLog(tmp_path)
-    log.append({"ts": 1.0, "type": "click", "user": "u1", "item": "a"})
+    log.append({"ts": 1.0, "type": "click", "user": "u1", "item": "a", "counted": True})
     log.close()
     path = log_files(tmp_path)[0]
     with open(path, "ab") as f:
@@ -250,7 +327,7 @@ def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
     assert len(read_interactions(log_files(tmp_path), RECS, again, cache).users) == 1
     assert (again.events, again.skipped) == (first.events, first.skipped) == (1, [(str(path), 2)])
     log = EventLog(tmp_path)
-    log.append({"ts": 2.0, "type": "click", "user": "u2", "item": "b"})
+    log.append({"ts": 2.0, "type": "click", "user": "u2", "item": "b", "counted": True})
     log.close()
     grown = read_interactions(log_files(tmp_path), RECS, None, cache)
     assert sorted(grown.users.tolist()) == ["u1", "u2"]
@@ -259,16 +336,13 @@ def test_parse_cache_is_used_and_invalidated_by_growth(tmp_path):
 
 async def test_scheduled_retrain_writes_and_swaps_a_model(recs_client, workdir):
     client, server = recs_client
+    without_exploration(server)
     first = server.recommender.model
     before = (workdir / "var" / "model.npz").stat().st_mtime_ns
     await server.retrain()
     assert (workdir / "var" / "model.npz").stat().st_mtime_ns != before
-    for _ in range(50):  # the model watcher swaps it in within a second or two
-        if server.recommender.model is not first:
-            break
-        await asyncio.sleep(0.1)
-    assert server.recommender.model is not first
-    assert (await widget(client, recs_request("reader-1")))["items"]
+    await until(lambda: server.recommender.model is not first)  # the model watcher swaps it in
+    await served_from(client, server.recommender.model)
 
 
 async def test_fresh_articles_get_their_exploration_share(recs_client):
@@ -288,3 +362,56 @@ async def test_fresh_articles_get_their_exploration_share(recs_client):
         just_in += "just-in" in items
     # explore_share 0.15 x 4 organic slots (2 of 6 are sponsored) = 0.6 exploration slots a widget
     assert fresh_slots >= 0.6 * 200 * 0.7 and just_in > 0
+
+
+# -- the current article, on every strategy path ---------------------------------------------------
+PAGE = "page"
+OTHERS = [f"other-{n}" for n in range(8)]
+
+
+def hand_made_recommender(recs: Recs = Recs(explore_share=0.0), fresh: tuple[str, ...] = ()):
+    """A catalog and a model in which the page being read is the best candidate of every path:
+    the reader's top-N, the neighbours of the article they clicked last, their fold-in scores and
+    popularity. Training never lists an article as its own neighbour; these lists can hold it."""
+    now = time.time()
+    catalog = Catalog({i: Item(item_id=i, url=f"/articles/{i}", title=i,
+                               published=now if i in fresh else now - 3600 * 30)
+                       for i in [PAGE, *OTHERS]})
+    item_ids = np.array([PAGE, *OTHERS])
+    others = list(range(1, len(item_ids)))
+    factors = np.array([[3.0, 0.0]] + [[1.0, 0.0]] + [[0.0, 0.1]] * (len(OTHERS) - 1), dtype=np.float32)
+    artifact = ModelArtifact(
+        user_ids=np.array(["known"]), item_ids=item_ids,
+        user_factors=np.ones((1, 2), dtype=np.float32), item_factors=factors,
+        user_top=np.array([[0, *others]], dtype=np.int32),
+        item_neighbors=np.array([[-1] * len(item_ids)] + [[0, *others]] * len(OTHERS), dtype=np.int32),
+        meta={"params": {"algorithm": "als"}})
+    recommender = Recommender(catalog, recs, random.Random(2))
+    recommender.use_model(artifact)
+    for _ in range(10):
+        recommender.record("decision", "someone", PAGE, now)  # the page is also the most read
+    return recommender
+
+
+@pytest.mark.parametrize("strategy, user, history, path", [
+    ("personal", "known", (), "personal"),            # the reader's precomputed top-N
+    ("personal", "newcomer", (OTHERS[0],), "personal"),  # fold-in of a reader newer than the model
+    ("related", None, (), "popular"),                 # the page has no neighbours: popularity
+    ("related", "clicker", (OTHERS[0],), "related"),  # neighbours of the last clicked article
+    ("popular", None, (), "popular"),
+])
+def test_the_current_article_is_never_recommended(strategy, user, history, path):
+    recommender = hand_made_recommender()
+    for item in history:
+        recommender.record("click", user, item, time.time())
+    rec = recommender.recommend(strategy, user, PAGE, 3, set())
+    assert rec.strategy == path and len(rec.items) == 3
+    assert PAGE not in rec.items and not set(history) & set(rec.items)
+
+
+def test_the_current_article_is_never_recommended_without_a_model_or_as_a_fresh_pick():
+    recommender = hand_made_recommender(Recs(explore_share=1.0), fresh=(PAGE, OTHERS[3]))
+    recommender.model = None
+    for _ in range(20):
+        rec = recommender.recommend("personal", "reader", PAGE, 3, set())
+        assert PAGE not in rec.items and OTHERS[3] in rec.items  # the one other fresh article

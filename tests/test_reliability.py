@@ -124,11 +124,14 @@ async def test_server_keeps_last_good_config_through_mangled_files(client, workd
 
 
 # -- kill -9 under load --------------------------------------------------------------------------
-async def _traffic(url: str, acked: list[tuple[str, str]], stop: asyncio.Event, worker: int) -> None:
+ACKED_BEFORE_KILL = 200  # hits acknowledged before the kill, however fast the machine
+
+
+async def _traffic(url: str, acked: list[tuple[str, str]], enough: asyncio.Event, worker: int) -> None:
     body = copy.deepcopy(EXAMPLE_REQUEST)
     async with aiohttp.ClientSession() as session:
         n = 0
-        while not stop.is_set():
+        while True:
             n += 1
             body["user"] = {"id": f"load-{worker}-{n}"}
             try:
@@ -140,6 +143,8 @@ async def _traffic(url: str, acked: list[tuple[str, str]], stop: asyncio.Event, 
                         async with session.get(url + local(link), allow_redirects=False) as hit:
                             if hit.status in (200, 302):
                                 acked.append((kind, link.split("t=")[1]))
+                                if len(acked) >= ACKED_BEFORE_KILL:
+                                    enough.set()
             except (aiohttp.ClientError, asyncio.TimeoutError, KeyError, ValueError):
                 return  # the server is gone
 
@@ -147,13 +152,12 @@ async def _traffic(url: str, acked: list[tuple[str, str]], stop: asyncio.Event, 
 async def test_acknowledged_events_survive_kill_minus_nine(tmp_path):
     server = LiveServer(tmp_path).start()
     acked: list[tuple[str, str]] = []
-    stop = asyncio.Event()
-    workers = [asyncio.create_task(_traffic(server.url, acked, stop, w)) for w in range(8)]
-    await asyncio.sleep(3)
-    server.kill()  # mid-load: no shutdown hook, no final fsync
-    stop.set()
+    enough = asyncio.Event()
+    workers = [asyncio.create_task(_traffic(server.url, acked, enough, w)) for w in range(8)]
+    await asyncio.wait_for(enough.wait(), timeout=300)  # a guard against a hang, not a speed limit
+    server.kill()  # mid-load (the workers are still sending): no shutdown hook, no final fsync
     await asyncio.gather(*workers)
-    assert len(acked) > 100
+    assert len(acked) >= ACKED_BEFORE_KILL
     server.start()  # restarts on the same log, torn line or not
     server.stop()
     report = ReadReport()
@@ -195,11 +199,12 @@ async def test_oversized_and_slow_requests(live):
         _, writer = await asyncio.open_connection("127.0.0.1", live.port)
         writer.write(b"POST /v1/slots HTTP/1.1\r\nHost: x\r\nX-Slow: ")
         writers.append(writer)
-    started = time.perf_counter()
-    async with aiohttp.ClientSession() as session:
-        async with session.post(live.url + "/v1/slots", json=EXAMPLE_REQUEST) as response:
-            assert response.status == 200
-    assert time.perf_counter() - started < 2.0
+    guard = aiohttp.ClientTimeout(total=60)  # a hang guard: starving would mean no answer at all
+    async with aiohttp.ClientSession(timeout=guard) as session:
+        for _ in range(3):  # served while all 200 slow connections are still held open
+            async with session.post(live.url + "/v1/slots", json=EXAMPLE_REQUEST) as response:
+                assert response.status == 200 and (await response.json())["slots"]["s1"]["fill"]
+    assert not any(writer.is_closing() for writer in writers)
     for writer in writers:
         writer.close()
 

@@ -11,6 +11,8 @@ import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from prometheus_client import CONTENT_TYPE_LATEST
+from prometheus_client.parser import text_string_to_metric_families
 
 from adserve.events import log_files, read_events
 from adserve.server.app import SERVER, create_app
@@ -72,18 +74,22 @@ async def test_bots_are_logged_but_not_counted(client, workdir):
     assert event["bot"] is True and event["counted"] is False
 
 
-async def test_tampered_and_unsigned_clicks_never_redirect(client):
-    fill = (await post_slots(client, EXAMPLE_REQUEST))["s1"]
-    token = fill["click_url"].split("t=")[1]
-    body, mac = token.split(".")
+async def test_tampered_and_unsigned_clicks_never_redirect(client, workdir):
+    slots = await post_slots(client, EXAMPLE_REQUEST)
     flip = lambda text: text[:-1] + ("A" if text[-1] != "A" else "B")
-    attempts = [f"/t/c?t={flip(body)}.{mac}", f"/t/c?t={body}.{flip(mac)}", "/t/c",
-                "/t/c?t=&url=https://evil.example", "/t/c?url=https://evil.example"]
+    attempts = ["/t/c", "/t/c?t=&url=https://evil.example", "/t/c?url=https://evil.example"]
+    for click_url in (slots["s1"]["click_url"], slots["s3"]["items"][0]["click_url"]):  # an ad, a widget
+        token, _, position = click_url.split("t=")[1].partition("&")
+        body, mac = token.split(".")
+        suffix = f"&{position}" if position else ""
+        attempts += [f"/t/c?t={flip(body)}.{mac}{suffix}", f"/t/c?t={body}.{flip(mac)}{suffix}",
+                     f"/t/c?t={body}.{'A' * 22}{suffix}", f"/t/c?t={body}.{suffix}"]
     for path in attempts:
         response = await client.get(path, allow_redirects=False)
         assert 400 <= response.status < 500, path
         assert "Location" not in response.headers
         assert set(await response.json()) == {"error", "detail"}
+    assert logged(workdir, "click") == []
 
 
 async def test_widget_clicks_name_a_position_and_count_once_each(client, workdir):
@@ -102,6 +108,31 @@ async def test_widget_clicks_name_a_position_and_count_once_each(client, workdir
         (organic[0]["item_id"], True), (organic[1]["item_id"], True), (organic[0]["item_id"], False)]
     assert (await client.get(local(widget["impression_url"]))).status == 200
     assert logged(workdir, "impression")[0]["counted"] is True  # the clicks did not use it up
+
+
+async def test_nothing_is_acknowledged_before_its_event_is_logged(client, workdir, monkeypatch):
+    """The log line is written before the answer: when the write fails, no 200, pixel or redirect
+    goes out (a hit acknowledged first and logged later is lost by a crash in between)."""
+    server = client.server.app[SERVER]
+    slots = await post_slots(client, EXAMPLE_REQUEST)
+    widget_click = slots["s3"]["items"][0]["click_url"]
+    hits = [slots["s1"]["impression_url"], slots["s1"]["click_url"], slots["s3"]["impression_url"],
+            widget_click]
+    written = server.events.append
+
+    def disk_full(*events):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(server.events, "append", disk_full)
+    refused = await client.post("/v1/slots", json=EXAMPLE_REQUEST)
+    assert refused.status >= 500 and "slots" not in await refused.json()
+    for url in hits:
+        response = await client.get(local(url), allow_redirects=False)
+        assert response.status >= 500, url
+        assert "Location" not in response.headers and response.content_type == "application/json"
+    monkeypatch.setattr(server.events, "append", written)
+    assert logged(workdir, "impression") == logged(workdir, "click") == []
+    assert len(logged(workdir, "decision")) == 1
 
 
 BAD_BODIES = [
@@ -171,35 +202,78 @@ async def test_cors_only_for_configured_origins(client):
     assert refused.status == 403
 
 
-async def test_health_metrics_openapi(client):
-    await post_slots(client, EXAMPLE_REQUEST)
-    assert (await (await client.get("/healthz")).json())["status"] == "ok"
-    metrics = await (await client.get("/metrics")).text()
-    for name in ("adserve_requests_total", 'adserve_slots_total{filled="true",type="display"}',
-                 "adserve_decision_seconds_bucket", "adserve_events_written_total",
-                 "adserve_config_reload_errors_total"):
-        assert name in metrics
+async def scrape(client) -> dict[tuple[str, tuple], float]:
+    """/metrics as {(sample name, sorted labels): value}."""
+    response = await client.get("/metrics")
+    assert response.status == 200 and response.headers["Content-Type"] == CONTENT_TYPE_LATEST
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(await response.text()) for sample in family.samples}
+
+
+async def test_health_openapi_and_metrics_count_known_traffic(client):
+    assert await (await client.get("/healthz")).json() == {"status": "ok", "config_ok": True,
+                                                           "model_loaded": False}
     spec = await (await client.get("/openapi.json")).json()
     assert {"/v1/slots", "/t/i", "/t/c", "/v1/items/{item_id}"} <= set(spec["paths"])
+    before = await scrape(client)
+    assert not [name for name, _ in before if name.endswith("_created")]
+    assert before[("adserve_slot_request_duration_seconds_count", ())] == 0
+    slots = await post_slots(client, EXAMPLE_REQUEST)  # two display ads and a widget, all filled
+    for agent in ("Mozilla/5.0", "Mozilla/5.0", "Googlebot/2.1"):  # counted, duplicate, bot
+        await client.get(local(slots["s1"]["impression_url"]), headers={"User-Agent": agent})
+    await client.get(local(slots["s1"]["click_url"]), allow_redirects=False)
+    await client.get("/v1/slots")
+    await client.get("/v1/items/x")
+    await client.get("/nope")
+    after = await scrape(client)
+    changed = {key: value - before.get(key, 0) for key, value in after.items()
+               if value != before.get(key, 0) and not key[0].endswith(("_bucket", "_sum"))}
+    assert changed == {
+        ("adserve_requests_total", (("route", "/metrics"), ("status", "200"))): 1,
+        ("adserve_requests_total", (("route", "/v1/slots"), ("status", "200"))): 1,
+        ("adserve_requests_total", (("route", "/t/i"), ("status", "200"))): 3,
+        ("adserve_requests_total", (("route", "/t/c"), ("status", "302"))): 1,
+        ("adserve_requests_total", (("route", "/v1/slots"), ("status", "405"))): 1,
+        ("adserve_requests_total", (("route", "/v1/items/{item_id}"), ("status", "405"))): 1,
+        ("adserve_requests_total", (("route", "none"), ("status", "404"))): 1,
+        ("adserve_slots_total", (("filled", "true"), ("type", "display"))): 2,
+        ("adserve_slots_total", (("filled", "true"), ("type", "recs"))): 1,
+        ("adserve_slot_request_duration_seconds_count", ()): 1,
+        ("adserve_events_written_total", (("type", "decision"),)): 1,
+        ("adserve_events_written_total", (("type", "impression"),)): 3,
+        ("adserve_events_written_total", (("type", "click"),)): 1,
+        ("adserve_tracking_total", (("kind", "impression"), ("outcome", "counted"))): 1,
+        ("adserve_tracking_total", (("kind", "impression"), ("outcome", "duplicate"))): 1,
+        ("adserve_tracking_total", (("kind", "impression"), ("outcome", "bot"))): 1,
+        ("adserve_tracking_total", (("kind", "click"), ("outcome", "counted"))): 1,
+    }
+    assert after[("adserve_slot_request_duration_seconds_bucket", (("le", "+Inf"),))] == 1
+    assert after[("adserve_config_reload_errors_total", ())] == 0  # and nothing shed: no change above
 
 
-async def test_unknown_route_and_method_are_json_4xx(client):
-    assert (await client.get("/nope")).status == 404
-    wrong = await client.get("/v1/slots")
-    assert wrong.status == 405 and (await wrong.json())["error"] == "method_not_allowed"
-
-
-async def test_cms_upsert_requires_the_token(client):
+async def test_cms_upsert_requires_the_token_and_refusals_write_nothing(client, workdir):
+    server = client.server.app[SERVER]
+    journal = workdir / "var" / "events" / "catalog-updates.jsonl"
+    catalog_before = copy.deepcopy(server.catalog.items)
     item = {"url": "https://news.example/a/new", "title": "A new story", "section": "world"}
-    assert (await client.put("/v1/items/new-1", json=item)).status == 401
-    wrong = await client.put("/v1/items/new-1", json=item, headers={"Authorization": "Bearer nope"})
-    assert wrong.status == 401
-    ok = await client.put("/v1/items/new-1", json=item,
-                          headers={"Authorization": "Bearer cms-token-for-tests"})
-    assert ok.status == 200
-    bad = await client.put("/v1/items/new-2", json={"title": "no url"},
-                           headers={"Authorization": "Bearer cms-token-for-tests"})
-    assert bad.status == 400
+    token = {"Authorization": "Bearer cms-token-for-tests"}
+    refused = [("new-1", item, {}, 401), ("new-1", item, {"Authorization": "Bearer nope"}, 401),
+               ("new-1", item, {"Authorization": "cms-token-for-tests"}, 401),
+               ("new-2", {"title": "no url"}, token, 400),
+               ("new-3", {**item, "url": "javascript:alert(1)"}, token, 400),
+               ("bad id!", item, token, 400)]
+    for item_id, body, headers, status in refused:
+        response = await client.put(f"/v1/items/{item_id}", json=body, headers=headers)
+        assert response.status == status, item_id
+    assert server.catalog.items == catalog_before and not journal.exists()
+    ok = await client.put("/v1/items/new-1", json=item, headers=token)
+    assert ok.status == 200 and await ok.json() == {"item_id": "new-1", "live": True}
+    added = server.catalog.items["new-1"]
+    assert (added.url, added.title, added.section) == (item["url"], item["title"], "world")
+    assert set(server.catalog.items) == set(catalog_before) | {"new-1"}
+    assert [orjson.loads(line)["item_id"] for line in journal.read_bytes().splitlines()] == ["new-1"]
+    retired = await client.put("/v1/items/new-1", json={**item, "live": False}, headers=token)
+    assert retired.status == 200 and server.catalog.live("new-1") is None
 
 
 async def test_a_non_utf8_authorization_header_is_refused_not_a_crash(client):
@@ -262,12 +336,14 @@ async def test_bad_edit_keeps_last_good_config_and_is_reported(client, workdir):
     assert (await post_slots(client, EXAMPLE_REQUEST))["s1"]["campaign_id"] == 90001
 
 
-async def test_watcher_notices_an_edit_within_seconds(client, workdir):
+async def test_watcher_notices_an_edit(client, workdir):
+    server = client.server.app[SERVER]
+    serving = server.runtime
     edit(workdir, "campaigns/display.yaml", "  - id: 12174\n", "  - id: 12174\n    status: paused\n")
-    for _ in range(50):
-        await asyncio.sleep(0.1)
-        if (await post_slots(client, EXAMPLE_REQUEST))["s1"]["campaign_id"] != 12174:
+    for _ in range(1200):  # polled every second by the watcher (a hang guard, not a time limit)
+        if server.runtime is not serving:
             break
+        await asyncio.sleep(0.05)
     assert (await post_slots(client, EXAMPLE_REQUEST))["s1"]["campaign_id"] == 90001
 
 

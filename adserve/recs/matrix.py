@@ -1,7 +1,12 @@
 """Event log to the user x item matrix that implicit trains on.
 
 Each event contributes (user, item, weight) triples: a click on a recommended item, reading an
-article (the page of a decision), and, with a small weight, items shown in a widget. Parsing is one
+article (the page of a decision), and, with a small weight, items shown in a widget. Only what
+could not be bought cheaply trains: no click or impression the server logged as not counted (a
+replayed token is logged, not counted), and at most ``READS_PER_DAY`` reads of an article per
+reader and UTC day of a file (slot requests, hence reads, can be sent by anyone; each replica
+writes its own files, so R replicas allow R times that; on simulated logs a second read still
+carries taste: a cap of one made personal no better than popular). Parsing is one
 pass over the lines (cached per file) that codes ids per file against that file's vocabulary;
 merging files maps the small vocabularies, not every row, and the rows stay integer arrays
 through to the COO to CSR conversion.
@@ -61,7 +66,8 @@ class UserItems:
 
 
 KINDS = ("click", "decision", "impression")
-CACHE_VERSION = 2
+CACHE_VERSION = 3
+READS_PER_DAY = 2  # a reader's reads of one article that count in a day
 
 
 def read_interactions(files: Iterable[Path], recs: Recs, report: ReadReport | None = None,
@@ -129,7 +135,7 @@ def _columns(path: Path, unused: tuple[str, ...], report: ReadReport, cache: Pat
 
 
 def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
-    """The one per-line Python loop of training, kept to a parse and four appends.
+    """The one per-line Python loop of training, kept to a parse, a count of reads and four appends.
 
     Lines of a kind whose weight is zero are recognised by their bytes and never parsed (the
     server's own compact format; lines formatted otherwise are parsed and then dropped).
@@ -143,6 +149,8 @@ def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
     items: list[int] = []
     kinds: list[int] = []
     stamps: list[float] = []
+    reads: dict[tuple[int, int, int], int] = {}  # (reader, page, UTC day) -> reads seen
+    read = codes.get("decision")
     add_user, add_item, add_kind, add_ts = users.append, items.append, kinds.append, stamps.append
     loads = orjson.loads
     with open(path, "rb") as f:
@@ -158,11 +166,19 @@ def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
             code = codes.get(kind)
             if not user or code is None or event.get("bot"):
                 continue
+            if event.get("counted") is False:
+                continue  # a replayed token, or a hit the server did not count
             report.events += 1
             user_code = user_vocab.setdefault(user, len(user_vocab))
             for target in _targets(kind, event):
+                item_code = item_vocab.setdefault(target, len(item_vocab))
+                if code == read:
+                    key = (user_code, item_code, int(ts // 86400))
+                    reads[key] = count = reads.get(key, 0) + 1
+                    if count > READS_PER_DAY:
+                        continue  # this reader's reads of this article are all in for the day
                 add_user(user_code)
-                add_item(item_vocab.setdefault(target, len(item_vocab)))
+                add_item(item_code)
                 add_kind(code)
                 add_ts(ts)
     return {"user_vocab": np.array(list(user_vocab), dtype=str), "user_codes": np.array(users, dtype=np.int32),

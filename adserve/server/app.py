@@ -164,7 +164,7 @@ class AdServer:
         for fill in answer.values():
             filled = fill.get("fill", True) if fill["type"] == "display" else bool(fill["items"])
             self.metrics.count(self.metrics.slots, fill["type"], "true" if filled else "false")
-        self.metrics.decision_seconds.observe(time.perf_counter() - started)
+        self.metrics.slot_request_seconds.observe(time.perf_counter() - started)
         return json_response({"slots": answer})
 
     async def handle_item(self, request: web.Request) -> web.Response:
@@ -187,7 +187,8 @@ class AdServer:
                               "model_loaded": self.status["model"]["loaded"]})
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.metrics.exposition(), content_type="text/plain")
+        body, content_type = self.metrics.exposition()
+        return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def handle_status(self, request: web.Request) -> web.Response:
         """Counts for anyone (monitoring); files, lines and messages only for the operator."""
@@ -284,7 +285,6 @@ async def read_json(request: web.Request, settings: ServerSettings) -> object:
 async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
     """Every failure becomes a JSON error; nothing ever answers with a traceback."""
     server = request.app[SERVER]
-    route = request.match_info.route.resource.canonical if request.match_info.route.resource else "none"
     try:
         response = await handler(request)
     except BadRequest as exc:
@@ -301,8 +301,19 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         response = json_error(500, "internal", "internal error; it has been logged")
-    server.metrics.count(server.metrics.requests, route, str(response.status))
+    server.metrics.count(server.metrics.requests, await _route_of(request), str(response.status))
     return response
+
+
+async def _route_of(request: web.Request) -> str:
+    """The route's path template: a 405 has no matched route, so the path is matched here."""
+    resource = request.match_info.route.resource
+    if resource is None and isinstance(request.match_info.http_exception, web.HTTPMethodNotAllowed):
+        for candidate in request.app.router.resources():
+            if (await candidate.resolve(request))[1]:  # the methods it allows at this path
+                resource = candidate
+                break
+    return resource.canonical if resource is not None else "none"
 
 
 @web.middleware

@@ -1,8 +1,15 @@
-"""Prometheus metrics, in a registry of their own per app (tests run several apps at once)."""
+"""Prometheus metrics, in a registry of their own per app (tests run several apps at once).
+
+The ``_created`` series are turned off: one timestamp per labelled child doubles the series
+scraped, and Prometheus does not use them.
+"""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram,
+                               disable_created_metrics, generate_latest)
+
+disable_created_metrics()
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
@@ -15,8 +22,9 @@ class Metrics:
                                 ["route", "status"], registry=r)
         self.slots = Counter("adserve_slots", "Slots answered, by slot type and fill",
                              ["type", "filled"], registry=r)
-        self.decision_seconds = Histogram("adserve_decision_seconds", "Time to answer a slot request",
-                                          buckets=LATENCY_BUCKETS, registry=r)
+        self.slot_request_seconds = Histogram("adserve_slot_request_duration_seconds",
+                                              "Time to answer a slot request, from its first byte read",
+                                              buckets=LATENCY_BUCKETS, registry=r)
         self.events = Counter("adserve_events_written", "Events appended to the log", ["type"],
                               registry=r)
         self.tracking = Counter("adserve_tracking", "Tracking hits by kind and outcome",
@@ -39,5 +47,6 @@ class Metrics:
             child = self._children[(metric, labels)] = metric.labels(*labels)
         child.inc()
 
-    def exposition(self) -> bytes:
-        return generate_latest(self.registry)
+    def exposition(self) -> tuple[bytes, str]:
+        """The scrape body and the content type it is in."""
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
