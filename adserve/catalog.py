@@ -1,23 +1,24 @@
 """The site's articles: what recommendation widgets may show.
 
 Items come from the shipped catalog file, from the CMS through the authenticated upsert endpoint,
-and from the page context of slot requests. Only known, live items are ever recommended.
-Upserts are appended to a journal beside the event log, so they survive a restart.
+and from discovery (``catalog_discovery``), which reads the site's own pages. A slot request never
+writes here: what it says about its page is the reader's word, not the site's. Only known, live
+items are ever recommended. Upserts are appended to a journal beside the event log, so they survive
+a restart.
 """
 
 from __future__ import annotations
 
 import bisect
 import re
-import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Collection
-from urllib.parse import urlsplit
 
 import orjson
 
-ITEM_ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")
+ITEM_ID = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")  # patterns are used with fullmatch: "$" passes "\n"
+URL = re.compile(r"(https?://|/)[^\x00-\x20\x7f]*")  # an http(s) URL or a site path, no whitespace
+LATEST_PUBLISHED = 253402300799.0  # 9999-12-31 23:59:59 UTC, the last moment a page can print
 _TEXT_FIELDS = ("url", "title", "image_url", "section")
 
 
@@ -46,20 +47,23 @@ def item_from_dict(raw: object) -> Item:
     if not isinstance(raw, dict):
         raise CatalogError("an item must be a JSON object")
     item_id = raw.get("item_id")
-    if not isinstance(item_id, str) or not ITEM_ID.match(item_id):
+    if not isinstance(item_id, str) or not ITEM_ID.fullmatch(item_id):
         raise CatalogError("item_id: expected 1-128 letters, digits or _.:@/-")
     for name in _TEXT_FIELDS:
         value = raw.get(name)
         if value is not None and (not isinstance(value, str) or len(value) > 2048):
             raise CatalogError(f"{name}: expected a string of at most 2048 characters")
-    if not raw.get("url") or not str(raw["url"]).startswith(("https://", "http://", "/")):
-        raise CatalogError("url: expected an http(s) URL or a site path")
+    for name in ("url", "image_url"):
+        if raw.get(name) is not None and not URL.fullmatch(raw[name]):
+            raise CatalogError(f"{name}: expected an http(s) URL or a site path, without whitespace")
+    if not raw.get("url"):
+        raise CatalogError("url: required")
     if not raw.get("title"):
         raise CatalogError("title: required")
     published = raw.get("published")
-    if published is not None and (isinstance(published, bool)
-                                  or not isinstance(published, (int, float))):
-        raise CatalogError("published: expected Unix seconds")
+    if published is not None and (isinstance(published, bool) or not isinstance(published, (int, float))
+                                  or not 0 <= published <= LATEST_PUBLISHED):  # NaN fails too
+        raise CatalogError("published: expected Unix seconds between 1970 and 9999")
     live = raw.get("live", True)
     if not isinstance(live, bool):
         raise CatalogError("live: expected true or false")
@@ -79,6 +83,7 @@ class Catalog:
         self.items: dict[str, Item] = items or {}  # read freely; change through upsert (it keeps the index)
         self._journal = journal
         self._by_time = sorted((i.published, i.item_id) for i in self.items.values() if i.published is not None)
+        self._urls = {i.url for i in self.items.values()}  # one item per page: discovery checks here
 
     @classmethod
     def load(cls, path: str | Path, journal: str | Path | None = None) -> "Catalog":
@@ -101,21 +106,15 @@ class Catalog:
         if item.published is not None:
             bisect.insort(self._by_time, (item.published, item.item_id))
         self.items[item.item_id] = item
+        self._urls.add(item.url)
         if persist and self._journal is not None:
             self._journal.parent.mkdir(parents=True, exist_ok=True)
             with open(self._journal, "ab") as f:
                 f.write(orjson.dumps(asdict(item)) + b"\n")
 
-    def learn(self, item_id: str | None, url: str | None, title: str | None, section: str | None,
-              image_url: str | None, origins: Collection[str]) -> None:
-        """Add an article first seen in a page's own context (never overrides the CMS).
-
-        Only pages of the site's own ``origins`` teach it: anyone else could plant items in
-        widgets. The URL is parsed last, so a page of a known article costs a dict lookup.
-        """
-        if item_id and url and title and item_id not in self.items and _origin(url) in origins:
-            self.upsert(Item(item_id=item_id, url=url, title=title, section=section,
-                             image_url=image_url, published=time.time()))
+    def has_url(self, url: str) -> bool:
+        """Whether an item stands (or stood) for the page at ``url``, as stored: absolute or a path."""
+        return url in self._urls
 
     def live(self, item_id: str) -> Item | None:
         item = self.items.get(item_id)
@@ -138,8 +137,3 @@ class Catalog:
 
     def write(self, path: str | Path) -> None:
         Path(path).write_bytes(b"".join(orjson.dumps(asdict(i)) + b"\n" for i in self.items.values()))
-
-
-def _origin(url: str) -> str:
-    parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.netloc}"

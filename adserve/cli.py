@@ -180,7 +180,7 @@ def _load(folder: str | Path):
     for problem in loaded.warnings + loaded.errors:
         print(problem, file=sys.stderr)
     if not loaded.ok:
-        raise Failure(f"{len(loaded.errors)} error(s) in {folder}")
+        raise Failure(f"{loaded.problems.counts['error']} error(s) in {folder}")
     return loaded
 
 
@@ -199,7 +199,8 @@ def _check(args) -> int:
     loaded = load_config(args.config)
     for problem in loaded.errors + loaded.warnings:
         print(problem)
-    summary = f"{len(loaded.errors)} error(s), {len(loaded.warnings)} warning(s)"
+    counts = loaded.problems.counts  # all of them, also those past the listed first hundred
+    summary = f"{counts['error']} error(s), {counts['warning']} warning(s)"
     if loaded.ok:
         config = loaded.config
         summary += (f"; {len(config.campaigns)} campaigns, {len(config.placements)} placements "
@@ -392,12 +393,16 @@ def _serve(args) -> int:
         secret = secret_from_env(args.demo, Path(settings.event_dir).parent)
     except ValueError as exc:
         raise Failure(str(exc)) from exc
+    if not settings.public_url and not args.demo:
+        raise Failure("server.public_url is not set: tracking URLs would copy any request's Host "
+                      "header (set it, or run with --demo)")
     host, port = args.host or settings.host, args.port or settings.port
     sock = _listen(host, port)
     if args.demo:
         _bootstrap_demo(config_dir, loaded.config)
     server = AdServer(config_dir, loaded, secret, writer=args.writer,
-                      cms_token=os.environ.get("ADSERVE_CMS_TOKEN"))
+                      cms_token=os.environ.get("ADSERVE_CMS_TOKEN"),
+                      admin_token=os.environ.get("ADSERVE_ADMIN_TOKEN"))
     asyncio.run(listener.serve(
         create_app(server), sock, settings.max_connections, settings.head_timeout_seconds,
         on_refusal=lambda: server.metrics.count(server.metrics.shed, "connections"),

@@ -5,25 +5,33 @@ from __future__ import annotations
 import datetime as dt
 import zoneinfo
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from .model import (IAB_SIZES, Budget, Campaign, Config, ConfigFile, Creative, Daypart, Flight,
                     Placement, Price)
-from .yamlload import ConfigError, Sources, load_file
+from .yamlload import MAX_FILE_BYTES, ConfigError, Problems, Sources, load_file
 
 SINGLE_SECTIONS = ("site", "server", "recs")
 
 
 @dataclass
 class LoadResult:
-    config: Config | None
-    errors: list[ConfigError] = field(default_factory=list)
-    warnings: list[ConfigError] = field(default_factory=list)
+    config: Config | None  # None when the folder has errors
+    problems: Problems = field(default_factory=Problems)
 
     @property
     def ok(self) -> bool:
         return self.config is not None
+
+    @property
+    def errors(self) -> list[ConfigError]:
+        return self.problems.listed("error")
+
+    @property
+    def warnings(self) -> list[ConfigError]:
+        return self.problems.listed("warning")
 
 
 def config_files(folder: Path) -> list[Path]:
@@ -32,35 +40,37 @@ def config_files(folder: Path) -> list[Path]:
 
 def load_config(folder: str | Path, now: dt.datetime | None = None) -> LoadResult:
     folder = Path(folder)
+    problems = Problems()
     if not folder.is_dir():
-        return LoadResult(None, [ConfigError(str(folder), None, None, "", "config folder not found")])
+        problems.add(ConfigError(str(folder), None, None, "", "config folder not found"))
+        return LoadResult(None, problems)
     sources = Sources()
-    errors: list[ConfigError] = []
     fragments: list[tuple[str, ConfigFile]] = []
     checks = ObjectChecks(sources, now or dt.datetime.now(dt.timezone.utc))
     files = config_files(folder)
     if not files:
-        errors.append(ConfigError(str(folder), None, None, "", "no YAML files found: nothing to serve "
-                                  "(`adserve init` writes a starter config)", "warning"))
-    for path in files:
+        problems.add(ConfigError(str(folder), None, None, "", "no YAML files found: nothing to serve "
+                                 "(`adserve init` writes a starter config)", "warning"))
+    for index, path in enumerate(files):
+        if problems.full:  # the list a reader gets is complete: do not pay for what nobody sees
+            problems.unread_files = [str(p) for p in files[index:]]
+            break
         try:
-            text = path.read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            errors.append(ConfigError(str(path), None, None, "", f"cannot read file: {exc}"))
+            with path.open("rb") as file:
+                data = file.read(MAX_FILE_BYTES + 1)  # enough to tell that it is too large
+        except OSError as exc:
+            problems.add(ConfigError(str(path), None, None, "", f"cannot read file: {exc}"))
             continue
-        fragment, file_errors = load_file(ConfigFile, str(path), text, sources, checks)
-        errors += file_errors
+        fragment = load_file(ConfigFile, str(path), data, sources, problems, checks)
         if fragment is not None:
             fragments.append((str(path), fragment))
-    config = _merge(fragments, sources, errors)
+    config = _merge(fragments, sources, problems)
     config.files = [str(p) for p in files]
-    problems = errors + validate(config, sources)
-    warnings = [p for p in problems if p.severity == "warning"]
-    errors = [p for p in problems if p.severity == "error"]
-    return LoadResult(None if errors else config, errors, warnings)
+    problems.extend(validate(config, sources))
+    return LoadResult(None if problems.counts["error"] else config, problems)
 
 
-def _merge(fragments, sources: Sources, errors: list[ConfigError]) -> Config:
+def _merge(fragments, sources: Sources, problems: Problems) -> Config:
     config = Config()
     seen: dict[str, str] = {}
     for file, fragment in fragments:
@@ -69,47 +79,45 @@ def _merge(fragments, sources: Sources, errors: list[ConfigError]) -> Config:
             if part is None:
                 continue
             if name in seen:
-                errors.append(sources.error(part, "", f"'{name}' is already defined in {seen[name]}"))
+                problems.add(sources.error(part, "", f"'{name}' is already defined in {seen[name]}"))
                 continue
             seen[name] = file
             setattr(config, name, part)
         for placement in fragment.placements:
             if placement.id in config.placements:
-                errors.append(sources.error(placement, "id", f"duplicate placement id '{placement.id}'"))
+                problems.add(sources.error(placement, "id", f"duplicate placement id '{placement.id}'"))
             config.placements[placement.id] = placement
         config.campaigns += fragment.campaigns
     return config
 
 
-def validate(config: Config, sources: Sources) -> list[ConfigError]:
-    """Checks that span objects or files; each problem carries its file, line and field path."""
-    problems: list[ConfigError] = []
+def validate(config: Config, sources: Sources) -> Iterator[ConfigError]:
+    """Checks that span objects or files; each problem carries its file, line and field path.
+
+    A generator, so that a folder with a problem in each of many campaigns is counted, not listed.
+    """
     try:
         zoneinfo.ZoneInfo(config.site.timezone)
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
-        problems.append(sources.error(config.site, "timezone",
-                                      f"unknown timezone '{config.site.timezone}'"))
-    problems += _check_unique_ids(config, sources)
+        yield sources.error(config.site, "timezone", f"unknown timezone '{config.site.timezone}'")
+    yield from _check_unique_ids(config, sources)
     for campaign in config.campaigns:
-        problems += [sources.error(campaign.targeting, "placements", f"unknown placement '{name}'")
-                     for name in campaign.targeting.placements if name not in config.placements]
-    return problems
+        yield from (sources.error(campaign.targeting, "placements", f"unknown placement '{name}'")
+                    for name in campaign.targeting.placements if name not in config.placements)
 
 
-def _check_unique_ids(config: Config, sources: Sources) -> list[ConfigError]:
-    problems = []
+def _check_unique_ids(config: Config, sources: Sources) -> Iterator[ConfigError]:
     first: dict[int, Campaign] = {}
     for campaign in config.campaigns:
         if campaign.id in first:
             other = sources.error(first[campaign.id], "id", "")
-            problems.append(sources.error(
-                campaign, "id", f"duplicate campaign id {campaign.id} (first in {other.file}:{other.line})"))
+            yield sources.error(campaign, "id", f"duplicate campaign id {campaign.id} "
+                                                f"(first in {other.file}:{other.line})")
         first.setdefault(campaign.id, campaign)
     counts = Counter(c.id for campaign in config.campaigns for c in campaign.creatives)
     for campaign in config.campaigns:
-        problems += [sources.error(c, "id", f"duplicate creative id '{c.id}'")
-                     for c in campaign.creatives if counts[c.id] > 1]
-    return problems
+        yield from (sources.error(c, "id", f"duplicate creative id '{c.id}'")
+                    for c in campaign.creatives if counts[c.id] > 1)
 
 
 class ObjectChecks:

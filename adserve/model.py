@@ -182,6 +182,24 @@ class Placement:
 
 
 @dataclass(kw_only=True)
+class Discovery:
+    """Articles first seen in a slot request are fetched from the site and read from the page's own
+    metadata (Open Graph, JSON-LD), never from the request; only pages of ``allowed_origins``."""
+
+    enabled: bool = field(default=True, metadata=doc("Fetch unknown pages of the site's origins."))
+    fetches_per_second: float = field(default=1.0, metadata=doc("Most page fetches per second.",
+                                                                min=0.01, max=100))
+    queue_size: int = field(default=256, metadata=doc("Most pages waiting to be fetched; more are "
+                                                      "dropped until the queue drains.", min=1, max=10000))
+    timeout_seconds: float = field(default=5.0, metadata=doc("Limit for one page, redirects and body "
+                                                             "included.", min=0.1, max=60))
+    max_page_bytes: int = field(default=512_000, metadata=doc(
+        "Bytes read of a page; metadata past them is not seen.", min=4096, max=10_000_000))
+    retry_minutes: float = field(default=60.0, metadata=doc("A page fetched, or failed, is not fetched "
+                                                            "again for this long.", min=0))
+
+
+@dataclass(kw_only=True)
 class Site:
     name: str = "adserve demo"
     timezone: str = field(default="UTC", metadata=doc("IANA zone for dayparts and daily budgets."))
@@ -189,14 +207,16 @@ class Site:
     unique_advertiser_per_page: bool = False
     consent_required: bool = field(default=False, metadata=doc(
         "A request without privacy signals (no TCF answer, no GPC) counts as no consent."))
+    discovery: Discovery = field(default_factory=Discovery)
 
 
 @dataclass(kw_only=True)
 class Server:
     host: str = "127.0.0.1"
     port: int = field(default=8080, metadata=doc("TCP port.", min=1, max=65535))
-    public_url: str | None = field(default=None, metadata=doc("Base of tracking URLs; defaults to "
-                                                              "the request's own host."))
+    public_url: str | None = field(default=None, metadata=doc(
+        "Base of tracking URLs, e.g. https://ads.news.example; required outside --demo (the demo uses "
+        "the request's own host)."))
     max_body_bytes: int = field(default=65536, metadata=doc("Largest accepted request body.", min=1024))
     max_slots: int = field(default=20, metadata=doc("Most slots in one request.", min=1))
     event_dir: str = field(default="var/events",

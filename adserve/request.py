@@ -14,7 +14,7 @@ from .privacy import UNSIGNALLED, Consent, Signals, consent
 
 DEVICES = ("desktop", "mobile", "tablet", "app")
 SLOT_TYPES = ("display", "recs")
-_ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")  # no spaces, quotes or CR/LF: ids go into URLs
+_ID = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")  # no spaces, quotes or CR/LF: ids go into URLs
 _COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
 MAX_KEYWORDS = 50
 MALFORMED_PRIVACY = Signals(gdpr_applies=True)  # a CMP answer that says nothing: no consent
@@ -162,6 +162,6 @@ def _id(raw: dict, key: str, where: str) -> str | None:
         value = str(value)
     if value is None:
         return None
-    if not isinstance(value, str) or not _ID.match(value):
+    if not isinstance(value, str) or not _ID.fullmatch(value):
         raise BadRequest(f"{where}.{key}", "expected an id of 1-128 letters, digits or _.:@/-")
     return value

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 
 from .catalog import Catalog, absolute
+from .catalog_discovery import CatalogDiscovery
 from .decision import AdNeed, Decider, Fill
 from .events import EventLog
 from .model import Config, Placement
@@ -29,16 +30,17 @@ class Runtime:
 
 class SlotServer:
     def __init__(self, signer: Signer, events: EventLog, catalog: Catalog,
-                 recommender: Recommender) -> None:
+                 recommender: Recommender, discovery: CatalogDiscovery) -> None:
         self.signer = signer
         self.events = events
         self.catalog = catalog
         self.recommender = recommender
+        self.discovery = discovery
 
     async def serve(self, runtime: Runtime, request: SlotRequest, base_url: str) -> dict:
         page = request.page
-        self.catalog.learn(page.item_id, page.url, page.title, page.section, page.image_url,
-                           runtime.config.site.allowed_origins)
+        if page.item_id is not None and page.item_id not in self.catalog.items:  # context, nothing more
+            self.discovery.suggest(page.item_id, page.url, runtime.config.site)
         sponsored = {slot.id: _sponsored_positions(runtime, slot) for slot in request.slots
                      if slot.type == "recs"}
         needs = [AdNeed(slot.id, slot.sizes, slot.placement) for slot in request.slots

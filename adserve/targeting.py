@@ -67,7 +67,7 @@ class CompiledTargeting:
             if self.exclude & page.keywords:
                 return False
         if self.url_pattern is not None:
-            return page.url is not None and self.url_pattern.match(page.url) is not None
+            return page.url is not None and self.url_pattern.fullmatch(page.url) is not None
         return True
 
     def daypart_change(self, local: dt.datetime) -> float:

@@ -3,6 +3,12 @@
 PyYAML's ``compose`` gives nodes that remember where they stood; we build the model from those
 instead of from plain dicts, so every error (and every later semantic check) can name the file,
 line, column and field path a marketer has to fix.
+
+A config file is untrusted input to ``adserve check`` and to the server's hot reload, so what one
+file may cost is bounded before and while it is read: its size, its nesting and node count as
+written (checked on the parser's event stream, before any node exists), and the nodes and text the
+builder visits, alias expansions and unknown keys included (YAML aliases let 20 KB stand for
+billions of nodes). A run keeps only its first problems of each severity and counts the rest.
 """
 
 from __future__ import annotations
@@ -14,13 +20,22 @@ import functools
 import re
 import types
 import typing
+from collections import Counter
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
 import yaml
 
 MAX_FILE_BYTES = 1 << 20
-MAX_NODES = 100_000  # defeats alias "billion laughs" expansion
+#: Nodes per file, as written and as visited: a node reached through N aliases counts N times.
+#: About what a 1 MB file of plain campaigns holds, so aliases cannot make a file cost more.
+MAX_NODES = 100_000
+MAX_TEXT = 4 * MAX_FILE_BYTES  # characters of scalars visited per file, each alias visit again
+MAX_DEPTH = 64  # the model nests 7 deep; deeper YAML only feeds the (recursive) composer
+MAX_KEPT = 100  # problems of each severity listed per run; the rest are counted
+SHOWN_CHARS = 60  # longest word given a "did you mean" hint
+CLIP_CHARS = 400  # longest path or message of a problem (a quoted value may be 1 MB long)
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)  # libyaml when installed: 7x faster
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,10 @@ class ConfigError:
     message: str
     severity: str = "error"
 
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "path", _clip(self.path))
+        object.__setattr__(self, "message", _clip(self.message))
+
     def __str__(self) -> str:
         where = self.file
         if self.line is not None:
@@ -40,22 +59,92 @@ class ConfigError:
         return f"{where}: {self.severity}:{field} {self.message}"
 
 
+def _clip(text: str) -> str:
+    """``text``, its middle cut out when it is long: both the quoted start and the hint survive."""
+    if len(text) <= CLIP_CHARS:
+        return text
+    half = CLIP_CHARS // 2
+    return f"{text[:half]} [{len(text) - 2 * half} characters cut] {text[-half:]}"
+
+
+class Problems:
+    """The problems of one run: the first ``MAX_KEPT`` of each severity are kept, the rest counted.
+
+    A hostile or badly broken folder can hold millions of problems; nobody reads past the first
+    hundred, and the check's output, the server's log and its status page must stay small.
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.unread_files: list[str] = []  # not read: the error list was full before them
+        self._kept: dict[str, list[ConfigError]] = {"error": [], "warning": []}
+        self._first_left_out: dict[str, str] = {}  # severity -> file where the unlisted ones begin
+
+    def add(self, problem: ConfigError, always: bool = False) -> None:
+        """Keep ``problem`` while the list has room; ``always`` for what stops a whole file (the
+        run reads no further file once the list is full, so this adds one at most)."""
+        if always or len(self._kept[problem.severity]) < MAX_KEPT:
+            self._kept[problem.severity].append(problem)
+            self.counts[problem.severity] += 1
+        else:
+            self.count(problem.file, problem.severity)
+
+    def count(self, file: str, severity: str = "error") -> None:
+        """Count a problem that will not be listed, without the cost of describing it."""
+        self.counts[severity] += 1
+        self._first_left_out.setdefault(severity, file)
+
+    def extend(self, problems: typing.Iterable[ConfigError]) -> None:
+        for problem in problems:
+            self.add(problem)
+
+    @property
+    def full(self) -> bool:
+        """True once further errors are only counted."""
+        return len(self._kept["error"]) >= MAX_KEPT
+
+    def listed(self, severity: str) -> list[ConfigError]:
+        """The kept problems of ``severity``, closed by '... and N more' when some were left out."""
+        kept = list(self._kept[severity])
+        notes = []
+        if more := self.counts[severity] - len(kept):
+            notes.append(f"... and {more} more {severity}s, not listed")
+        if severity == "error" and self.unread_files:
+            notes.append(f"{len(self.unread_files)} more files not read (fix these errors first)")
+        if notes:
+            file = self._first_left_out.get(severity) or self.unread_files[0]
+            kept.append(ConfigError(file, None, None, "", "; ".join(notes), severity))
+        return kept
+
+
 class Sources:
-    """Where each built object and field came from, across all files of one config."""
+    """Where each built object and field came from, across all files of one config.
+
+    Marks are held per file, so a file that does not build gives them back at once (``forget``):
+    a folder of broken files then holds no more marks than its files that build.
+    """
 
     def __init__(self) -> None:
         self._objects: dict[int, tuple[str, str]] = {}
-        self._marks: dict[tuple[str, str], tuple[int, int]] = {}
+        self._ids: dict[str, list[int]] = {}
+        self._marks: dict[str, dict[str, tuple[int, int]]] = {}
 
     def remember(self, file: str, path: str, node: yaml.Node, obj: object = None) -> None:
-        self._marks[(file, path)] = (node.start_mark.line + 1, node.start_mark.column + 1)
+        self._marks.setdefault(file, {})[path] = (node.start_mark.line + 1, node.start_mark.column + 1)
         if obj is not None:
             self._objects[id(obj)] = (file, path)
+            self._ids.setdefault(file, []).append(id(obj))
+
+    def forget(self, file: str) -> None:
+        self._marks.pop(file, None)
+        for key in self._ids.pop(file, ()):
+            self._objects.pop(key, None)
 
     def error(self, obj: object, field: str, message: str, severity: str = "error") -> ConfigError:
         file, path = self._objects.get(id(obj), ("<config>", ""))
         full = f"{path}.{field}" if path and field else path or field
-        line, column = self._marks.get((file, full)) or self._marks.get((file, path), (None, None))
+        marks = self._marks.get(file, {})
+        line, column = marks.get(full) or marks.get(path, (None, None))
         return ConfigError(file, line, column, full, message, severity)
 
 
@@ -63,28 +152,51 @@ def _join(path: str, key: str | int) -> str:
     return f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else key)
 
 
+class _OverBudget(Exception):
+    """The file costs more than a file may; building it stops where the budget ran out."""
+
+    def __init__(self, node: yaml.Node, path: str, message: str) -> None:
+        super().__init__(message)
+        self.node = node
+        self.path = path
+
+
 class _Builder:
-    def __init__(self, file: str, sources: Sources, check) -> None:
+    def __init__(self, file: str, sources: Sources, problems: Problems, check) -> None:
         self.file = file
         self.sources = sources
+        self.problems = problems
         self.check = check
-        self.errors: list[ConfigError] = []
-        self.visited = 0
+        self.nodes = 0  # visited, each alias expansion again: what building this file has cost
+        self.text = 0
         self._scalars = yaml.SafeLoader("")
 
     def fail(self, node: yaml.Node, path: str, message: str) -> object:
-        mark = node.start_mark
-        self.errors.append(ConfigError(self.file, mark.line + 1, mark.column + 1, path, message))
+        if self.problems.full:
+            self.problems.count(self.file)
+        else:
+            mark = node.start_mark
+            self.problems.add(ConfigError(self.file, mark.line + 1, mark.column + 1, path, message))
         return _INVALID
 
+    def visit(self, node: yaml.Node, path: str) -> None:
+        """Charge ``node`` to the file's budget: every visit pays, through however many aliases."""
+        self.nodes += 1
+        if isinstance(node, yaml.ScalarNode):
+            self.text += len(node.value)
+        if self.nodes > MAX_NODES:
+            raise _OverBudget(node, path, f"document expands to more than {MAX_NODES} nodes "
+                                          "(alias bomb or runaway file)")
+        if self.text > MAX_TEXT:
+            raise _OverBudget(node, path, f"document's values expand to more than {MAX_TEXT} "
+                                          "characters (a long value repeated through aliases)")
+
     def build(self, tp: typing.Any, node: yaml.Node, path: str) -> object:
-        self.visited += 1
-        if self.visited > MAX_NODES:
-            if self.visited == MAX_NODES + 1:
-                self.fail(node, path, f"document expands to more than {MAX_NODES} nodes "
-                                      "(alias bomb or runaway file)")
-            return _INVALID
+        self.visit(node, path)
         self.sources.remember(self.file, path, node)
+        return self._typed(tp, node, path)
+
+    def _typed(self, tp, node, path):
         origin = typing.get_origin(tp)
         if origin in (typing.Union, types.UnionType):
             return self._optional(tp, node, path)
@@ -100,17 +212,22 @@ class _Builder:
         if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
             return None
         inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return self.build(inner[0], node, path)
+        return self._typed(inner[0], node, path)
 
     def _literal(self, options, node, path):
         if not isinstance(node, yaml.ScalarNode):
             return self.fail(node, path, f"expected one of {', '.join(map(str, options))}")
         if node.value in options:
             return node.value
-        hint = difflib.get_close_matches(node.value, [str(o) for o in options], n=1)
-        extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-        return self.fail(node, path, f"'{node.value}' is not one of "
-                                     f"{', '.join(map(str, options))}{extra}")
+        return self.fail(node, path, f"'{node.value}' is not one of {', '.join(map(str, options))}"
+                                     f"{self._did_you_mean(node.value, [str(o) for o in options])}")
+
+    def _did_you_mean(self, word: object, options: list[str]) -> str:
+        """A hint for a near miss; not for long words, nor once further errors are only counted."""
+        if self.problems.full or not isinstance(word, str) or len(word) > SHOWN_CHARS:
+            return ""
+        hint = difflib.get_close_matches(word, options, n=1, cutoff=0.6)
+        return f" (did you mean '{hint[0]}'?)" if hint else ""
 
     def _list(self, item_tp, node, path):
         if not isinstance(node, yaml.SequenceNode):
@@ -126,12 +243,12 @@ class _Builder:
         values: dict[str, object] = {}
         ok = True
         for key_node, value_node in node.value:
+            self.visit(key_node, path)
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             key_path = _join(path, str(key))
             if key not in fields:
-                hint = difflib.get_close_matches(str(key), list(fields), n=1, cutoff=0.6)
-                extra = f" (did you mean '{hint[0]}'?)" if hint else ""
-                self.fail(key_node, key_path, f"unknown key '{key}'{extra}")
+                self.fail(key_node, key_path,
+                          f"unknown key '{key}'{self._did_you_mean(key, list(fields))}")
                 ok = False
                 continue
             if key in values:
@@ -149,7 +266,7 @@ class _Builder:
             return _INVALID
         obj = cls(**values)
         self.sources.remember(self.file, path, node, obj)
-        self.errors += self.check(obj)
+        self.problems.extend(self.check(obj))
         return obj
 
     def _check(self, field, value, node, path) -> bool:
@@ -206,7 +323,7 @@ def _bound_problem(meta, values) -> str | None:
                 return f"must be at least {meta['min']}, got {v}"
             if "max" in meta and v > meta["max"]:
                 return f"must be at most {meta['max']}, got {v}"
-        if isinstance(v, str) and "pattern" in meta and not re.search(meta["pattern"], v):
+        if isinstance(v, str) and "pattern" in meta and not re.fullmatch(meta["pattern"], v):
             return f"'{v}' does not match {meta['pattern']}"
     return None
 
@@ -225,33 +342,62 @@ def _required(field: dataclasses.Field) -> bool:
     return field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING
 
 
-def load_file(cls: type, file: str, text: str, sources: Sources,
-              check=lambda obj: []) -> tuple[object | None, list]:
-    """Parse ``text`` (the content of ``file``) into ``cls``; return (object or None, problems).
+def load_file(cls: type, file: str, data: bytes, sources: Sources, problems: Problems,
+              check=lambda obj: []) -> object | None:
+    """Parse ``data`` (``file``'s bytes) into ``cls``, or None; its problems go to ``problems``.
 
     ``check(obj)`` runs on every object that builds, so the semantic problems of a valid creative
     are reported even when a sibling field of its campaign is broken.
     """
-    def whole_file(message: str, line: int | None = None, column: int | None = None):
-        return None, [ConfigError(file, line, column, "", message)]
+    def whole_file(message: str, mark=None, path: str = "") -> None:
+        problems.add(ConfigError(file, mark.line + 1 if mark else None,
+                                 mark.column + 1 if mark else None, path, message), always=True)
 
-    if len(text.encode("utf-8", "surrogatepass")) > MAX_FILE_BYTES:
+    if len(data) > MAX_FILE_BYTES:
         return whole_file(f"file is larger than {MAX_FILE_BYTES} bytes")
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return whole_file(f"cannot read file: {exc}")
+    try:
+        oversized = _oversized(text)
+        node = None if oversized else yaml.compose(text, Loader=_LOADER)
     except yaml.MarkedYAMLError as exc:
-        mark = exc.problem_mark or exc.context_mark
         return whole_file(f"YAML syntax: {exc.problem or exc.context}",
-                          mark.line + 1 if mark else None, mark.column + 1 if mark else None)
+                          exc.problem_mark or exc.context_mark)
     except yaml.YAMLError as exc:
         return whole_file(f"YAML: {exc}")
-    except RecursionError:
-        return whole_file("YAML nesting is too deep")
+    if oversized:
+        return whole_file(*oversized)
     if node is None:
         return whole_file("file is empty")
-    builder = _Builder(file, sources, check)
+    builder = _Builder(file, sources, problems, check)
     try:
         obj = builder.build(cls, node, "")
-    except RecursionError:
-        return whole_file("YAML nesting is too deep")
-    return (None if obj is _INVALID else obj), builder.errors
+    except _OverBudget as exc:
+        obj = whole_file(str(exc), exc.node.start_mark, exc.path)
+    if obj is None or obj is _INVALID:
+        sources.forget(file)
+        return None
+    return obj
+
+
+def _oversized(text: str) -> tuple[str, yaml.Mark] | None:
+    """Why ``text`` may not be composed, judged on the parser's events before any node exists.
+
+    The composer keeps every node it makes and recurses once per level of nesting (libyaml's
+    crashes the process a few thousand levels down), so both are bounded first.
+    """
+    nodes = depth = 0
+    for event in yaml.parse(text, Loader=_LOADER):
+        if isinstance(event, (yaml.ScalarEvent, yaml.CollectionStartEvent)):
+            nodes += 1
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
+        if depth > MAX_DEPTH:
+            return f"YAML nests deeper than {MAX_DEPTH} levels", event.start_mark
+        if nodes > MAX_NODES:
+            return f"file holds more than {MAX_NODES} nodes", event.start_mark
+    return None

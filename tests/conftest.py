@@ -21,6 +21,8 @@ from .live import free_port
 
 REPO = Path(__file__).resolve().parent.parent
 SECRET = b"test-secret-0123456789abcdef-32+b"
+ADMIN_TOKEN = "admin-token-for-tests"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
 # A Wednesday, 10:00 in New York: inside every demo flight, outside the podcast's evening daypart.
 NOON_ISH = dt.datetime(2026, 11, 25, 15, 0, tzinfo=dt.timezone.utc)
 
@@ -72,7 +74,7 @@ def make_server(workdir, clock):
 
 @pytest.fixture
 async def client(aiohttp_client, make_server):
-    server = make_server(cms_token="cms-token-for-tests")
+    server = make_server(cms_token="cms-token-for-tests", admin_token=ADMIN_TOKEN)
     return await aiohttp_client(create_app(server))
 
 

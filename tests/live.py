@@ -24,6 +24,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def with_public_url(config: Path, url: str) -> Path:
+    """``config`` with ``server.public_url`` set, which serving outside demo mode needs."""
+    site = config / "site.yaml"
+    if "public_url:" not in site.read_text():
+        site.write_text(site.read_text().replace("\nserver:\n", f"\nserver:\n  public_url: {url}\n", 1))
+    return config
+
+
 def wait_until_up(url: str, process: subprocess.Popen, timeout: float = 60, log=lambda: "") -> None:
     """Poll ``url`` until it answers; fail early if ``process`` dies meanwhile."""
     deadline = time.monotonic() + timeout
@@ -50,6 +58,7 @@ class LiveServer:
         self.process: subprocess.Popen | None = None
         if not (self.folder / "config").exists():
             shutil.copytree(config or DEMO_CONFIG, self.folder / "config")
+        with_public_url(self.folder / "config", self.url)
 
     def start(self, timeout: float = 60) -> "LiveServer":
         env = {**os.environ, "ADSERVE_SECRET": SECRET, "PYTHONPATH": str(REPO)}

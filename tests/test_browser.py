@@ -7,8 +7,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from adserve.catalog import Item
 from adserve.events import log_files, read_events
-from adserve.render import render_slot
+from adserve.render import render_slot, reserve_slots
 from adserve.server.app import create_app
 
 from .conftest import require
@@ -139,6 +140,15 @@ async def test_display_click_reaches_landing_through_signed_redirect(browser, si
     assert len(clicks) == 1 and clicks[0]["campaign"] == 12174 and clicks[0]["counted"]
 
 
+async def test_a_headline_with_script_markup_leaves_the_loader_working(browser, site):
+    base, server = site
+    server.catalog.upsert(Item(item_id="tricky", url="/articles/tricky", title="Quote <!--<script> here",
+                               section="world"), persist=False)
+    page, _ = await open_page(browser, base + "/articles/tricky")
+    assert await page.get_attribute("[data-testid=you-might-like]", "data-adserve-state") == "filled"
+    assert await page.inner_text("[data-testid=headline]") == "Quote <!--<script> here"
+
+
 WATCH = """(selector) => new Promise((resolve) => {
   // An observer created after the loader's: the browser delivers to observers in creation order,
   // so when this one hears of a change, the loader has already started or cleared its timer.
@@ -201,6 +211,18 @@ async def test_unfilled_slot_keeps_or_gives_up_its_space(browser, make_server, a
     assert (box["height"] if box else 0) == height
 
 
+async def hold_loader(page) -> asyncio.Event:
+    """Holds the loader script until the returned event is set: a slow ad server."""
+    loaded = asyncio.Event()
+
+    async def hold(route):
+        await loaded.wait()
+        await route.continue_()
+
+    await page.route("**/static/adserve*.js", hold)
+    return loaded
+
+
 async def held_page(browser, url, viewport, html=None):
     """The page (or ``html`` served at ``url``) painted with its slot request held: what the
     reader sees before the answer."""
@@ -225,9 +247,33 @@ async def boxes(page, *slots):
     return [await page.locator(f"[data-testid={slot}]").bounding_box() for slot in slots]
 
 
+@pytest.mark.parametrize("viewport, banner", [("desktop", (970, 250)), ("mobile", (320, 50))])
+async def test_first_frame_has_the_space_while_the_loader_is_slow(browser, site, viewport, banner):
+    """The page's own markup reserves every slot: the page is shown while the ad server has not
+    even sent the loader (it does not wait for it), and the loader and the answer keep each box."""
+    base, _ = site
+    context = await browser.new_context(viewport=VIEWPORTS[viewport])
+    page = await context.new_page()
+    loader = await hold_loader(page)
+    await page.goto(base + "/", wait_until="domcontentloaded")
+    await page.evaluate(NEXT_FRAMES)
+    assert await page.locator("[data-testid=headline]").is_visible()
+    slots = ("top-banner", "special-offer", "sidebar-tall", "you-might-like", "related-articles", "take-a-look")
+    before = await boxes(page, *slots)
+    assert (before[0]["width"], before[0]["height"]) == banner  # the largest size the viewport fits
+    assert (before[1]["height"], before[2]["height"]) == (250, 600)
+    for slot, count in (("you-might-like", 6), ("related-articles", 4), ("take-a-look", 4)):
+        assert await page.locator(f"[data-testid={slot}] li.adserve-rec--skeleton").count() == count
+    loader.set()
+    await page.wait_for_function(ALL_SETTLED)
+    assert await page.locator("[data-testid=you-might-like] li:not(.adserve-rec--skeleton)").count() == 6
+    assert await boxes(page, *slots) == before
+    await context.close()
+
+
 MARKUP_PAGE = """<!doctype html><html><head><title>Publisher</title>
 <script type="application/json" id="adserve-page">{"item_id": "p-1", "section": "politics", "title": "P"}</script>
-<script src="/static/adserve.js" async blocking="render"></script></head><body><div style="width:400px">
+<script src="/static/adserve.js" async></script></head><body><div style="width:400px">
 <div data-adserve-slot="" data-adserve-type="display" data-adserve-sizes="728x90, 300x250 320x50"
      data-testid="fits"></div>
 <div data-adserve-slot="" data-adserve-type="display" data-adserve-sizes="336x280" data-testid="kept"></div>
@@ -259,6 +305,22 @@ async def test_markup_gives_sizes_counts_and_collapse(browser, site):
     assert await page.locator("[data-testid=collapsed]").bounding_box() is None
     assert (await boxes(page, "kept"))[0]["height"] == 280
     assert (await boxes(page, "below"))[0]["y"] == below["y"] - 280  # only the collapse moved it
+    await page.context.close()
+
+
+async def test_loader_keeps_a_larger_box_the_page_reserved(browser, site):
+    """The page's CSS picks a size by viewport width, the loader by column width: where the page
+    reserved more, the loader keeps that box (shrinking it would move the painted page) and still
+    asks only for the sizes that fit the column."""
+    base, _ = site
+    html = reserve_slots('<!doctype html><html><head><script src="/static/adserve.js" async></script>'
+                         '</head><body><div style="width:400px"><div data-adserve-slot="" data-adserve-type='
+                         '"display" data-adserve-sizes="728x90 300x250" data-testid="slot"></div></div></body></html>', {})
+    page, answer, sent = await held_page(browser, base + "/publisher", "desktop", html)
+    box = (await boxes(page, "slot"))[0]
+    assert (box["width"], box["height"]) == (728, 250)
+    assert sent[0]["slots"][0]["sizes"] == ["300x250"]
+    answer.set()
     await page.context.close()
 
 
@@ -353,9 +415,9 @@ async def test_loader_on_another_origin_needs_cors_consent(browser, site, workdi
 
 
 async def layout_shift(browser, url, viewport, answer_after_scroll=False):
-    """CLS of one page view, scrolled once. The slot answer is held until the page has painted
-    (and, for a slow answer, until after the scroll), so the answer always lands on a page the
-    reader already sees, whatever the machine's speed."""
+    """CLS of one page view, scrolled once. The loader is held until the page has painted, and
+    the slot answer until the loader's reservation has (and, for a slow answer, until after the
+    scroll): each lands on a page the reader already sees, whatever the machine's speed."""
     context = await browser.new_context(viewport=VIEWPORTS[viewport])
     await fake_landing_pages(context)
     await context.add_init_script(CLS_OBSERVER)
@@ -367,8 +429,12 @@ async def layout_shift(browser, url, viewport, answer_after_scroll=False):
 
     page = await context.new_page()
     await page.route("**/v1/slots", hold)
-    await page.goto(url)
-    await page.evaluate(NEXT_FRAMES)  # painted, still waiting for the answer
+    loader = await hold_loader(page)
+    await page.goto(url, wait_until="domcontentloaded")
+    await page.evaluate(NEXT_FRAMES)  # painted before the loader ran: only the page reserves space
+    loader.set()
+    await page.wait_for_function("window.adserve")
+    await page.evaluate(NEXT_FRAMES)  # the loader's reservation painted, still waiting for the answer
     if not answer_after_scroll:
         answer.set()
         await page.wait_for_function(ALL_SETTLED)
@@ -400,9 +466,11 @@ async def test_slots_do_not_shift_the_page(browser, make_server, aiohttp_server,
     assert cls <= CLS_GOAL
 
 
-# (tag, class, min-width, min-height) of a slot and everything in it but the vendor footer
+# (tag, class, min-width, min-height) of a slot and everything in it but the vendor footer and
+# the class of the page's own reservation (reserve_slots)
 LOADER_BUILD = """slot => [slot, ...slot.querySelectorAll('*')].filter(e => !e.closest('.adserve-about'))
-  .map(e => [e.tagName.toLowerCase(), e.getAttribute('class') || '', e.style.minWidth, e.style.minHeight])"""
+  .map(e => [e.tagName.toLowerCase(), (e.getAttribute('class') || '').replace(/ adserve-box-\\S+/, ''),
+             e.style.minWidth, e.style.minHeight])"""
 
 
 def server_build(html: str) -> list[list[str]]:

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import random
 
-from adserve.catalog import Catalog, Item
+import pytest
+
+from adserve.catalog import Catalog, CatalogError, Item, item_from_dict
 
 
 def item(item_id: str, published: float | None, live: bool = True) -> Item:
@@ -40,3 +42,13 @@ def test_index_agrees_with_a_scan_after_random_upserts():
         fresh, newest = scan(catalog, cutoff, 40)
         assert catalog.published_since(cutoff) == fresh
         assert catalog.newest(40) == newest
+
+
+@pytest.mark.parametrize("field, value", [
+    ("published", 1e308), ("published", -1.0), ("published", float("nan")), ("published", float("inf")),
+    ("item_id", "a\n"), ("url", "https://news.example/a\n"),
+])
+def test_items_refuse_values_no_page_can_show(field, value):
+    raw = {"item_id": "a", "url": "https://news.example/a", "title": "A", field: value}
+    with pytest.raises(CatalogError, match=field):
+        item_from_dict(raw)

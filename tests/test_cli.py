@@ -23,7 +23,8 @@ from adserve.cli import DEMO_CONFIG, STARTER_CONFIG, _parser
 from adserve.config import load_config
 from adserve.server.app import AdServer, create_app
 
-from .live import free_port, wait_until_up
+from .conftest import ADMIN, ADMIN_TOKEN
+from .live import free_port, wait_until_up, with_public_url
 
 REPO = Path(__file__).resolve().parent.parent
 LONG_SECRET = "s" * 32
@@ -110,13 +111,15 @@ def installed(tmp_path_factory) -> Path:
 def test_installed_demo_serves_from_any_folder_and_writes_var_there(installed, elsewhere):
     write_log(elsewhere / "var" / "events", clicks(5, 4))  # a tiny history: no two-week simulation
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k != "ADSERVE_SECRET"} | {"PYTHONPATH": str(installed)}
+    env = {k: v for k, v in os.environ.items() if k != "ADSERVE_SECRET"} | {
+        "PYTHONPATH": str(installed), "ADSERVE_ADMIN_TOKEN": ADMIN_TOKEN}
     process = subprocess.Popen([sys.executable, "-m", "adserve.cli", "serve", "--demo", "--port", str(port)],
                                cwd=elsewhere, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                                text=True)
     try:
         wait_until_up(f"http://127.0.0.1:{port}/healthz", process)
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/v1/config/status") as response:
+        status_url = urllib.request.Request(f"http://127.0.0.1:{port}/v1/config/status", headers=ADMIN)
+        with urllib.request.urlopen(status_url) as response:
             status = json.loads(response.read())
         files = status["config"]["active_files"]
         assert status["model"]["loaded"] and files and all(f.startswith(str(installed)) for f in files)
@@ -186,7 +189,8 @@ def test_missing_secret_says_how_to_make_one(elsewhere):
 
 def test_a_32_byte_secret_is_accepted(elsewhere, taken_port):
     """It gets as far as the socket, which is taken here so that the server does not start."""
-    fails(adserve("serve", "--config", str(DEMO_CONFIG), "--port", str(taken_port), cwd=elsewhere,
+    config = with_public_url(Path(shutil.copytree(DEMO_CONFIG, elsewhere / "site")), "http://127.0.0.1:8080")
+    fails(adserve("serve", "--config", str(config), "--port", str(taken_port), cwd=elsewhere,
                   env={"ADSERVE_SECRET": LONG_SECRET}), 1, "in use")
 
 

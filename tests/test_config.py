@@ -145,6 +145,20 @@ def test_alias_bomb_is_refused_not_expanded(workdir):
     assert any("alias bomb" in e.message for e in result.errors)
 
 
+@pytest.mark.parametrize("text, path, line, column", [
+    (GOOD_CAMPAIGN + "campaigns: []\n", "campaigns", 12, 1),
+    (GOOD_CAMPAIGN + "    price: {model: cpc, amount: 1}\n", "campaigns[0].price", 12, 5),
+    (GOOD_CAMPAIGN.replace("amount: 5", "amount: 5, amount: 0"), "campaigns[0].price.amount", 6, 36),
+    (GOOD_CAMPAIGN.replace("{id: A,", "{id: A, id: B,"), "campaigns[0].creatives[0].variants[0].id",
+     11, 28),
+], ids=["file", "campaign", "price", "variant"])
+def test_duplicate_keys_are_errors_at_every_depth(workdir, text, path, line, column):
+    """A second `price:` must not silently win over the first."""
+    error = only(problems_for(workdir, text), "duplicate key")
+    assert error.file.endswith("extra.yaml")
+    assert (error.path, error.line, error.column) == (path, line, column)
+
+
 def test_unknown_placement_reference(workdir):
     result = problems_for(workdir, GOOD_CAMPAIGN + "    targeting: {placements: [sidebar-99]}\n")
     assert only(result, "unknown placement").path == "campaigns[0].targeting.placements"
@@ -169,6 +183,28 @@ def test_shipped_schema_is_current_and_accepts_demo_files():
         document = json.loads(json.dumps(yaml.safe_load(text), default=str))
         assert validator.is_valid(document), (path, [str(e) for e in validator.iter_errors(document)])
     assert not validator.is_valid({"campaigns": [{"id": 1, "targetting": {}}]})
+
+
+@pytest.mark.parametrize("old, new, path", [
+    ("landing_url: https://tester.example/", 'landing_url: "https://tester.example/\\n"',
+     "campaigns[0].creatives[0].landing_url"),
+    ("id: t-300", 'id: "t-300\\n"', "campaigns[0].creatives[0].id"),
+    ("variants: [{id: A,", 'variants: [{id: "A\\n",', "campaigns[0].creatives[0].variants[0].id"),
+])
+def test_patterns_refuse_a_trailing_newline(workdir, old, new, path):
+    """``$`` also matches before a final newline; a pattern must cover the whole value."""
+    assert old in GOOD_CAMPAIGN
+    result = problems_for(workdir, GOOD_CAMPAIGN.replace(old, new))
+    assert only(result, "does not match").path == path
+
+
+def test_serving_outside_demo_mode_needs_a_public_url(workdir, monkeypatch, capsys):
+    """Tracking URLs would otherwise copy whatever Host header a request sends."""
+    monkeypatch.setenv("ADSERVE_SECRET", "x" * 32)
+    monkeypatch.setattr("adserve.server.app.AdServer", lambda *a, **k: pytest.fail("started without public_url"))
+    assert main(["serve", "--config", str(workdir / "config")]) == 1
+    error = capsys.readouterr().err
+    assert "server.public_url" in error and error.count("\n") == 1
 
 
 def test_weight_zero_is_a_warning_that_points_to_paused(workdir):

@@ -278,8 +278,7 @@ async def test_model_hot_swap_and_refusal_of_a_corrupt_file(recs_client, workdir
     model_path.write_bytes(b"corrupt")
     await server.reload_model()
     assert server.recommender.model is first
-    status = await (await client.get("/v1/config/status")).json()
-    assert "not a readable model artifact" in status["model"]["error"]
+    assert "not a readable model artifact" in server.status["model"]["error"]
     before = organic(await widget(client, recs_request("reader-1")))
     recent = time.time() - 48 * 3600
     unseen = [i for i, item in server.catalog.items.items()

@@ -265,7 +265,8 @@ def _wrk(folder: Path, url: str, connections: int, seconds: int = 3) -> dict:
     script = folder / "post.lua"
     script.write_text('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n'
                       f"wrk.body = {json.dumps(json.dumps(EXAMPLE_REQUEST))}\n")
-    run = subprocess.run([require("wrk"), "-t1", f"-c{connections}", f"-d{seconds}s", "-s", str(script),
+    run = subprocess.run([require("wrk"), "-t1", f"-c{connections}", f"-d{seconds}s", "--timeout", "30s",
+                          "-s", str(script),
                           url + "/v1/slots"], capture_output=True, text=True, timeout=120)
     total = int(re.search(r"(\d+) requests in", run.stdout).group(1))
     refused = re.search(r"Non-2xx or 3xx responses: (\d+)", run.stdout)
@@ -281,7 +282,7 @@ def test_overload_sheds_the_requests_that_waited_and_keeps_serving(tmp_path):
         run = _wrk(tmp_path, server.url, connections=2000)
         served = run["total"] - run["refused"]
         assert run["refused"] > 0 and served > 0, run["out"]
-        assert "Socket errors" not in run["out"], run["out"]  # refused fast, never dropped
+        assert "Socket errors" not in run["out"], run["out"]  # answered or refused, never dropped
         for _ in range(5):
             request = urllib.request.Request(server.url + "/v1/slots", data=json.dumps(EXAMPLE_REQUEST).encode(),
                                              headers={"Content-Type": "application/json"})

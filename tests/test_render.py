@@ -5,11 +5,12 @@ from __future__ import annotations
 import copy
 import time
 from html.parser import HTMLParser
+from pathlib import Path
 
 import pytest
 
 from adserve.model import Placement
-from adserve.render import SANDBOX, render_slot
+from adserve.render import BASE_CSS, SANDBOX, render_slot, reserve_slots
 
 from .conftest import EXAMPLE_REQUEST
 
@@ -109,3 +110,61 @@ def test_tiles_have_one_build_with_or_without_a_thumbnail():
     tags = Tags(render_slot("w", fill))
     thumbs = [(tag, attrs["class"]) for tag, attrs in tags.tags if "adserve-rec-img" in attrs.get("class", "")]
     assert thumbs == [("img", "adserve-rec-img"), ("span", "adserve-rec-img")]
+
+
+def test_loader_and_readme_use_the_same_sandbox():
+    """One set of sandbox flags: the loader's frame is render.py's, and the README names each."""
+    repo = Path(__file__).resolve().parent.parent
+    loader = (repo / "adserve" / "static" / "adserve.js").read_text()
+    assert f'frame.setAttribute("sandbox", "{SANDBOX}")' in loader
+    readme = (repo / "README.md").read_text()
+    for flag in SANDBOX.split():
+        assert f"`{flag}`" in readme, flag
+
+
+PLACEMENTS = {"top-banner": Placement(id="top-banner", type="display", sizes=["970x250", "728x90", "320x50"]),
+              "widget": Placement(id="widget", type="recs", count=4),
+              "late": Placement(id="late", type="display", sizes=["300x250"], collapse="before_fetch")}
+
+
+def test_page_reserves_display_slots_by_the_sizes_the_viewport_fits():
+    page = reserve_slots('<html><head><title>t</title></head><body>'
+                         '<div class="ad" data-adserve-slot="top-banner" id="b"></div></body></html>', PLACEMENTS)
+    (div,) = Tags(page).find("div")
+    assert div["class"] == "ad adserve-display adserve-box-970x250-728x90-320x50"
+    assert div["id"] == "b" and div["aria-busy"] == "true"
+    style = Tags(page).text[1]
+    assert page.index("<style>") < page.index("</head>")
+    assert style == (BASE_CSS + ".adserve-box-970x250-728x90-320x50{min-width:320px;min-height:50px}"
+                     "@media (min-width:728px){.adserve-box-970x250-728x90-320x50{min-width:728px;min-height:90px}}"
+                     "@media (min-width:970px){.adserve-box-970x250-728x90-320x50{min-width:970px;min-height:250px}}")
+
+
+def test_slot_markup_overrides_its_placement_as_the_loader_reads_it():
+    page = reserve_slots('<div data-adserve-slot="top-banner" data-adserve-sizes="300x250, native"></div>'
+                         '<div data-adserve-slot="" data-adserve-type="display" data-adserve-sizes="160x600 300x600">'
+                         '</div><div data-adserve-slot="top-banner" data-adserve-collapse="before_fetch"></div>'
+                         '<div data-adserve-slot="late"></div><div data-adserve-slot="unknown"></div>', PLACEMENTS)
+    divs = Tags(page).find("div")
+    assert [d.get("class") for d in divs] == ["adserve-display adserve-box-300x250",
+                                              "adserve-display adserve-box-160x600-300x600", None, None, None]
+    assert "min-width:160px;min-height:600px}@media (min-width:300px){.adserve-box-160x600-300x600" \
+           "{min-width:300px;min-height:600px}" in page
+    assert page.startswith("<style>")  # no </head>: the rules go first
+
+
+@pytest.mark.parametrize("count, tiles", [("", 4), (' data-adserve-count="2"', 2), (' data-adserve-count="99"', 24)])
+def test_page_reserves_widgets_with_skeleton_tiles(count, tiles):
+    page = reserve_slots(f'<div data-adserve-slot="widget" data-adserve-title="Don&#x27;t &lt;Miss&gt;"{count} '
+                         'data-adserve-footer="About &amp; more">\n</div>', PLACEMENTS)
+    tags = Tags(page)
+    assert tags.find("div")[0]["class"] == "adserve-recs"
+    assert [li["class"] for li in tags.find("li")] == ["adserve-rec adserve-rec--skeleton"] * tiles
+    assert [t for t in tags.text if t.strip()][1:] == ["Don't <Miss>", "About & more"]  # escaped once, as given
+    assert tags.find("h2") == [{"class": "adserve-recs-heading"}]
+
+
+def test_filled_or_foreign_markup_is_left_alone():
+    markup = ('<div data-adserve-slot="widget"><p>own</p></div>'
+              '<div data-adserve-slot="widget" data-adserve-type="video"></div>')
+    assert reserve_slots(markup, PLACEMENTS) == f"<style>{BASE_CSS}</style>\n" + markup

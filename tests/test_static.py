@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import re
 
+import orjson
 import pytest
 
+from adserve.render import BASE_CSS
 from adserve.server.app import SERVER
 from adserve.server.static import accepts_gzip
 
@@ -16,7 +18,7 @@ PLAIN = {"Accept-Encoding": "identity"}
 
 async def loader_path(client) -> str:
     page = await (await client.get("/")).text()
-    return re.search(r'<script src="(/static/adserve\.[0-9a-f]{16}\.js)" async blocking="render">', page)[1]
+    return re.search(r'<script src="(/static/adserve\.[0-9a-f]{16}\.js)" async>', page)[1]
 
 
 async def test_loader_is_cached_briefly_and_revalidated_with_its_etag(client):
@@ -41,6 +43,7 @@ async def test_versioned_loader_is_immutable_and_carries_the_placements(client):
     assert path.split(".")[1] in versioned.headers["ETag"]
     assert '"top-banner":{"type":"display","sizes":["970x250","728x90","320x50"]' in body
     assert '"collapse":"never"' in body and "allowed_origins" not in body  # placements only
+    assert f"var BASE_CSS = {orjson.dumps(BASE_CSS).decode()};" in body  # the pages' tile CSS
     # a page naming an older version still gets a loader, but may not keep it
     stale = await client.get("/static/adserve.0123456789abcdef.js")
     assert stale.status == 200 and stale.headers["Cache-Control"] == "public, max-age=300"
@@ -54,6 +57,9 @@ async def test_a_config_change_renames_the_loader(client, workdir):
     after = await loader_path(client)
     assert after != before
     assert '"take-a-look":{"type":"recs","sizes":[],"count":5' in await (await client.get(after)).text()
+    page = await (await client.get("/")).text()  # the page's own reservation follows as well
+    widget = re.search(r'<div data-adserve-slot="take-a-look".*?</ul>', page, re.DOTALL)[0]
+    assert widget.count("adserve-rec--skeleton") == 5
 
 
 async def test_cors_keeps_the_encoding_in_vary(client):

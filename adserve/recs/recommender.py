@@ -123,9 +123,10 @@ class Recommender:
         """Feed one engagement: a read (``decision``) or a click on a recommended item.
 
         Both heat the item's popularity; clicks also join the reader's history (excluded from
-        their widgets, and the input of fold-in for readers newer than the model).
+        their widgets, and the input of fold-in for readers newer than the model). Only catalog
+        items count: any id a page request names would otherwise grow the tables without bound.
         """
-        if not item:
+        if not item or item not in self.catalog.items:
             return
         self.popularity.add(item, ts)
         if kind == "click" and user:

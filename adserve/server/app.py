@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import hmac
 import logging
 import os
 import signal
@@ -22,6 +21,7 @@ from aiohttp import web
 
 from .. import retention
 from ..catalog import Catalog, CatalogError, item_from_dict
+from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
 from ..events import EventLog
@@ -36,7 +36,9 @@ from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore
 from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
+from ..yamlload import MAX_KEPT
 from . import listener, pages, static, tracking
+from .auth import bearer_matches
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
@@ -44,6 +46,10 @@ from .replay import Replay
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
+#: What ``GET /v1/config/status`` shows without the admin token: counts, never files or messages.
+PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warning_count",
+                            "active_file_count", "active_campaigns"),
+                 "model": ("loaded", "trained_at")}
 
 
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -58,7 +64,8 @@ def json_error(status: int, error: str, detail: str, headers: dict | None = None
 class AdServer:
     def __init__(self, config_dir: str | Path, loaded: LoadResult, secret: bytes,
                  state: StateStore | None = None, clock=tracking.utc_now, rng=None,
-                 writer: str = "main", cms_token: str | None = None) -> None:
+                 writer: str = "main", cms_token: str | None = None,
+                 admin_token: str | None = None) -> None:
         config = loaded.config
         self.config_dir = Path(config_dir)
         self.clock = clock
@@ -74,11 +81,14 @@ class AdServer:
         self.model_path = Path(settings.model_path)
         self.recommender = Recommender(self.catalog, self._recs(config), rng)
         self.signer = Signer(secret, settings.token_ttl_seconds)
-        self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender)
+        self.discovery = CatalogDiscovery(self.catalog, functools.partial(self.metrics.count,
+                                                                          self.metrics.discovery))
+        self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender, self.discovery)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
         self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
         self.cms_token = cms_token
+        self.admin_token = admin_token
         self.runtime = self._runtime(config)
         self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
         self.in_flight = 0  # slot requests admitted and not yet answered
@@ -96,11 +106,17 @@ class AdServer:
         return tuned(config.recs, self.model_path.with_name(TUNED_FILE))
 
     def _config_status(self, loaded: LoadResult) -> dict:
-        """The last check of the config folder, and what is serving (the last good config)."""
+        """The last check of the config folder, and what is serving (the last good config).
+
+        Bounded whatever the folder holds: the problems are the loader's capped lists.
+        """
+        files = self.runtime.config.files
         return {"ok": loaded.ok, "applied": loaded.ok, "checked_at": time.time(),
+                "error_count": loaded.problems.counts["error"],
+                "warning_count": loaded.problems.counts["warning"],
                 "errors": [vars(e) for e in loaded.errors],
                 "warnings": [vars(w) for w in loaded.warnings],
-                "active_files": self.runtime.config.files,
+                "active_file_count": len(files), "active_files": files[:MAX_KEPT],
                 "active_campaigns": len(self.runtime.config.campaigns)}
 
     async def reload_config(self) -> None:
@@ -154,8 +170,7 @@ class AdServer:
     async def handle_item(self, request: web.Request) -> web.Response:
         if not self.cms_token:
             return json_error(403, "forbidden", "item upserts are disabled: set ADSERVE_CMS_TOKEN")
-        scheme, _, given = request.headers.get("Authorization", "").partition(" ")
-        if scheme.lower() != "bearer" or not hmac.compare_digest(given.encode(), self.cms_token.encode()):
+        if not bearer_matches(request, self.cms_token):
             return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
         body = await read_json(request, self.runtime.config.server)
         if isinstance(body, dict):
@@ -176,6 +191,14 @@ class AdServer:
         return web.Response(body=body, headers={"Content-Type": content_type})
 
     async def handle_status(self, request: web.Request) -> web.Response:
+        """Counts for anyone (monitoring); files, lines and messages only for the operator."""
+        if "Authorization" not in request.headers:
+            return json_response({part: {key: value for key, value in self.status[part].items()
+                                         if key in keys} for part, keys in PUBLIC_STATUS.items()})
+        if not self.admin_token:
+            return json_error(403, "forbidden", "status details are disabled: set ADSERVE_ADMIN_TOKEN")
+        if not bearer_matches(request, self.admin_token):
+            return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
         return json_response(self.status)
 
     async def handle_openapi(self, request: web.Request) -> web.Response:
@@ -189,7 +212,8 @@ class AdServer:
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-                self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever()]
+                self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever(),
+                self.discovery.run()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
@@ -352,8 +376,11 @@ def create_app(server: AdServer) -> web.Application:
     app.router.add_get("/metrics", server.handle_metrics)
     app.router.add_get("/v1/config/status", server.handle_status)
     app.router.add_get("/openapi.json", server.handle_openapi)
-    loader = static.add_routes(app, lambda: server.runtime.config.placements)
-    pages.add_routes(app, server.catalog, loader.url)
+    def placements():  # read at each request: a reload swaps them
+        return server.runtime.config.placements
+
+    loader = static.add_routes(app, placements)
+    pages.add_routes(app, server.catalog, loader.url, placements)
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app

@@ -34,6 +34,9 @@ class Metrics:
         self.shed = Counter("adserve_shed", "Slot requests refused with 503 under overload, by why "
                             "(pending: too many in progress; waited: too long for the CPU; "
                             "connections: too many open)", ["reason"], registry=r)
+        self.discovery = Counter("adserve_discovery", "Unknown pages suggested by slot requests, by outcome "
+                                 "(queued, dropped: queue full; then discovered, refused or failed)",
+                                 ["outcome"], registry=r)
 
         self._children: dict[tuple, object] = {}
 

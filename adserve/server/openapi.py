@@ -112,8 +112,11 @@ def openapi_spec(base_url: str) -> dict:
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
                                  "responses": {"200": {"description": "text exposition"}}}},
-            "/v1/config/status": {"get": {"summary": "Active config, last reload errors, model",
-                                          "responses": {"200": {"description": "status"}}}},
+            "/v1/config/status": {"get": {
+                "summary": "Config and model status: counts for anyone, the errors themselves with "
+                           "'Authorization: Bearer $ADSERVE_ADMIN_TOKEN'",
+                "responses": {"200": {"description": "status"}, "401": _error("Wrong token"),
+                              "403": _error("Details disabled: no admin token set")}}},
         },
         "components": {"schemas": {"SlotRequest": SLOT_REQUEST, "Error": ERROR}},
     }

@@ -24,10 +24,12 @@ import orjson
 from aiohttp import web
 
 from ..model import Placement
+from ..render import BASE_CSS
 
 STATIC = Path(__file__).resolve().parent.parent / "static"
 LOADER = "adserve.js"
 PLACEMENTS_MARK = "/* placements */ {}"  # replaced in the served loader by the placements map
+BASE_CSS_MARK = '/* base css */ ""'      # ... and by the tiles' base stylesheet
 LOADER_MAX_AGE = 300      # seconds a page may use the unversioned loader without asking again
 ASSET_MAX_AGE = 86400     # creatives and thumbnails of the package
 IMMUTABLE = "public, max-age=31536000, immutable"
@@ -93,8 +95,10 @@ class Loader:
     def __init__(self, placements: Callable[[], Mapping[str, Placement]]) -> None:
         self.placements = placements
         self.template = (STATIC / LOADER).read_text(encoding="utf-8")
-        if PLACEMENTS_MARK not in self.template:
-            raise RuntimeError(f"{LOADER} lacks the placements mark {PLACEMENTS_MARK!r}")
+        for mark in (PLACEMENTS_MARK, BASE_CSS_MARK):
+            if mark not in self.template:
+                raise RuntimeError(f"{LOADER} lacks the mark {mark!r}")
+        self.template = self.template.replace(BASE_CSS_MARK, orjson.dumps(BASE_CSS).decode())
         self._built: tuple[object, Asset] | None = None
 
     def asset(self) -> Asset:

@@ -25,8 +25,8 @@ BOT_AGENTS = re.compile(r"bot|crawl|spider|slurp|facebookexternalhit|bingpreview
 PIXEL = (b"GIF89a\x01\x00\x01\x00\x80\x00\x00\x00\x00\x00\xff\xff\xff!\xf9\x04\x01\x00\x00\x00\x00"
          b",\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;")
 NO_CACHE = {"Cache-Control": "no-store, max-age=0", "Referrer-Policy": "no-referrer"}
-SAFE_URL = re.compile(r"^https?://[^\x00-\x20\x7f]+$")  # no whitespace: nothing to inject into headers
-POSITION = re.compile(r"^[0-9]{1,2}$")
+SAFE_URL = re.compile(r"https?://[^\x00-\x20\x7f]+")  # no whitespace: nothing to inject into headers
+POSITION = re.compile(r"0|[1-9][0-9]?")  # canonical only: "00" or "0\n" must not count a click again
 
 
 def token_key(kind: str, hit_id: str) -> str:
@@ -53,7 +53,7 @@ class Hit:
         items = payload.get("its")
         if items is None:
             return cls("click", payload, payload["n"], url=_safe(payload.get("l")))
-        if position is None or not POSITION.match(position) or int(position) >= len(items):
+        if position is None or not POSITION.fullmatch(position) or int(position) >= len(items):
             raise TokenError(f"expected i, the clicked item's position (0-{len(items) - 1})", 400)
         item = catalog.items.get(items[int(position)])
         if item is None:
@@ -63,7 +63,7 @@ class Hit:
 
 
 def _safe(url: object) -> str:
-    if not isinstance(url, str) or not SAFE_URL.match(url):
+    if not isinstance(url, str) or not SAFE_URL.fullmatch(url):
         raise TokenError("no safe landing URL for this click", 400)
     return url
 

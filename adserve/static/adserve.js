@@ -3,7 +3,8 @@
  *
  * Mark slots with <div data-adserve-slot="PLACEMENT"></div>, describe the page in
  * <script type="application/json" id="adserve-page">{"item_id": ..., "section": ...}</script>,
- * and include this file once (async blocking="render": the first frame then has the space).
+ * and include this file once, async. The space is in the first frame only when the page's own
+ * markup reserves it (adserve.render.reserve_slots); this loader reserves it too, as a fallback.
  * No dependencies.
  */
 (function () {
@@ -20,19 +21,9 @@
   var MAX_ITEMS = 24;     // the server's limit for a widget: more skeleton tiles never fill
   // placement -> {type, sizes, count, collapse}; the server writes in its placements here
   var PLACEMENTS = /* placements */ {};
-  /* What makes every tile one size, skeleton or filled, and centres a creative in its box. No
-     specificity (:where), so any rule of the page's own wins. */
-  var BASE_CSS =
-    ":where(.adserve-recs-list){list-style:none;margin:0;padding:0;display:grid;" +
-    "grid-template-columns:repeat(auto-fill,minmax(150px,1fr));gap:14px}" +
-    ":where(.adserve-rec>a){display:flow-root;position:relative;padding-bottom:1.5em;" +
-    "color:inherit;text-decoration:none}" +
-    ":where(.adserve-rec-img){display:block;width:100%;aspect-ratio:16/10;object-fit:cover;background:#e6e6e6}" +
-    ":where(.adserve-rec-title){display:-webkit-box;-webkit-box-orient:vertical;-webkit-line-clamp:2;" +
-    "overflow:hidden;line-height:1.3;height:2.6em}" +
-    ":where(.adserve-rec--skeleton .adserve-rec-title){background:#e6e6e6}" +
-    ":where(.adserve-sponsored){position:absolute;left:0;bottom:0;font-size:12px;white-space:nowrap}" +
-    ":where(.adserve-display){display:flex;justify-content:center;align-items:center}";
+  // what makes every tile one size and centres a creative (adserve.render.BASE_CSS, written in
+  // by the server, which also puts it in the pages it renders)
+  var BASE_CSS = /* base css */ "";
   var specs = new WeakMap();       // slot element -> what it reserves, once reserved
   var requested = new WeakSet();   // slots already asked for
   var CMP_WAIT_MS = 1000; // a consent platform that has not answered by then means "no consent"
@@ -172,9 +163,14 @@
     specs.set(element, spec);
     if (spec.collapse === "before_fetch") return;
     if (spec.type === "display" && spec.sizes && spec.sizes.length) {
+      /* the page's own reservation (adserve.render.reserve_slots, or the publisher's CSS) is
+         kept where it is larger: it is already painted, and shrinking it would move the page */
+      var page = getComputedStyle(element);
+      var widths = spec.sizes.map(function (s) { return s.width; }).concat(parseFloat(page.minWidth) || 0);
+      var heights = spec.sizes.map(function (s) { return s.height; }).concat(parseFloat(page.minHeight) || 0);
       addClass(element, "adserve-display");
-      element.style.minWidth = Math.max.apply(null, spec.sizes.map(function (s) { return s.width; })) + "px";
-      element.style.minHeight = Math.max.apply(null, spec.sizes.map(function (s) { return s.height; })) + "px";
+      element.style.minWidth = Math.max.apply(null, widths) + "px";
+      element.style.minHeight = Math.max.apply(null, heights) + "px";
     } else if (spec.type === "recs") {
       var tiles = [];
       for (var i = 0; i < tileCount(spec); i++) tiles.push(tile(null));
