@@ -32,10 +32,30 @@ class Moment:
     day_share: float          # share of the local day allowed so far by even pacing
 
 
+EVENTS = ("impression", "click")
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One counter an event moves: allowed iff ``value + cost <= limit`` (None: counted only).
+
+    ``event`` says what consumes it. Impression-metered counters (caps, impression budgets,
+    CPM spend, their pacing) are reserved when a decision picks the campaign and confirmed by
+    the pixel; click-metered ones (click budgets, CPC spend) are checked at the decision and
+    charged by the click.
+    """
+    key: str
+    limit: float | None
+    cost: float
+    event: str  # "impression" or "click"
+    ttl: int    # seconds a counter created now lives
+
+
 class Ledger:
     def __init__(self, timezone: str) -> None:
         self.tz = ZoneInfo(timezone)
         self._last: Moment | None = None
+        self._known: dict[int, tuple[Moment, tuple[Limit, ...]]] = {}  # campaign id -> its counters
 
     def moment(self, now: dt.datetime) -> Moment:
         """The calendar facts of ``now``, computed once per second (counters need no finer)."""
@@ -58,56 +78,92 @@ class Ledger:
         return start.astimezone(dt.timezone.utc), end.astimezone(dt.timezone.utc)
 
     # -- limits -------------------------------------------------------------------------------
-    def limits(self, campaign: Campaign, user: str | None,
-               moment: Moment) -> list[tuple[str, float]] | None:
-        """The counters that bound this campaign now, each with the value it must stay under.
+    def limits(self, campaign: Campaign, user: str | None, moment: Moment) -> tuple[Limit, ...] | None:
+        """Every counter this campaign's impressions and clicks move, with the bound of each.
 
         None when the campaign may not serve this reader at all: a cap that cannot be checked
-        (no reader id) fails closed. Keys and limits come together so a decision builds each
-        key once.
+        (no reader id) fails closed. Counters without a bound are still counted, so a budget
+        added by a reload starts from what was already delivered.
         """
-        limits = []
         cap = campaign.frequency_cap
-        if cap is not None:
-            if user is None:
-                return None
-            limits.append((_cap_key(campaign, user, moment), cap.count))
-        budget = campaign.budget
-        if budget is not None and budget.total is not None:
-            limits.append((_total_key(campaign, budget.metric), self._paced_total(campaign, moment.now)))
-        if budget is not None and budget.daily is not None:
-            paced = budget.daily * (1.0 if campaign.pacing == "asap" else moment.day_share)
-            limits.append((_day_key(campaign, budget.metric, moment), paced))
-        return limits
+        if cap is None:
+            return self._counters(campaign, moment)
+        if user is None:
+            return None
+        ttl = _PERIOD_SECONDS.get(cap.period) or _flight_left(campaign, moment)
+        return self._counters(campaign, moment) + (
+            Limit(_cap_key(campaign, user, moment), cap.count, 1.0, "impression", ttl + 3600),)
 
-    def _paced_total(self, campaign: Campaign, now: dt.datetime) -> float:
-        total = campaign.budget.total
-        if campaign.pacing == "asap" or campaign.budget.daily is not None:
+    def _counters(self, campaign: Campaign, moment: Moment) -> tuple[Limit, ...]:
+        """The reader-independent counters, worked out once per campaign and second."""
+        known = self._known.get(campaign.id)
+        if known is not None and known[0] is moment:
+            return known[1]
+        flight_left = _flight_left(campaign, moment)
+        counters = []
+        for event in EVENTS:
+            for metric, cost in _costs(campaign, event).items():
+                counters.append(Limit(_total_key(campaign, metric), self._total_limit(campaign, metric, moment),
+                                      cost, event, flight_left))
+                counters.append(Limit(_day_key(campaign, metric, moment), _daily_limit(campaign, metric, moment),
+                                      cost, event, _DAY_TTL))
+        self._known[campaign.id] = (moment, tuple(counters))
+        return self._known[campaign.id][1]
+
+    def charge(self, campaign: Campaign, event: str, user: str | None,
+               moment: Moment) -> tuple[Limit, ...] | None:
+        """The counters one ``impression`` or ``click`` of this campaign moves, with their bounds."""
+        limits = self.limits(campaign, user, moment)
+        return None if limits is None else tuple(limit for limit in limits if limit.event == event)
+
+    def _total_limit(self, campaign: Campaign, metric: str, moment: Moment) -> float | None:
+        budget = campaign.budget
+        if budget is None or budget.metric != metric or budget.total is None:
+            return None
+        total = budget.total
+        if campaign.pacing == "asap" or budget.daily is not None:
             return total  # with a daily budget, the daily pacing spreads the total
         flight = campaign.flight
-        return total * _share(now + PACING_SLACK - flight.start, flight.end - flight.start)
+        return total * _share(moment.now + PACING_SLACK - flight.start, flight.end - flight.start)
 
-    # -- charging -----------------------------------------------------------------------------
-    def charge(self, campaign: Campaign, event: str, user: str | None,
-               moment: Moment) -> tuple[dict[str, float], dict[str, int]]:
-        """Increments (and their TTLs) for one counted ``impression`` or ``click``."""
-        metric = "impressions" if event == "impression" else "clicks"
-        amounts = {metric: 1.0}
-        if (campaign.price.model == "cpm") == (event == "impression"):
-            amounts["spend"] = campaign.price.amount / (1000.0 if event == "impression" else 1.0)
-        increments: dict[str, float] = {}
-        ttl: dict[str, int] = {}
-        flight_left = max(int((campaign.flight.end - moment.now).total_seconds()) + 7 * 86400, _DAY_TTL)
-        for name, amount in amounts.items():
-            total, day = _total_key(campaign, name), _day_key(campaign, name, moment)
-            increments[total], ttl[total] = amount, flight_left
-            increments[day], ttl[day] = amount, _DAY_TTL
-        cap = campaign.frequency_cap
-        if event == "impression" and cap is not None and user is not None:
-            key = _cap_key(campaign, user, moment)
-            increments[key] = 1.0
-            ttl[key] = _PERIOD_SECONDS.get(cap.period, flight_left) + 3600
-        return increments, ttl
+
+def bounded(campaign: Campaign) -> bool:
+    """Whether any limit applies: a campaign without one serves without reading counters."""
+    return campaign.frequency_cap is not None or campaign.budget is not None
+
+
+def fits(value: float, cost: float, limit: float | None) -> bool:
+    """Whether one more event of ``cost`` keeps a counter at ``value`` within ``limit``.
+
+    The state stores apply the same rule (the Redis one in Lua); the tolerance absorbs the
+    rounding of float amounts such as a CPM price / 1000.
+    """
+    return limit is None or value + cost <= limit + 1e-9
+
+
+def _costs(campaign: Campaign, event: str) -> dict[str, float]:
+    """What one event adds to each metric: 1 to its own count, and its price to spend."""
+    if event == "impression":
+        costs = {"impressions": 1.0}
+        if campaign.price.model == "cpm":
+            costs["spend"] = campaign.price.amount / 1000.0
+    else:
+        costs = {"clicks": 1.0}
+        if campaign.price.model == "cpc":
+            costs["spend"] = campaign.price.amount
+    return costs
+
+
+def _flight_left(campaign: Campaign, moment: Moment) -> int:
+    """Seconds a flight-long counter lives: the flight, a week more for late events, two days at least."""
+    return max(int((campaign.flight.end - moment.now).total_seconds()) + 7 * 86400, _DAY_TTL)
+
+
+def _daily_limit(campaign: Campaign, metric: str, moment: Moment) -> float | None:
+    budget = campaign.budget
+    if budget is None or budget.metric != metric or budget.daily is None:
+        return None
+    return budget.daily * (1.0 if campaign.pacing == "asap" else moment.day_share)
 
 
 def _total_key(campaign: Campaign, metric: str) -> str:

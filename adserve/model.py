@@ -174,6 +174,10 @@ class Server:
     max_queue_ms: float = field(default=100.0, metadata=doc(
         "Smoothed event-loop lag (ms) above which slot requests get 503.", min=1))
     redis_url: str | None = field(default=None, metadata=doc("Shared state for several replicas."))
+    reservation_seconds: int = field(default=300, metadata=doc(
+        "How long an answered ad holds its share of caps and budgets waiting for its impression "
+        "pixel; then the share is released (a later pixel is billable only if the limit still "
+        "fits).", min=5, max=86400))
 
 
 @dataclass(kw_only=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 
 import pytest
 
@@ -15,10 +16,11 @@ from .conftest import FakeClock
 from .test_decision import campaign, decider, request
 
 UTC = dt.timezone.utc
+HITS = itertools.count()  # unique hit ids: billing is idempotent per hit
 
 
 def serve_and_count(d, req, times: int, click=False) -> int:
-    """Decide ``times`` times, charging an impression (and a click) for every fill."""
+    """Decide ``times`` times, billing an impression (and a click) for every fill."""
     served = 0
     for _ in range(times):
         fills = asyncio.run(d.decide(req, [AdNeed("s0", ("300x250",), None)]))
@@ -27,8 +29,8 @@ def serve_and_count(d, req, times: int, click=False) -> int:
             continue
         served += 1
         for event in ("impression", "click") if click else ("impression",):
-            inc, ttl = d.ledger.charge(fill.campaign, event, req.user_id, d.ledger.moment(d.clock()))
-            asyncio.run(d.state.add(inc, ttl))
+            assert asyncio.run(d.bill(event, fill.campaign.id, req.user_id, f"hit{next(HITS)}", 86400,
+                                      fill.reservation))
     return served
 
 

@@ -8,6 +8,7 @@ import uuid
 
 import pytest
 
+from adserve.ledger import Limit
 from adserve.server.app import create_app
 from adserve.state import RedisState
 
@@ -19,13 +20,16 @@ pytestmark = pytest.mark.redis
 
 async def test_counters_add_expire_and_mark_once(redis_url):
     state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
+    a, b = Limit("a", 4.0, 1.5, "click", 60), Limit("b", None, 2.0, "click", 1)
     try:
         assert await state.get_many(["a", "b"]) == [0.0, 0.0]
-        await state.add({"a": 1.5, "b": 2.0}, {"a": 60, "b": 1})
-        await state.add({"a": 1.0}, {"a": 60})
-        assert await state.get_many(["a", "b"]) == [2.5, 2.0]
+        assert await state.settle("hit1", 60, None, (a, b))
+        assert await state.settle("hit1", 60, None, (a, b))  # a retry: same answer, counted once
+        assert await state.settle("hit2", 60, None, (a,))
+        assert not await state.settle("hit3", 60, None, (a,))  # 4.5 would pass the limit of 4
+        assert await state.get_many(["a", "b"]) == [3.0, 2.0]
         await asyncio.sleep(1.2)
-        assert await state.get_many(["a", "b"]) == [2.5, 0.0]
+        assert await state.get_many(["a", "b"]) == [3.0, 0.0]
         assert await state.first_time("tok", 60) is True
         assert await state.first_time("tok", 60) is False
     finally:

@@ -66,7 +66,7 @@ class AdServer:
         settings = config.server
         unix_now = lambda: clock().timestamp()  # noqa: E731  one clock for counters, log and tokens
         self.state = state if state is not None else (
-            RedisState(settings.redis_url) if settings.redis_url else MemoryState(unix_now))
+            RedisState(settings.redis_url, clock=unix_now) if settings.redis_url else MemoryState(unix_now))
         self.events = EventLog(settings.event_dir, writer, unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
@@ -86,7 +86,8 @@ class AdServer:
     # -- config and model ---------------------------------------------------------------------
     def _runtime(self, config: Config) -> Runtime:
         decider = Decider(Inventory(config), Ledger(config.site.timezone), self.state,
-                          config.site.unique_advertiser_per_page, self.rng, self.clock)
+                          config.site.unique_advertiser_per_page, self.rng, self.clock,
+                          config.server.reservation_seconds)
         return Runtime(config, decider)
 
     def _config_status(self, loaded: LoadResult) -> dict:
@@ -145,12 +146,11 @@ class AdServer:
         campaign = self.runtime.decider.inventory.campaigns.get(event.get("campaign"))
         if event.get("token"):
             key = tracking.token_key(event["type"], event["token"])
-            self.state.seed({key: 1.0}, {key: self.signer.ttl}, ts)
-        if campaign is not None:
+            self.state.mark(key, self.signer.ttl, ts)
+        if campaign is not None and event.get("billable", True):  # logs before billable: counted
             ledger = self.runtime.decider.ledger
             moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
-            increments, ttl = ledger.charge(campaign, event["type"], event.get("user"), moment)
-            self.state.seed(increments, ttl, ts)
+            self.state.seed(ledger.charge(campaign, event["type"], event.get("user"), moment) or (), ts)
 
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:

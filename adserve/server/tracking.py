@@ -79,31 +79,36 @@ class Tracker:
         self.clock = clock
 
     async def record(self, hit: Hit, user_agent: str, runtime) -> None:
-        """Log the hit, then count it unless it is a bot's or a repeat."""
+        """Log the hit, counted unless a bot's or a repeat, billable if within its campaign's limits.
+
+        The token is marked first (atomically, so two replicas never both count it), and the
+        mark is dropped again if the event cannot be written: the client's retry then counts
+        once. Billing is idempotent per hit, so that retry moves no counter twice.
+        """
         p = hit.payload
         bot = bool(BOT_AGENTS.search(user_agent))
-        fresh = await self.state.first_time(token_key(hit.kind, hit.id), self.signer.ttl)
+        key = token_key(hit.kind, hit.id)
+        fresh = await self.state.first_time(key, self.signer.ttl)
         counted = fresh and not bot
-        self.events.append({
-            "type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
-            "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
-            "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
-            "bot": bot, "counted": counted, "token": hit.id})
+        billable = None  # a widget's hit bills nobody
+        if p.get("c") is not None:
+            billable = counted and await runtime.decider.bill(hit.kind, p["c"], p.get("u"), hit.id,
+                                                              self.signer.ttl, p.get("r"))
+        try:
+            self.events.append({
+                "type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
+                "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
+                "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
+                "bot": bot, "counted": counted, "billable": billable, "token": hit.id})
+        except BaseException:
+            if fresh:
+                await self.state.forget(key)
+            raise
         self.metrics.count(self.metrics.events, hit.kind)
         outcome = "counted" if counted else ("bot" if bot else "duplicate")
         self.metrics.count(self.metrics.tracking, hit.kind, outcome)
         if counted:
-            await self._charge(hit, runtime)
-
-    async def _charge(self, hit: Hit, runtime) -> None:
-        now = self.clock()
-        user = hit.payload.get("u")
-        self.recommender.record(hit.kind, user, hit.item, now.timestamp())
-        campaign = runtime.decider.inventory.campaigns.get(hit.payload.get("c"))
-        if campaign is not None:
-            ledger = runtime.decider.ledger
-            increments, ttl = ledger.charge(campaign, hit.kind, user, ledger.moment(now))
-            await self.state.add(increments, ttl)
+            self.recommender.record(hit.kind, p.get("u"), hit.item, self.clock().timestamp())
 
 
 async def impression(server, request: web.Request) -> web.Response:
