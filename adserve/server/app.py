@@ -24,7 +24,7 @@ from aiohttp import web
 from ..catalog import Catalog, CatalogError, item_from_dict
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import EventLog, log_files, read_events
+from ..events import EventLog, LogUnavailable, log_files, read_events
 from ..ledger import Ledger
 from ..model import Config
 from ..recs.artifact import ArtifactError, ModelArtifact
@@ -182,11 +182,17 @@ class AdServer:
             item = item_from_dict(body)
         except CatalogError as exc:
             raise BadRequest("body", str(exc)) from exc
-        self.catalog.upsert(item)
+        try:
+            self.catalog.upsert(item)
+        except OSError as exc:
+            raise LogUnavailable(f"catalog journal: {exc}") from exc
         return json_response({"item_id": item.item_id, "live": item.live})
 
     async def handle_health(self, request: web.Request) -> web.Response:
-        return json_response({"status": "ok", "config_ok": self.status["config"]["ok"],
+        """Alive (200) either way; ``degraded`` names what cannot work now, e.g. the event log."""
+        failing = ["event_log"] * self.events.failing
+        return json_response({"status": "degraded" if failing else "ok", "failing": failing,
+                              "config_ok": self.status["config"]["ok"],
                               "model_loaded": self.status["model"]["loaded"]})
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
@@ -276,6 +282,11 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         response = json_error(400, "bad_request", str(exc))
     except TokenError as exc:
         response = json_error(exc.status, "bad_token", str(exc), tracking.NO_CACHE)
+    except LogUnavailable as exc:
+        log.error("%s %s refused: %s", request.method, request.path, exc)
+        server.metrics.log_failures.inc()
+        response = json_error(503, "log_unavailable", "nothing was recorded; try again shortly",
+                              {"Retry-After": "5", **tracking.NO_CACHE})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

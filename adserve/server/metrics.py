@@ -24,6 +24,8 @@ class Metrics:
         self.reload_errors = Counter("adserve_config_reload_errors", "Config reloads refused",
                                      registry=r)
         self.shed = Counter("adserve_shed", "Requests refused with 503 under overload", registry=r)
+        self.log_failures = Counter("adserve_log_failures", "Requests refused with 503: the event log "
+                                    "or catalog journal could not be written", registry=r)
 
         self._children: dict[tuple, object] = {}
 
