@@ -32,6 +32,24 @@ class Option:
     reservation: str | None     # id of that reservation; None: nothing is reserved
 
 
+class StateUnavailable(Exception):
+    """The shared store cannot be reached; the caller degrades (see ``RedisState``)."""
+
+
+class Replayed:
+    """Counts and token marks read back from the event log, for a store to take in one go."""
+
+    def __init__(self) -> None:
+        self.counts: list[tuple[Limit, float]] = []  # (counter, moment of its event)
+        self.marks: list[tuple[str, int, float]] = []  # (key, ttl, moment)
+
+    def seed(self, counts: Iterable[Limit], now: float) -> None:
+        self.counts += [(count, now) for count in counts]
+
+    def mark(self, key: str, ttl: int, now: float) -> None:
+        self.marks.append((key, ttl, now))
+
+
 # In a need's options: the tier before it was cut short. If nothing fit so far, ``reserve``
 # stops there and the decision asks again with that tier whole.
 CUT = None
@@ -63,6 +81,12 @@ class StateStore(Protocol):
 
     async def forget(self, key: str) -> None:
         """Drop a mark, e.g. a token whose event could not be written, so its retry counts."""
+
+    async def open(self) -> bool:
+        """Connect; True when the store holds nothing yet (fresh, or restarted without its data)."""
+
+    async def restore(self, replayed: Replayed) -> None:
+        """Take counters and marks rebuilt from the event log."""
 
     async def close(self) -> None:
         """Release connections."""
@@ -197,6 +221,15 @@ class MemoryState:
     def __len__(self) -> int:
         return len(self._values)
 
+    async def open(self) -> bool:
+        return not self._values
+
+    async def restore(self, replayed: Replayed) -> None:
+        for count, now in replayed.counts:
+            self.seed((count,), now)
+        for key, ttl, now in replayed.marks:
+            self.mark(key, ttl, now)
+
     async def close(self) -> None:
         pass
 
@@ -285,16 +318,39 @@ def _lua(limits: tuple[Limit, ...]) -> list:
 
 
 class RedisState:
-    """Shared counters for several replicas; one round trip per call (a script, MGET or SET)."""
+    """Shared counters for several replicas; one round trip per call (a script, MGET or SET).
 
-    def __init__(self, url: str, prefix: str = "adserve:", clock=time.time) -> None:
+    Faults degrade, never break: connections come from a bounded pool that waits (up to
+    ``wait`` seconds) instead of failing, and once Redis cannot be reached the store is
+    ``down``: calls fail at once with ``StateUnavailable`` (a decision serves only campaigns
+    without limits) until ``open`` succeeds again.
+    """
+
+    def __init__(self, url: str, prefix: str = "adserve:", clock=time.time, pool_size: int = 64,
+                 wait: float = 1.0) -> None:
         import redis.asyncio as redis  # optional dependency, only for multi-replica setups
+        from redis.exceptions import RedisError
 
-        self._redis = redis.Redis.from_url(url)
+        pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=wait,
+                                                     socket_timeout=wait, socket_connect_timeout=wait)
+        self._redis = redis.Redis(connection_pool=pool)
+        self._faults = (RedisError, OSError)
         self._prefix = prefix
         self._clock = clock
         self._reserve = self._redis.register_script(_LUA_RESERVE)
         self._settle = self._redis.register_script(_LUA_SETTLE)
+        self.down = False
+
+    async def _call(self, command):
+        """Run one command (an awaitable), or mark the store down."""
+        if self.down:
+            command.close()
+            raise StateUnavailable("redis is down")
+        try:
+            return await command
+        except self._faults as exc:
+            self.down = True
+            raise StateUnavailable(f"redis: {exc}") from exc
 
     async def reserve(self, needs: list[Iterable[Option | None]], taken: set[str],
                       hold_seconds: float) -> list[int | None]:
@@ -304,26 +360,60 @@ class RedisState:
         request = {"taken": sorted(taken), "hold": hold_seconds, "needs": [
             [0 if o is CUT else {"n": o.names, "c": _lua(o.checks), "h": _lua(o.holds), "r": o.reservation or ""}
              for o in options] for options in needs]}
-        picks = await self._reserve(args=[self._prefix, self._clock(), orjson.dumps(request)])
+        try:
+            picks = await self._call(self._reserve(args=[self._prefix, self._clock(), orjson.dumps(request)]))
+        except StateUnavailable:  # serve what no counter limits: uncapped and house campaigns
+            return choose(needs, taken, lambda option: not option.checks, lambda option: None)
         return [pick - 1 if pick else None for pick in picks]
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
                      charges: tuple[Limit, ...]) -> bool:
-        billable = await self._settle(args=[self._prefix, self._clock(), outcome, ttl, reservation or "",
-                                            orjson.dumps(_lua(charges))])
+        billable = await self._call(self._settle(args=[self._prefix, self._clock(), outcome, ttl,
+                                                       reservation or "", orjson.dumps(_lua(charges))]))
         return billable == 1
 
     async def get_many(self, keys: list[str]) -> list[float]:
         if not keys:
             return []
-        values = await self._redis.mget([self._prefix + k for k in keys])
+        values = await self._call(self._redis.mget([self._prefix + k for k in keys]))
         return [float(v) if v is not None else 0.0 for v in values]
 
     async def first_time(self, key: str, ttl: int) -> bool:
-        return bool(await self._redis.set(self._prefix + key, 1, ex=ttl, nx=True))
+        return bool(await self._call(self._redis.set(self._prefix + key, 1, ex=ttl, nx=True)))
 
     async def forget(self, key: str) -> None:
-        await self._redis.delete(self._prefix + key)
+        await self._call(self._redis.delete(self._prefix + key))
+
+    async def open(self) -> bool:
+        """Reach Redis again; True when it lost its data (its marker key is gone) and needs a rebuild.
+
+        Only one replica gets True for one loss: the marker is set with NX.
+        """
+        try:
+            empty = bool(await self._redis.set(self._prefix + "alive", 1, nx=True))
+        except self._faults as exc:
+            self.down = True
+            raise StateUnavailable(f"redis: {exc}") from exc
+        self.down = False
+        return empty
+
+    async def restore(self, replayed: Replayed, batch: int = 2000) -> None:
+        """Counters and marks from the log, each expiring as it would have; pipelined in batches."""
+        now = self._clock()
+        commands = [(key, amount, int(ttl - (now - ts)), False) for (key, amount, ttl, ts) in
+                    ((c.key, c.cost, c.ttl, ts) for c, ts in replayed.counts)]
+        commands += [(key, 1, int(ttl - (now - ts)), True) for key, ttl, ts in replayed.marks]
+        for start in range(0, len(commands), batch):
+            pipe = self._redis.pipeline(transaction=False)
+            for key, amount, left, mark in commands[start:start + batch]:
+                if left <= 0:
+                    continue
+                if mark:
+                    pipe.set(self._prefix + key, 1, ex=left, nx=True)
+                else:
+                    pipe.incrbyfloat(self._prefix + key, amount)
+                    pipe.expire(self._prefix + key, left, nx=True)
+            await self._call(pipe.execute())
 
     async def close(self) -> None:
         await self._redis.aclose()

@@ -93,6 +93,8 @@ async def test_answers_before_pixels_never_pass_a_cap_or_budget(aiohttp_client, 
 
     async def post(body):
         response = await client.post("/v1/slots", json=body)
+        while response.status == 503:  # shed under the machine's load: a client retries
+            response = await client.post("/v1/slots", json=body)
         assert response.status == 200
         return await response.json()
 
@@ -121,9 +123,11 @@ async def test_two_processes_on_one_redis_never_pass_a_budget(tmp_path, redis_ur
             server.start()
         async with aiohttp.ClientSession() as session:
             async def post(n, body):
-                async with session.post(servers[n % 2].url + "/v1/slots", json=body) as response:
-                    assert response.status == 200
-                    return await response.json()
+                while True:  # a shed request (503) is retried, as a client would
+                    async with session.post(servers[n % 2].url + "/v1/slots", json=body) as response:
+                        if response.status != 503:
+                            assert response.status == 200
+                            return await response.json()
 
             async def pixel(i, url):  # the other process confirms what one reserved
                 async with session.get(servers[(i + 1) % 2].url + local(url)) as response:

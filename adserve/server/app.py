@@ -9,6 +9,7 @@ store, outside the runtime, so caps and budgets survive reloads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import functools
 import hmac
@@ -32,7 +33,7 @@ from ..recs.recommender import Recommender
 from ..recs.train import train
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
-from ..state import MemoryState, RedisState, StateStore
+from ..state import MemoryState, RedisState, Replayed, StateStore, StateUnavailable
 from ..tokens import Signer, TokenError
 from . import pages, tracking
 from .metrics import Metrics
@@ -43,6 +44,7 @@ log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
 REPLAY_DAYS = 7
 REPLAYED = frozenset({"decision", "click", "impression"})
+TRACKED = frozenset({"click", "impression"})
 
 
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -80,6 +82,8 @@ class AdServer:
         self.model_path = Path(settings.model_path)
         self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
         self.in_flight = 0
+        self._down_since: float | None = None  # when the watcher first saw the state store down
+        self.metrics.state_up.set_function(lambda: 0.0 if getattr(self.state, "down", False) else 1.0)
         self.queue_delay = 0.0  # smoothed event-loop lag: how long a new request waits its turn
         self._load_model()
 
@@ -127,30 +131,69 @@ class AdServer:
     async def reload_model(self) -> None:
         await asyncio.to_thread(self._load_model)
 
-    def replay_log(self) -> int:
-        """Warm in-process state from recent events: popularity, reader history, counters."""
+    def replay_log(self, counters: MemoryState | Replayed | None, recommender: bool = True) -> int:
+        """Warm state from recent events: popularity and reader history, and ``counters`` (the
+        embedded store at start-up, or what an emptied Redis is rebuilt from)."""
         since = (self.clock() - dt.timedelta(days=REPLAY_DAYS)).date()
         replayed = 0
         for event in read_events(log_files(self.events.folder, since), types=REPLAYED):
             ts = float(event["ts"])
             if event["type"] == "decision":
-                self.recommender.record("decision", event.get("user"), event.get("page"), ts)
+                if recommender:
+                    self.recommender.record("decision", event.get("user"), event.get("page"), ts)
             elif event.get("counted"):
-                self.recommender.record(event["type"], event.get("user"), event.get("item"), ts)
-                if isinstance(self.state, MemoryState):
-                    self._replay_counters(event, ts)
+                if recommender:
+                    self.recommender.record(event["type"], event.get("user"), event.get("item"), ts)
+                if counters is not None:
+                    self._replay_counters(event, ts, counters)
             replayed += 1
         return replayed
 
-    def _replay_counters(self, event: dict, ts: float) -> None:
+    def _replay_counters(self, event: dict, ts: float, counters: MemoryState | Replayed) -> None:
         campaign = self.runtime.decider.inventory.campaigns.get(event.get("campaign"))
         if event.get("token"):
             key = tracking.token_key(event["type"], event["token"])
-            self.state.mark(key, self.signer.ttl, ts)
+            counters.mark(key, self.signer.ttl, ts)
         if campaign is not None and event.get("billable", True):  # logs before billable: counted
             ledger = self.runtime.decider.ledger
             moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
-            self.state.seed(ledger.charge(campaign, event["type"], event.get("user"), moment) or (), ts)
+            counters.seed(ledger.charge(campaign, event["type"], event.get("user"), moment) or (), ts)
+
+    async def connect_state(self) -> None:
+        """(Re)connect the store. If it comes back empty (a Redis restarted without its data),
+        rebuild its counters and token marks from the log; then settle the hits logged while
+        it was down. Raises StateUnavailable while it still cannot be reached."""
+        noticed = self.clock().timestamp()
+        if await self.state.open() and not isinstance(self.state, MemoryState):
+            replayed = Replayed()
+            await asyncio.to_thread(self.replay_log, replayed, False)
+            await self.state.restore(replayed)
+            log.warning("state store was empty: rebuilt %d counts and %d token marks from the event log",
+                        len(replayed.counts), len(replayed.marks))
+        since = self._down_since if self._down_since is not None else noticed
+        self._down_since = None
+        await self._reconcile(since - 60)  # a minute early: hits deferred before the outage was noticed
+
+    async def _reconcile(self, since: float) -> None:
+        """Settle this writer's hits logged undecided (``counted`` null) since ``since``, once each."""
+        day = dt.datetime.fromtimestamp(since, dt.timezone.utc).date()
+        own = [f for f in log_files(self.events.folder, day) if f.name.endswith(f".{self.events.writer}.jsonl")]
+        events = list(read_events(own, types=TRACKED))
+        settled = {(e["type"], e.get("token")) for e in events if e.get("reconciled")}
+        for event in events:
+            if "counted" in event and event["counted"] is None and event["ts"] >= since \
+                    and (event["type"], event.get("token")) not in settled:
+                await self.tracker.reconcile(event, self.runtime)
+
+    async def _watch_state(self, every: float = 1.0) -> None:
+        """Notice an outage of the store, and reconnect (and reconcile) when it is back."""
+        while True:
+            await asyncio.sleep(every)
+            if getattr(self.state, "down", False):
+                if self._down_since is None:
+                    self._down_since = self.clock().timestamp()
+                with contextlib.suppress(StateUnavailable):
+                    await self.connect_state()
 
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:
@@ -190,7 +233,7 @@ class AdServer:
 
     async def handle_health(self, request: web.Request) -> web.Response:
         """Alive (200) either way; ``degraded`` names what cannot work now, e.g. the event log."""
-        failing = ["event_log"] * self.events.failing
+        failing = ["event_log"] * self.events.failing + ["state"] * getattr(self.state, "down", False)
         return json_response({"status": "degraded" if failing else "ok", "failing": failing,
                               "config_ok": self.status["config"]["ok"],
                               "model_loaded": self.status["model"]["loaded"]})
@@ -206,11 +249,15 @@ class AdServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start_background(self, app: web.Application) -> None:
-        self.replay_log()
+        self.replay_log(self.state if isinstance(self.state, MemoryState) else None)
+        try:
+            await self.connect_state()
+        except StateUnavailable:
+            log.error("state store unreachable at start: serving campaigns without limits until it is back")
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-                self._watch_queue(), self._retrain_on_schedule()]
+                self._watch_queue(), self._retrain_on_schedule(), self._watch_state()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()

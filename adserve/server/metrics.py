@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
@@ -26,6 +26,9 @@ class Metrics:
         self.shed = Counter("adserve_shed", "Requests refused with 503 under overload", registry=r)
         self.log_failures = Counter("adserve_log_failures", "Requests refused with 503: the event log "
                                     "or catalog journal could not be written", registry=r)
+
+        self.state_up = Gauge("adserve_state_up", "1 while the state store answers; 0 while it is "
+                              "down (limited campaigns not served, hits settled later)", registry=r)
 
         self._children: dict[tuple, object] = {}
 

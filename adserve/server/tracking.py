@@ -8,6 +8,7 @@ out), and only then charged to the campaign's counters.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from aiohttp import web
 from ..catalog import Catalog, absolute
 from ..events import EventLog
 from ..recs.recommender import Recommender
-from ..state import StateStore
+from ..state import StateStore, StateUnavailable
 from ..tokens import Signer, TokenError
 
 BOT_AGENTS = re.compile(r"bot|crawl|spider|slurp|facebookexternalhit|bingpreview|mediapartners",
@@ -83,32 +84,54 @@ class Tracker:
 
         The token is marked first (atomically, so two replicas never both count it), and the
         mark is dropped again if the event cannot be written: the client's retry then counts
-        once. Billing is idempotent per hit, so that retry moves no counter twice.
+        once. Billing is idempotent per hit, so that retry moves no counter twice. While the
+        shared store is down the hit is logged undecided (``counted`` null) and settled by
+        ``reconcile`` once it is back.
         """
         p = hit.payload
-        bot = bool(BOT_AGENTS.search(user_agent))
+        event = {"type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
+                 "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
+                 "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
+                 "bot": bool(BOT_AGENTS.search(user_agent)), "token": hit.id}
         key = token_key(hit.kind, hit.id)
-        fresh = await self.state.first_time(key, self.signer.ttl)
-        counted = fresh and not bot
-        billable = None  # a widget's hit bills nobody
-        if p.get("c") is not None:
-            billable = counted and await runtime.decider.bill(hit.kind, p["c"], p.get("u"), hit.id,
-                                                              self.signer.ttl, p.get("r"))
         try:
-            self.events.append({
-                "type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
-                "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
-                "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
-                "bot": bot, "counted": counted, "billable": billable, "token": hit.id})
+            fresh, event["counted"], event["billable"] = await self._settle(event, runtime, p.get("r"))
+        except StateUnavailable:
+            fresh, event["counted"], event["billable"] = False, None, None
+        try:
+            self.events.append(event)
         except BaseException:
             if fresh:
-                await self.state.forget(key)
+                with contextlib.suppress(StateUnavailable):
+                    await self.state.forget(key)
             raise
-        self.metrics.count(self.metrics.events, hit.kind)
-        outcome = "counted" if counted else ("bot" if bot else "duplicate")
-        self.metrics.count(self.metrics.tracking, hit.kind, outcome)
+        self._counted(event)
+
+    async def reconcile(self, event: dict, runtime) -> None:
+        """Settle a hit logged while the store was down, and log the outcome beside it."""
+        settled = {**event, "ts": self.clock().timestamp(), "hit_ts": event["ts"], "reconciled": True}
+        _fresh, settled["counted"], settled["billable"] = await self._settle(settled, runtime, None)
+        self.events.append(settled)
+        self._counted(settled)
+
+    async def _settle(self, event: dict, runtime, reservation: str | None):
+        """(fresh, counted, billable): mark the token, then bill the campaign (none for a widget)."""
+        fresh = await self.state.first_time(token_key(event["type"], event["token"]), self.signer.ttl)
+        counted = fresh and not event["bot"]
+        billable = None
+        if event["campaign"] is not None:
+            billable = counted and await runtime.decider.bill(event["type"], event["campaign"], event["user"],
+                                                              event["token"], self.signer.ttl, reservation)
+        return fresh, counted, billable
+
+    def _counted(self, event: dict) -> None:
+        counted = event["counted"]
+        self.metrics.count(self.metrics.events, event["type"])
+        outcome = ("deferred" if counted is None else "counted" if counted
+                   else "bot" if event["bot"] else "duplicate")
+        self.metrics.count(self.metrics.tracking, event["type"], outcome)
         if counted:
-            self.recommender.record(hit.kind, p.get("u"), hit.item, self.clock().timestamp())
+            self.recommender.record(event["type"], event["user"], event["item"], self.clock().timestamp())
 
 
 async def impression(server, request: web.Request) -> web.Response:
