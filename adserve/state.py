@@ -400,14 +400,13 @@ class RedisState:
     async def restore(self, replayed: Replayed, batch: int = 2000) -> None:
         """Counters and marks from the log, each expiring as it would have; pipelined in batches."""
         now = self._clock()
-        commands = [(key, amount, int(ttl - (now - ts)), False) for (key, amount, ttl, ts) in
-                    ((c.key, c.cost, c.ttl, ts) for c, ts in replayed.counts)]
+        commands = [(count.key, count.cost, int(count.ttl - (now - ts)), False) for count, ts in replayed.counts]
         commands += [(key, 1, int(ttl - (now - ts)), True) for key, ttl, ts in replayed.marks]
         for start in range(0, len(commands), batch):
             pipe = self._redis.pipeline(transaction=False)
             for key, amount, left, mark in commands[start:start + batch]:
                 if left <= 0:
-                    continue
+                    continue  # it would have expired by now
                 if mark:
                     pipe.set(self._prefix + key, 1, ex=left, nx=True)
                 else:

@@ -58,16 +58,16 @@ async def test_two_replicas_share_caps_and_token_dedup(aiohttp_client, make_serv
 
 
 
-async def test_redis_killed_and_restarted_empty_mid_load(aiohttp_client, make_server, workdir, tmp_path):
+async def test_redis_killed_and_restarted_empty_mid_load(aiohttp_client, make_server, workdir, clock,
+                                                         tmp_path):
     """Down: pages still answer (limited campaigns not served), pixels are logged and settled when
     Redis is back; back empty: counters and token marks are rebuilt from the log, so old pixels
     do not count again and the budget of 50 still holds."""
     limited_book(workdir, 100, 50)
     port = free_port()
     redis = start_redis(port, tmp_path)
-    server = make_server(state=RedisState(f"redis://127.0.0.1:{port}/0", clock=lambda: 0))
-    server.state._clock = lambda: server.clock().timestamp()
-    client = await aiohttp_client(create_app(server))
+    state = RedisState(f"redis://127.0.0.1:{port}/0", clock=lambda: clock().timestamp())
+    client = await aiohttp_client(create_app(make_server(state=state)))
 
     async def views(readers):
         return [(await post_slots(client, page(f"r{n}")))["s1"] for n in readers]
