@@ -31,30 +31,36 @@ from .conftest import EXAMPLE_REQUEST, SECRET, FakeClock
 from .live import LiveServer
 
 LIMITED = 500
-BOOK = """
-campaigns:
-  - id: 500
-    name: Limited
-    advertiser: Limited Co
-    flight: {start: 2026-01-01T00:00:00Z, end: 2030-01-01T00:00:00Z}
-    price: {model: cpm, amount: 10.0}
-    budget: {metric: impressions, total: %(total)s}
+
+
+def campaign_yaml(cid: int, tier: str, price: str, budget: str, cap: str = "") -> str:
+    """One 300x250 campaign of the test books, as config YAML."""
+    return f"""
+  - id: {cid}
+    name: Test {cid}
+    advertiser: Advertiser {cid}
+    flight: {{start: 2026-01-01T00:00:00Z, end: 2030-01-01T00:00:00Z}}
+    tier: {tier}
+    price: {price}
+    budget: {budget}
     pacing: asap
-    frequency_cap: {count: %(cap)s, period: day}
+    {cap}
     creatives:
-      - id: limited-300x250
+      - id: cr-{cid}
         size: 300x250
-        landing_url: https://limited.example/
+        landing_url: https://adv{cid}.example/
         variants:
-          - {id: A, image_url: /static/creatives/house-300x250.svg}
+          - {{id: A, image_url: /static/creatives/house-300x250.svg}}
 """
 
 
-def limited_book(folder: Path, cap: int, total: int, server: str = "") -> None:
-    """Only campaign 500 (capped, budgeted) and the house ads that fill in after it."""
+def limited_book(folder: Path, cap: int, total: int, server: str = "", more: str = "") -> None:
+    """Only campaign 500 (capped, budgeted), ``more`` campaigns, and the house ads that fill in."""
     for name in ("display.yaml", "native.yaml"):
         (folder / "config" / "campaigns" / name).unlink()
-    (folder / "config" / "campaigns" / "limited.yaml").write_text(BOOK % {"cap": cap, "total": total})
+    limited = campaign_yaml(LIMITED, "standard", "{model: cpm, amount: 10.0}",
+                            f"{{metric: impressions, total: {total}}}", f"frequency_cap: {{count: {cap}, period: day}}")
+    (folder / "config" / "campaigns" / "limited.yaml").write_text("campaigns:" + limited + more)
     if server:
         site = folder / "config" / "site.yaml"
         site.write_text(site.read_text().replace("server:\n", f"server:\n{server}", 1))
@@ -143,22 +149,7 @@ async def test_two_processes_on_one_redis_never_pass_a_budget(tmp_path, redis_ur
 # -- random interleavings against a reference model ---------------------------------------------
 
 HOLD = 300
-INTERLEAVED = BOOK % {"cap": 2, "total": 4} + """
-  - id: 600
-    name: Click-budgeted
-    advertiser: Clicky
-    flight: {start: 2026-01-01T00:00:00Z, end: 2030-01-01T00:00:00Z}
-    tier: remnant
-    price: {model: cpc, amount: 0.5}
-    budget: {metric: clicks, total: 2}
-    pacing: asap
-    creatives:
-      - id: clicky-300x250
-        size: 300x250
-        landing_url: https://clicky.example/
-        variants:
-          - {id: A, image_url: /static/creatives/house-300x250.svg}
-"""
+CLICKY = campaign_yaml(600, "remnant", "{model: cpc, amount: 0.5}", "{metric: clicks, total: 2}")
 OPS = st.lists(st.one_of(
     st.tuples(st.just("view"), st.sampled_from(["u0", "u1", "u2"])),
     st.tuples(st.sampled_from(["pixel", "click"]), st.integers(0, 25)),
@@ -253,8 +244,7 @@ async def _interleave(ops, workdir: Path, loaded, store) -> None:
 
 @pytest.fixture
 def interleaved(workdir):
-    limited_book(workdir, 2, 4)
-    (workdir / "config" / "campaigns" / "limited.yaml").write_text(INTERLEAVED)
+    limited_book(workdir, 2, 4, more=CLICKY)
     loaded = load_config(workdir / "config", now=FakeClock()())
     assert loaded.ok, loaded.errors
     return loaded
