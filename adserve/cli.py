@@ -1,4 +1,4 @@
-"""The ``adserve`` command: serve, check, schema, simulate, train, evaluate."""
+"""The ``adserve`` command: serve, check, schema, simulate, train, evaluate, forget."""
 
 from __future__ import annotations
 
@@ -51,10 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     commands.choices["train"].add_argument("--out", help="artifact path (default: server.model_path)")
     commands.choices["evaluate"].add_argument("--json", action="store_true")
 
+    forget = commands.add_parser("forget", help="erase a reader from the log, counters and model")
+    forget.add_argument("reader", help="the reader id (the loader's adserve_reader)")
+    forget.add_argument("--config", default=DEFAULT_CONFIG)
+
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return {"serve": _serve, "check": _check, "schema": _schema, "simulate": _simulate,
-            "train": _train, "evaluate": _evaluate}[args.command](args)
+            "train": _train, "evaluate": _evaluate, "forget": _forget}[args.command](args)
 
 
 def _load_or_exit(folder: str):
@@ -153,9 +157,18 @@ def _train(args) -> int:
     return 0
 
 
-def _serve(args) -> int:
-    from aiohttp import web
+def _forget(args) -> int:
+    from .retention import forget
 
+    settings = _load_or_exit(args.config).config.server
+    print(forget(args.reader, settings.event_dir, settings.model_path, settings.redis_url).report())
+    return 0
+
+
+def _serve(args) -> int:
+    import asyncio
+
+    from .server import listener
     from .server.app import AdServer, create_app, secret_from_env
 
     loaded = _load_or_exit(args.config)
@@ -165,8 +178,11 @@ def _serve(args) -> int:
         _bootstrap_demo(args.config, loaded.config)
     server = AdServer(args.config, loaded, secret, writer=args.writer,
                       cms_token=os.environ.get("ADSERVE_CMS_TOKEN"))
-    web.run_app(create_app(server), host=args.host or settings.host, port=args.port or settings.port,
-                access_log=None)
+    host, port = args.host or settings.host, args.port or settings.port
+    asyncio.run(listener.serve(
+        create_app(server), host, port, settings.max_connections, settings.head_timeout_seconds,
+        on_refusal=lambda: server.metrics.count(server.metrics.shed, "connections"),
+        ready=lambda: logging.getLogger("adserve").info("serving on http://%s:%d", host, port)))
     return 0
 
 

@@ -132,6 +132,7 @@ class _Page:
 
     def __init__(self, request: SlotRequest, moment: Moment, reservation: str) -> None:
         self.request = request
+        self.reader = request.consent.ads_reader(request.user_id)
         self.moment = moment
         self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
         self.local = moment.local
@@ -187,7 +188,7 @@ class Decider:
                 if pick is not None:
                     chosen, option = seen[pick]
                     fills[need.key] = Fill(chosen.campaign, chosen.creative,
-                                           self.variant(chosen.creative, request.user_id), option.reservation)
+                                           self.variant(chosen.creative, page.reader), option.reservation)
                     page.taken.update(option.names)
             done += len(picks)
             if done < len(needs):
@@ -222,7 +223,7 @@ class Decider:
         if campaign.id in page.options:
             return page.options[campaign.id]
         names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser else (f"c{campaign.id}",)
-        limits = self.ledger.limits(campaign, page.request.user_id, page.moment) if bounded(campaign) else ()
+        limits = self.ledger.limits(campaign, page.reader, page.moment) if bounded(campaign) else ()
         option = None
         if limits is not None:
             checks = tuple(limit for limit in limits if limit.limit is not None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
+from typing import Callable
 from zoneinfo import ZoneInfo
 
 from .model import Campaign
@@ -82,14 +83,15 @@ class Ledger:
         """Every counter this campaign's impressions and clicks move, with the bound of each.
 
         None when the campaign may not serve this reader at all: a cap that cannot be checked
-        (no reader id) fails closed. Counters without a bound are still counted, so a budget
+        (no reader id, or no consent to use it) fails closed unless the campaign says
+        ``without_consent: serve``. Counters without a bound are still counted, so a budget
         added by a reload starts from what was already delivered.
         """
         cap = campaign.frequency_cap
         if cap is None:
             return self._counters(campaign, moment)
         if user is None:
-            return None
+            return None if cap.without_consent == "skip" else self._counters(campaign, moment)
         ttl = _PERIOD_SECONDS.get(cap.period) or _flight_left(campaign, moment)
         return self._counters(campaign, moment) + (
             Limit(_cap_key(campaign, user, moment), cap.count, 1.0, "impression", ttl + 3600),)
@@ -176,6 +178,12 @@ def _day_key(campaign: Campaign, metric: str, moment: Moment) -> str:
 
 def _cap_key(campaign: Campaign, user: str, moment: Moment) -> str:
     return f"c{campaign.id}:cap:{user}:{moment.buckets[campaign.frequency_cap.period]}"
+
+
+def reader_keys(user: str) -> tuple[str, Callable[[str], bool]]:
+    """A glob over every counter key that names the reader, and the exact test of a key (the
+    glob alone could match a longer id): only frequency caps count per reader."""
+    return f"c*:cap:{user}:*", lambda key: key.split(":cap:", 1)[-1].rpartition(":")[0] == user
 
 
 def _share(elapsed: dt.timedelta, whole: dt.timedelta) -> float:

@@ -62,6 +62,9 @@ class FrequencyCap:
     count: int = field(metadata=doc("Impressions allowed per reader per period.", min=1))
     period: Literal["hour", "day", "week", "flight"] = field(
         default="day", metadata=doc("Window the count applies to."))
+    without_consent: Literal["skip", "serve"] = field(default="skip", metadata=doc(
+        "When the cap cannot be kept (no reader id, or no consent to personalised ads): skip the "
+        "reader, or serve without the cap."))
 
 
 @dataclass(kw_only=True)
@@ -154,6 +157,8 @@ class Site:
     timezone: str = field(default="UTC", metadata=doc("IANA zone for dayparts and daily budgets."))
     allowed_origins: list[str] = field(default_factory=list, metadata=doc("Page origins (CORS)."))
     unique_advertiser_per_page: bool = False
+    consent_required: bool = field(default=False, metadata=doc(
+        "A request without privacy signals (no TCF answer, no GPC) counts as no consent."))
 
 
 @dataclass(kw_only=True)
@@ -166,13 +171,25 @@ class Server:
     max_slots: int = field(default=20, metadata=doc("Most slots in one request.", min=1))
     event_dir: str = field(default="var/events",
                            metadata=doc("Event log folder, relative to the working folder."))
+    retention_days: int | None = field(default=None, metadata=doc(
+        "Event files older than this many days are deleted (at start and daily); none: kept.",
+        min=1))
     model_path: str = field(default="var/model.npz", metadata=doc("Recommendation model artifact."))
     catalog_path: str = field(default="catalog.jsonl",
                               metadata=doc("Article catalog, relative to the config folder."))
     token_ttl_seconds: int = field(default=86400, metadata=doc("Tracking token lifetime.", min=60))
-    max_pending: int = field(default=256, metadata=doc("Requests in progress before 503.", min=1))
+    max_pending: int = field(default=256, metadata=doc(
+        "Slot requests in progress (e.g. waiting on Redis) past which new ones get 503.", min=1))
     max_queue_ms: float = field(default=100.0, metadata=doc(
-        "Smoothed event-loop lag (ms) above which slot requests get 503.", min=1))
+        "A slot request that waited this long (ms) for the CPU after arriving gets 503.", min=1))
+    max_connections: int = field(default=4096, metadata=doc(
+        "Open connections past which a new one gets 503 and is closed (kept under the file limit).",
+        min=1))
+    head_timeout_seconds: float = field(default=15.0, metadata=doc(
+        "Time to send a whole request head, from connecting or from the last answer; idle "
+        "keep-alive connections also close after it.", min=0.1))
+    body_timeout_seconds: float = field(default=10.0, metadata=doc(
+        "Time to send a request body once its handler reads it; then 408.", min=0.1))
     redis_url: str | None = field(default=None, metadata=doc("Shared state for several replicas."))
     reservation_seconds: int = field(default=300, metadata=doc(
         "How long an answered ad holds its share of caps and budgets waiting for its impression "

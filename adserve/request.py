@@ -10,12 +10,14 @@ import re
 from dataclasses import dataclass, field
 
 from .model import IAB_SIZES
+from .privacy import UNSIGNALLED, Consent, Signals, consent
 
 DEVICES = ("desktop", "mobile", "tablet", "app")
 SLOT_TYPES = ("display", "recs")
 _ID = re.compile(r"^[A-Za-z0-9_.:@/-]{1,128}$")  # no spaces, quotes or CR/LF: ids go into URLs
 _COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
 MAX_KEYWORDS = 50
+MALFORMED_PRIVACY = Signals(gdpr_applies=True)  # a CMP answer that says nothing: no consent
 
 
 class BadRequest(ValueError):
@@ -52,10 +54,15 @@ class SlotRequest:
     device: str | None
     country: str | None
     slots: tuple[Slot, ...] = field(default=())
+    consent: Consent = UNSIGNALLED  # what the reader allows; ``user_id`` is None without ``reader``
 
 
-def parse_slot_request(body: object, placements: dict, max_slots: int) -> SlotRequest:
-    """Turn the decoded JSON body into a ``SlotRequest``; ``placements`` fills slot defaults."""
+def parse_slot_request(body: object, placements: dict, max_slots: int, gpc_header: bool = False,
+                       consent_required: bool = False) -> SlotRequest:
+    """Turn the decoded JSON body into a ``SlotRequest``; ``placements`` fills slot defaults.
+
+    ``gpc_header`` is the request's ``Sec-GPC: 1``; ``consent_required`` is the site's setting.
+    """
     if not isinstance(body, dict):
         raise BadRequest("body", "expected a JSON object")
     user = _optional(body, "user", dict, "body") or {}
@@ -73,8 +80,24 @@ def parse_slot_request(body: object, placements: dict, max_slots: int) -> SlotRe
     country = _optional(body, "country", str, "body")
     if country is not None and not _COUNTRY.fullmatch(country):
         raise BadRequest("country", "expected ISO alpha-2")
-    return SlotRequest(page=_page(body.get("page") or {}), user_id=_id(user, "id", "user"),
-                       device=device, country=country, slots=parsed)
+    allowed = consent(_signals(body.get("privacy"), gpc_header), consent_required)
+    user_id = _id(user, "id", "user")
+    return SlotRequest(page=_page(body.get("page") or {}), user_id=user_id if allowed.reader else None,
+                       device=device, country=country, slots=parsed, consent=allowed)
+
+
+def _signals(raw: object, gpc_header: bool) -> Signals:
+    """The ``privacy`` object. A malformed one allows nothing but is never a 400: a CMP that
+    answers oddly must not blank the page."""
+    if raw is None:
+        return Signals(gpc=gpc_header)
+    if not isinstance(raw, dict):
+        return MALFORMED_PRIVACY
+    gdpr_applies, tc_string, gpc = raw.get("gdpr_applies"), raw.get("tc_string"), raw.get("gpc")
+    if (not isinstance(gdpr_applies, bool | None) or not isinstance(tc_string, str | None)
+            or not isinstance(gpc, bool | None)):
+        return MALFORMED_PRIVACY
+    return Signals(gdpr_applies, tc_string, bool(gpc) or gpc_header)
 
 
 def _page(raw: object) -> Page:

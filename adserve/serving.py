@@ -56,22 +56,27 @@ class SlotServer:
                 answer[slot.id], record = self._recs(_strategy(runtime, slot), slot, sponsored[slot.id],
                                                      fills, request, base_url, on_page)
             logged.append(record)
-        self.events.append({"type": "decision", "user": request.user_id, "page": page.item_id,
-                            "device": request.device, "slots": logged})
-        self.recommender.record("decision", request.user_id, page.item_id, time.time())
+        reader = request.consent.content_reader(request.user_id)  # reads train the reader's recs
+        self.events.append({"type": "decision", "user": reader, "page": page.item_id,
+                            "device": request.device, "consent": request.consent.label, "slots": logged})
+        self.recommender.record("decision", reader, page.item_id, time.time())
         return answer
 
-    def _urls(self, base_url: str, payload: dict) -> tuple[str, str]:
-        """The impression pixel and click URLs of one signed token."""
+    def _urls(self, base_url: str, request: SlotRequest, payload: dict) -> tuple[str, str]:
+        """The impression pixel and click URLs of one signed token (with the request's consent,
+        which the hits' events carry)."""
+        if request.consent.signalled:
+            payload["k"] = request.consent.label
         token = self.signer.sign(payload)
         return f"{base_url}/t/i?t={token}", f"{base_url}/t/c?t={token}"
 
     def _ad_urls(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str) -> tuple[str, str]:
         payload = {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id, "s": slot.id,
-                   "u": request.user_id, "p": request.page.item_id, "l": fill.creative.landing_url}
+                   "u": request.consent.ads_reader(request.user_id), "p": request.page.item_id,
+                   "l": fill.creative.landing_url}
         if fill.reservation is not None:
             payload["r"] = fill.reservation  # the pixel confirms it
-        return self._urls(base_url, payload)
+        return self._urls(base_url, request, payload)
 
     def _display(self, slot: Slot, fill: Fill | None, request: SlotRequest, base_url: str):
         if fill is None:
@@ -90,11 +95,12 @@ class SlotServer:
               base_url: str, on_page: set[str]):
         sponsored = {p: fill for p in positions if (fill := fills.get(f"{slot.id}#{p}")) is not None}
         organic_count = slot.count - len(sponsored)
-        rec = self.recommender.recommend(strategy, request.user_id, request.page.item_id,
-                                         organic_count, on_page)
+        reader = request.consent.content_reader(request.user_id)
+        rec = self.recommender.recommend(request.consent.strategy(strategy), reader,
+                                         request.page.item_id, organic_count, on_page)
         on_page.update(rec.items)
-        impression, click = self._urls(base_url, {"s": slot.id, "u": request.user_id,
-                                                  "p": request.page.item_id, "its": rec.items})
+        impression, click = self._urls(base_url, request, {"s": slot.id, "u": reader,
+                                                           "p": request.page.item_id, "its": rec.items})
         organic = iter(self._organic(rec.items, click, base_url))
         items = []
         for position in range(1, slot.count + 1):

@@ -414,5 +414,16 @@ class RedisState:
                     pipe.expire(self._prefix + key, left, nx=True)
             await self._call(pipe.execute())
 
+    async def delete_matching(self, pattern: str, wanted: Callable[[str], bool]) -> list[str]:
+        """Delete the keys that match a glob and ``wanted`` (erasure of one reader's counters)."""
+        keys = []
+        async for raw in self._redis.scan_iter(match=self._prefix + pattern, count=1000):
+            key = raw.decode()[len(self._prefix):]
+            if wanted(key):
+                keys.append(key)
+        if keys:
+            await self._redis.delete(*(self._prefix + k for k in keys))
+        return keys
+
     async def close(self) -> None:
         await self._redis.aclose()

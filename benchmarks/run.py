@@ -16,6 +16,7 @@ import time
 import bench_decision
 import bench_events
 import bench_memory
+import bench_overload
 import bench_slots
 import bench_training
 from common import ROOT, machine
@@ -29,6 +30,7 @@ def main() -> None:
     started = time.time()
     sections = [
         bench_slots.run(args.repeats),
+        bench_overload.run(args.repeats),
         bench_decision.run(args.repeats + 2),
         bench_events.run(args.repeats),
         bench_training.run(args.repeats),

@@ -22,12 +22,14 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
+from .. import retention
 from ..catalog import Catalog, CatalogError, item_from_dict
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
 from ..events import EventLog, LogUnavailable, log_files, read_events
 from ..ledger import Ledger
 from ..model import Config
+from ..model import Server as ServerSettings
 from ..recs.artifact import ArtifactError, ModelArtifact
 from ..recs.recommender import Recommender
 from ..recs.train import train
@@ -35,7 +37,7 @@ from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, Replayed, StateStore, StateUnavailable
 from ..tokens import Signer, TokenError
-from . import pages, tracking
+from . import listener, pages, tracking
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
@@ -81,10 +83,9 @@ class AdServer:
         self.runtime = self._runtime(config)
         self.model_path = Path(settings.model_path)
         self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
-        self.in_flight = 0
+        self.in_flight = 0  # slot requests admitted and not yet answered
         self._down_since: float | None = None  # when the watcher first saw the state store down
         self.metrics.state_up.set_function(lambda: 0.0 if getattr(self.state, "down", False) else 1.0)
-        self.queue_delay = 0.0  # smoothed event-loop lag: how long a new request waits its turn
         self._load_model()
 
     # -- config and model ---------------------------------------------------------------------
@@ -202,8 +203,10 @@ class AdServer:
     async def handle_slots(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
         runtime = self.runtime
-        body = await read_json(request, runtime.config.server.max_body_bytes)
-        slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots)
+        body = await read_json(request, runtime.config.server)
+        slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots,
+                                          gpc_header=request.headers.get("Sec-GPC", "").strip() == "1",
+                                          consent_required=runtime.config.site.consent_required)
         answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
         self.metrics.count(self.metrics.events, "decision")
         for fill in answer.values():
@@ -218,7 +221,7 @@ class AdServer:
         given = request.headers.get("Authorization", "").removeprefix("Bearer ").encode()
         if not hmac.compare_digest(given, self.cms_token.encode()):
             return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
-        body = await read_json(request, self.runtime.config.server.max_body_bytes)
+        body = await read_json(request, self.runtime.config.server)
         if isinstance(body, dict):
             body = {**body, "item_id": request.match_info["item_id"]}
         try:
@@ -249,6 +252,7 @@ class AdServer:
 
     # -- lifecycle ----------------------------------------------------------------------------
     async def start_background(self, app: web.Application) -> None:
+        self.expire_events()  # before the replay, which must not read what retention deletes
         self.replay_log(self.state if isinstance(self.state, MemoryState) else None)
         try:
             await self.connect_state()
@@ -257,7 +261,7 @@ class AdServer:
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
-                self._watch_queue(), self._retrain_on_schedule(), self._watch_state()]
+                self._retrain_on_schedule(), self._expire_daily(), self._watch_state()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
@@ -281,18 +285,18 @@ class AdServer:
             if minutes and self.runtime.config.recs.retrain_minutes:
                 await self.retrain()
 
-    async def _watch_queue(self, every: float = 0.05) -> None:
-        """Sample how late the loop runs a timer; smoothed, so one GC pause does not shed."""
-        while True:
-            started = time.perf_counter()
-            await asyncio.sleep(every)
-            lag = time.perf_counter() - started - every
-            self.queue_delay = 0.8 * self.queue_delay + 0.2 * lag
+    def expire_events(self) -> None:
+        """``server.retention_days``: delete event files past their age (at start, then daily)."""
+        days = self.runtime.config.server.retention_days
+        if days:
+            expired = retention.expire(self.events.folder, days, self.clock().date())
+            if expired:
+                log.info("retention: deleted %d event files older than %d days", len(expired), days)
 
-    def overloaded(self) -> bool:
-        settings = self.runtime.config.server
-        return (self.in_flight >= settings.max_pending
-                or self.queue_delay * 1000 > settings.max_queue_ms)
+    async def _expire_daily(self) -> None:
+        while True:
+            await asyncio.sleep(86400)
+            await asyncio.to_thread(self.expire_events)
 
     def _sighup(self) -> None:
         self.config_watch.trigger()
@@ -306,10 +310,16 @@ class AdServer:
         await self.state.close()
 
 
-async def read_json(request: web.Request, limit: int) -> object:
+async def read_json(request: web.Request, settings: ServerSettings) -> object:
+    """The body as JSON: at most ``max_body_bytes``, received within ``body_timeout_seconds``."""
+    limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    raw = await request.read()
+    try:
+        async with asyncio.timeout(settings.body_timeout_seconds):
+            raw = await request.read()
+    except TimeoutError:
+        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
     if len(raw) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
     try:
@@ -350,20 +360,30 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
 
 @web.middleware
 async def shed_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Past capacity, answer 503 at once instead of queueing without bound.
+    """Past capacity, answer a slot request 503 at once instead of queueing without bound.
 
-    Two signals: requests waiting on I/O (``max_pending``), and requests waiting for the CPU,
-    seen as event-loop lag (``max_queue_ms``). A refusal costs microseconds.
+    Two signals, both about the request itself: how many slot requests are already admitted and
+    unanswered (``max_pending``: work waiting on I/O), and how much admitted work this one queued
+    behind since its bytes arrived (``max_queue_ms``: waiting for the CPU). Refusals do not add
+    to that work, so past overload the server keeps spending most of its time answering; a
+    refusal costs microseconds.
     """
     server = request.app[SERVER]
-    if request.path.startswith("/v1/slots") and server.overloaded():
-        server.metrics.shed.inc()
+    if not request.path.startswith("/v1/slots"):
+        return await handler(request)
+    settings = server.runtime.config.server
+    reason = ("pending" if server.in_flight >= settings.max_pending
+              else "waited" if listener.queued_behind(request) * 1000 > settings.max_queue_ms else None)
+    if reason is not None:
+        server.metrics.count(server.metrics.shed, reason)
         return json_error(503, "overloaded", "try again shortly", {"Retry-After": "1"})
     server.in_flight += 1
+    started = time.perf_counter()
     try:
         return await handler(request)
     finally:
         server.in_flight -= 1
+        listener.Work.add(started)
 
 
 @web.middleware
@@ -388,7 +408,7 @@ async def cors_middleware(request: web.Request, handler) -> web.StreamResponse:
 def create_app(server: AdServer) -> web.Application:
     settings = server.runtime.config.server
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[cors_middleware, errors_middleware, shed_middleware])
+                          middlewares=[cors_middleware, shed_middleware, errors_middleware])
     app[SERVER] = server
     app.router.add_post("/v1/slots", server.handle_slots)
     app.router.add_put("/v1/items/{item_id}", server.handle_item)

@@ -23,10 +23,11 @@ class Metrics:
                                 ["kind", "outcome"], registry=r)
         self.reload_errors = Counter("adserve_config_reload_errors", "Config reloads refused",
                                      registry=r)
-        self.shed = Counter("adserve_shed", "Requests refused with 503 under overload", registry=r)
+        self.shed = Counter("adserve_shed", "Slot requests refused with 503 under overload, by why "
+                            "(pending: too many in progress; waited: too long for the CPU; "
+                            "connections: too many open)", ["reason"], registry=r)
         self.log_failures = Counter("adserve_log_failures", "Requests refused with 503: the event log "
                                     "or catalog journal could not be written", registry=r)
-
         self.state_up = Gauge("adserve_state_up", "1 while the state store answers; 0 while it is "
                               "down (limited campaigns not served, hits settled later)", registry=r)
 

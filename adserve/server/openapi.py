@@ -37,6 +37,13 @@ SLOT_REQUEST = {
         "user": nullable({"type": "object", "properties": {"id": nullable(ID)}}),
         "device": nullable({"enum": list(DEVICES)}),
         "country": nullable({"type": "string", "pattern": "^[A-Z]{2}$"}),
+        "privacy": nullable({
+            "type": "object", "description": "The reader's privacy signals (TCF v2.2 and Global "
+            "Privacy Control, also read from `Sec-GPC: 1`). Without the consents a use needs, the "
+            "reader id is not used for it; a malformed object or TC string counts as no consent.",
+            "properties": {"gdpr_applies": nullable({"type": "boolean"}),
+                           "tc_string": nullable({"type": "string"}),
+                           "gpc": nullable({"type": "boolean"})}}),
         "slots": {"type": "array", "minItems": 1, "maxItems": 20, "items": {
             "type": "object", "required": ["id"],
             "description": "A display slot needs sizes, a placement, or both; type defaults to "

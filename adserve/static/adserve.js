@@ -13,6 +13,52 @@
   var READER_KEY = "adserve_reader";
   var VIEW_RATIO = 0.5;   // IAB: half the pixels ...
   var VIEW_MS = 1000;     // ... for one continuous second
+  var CMP_WAIT_MS = 1000; // a consent platform that has not answered by then means "no consent"
+  var reader = null;      // the reader id of the last slot request, when storage was allowed
+
+  /* The reader's privacy signals, then callback(privacy, storageAllowed). With a TCF v2.2 CMP on
+     the page (__tcfapi) its answer is awaited, at most CMP_WAIT_MS; Global Privacy Control
+     (navigator.globalPrivacyControl) allows no storage whatever the CMP says. The server
+     decodes the TC string itself; storage (purpose 1) is read here only to decide whether the
+     reader id may be read from or written to localStorage at all. */
+  function withPrivacy(callback) {
+    var gpc = navigator.globalPrivacyControl === true;
+    if (typeof window.__tcfapi !== "function") {
+      callback(gpc ? {gpc: true} : null, !gpc);
+      return;
+    }
+    var done = false;
+    var finish = function (tcString, gdprApplies, storage) {
+      if (done) return;
+      done = true;
+      clearTimeout(timer);
+      callback({gdpr_applies: gdprApplies, tc_string: tcString, gpc: gpc}, storage && !gpc);
+    };
+    var timer = setTimeout(function () { finish("", true, false); }, CMP_WAIT_MS);
+    try {
+      window.__tcfapi("addEventListener", 2, function (tcData, success) {
+        if (!success || !tcData) { finish("", true, false); return; }
+        if (tcData.eventStatus !== "tcloaded" && tcData.eventStatus !== "useractioncomplete") return;
+        if (tcData.listenerId !== undefined && tcData.listenerId !== null) {
+          window.__tcfapi("removeEventListener", 2, function () {}, tcData.listenerId);
+        }
+        var gdprApplies = tcData.gdprApplies !== false;
+        finish(tcData.tcString || "", gdprApplies, !gdprApplies || storageConsent(tcData));
+      });
+    } catch (e) {
+      finish("", true, false);
+    }
+  }
+
+  /* Purpose 1 as the server reads it: the publisher segment's consents when the string has one
+     (a segment whose first base64url character holds segment type 3), else the core segment's. */
+  function storageConsent(tcData) {
+    var publisher = String(tcData.tcString || "").split(".").slice(1).some(function (segment) {
+      return /^[Y-Za-f]/.test(segment);
+    });
+    var consents = (publisher ? tcData.publisher : tcData.purpose) || {};
+    return !!(consents.consents && consents.consents["1"] === true);
+  }
 
   function readerId() {
     try {
@@ -200,10 +246,15 @@
     var elements = Array.prototype.slice.call(
       document.querySelectorAll("[data-adserve-slot]:not([data-adserve-state])"));
     if (!elements.length) return;
+    withPrivacy(function (privacy, storage) { request(elements, privacy, storage); });
+  }
+
+  function request(elements, privacy, storage) {
     var context = pageContext();
     var body = {page: context, device: context.device || deviceType(), slots: elements.map(slotRequest)};
-    var reader = readerId();
+    reader = storage ? readerId() : null;  // no storage consent: localStorage is not touched
     if (reader) body.user = {id: reader};
+    if (privacy) body.privacy = privacy;
     if (context.country) body.country = context.country;
     delete body.page.device;
     delete body.page.country;
@@ -221,7 +272,7 @@
     });
   }
 
-  window.adserve = {reader: readerId, refresh: run};
+  window.adserve = {reader: function () { return reader; }, refresh: run};
   if (document.readyState === "loading") {
     document.addEventListener("DOMContentLoaded", run);
   } else {
