@@ -164,16 +164,15 @@ class AdServer:
         """(Re)connect the store. If it comes back empty (a Redis restarted without its data),
         rebuild its counters and token marks from the log; then settle the hits logged while
         it was down. Raises StateUnavailable while it still cannot be reached."""
-        noticed = self.clock().timestamp()
         if await self.state.open() and not isinstance(self.state, MemoryState):
             replayed = Replayed()
             await asyncio.to_thread(self.replay_log, replayed, False)
             await self.state.restore(replayed)
             log.warning("state store was empty: rebuilt %d counts and %d token marks from the event log",
                         len(replayed.counts), len(replayed.marks))
-        since = self._down_since if self._down_since is not None else noticed
-        self._down_since = None
-        await self._reconcile(since - 60)  # a minute early: hits deferred before the outage was noticed
+        if self._down_since is not None:
+            since, self._down_since = self._down_since, None
+            await self._reconcile(since - 60)  # a minute early: hits deferred before it was noticed
 
     async def _reconcile(self, since: float) -> None:
         """Settle this writer's hits logged undecided (``counted`` null) since ``since``, once each."""
