@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 from decimal import Decimal
+import itertools
 
 import pytest
 
@@ -16,10 +17,11 @@ from .conftest import FakeClock
 from .test_decision import campaign, decider, request
 
 UTC = dt.timezone.utc
+HITS = itertools.count()  # unique hit ids: billing is idempotent per hit
 
 
 def serve_and_count(d, req, times: int, click=False) -> int:
-    """Decide ``times`` times, charging an impression (and a click) for every fill."""
+    """Decide ``times`` times, billing an impression (and a click) for every fill."""
     served = 0
     for _ in range(times):
         fills = asyncio.run(d.decide(req, [AdNeed("s0", ("300x250",), None)]))
@@ -28,8 +30,8 @@ def serve_and_count(d, req, times: int, click=False) -> int:
             continue
         served += 1
         for event in ("impression", "click") if click else ("impression",):
-            inc, ttl = d.ledger.charge(fill.campaign, event, req.user_id, d.ledger.moment(d.clock()))
-            asyncio.run(d.state.add(inc, ttl))
+            assert asyncio.run(d.bill(event, fill.campaign.id, req.user_id, f"hit{next(HITS)}", 86400,
+                                      fill.reservation))
     return served
 
 
@@ -79,9 +81,8 @@ def deliver(d, clock, hours: int, every: float = 10.0) -> list[int]:
                 fill = (await d.decide(request(), need))["s0"]
                 if fill is not None:
                     count += 1
-                    inc, ttl = d.ledger.charge(fill.campaign, "impression", "reader-1",
-                                               d.ledger.moment(d.clock()))
-                    await d.state.add(inc, ttl)
+                    assert await d.bill("impression", fill.campaign.id, "reader-1", f"hit{next(HITS)}",
+                                        86400, fill.reservation)
                 clock.advance(seconds=every)
             served.append(count)
         return served

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 1.0)
 
@@ -29,6 +29,10 @@ class Metrics:
         self.discovery = Counter("adserve_discovery", "Unknown pages suggested by slot requests, by outcome "
                                  "(queued, dropped: queue full; then discovered, refused or failed)",
                                  ["outcome"], registry=r)
+        self.log_failures = Counter("adserve_log_failures", "Requests refused with 503: the event log "
+                                    "or catalog journal could not be written", registry=r)
+        self.state_up = Gauge("adserve_state_up", "1 while the state store answers; 0 while it is "
+                              "down (limited campaigns not served, hits settled later)", registry=r)
 
         self._children: dict[tuple, object] = {}
 
