@@ -100,6 +100,11 @@ class Catalog:
         return cls(items, journal)
 
     def upsert(self, item: Item, persist: bool = True) -> None:
+        """Journal the item, then apply it: an upsert that cannot be persisted (OSError) is not applied."""
+        if persist and self._journal is not None:
+            self._journal.parent.mkdir(parents=True, exist_ok=True)
+            with open(self._journal, "ab") as f:
+                f.write(orjson.dumps(asdict(item)) + b"\n")
         old = self.items.get(item.item_id)
         if old is not None and old.published is not None:
             del self._by_time[bisect.bisect_left(self._by_time, (old.published, old.item_id))]
@@ -107,10 +112,6 @@ class Catalog:
             bisect.insort(self._by_time, (item.published, item.item_id))
         self.items[item.item_id] = item
         self._urls.add(item.url)
-        if persist and self._journal is not None:
-            self._journal.parent.mkdir(parents=True, exist_ok=True)
-            with open(self._journal, "ab") as f:
-                f.write(orjson.dumps(asdict(item)) + b"\n")
 
     def has_url(self, url: str) -> bool:
         """Whether an item stands (or stood) for the page at ``url``, as stored: absolute or a path."""

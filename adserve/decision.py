@@ -20,14 +20,15 @@ import hashlib
 import itertools
 import math
 import random
+import secrets
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Iterator
 
-from .ledger import Ledger, Moment
+from .ledger import Ledger, Moment, bounded, spend_micros
 from .model import TIERS, Campaign, Config, Creative, Variant
 from .request import SlotRequest
-from .state import StateStore
+from .state import CUT, Option, StateStore
 from .targeting import CompiledTargeting, platform_fits
 
 
@@ -71,6 +72,7 @@ class Fill:
     campaign: Campaign
     creative: Creative
     variant: Variant
+    reservation: str | None = None  # what the impression pixel confirms (its token carries it)
 
 
 def ecpm(campaign: Campaign) -> float:
@@ -82,7 +84,8 @@ def ecpm(campaign: Campaign) -> float:
 
 
 MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free campaigns
-MAX_BATCH = 8     # draws per counter read double (1, 2, 4, 8); then the tier is checked whole
+WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random order
+DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (oldest dropped first)
 
 
@@ -100,6 +103,11 @@ class Group:
         drawn = [self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
                  for _ in range(n)]
         return drawn if n == 1 else list(dict.fromkeys(drawn))
+
+    def order(self, rng: random.Random) -> list[Candidate]:
+        """All candidates in a weighted random order (Efraimidis-Spirakis keys; zero weights last)."""
+        return sorted(self.candidates, reverse=True,
+                      key=lambda c: rng.random() ** (1.0 / c.score) if c.score > 0 else -rng.random())
 
 
 class Inventory:
@@ -139,31 +147,18 @@ class Inventory:
 
 
 class _Page:
-    """What one request has learned so far: campaign limits, counter values, campaigns used."""
+    """What one request has learned so far: campaign options, names taken, tiers to ask whole."""
 
-    def __init__(self, request: SlotRequest, moment: Moment) -> None:
+    def __init__(self, request: SlotRequest, moment: Moment, reservation: str) -> None:
         self.request = request
         self.reader = request.consent.ads_reader(request.user_id)
         self.moment = moment
         self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
         self.local = moment.local
-        self.limits: dict[int, list[tuple[str, float]] | None] = {}  # campaign id -> Ledger.limits
-        self.values: dict[str, float] = {}
-        self.campaigns: set[int] = set()
-        self.advertisers: set[str] = set()
-
-    def open_to(self, campaign: Campaign) -> bool:
-        """Not shown on this page yet (nor its advertiser, when the site asks)."""
-        return campaign.id not in self.campaigns and campaign.advertiser not in self.advertisers
-
-    def within_limits(self, campaign: Campaign) -> bool:
-        limits = self.limits[campaign.id]
-        if limits is None:
-            return False
-        for key, limit in limits:
-            if self.values[key] >= limit:
-                return False
-        return True
+        self.reservation = reservation  # prefix of this page's reservation ids
+        self.options: dict[int, Option | None] = {}  # campaign id -> what the store sees
+        self.taken: set[str] = set()  # campaigns (and advertisers, when the site asks) on the page
+        self.whole: set[tuple[int, int]] = set()  # (need, tier) whose draws were all refused
 
 
 @dataclass(frozen=True)
@@ -177,7 +172,7 @@ class _Targeted:
 class Decider:
     def __init__(self, inventory: Inventory, ledger: Ledger, state: StateStore,
                  unique_advertiser: bool = False, rng: random.Random | None = None,
-                 clock: Callable[[], dt.datetime] | None = None) -> None:
+                 clock: Callable[[], dt.datetime] | None = None, hold_seconds: float = 300.0) -> None:
         self.inventory = inventory
         self.ledger = ledger
         self.state = state
@@ -185,26 +180,97 @@ class Decider:
         self.rng = rng or random.Random()
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._contexts: dict[tuple, _Targeted] = {}
+        self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
+        self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
+        self._pages = itertools.count()
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
+        """Fill every need; the store reserves what the picks will count, usually in one call.
+
+        Each need offers the store its candidates ranked: tier by tier, in a weighted random
+        order (the whole tier when small, a few draws of a big one). The store takes, per need,
+        the first that fits the page and its limits. Only when a big tier refused all its draws
+        is the rest of the page asked again, with that tier whole.
+        """
         moment = self.ledger.moment(self.clock())
-        page = _Page(request, moment)
+        page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.")
+        tiers = [self._targeted(need, page).tiers for need in needs]
         fills: dict[str, Fill | None] = {}
-        for need in needs:
-            chosen = None
-            for group in self._targeted(need, page).tiers:
-                chosen = await self._pick(group, page)
-                if chosen is not None:
-                    break
-            if chosen is None:
+        done = 0
+        while done < len(needs):
+            offered: list[list[tuple]] = [[] for _ in range(done, len(needs))]
+            picks = await self.state.reserve([self._offer(index, tiers[index], page, seen)
+                                              for index, seen in zip(range(done, len(needs)), offered)],
+                                             page.taken, self.hold_seconds)
+            for need, seen, pick in zip(needs[done:], offered, picks):
                 fills[need.key] = None
-            else:
-                creative = chosen.creative(self.rng)
-                fills[need.key] = Fill(chosen.campaign, creative, self.variant(creative, page.reader))
-                page.campaigns.add(chosen.campaign.id)
-                if self.unique_advertiser:
-                    page.advertisers.add(chosen.campaign.advertiser)
+                if pick is not None:
+                    chosen, option = seen[pick]
+                    creative = chosen.creative(self.rng)
+                    fills[need.key] = Fill(chosen.campaign, creative, self.variant(creative, page.reader),
+                                           option.reservation)
+                    page.taken.update(option.names)
+            done += len(picks)
+            if done < len(needs):
+                page.whole.add((done, next(tier for tier, option in offered[len(picks)] if option is CUT)))
         return fills
+
+    def _offer(self, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple]) -> Iterator[Option | None]:
+        """Need ``index``'s options, best first, lazily (the embedded store stops at the first fit).
+
+        Each is also appended to ``seen`` with its candidate; a cut big tier ends with (tier, CUT).
+        Ranking by weighted draws, then taking the first allowed, gives each allowed candidate
+        exactly its share among the allowed ones: refused draws only drop out of the lottery.
+        """
+        for tier, group in enumerate(tiers):
+            whole = len(group.candidates) <= WHOLE_TIER or group.total <= 0 or (index, tier) in page.whole
+            ranked = group.order(self.rng) if whole else group.draw(self.rng, DRAWS)
+            unbounded = False  # an option no counter refuses: lower tiers would not be reached
+            for candidate in ranked:
+                option = self._option(candidate.campaign, page)
+                if option is not None and page.taken.isdisjoint(option.names):
+                    seen.append((candidate, option))
+                    yield option
+                    unbounded |= not option.checks
+            if len(ranked) < len(group.candidates) or (unbounded and tier + 1 < len(tiers)):
+                seen.append((tier, CUT))  # (unless a need before it takes that option: then ask again)
+                yield CUT
+            if unbounded:
+                return
+
+    def _option(self, campaign: Campaign, page: _Page) -> Option | None:
+        """The campaign as the store sees it (None: it may not serve this reader); once per page."""
+        if campaign.id in page.options:
+            return page.options[campaign.id]
+        names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser else (f"c{campaign.id}",)
+        limits = self.ledger.limits(campaign, page.reader, page.moment) if bounded(campaign) else ()
+        option = None
+        if limits is not None:
+            checks = tuple(limit for limit in limits if limit.limit is not None)
+            holds = tuple(check for check in checks if check.event == "impression")
+            option = Option(names, checks, holds, f"{page.reservation}{campaign.id}" if holds else None)
+        page.options[campaign.id] = option
+        return option
+
+    async def bill(self, kind: str, campaign_id: object, user: str | None, hit: str, ttl: int,
+                   reservation: str | None = None) -> bool:
+        """Whether one counted impression or click is within its campaign's limits; counts it if so.
+
+        An impression confirms the reservation its decision made; after that expired, or for a
+        click, it is charged only if every limit still fits. Idempotent per ``hit``.
+        """
+        campaign = self.inventory.campaigns.get(campaign_id)
+        charges = None if campaign is None else self.ledger.charge(campaign, kind, user,
+                                                                   self.ledger.moment(self.clock()))
+        if charges is None:
+            return False
+        return await self.state.settle(bill_key(kind, hit), ttl, reservation if kind == "impression" else None,
+                                       charges)
+
+    def charge_micros(self, kind: str, campaign_id: object) -> int:
+        """The spend one billable ``kind`` of the campaign adds, in micro-units (0: it charges the other event)."""
+        campaign = self.inventory.campaigns.get(campaign_id)
+        return 0 if campaign is None else spend_micros(campaign, kind)
 
     def _targeted(self, need: AdNeed, page: _Page) -> _Targeted:
         """The context's targeting outcome, kept until a candidate's flight or daypart edge.
@@ -243,47 +309,6 @@ class Decider:
         self._contexts[key] = _Targeted(page.now, min(edges), tuple(tiers))
         return self._contexts[key]
 
-    async def _pick(self, group: Group, page: _Page) -> Candidate | None:
-        """A weighted choice among the candidates of one tier that counters and the page allow.
-
-        Rejection sampling: draw by score and keep the first draw that is allowed, which picks
-        each allowed candidate with exactly its share among the allowed ones, after reading the
-        counters of a handful instead of all. Only when every draw is refused is the rest of the
-        tier checked whole.
-        """
-        tried: set[Candidate] = set()
-        batch = 1  # doubles: one counter read usually settles it, a refusing tier costs few reads
-        while batch <= MAX_BATCH and group.total > 0:
-            draws = [c for c in group.draw(self.rng, batch) if c not in tried]
-            tried.update(draws)
-            batch *= 2
-            allowed = await self._allowed(draws, page)
-            if allowed:
-                return allowed[0]
-            if len(tried) == len(group.candidates):
-                return None
-        allowed = await self._allowed([c for c in group.candidates if c not in tried], page)
-        if not allowed:
-            return None
-        scores = [c.score for c in allowed]
-        return self.rng.choices(allowed, weights=scores)[0] if sum(scores) > 0 else self.rng.choice(allowed)
-
-    async def _allowed(self, candidates: list[Candidate], page: _Page) -> list[Candidate]:
-        """Candidates that the page, caps, budgets and pacing allow, in the given order.
-
-        One state read for the lot, and none for a campaign this page has read before.
-        """
-        passed = [c for c in candidates if page.open_to(c.campaign)]
-        unread = {c.campaign.id: c.campaign for c in passed if c.campaign.id not in page.limits}
-        if unread:
-            keys = []
-            for campaign_id, campaign in unread.items():
-                limits = page.limits[campaign_id] = self.ledger.limits(campaign, page.reader, page.moment)
-                keys += [key for key, _ in limits or ()]
-            if keys:
-                page.values.update(zip(keys, await self.state.get_many(keys)))
-        return [c for c in passed if page.within_limits(c.campaign)]
-
     def variant(self, creative: Creative, user: str | None) -> Variant:
         """Weighted choice, sticky per reader: the same reader always sees the same variant."""
         variants = creative.variants
@@ -297,6 +322,11 @@ class Decider:
             if point < cumulative:
                 return v
         return variants[-1]
+
+
+def bill_key(kind: str, hit: str) -> str:
+    """Where the store remembers whether a hit was billable: a retried hit moves nothing twice."""
+    return f"bill:{kind}:{hit}"
 
 
 def _unit_hash(text: str) -> float:

@@ -29,6 +29,14 @@ def day_of(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.timezone.utc).date().isoformat()
 
 
+class LogUnavailable(Exception):
+    """The log cannot be written now (disk full, folder gone or read-only); retry shortly.
+
+    Nothing was acknowledged: the server answers 503 with ``Retry-After``, and every later
+    write tries the file again, so the log recovers by itself once it is writable.
+    """
+
+
 class EventLog:
     def __init__(self, folder: str | Path, writer: str = "main", clock=time.time) -> None:
         self.folder = Path(folder)
@@ -38,29 +46,43 @@ class EventLog:
         self._fd: int | None = None
         self._span = (0.0, 0.0)  # [start, end) of the open file's day, Unix seconds
         self._dirty = False
+        self.failing = False  # the last write failed: the next one reopens the file first
+        self.failures = 0
 
     def append(self, *events: dict) -> None:
-        """Write events (``ts`` added when missing) with a single write call."""
+        """Write events (``ts`` added when missing) with a single write call, or raise LogUnavailable."""
         now = self._clock()
         lines = [orjson.dumps(e if "ts" in e else {"ts": now, **e}) for e in events]
-        self._file_for(events[0].get("ts", now))
         data = b"\n".join(lines) + b"\n"
-        while data:
-            data = data[os.write(self._fd, data):]
+        try:
+            self._file_for(events[0].get("ts", now))
+            while data:
+                data = data[os.write(self._fd, data):]
+        except OSError as exc:
+            self.failing = True  # a torn line is ended when the file is reopened
+            self.failures += 1
+            raise LogUnavailable(f"event log: {exc}") from exc
+        self.failing = False
         self._dirty = True
 
     def _file_for(self, ts: float) -> None:
-        if self._span[0] <= ts < self._span[1]:
+        """Open the file of ``ts``'s UTC day, unless it is open and the last write went through.
+
+        The new file is opened before the old one is closed: a failed open leaves the old
+        descriptor in place, never a closed number the next socket could reuse.
+        """
+        if not self.failing and self._span[0] <= ts < self._span[1]:
             return  # the current file's UTC day
         start = ts - ts % 86400  # Unix time has no leap seconds: UTC days are 86,400 s
-        self._span = (start, start + 86400)
-        day = day_of(start)
-        self.sync()
-        if self._fd is not None:
-            os.close(self._fd)
-        path = self.folder / f"events-{day}.{self.writer}.jsonl"
-        self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        _end_torn_line(path, self._fd)
+        path = self.folder / f"events-{day_of(start)}.{self.writer}.jsonl"
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            _end_torn_line(path, fd)
+        except OSError:
+            os.close(fd)
+            raise
+        self.close()
+        self._fd, self._span = fd, (start, start + 86400)
 
     def sync(self) -> None:
         if self._fd is not None and self._dirty:
@@ -68,15 +90,21 @@ class EventLog:
             os.fsync(self._fd)
 
     async def sync_forever(self, interval: float = 0.2) -> None:
-        """Batched fsync, off the event loop thread."""
+        """Batched fsync, off the event loop thread; a failed fsync makes the next write reopen."""
         while True:
             await asyncio.sleep(interval)
             if self._dirty:
-                await asyncio.to_thread(self.sync)
+                try:
+                    await asyncio.to_thread(self.sync)
+                except OSError:
+                    self.failing = True
 
     def close(self) -> None:
-        self.sync()
         if self._fd is not None:
+            try:
+                self.sync()
+            except OSError:
+                pass  # what it could not flush was acknowledged with its write; nothing to retry
             os.close(self._fd)
             self._fd = None
             self._span = (0.0, 0.0)

@@ -69,6 +69,25 @@ class _Plan:
         return self.done(now) / total if total > 0 else 1.0
 
 
+EVENTS = ("impression", "click")
+
+
+@dataclass(frozen=True, slots=True)
+class Limit:
+    """One counter an event moves: allowed iff ``value + cost <= limit`` (None: counted only).
+
+    ``event`` says what consumes it. Impression-metered counters (caps, impression budgets,
+    CPM spend, their pacing) are reserved when a decision picks the campaign and confirmed by
+    the pixel; click-metered ones (click budgets, CPC spend) are checked at the decision and
+    charged by the click.
+    """
+    key: str
+    limit: int | None  # in the counter's units: spend in micro-units
+    cost: int
+    event: str  # "impression" or "click"
+    ttl: int    # seconds a counter created now lives
+
+
 class Ledger:
     def __init__(self, timezone: str, traffic: Mapping[int, float] | None = None) -> None:
         """``traffic``: page views seen in each Unix hour (``ts // 3600``), from the event log."""
@@ -82,6 +101,7 @@ class Ledger:
         self._full_days: dict[tuple, float] = {}  # by dayparts, weekday and the day's local hours
         self._day_shapes: dict[dt.date, int] = {}
         self._shape_ids: dict[tuple, int] = {}
+        self._known: dict[int, tuple[Moment, tuple[Limit, ...]]] = {}  # campaign id -> its counters
 
     def moment(self, now: dt.datetime) -> Moment:
         """The calendar facts of ``now``, computed once per second (counters need no finer)."""
@@ -198,58 +218,93 @@ class Ledger:
         return compiled
 
     # -- limits -------------------------------------------------------------------------------
-    def limits(self, campaign: Campaign, user: str | None,
-               moment: Moment) -> list[tuple[str, int]] | None:
-        """The counters that bound this campaign now, each with the value it must stay under.
+    def limits(self, campaign: Campaign, user: str | None, moment: Moment) -> tuple[Limit, ...] | None:
+        """Every counter this campaign's impressions and clicks move, with the bound of each.
 
         None when the campaign may not serve this reader at all: a cap that cannot be checked
         (no reader id, or no consent to use it) fails closed unless the campaign says
-        ``without_consent: serve``. Keys and limits come together so a decision builds each
-        key once.
+        ``without_consent: serve``. Counters without a bound are still counted, so a budget
+        added by a reload starts from what was already delivered.
         """
-        limits = []
         cap = campaign.frequency_cap
-        if cap is not None:
-            if user is not None:
-                limits.append((_cap_key(campaign, user, moment), cap.count))
-            elif cap.without_consent == "skip":
-                return None
-        budget = campaign.budget
-        if budget is not None:
-            unit = _unit(campaign, budget.metric)
-            even = campaign.pacing == "even"
-            if budget.total is not None:
-                # with a daily budget, the daily pacing spreads the total
-                share = self.flight_share(campaign, moment) if even and budget.daily is None else 1.0
-                limits.append((_total_key(campaign, budget.metric),
-                               _refused_from(budget.in_units(budget.total), share, unit)))
-            if budget.daily is not None:
-                share = self.day_share(campaign, moment) if even else 1.0
-                limits.append((_day_key(campaign, budget.metric, moment),
-                               _refused_from(budget.in_units(budget.daily), share, unit)))
-        return limits
+        if cap is None:
+            return self._counters(campaign, moment)
+        if user is None:
+            return None if cap.without_consent == "skip" else self._counters(campaign, moment)
+        ttl = _PERIOD_SECONDS.get(cap.period) or _flight_left(campaign, moment)
+        return self._counters(campaign, moment) + (
+            Limit(_cap_key(campaign, user, moment), cap.count, 1, "impression", ttl + 3600),)
 
-    # -- charging -----------------------------------------------------------------------------
+    def _counters(self, campaign: Campaign, moment: Moment) -> tuple[Limit, ...]:
+        """The reader-independent counters, worked out once per campaign and second."""
+        known = self._known.get(campaign.id)
+        if known is not None and known[0] is moment:
+            return known[1]
+        flight_left = _flight_left(campaign, moment)
+        counters = []
+        for event in EVENTS:
+            for metric, cost in _costs(campaign, event).items():
+                counters.append(Limit(_total_key(campaign, metric),
+                                      self._total_limit(campaign, metric, cost, moment), cost, event, flight_left))
+                counters.append(Limit(_day_key(campaign, metric, moment),
+                                      self._daily_limit(campaign, metric, cost, moment), cost, event, _DAY_TTL))
+        self._known[campaign.id] = (moment, tuple(counters))
+        return self._known[campaign.id][1]
+
     def charge(self, campaign: Campaign, event: str, user: str | None,
-               moment: Moment) -> tuple[dict[str, int], dict[str, int]]:
-        """Increments (and their TTLs) for one counted ``impression`` or ``click``; spend in micro-units."""
-        metric = "impressions" if event == "impression" else "clicks"
-        amounts = {metric: 1}
-        if (campaign.price.model == "cpm") == (event == "impression"):
-            amounts["spend"] = int(campaign.price.charge_micros())
-        increments: dict[str, int] = {}
-        ttl: dict[str, int] = {}
-        flight_left = max(int((campaign.flight.end - moment.now).total_seconds()) + 7 * 86400, _DAY_TTL)
-        for name, amount in amounts.items():
-            total, day = _total_key(campaign, name), _day_key(campaign, name, moment)
-            increments[total], ttl[total] = amount, flight_left
-            increments[day], ttl[day] = amount, _DAY_TTL
-        cap = campaign.frequency_cap
-        if event == "impression" and cap is not None and user is not None:
-            key = _cap_key(campaign, user, moment)
-            increments[key] = 1
-            ttl[key] = _PERIOD_SECONDS.get(cap.period, flight_left) + 3600
-        return increments, ttl
+               moment: Moment) -> tuple[Limit, ...] | None:
+        """The counters one ``impression`` or ``click`` of this campaign moves, with their bounds."""
+        limits = self.limits(campaign, user, moment)
+        return None if limits is None else tuple(limit for limit in limits if limit.event == event)
+
+    def _total_limit(self, campaign: Campaign, metric: str, cost: int, moment: Moment) -> int | None:
+        budget = campaign.budget
+        if budget is None or budget.metric != metric or budget.total is None:
+            return None
+        # with a daily budget, the daily pacing spreads the total
+        even = campaign.pacing == "even" and budget.daily is None
+        return _paced(budget.in_units(budget.total), self.flight_share(campaign, moment) if even else 1.0, cost)
+
+    def _daily_limit(self, campaign: Campaign, metric: str, cost: int, moment: Moment) -> int | None:
+        budget = campaign.budget
+        if budget is None or budget.metric != metric or budget.daily is None:
+            return None
+        even = campaign.pacing == "even"
+        return _paced(budget.in_units(budget.daily), self.day_share(campaign, moment) if even else 1.0, cost)
+
+
+def bounded(campaign: Campaign) -> bool:
+    """Whether any limit applies: a campaign without one serves without reading counters."""
+    return campaign.frequency_cap is not None or campaign.budget is not None
+
+
+def fits(value: float, cost: int, limit: int | None) -> bool:
+    """Whether one more event of ``cost`` keeps a counter at ``value`` within ``limit``.
+
+    The state stores apply the same rule (the Redis one in Lua); every amount is a whole number
+    (spend in micro-units), so the comparison is exact.
+    """
+    return limit is None or value + cost <= limit
+
+
+def spend_micros(campaign: Campaign, event: str) -> int:
+    """What one billable ``event`` adds to the campaign's spend, in micro-units: what reports bill."""
+    return _costs(campaign, event).get("spend", 0)
+
+
+def _costs(campaign: Campaign, event: str) -> dict[str, int]:
+    """What one event adds to each metric: 1 to its own count, and its price in micro-units to spend."""
+    metric = "impressions" if event == "impression" else "clicks"
+    costs = {metric: 1}
+    if (campaign.price.model == "cpm") == (event == "impression"):
+        costs["spend"] = int(campaign.price.charge_micros())
+    return costs
+
+
+def _flight_left(campaign: Campaign, moment: Moment) -> int:
+    """Seconds a flight-long counter lives: the flight, a week more for late events, two days at least."""
+    return max(int((campaign.flight.end - moment.now).total_seconds()) + 7 * 86400, _DAY_TTL)
+
 
 
 def _total_key(campaign: Campaign, metric: str) -> str:
@@ -270,19 +325,14 @@ def reader_keys(user: str) -> tuple[str, Callable[[str], bool]]:
     return f"c*:cap:{user}:*", lambda key: key.split(":cap:", 1)[-1].rpartition(":")[0] == user
 
 
-
-def _unit(campaign: Campaign, metric: str) -> int:
-    """What one charge adds to a budget counter: one impression or click, or the price in micro-units."""
-    return int(campaign.price.charge_micros()) if metric == "spend" else 1
-
-
-def _refused_from(cap: Decimal, share: float, unit: int) -> int:
-    """The counter value from which a budget refuses: the next charge must fit under the cap.
+def _paced(cap: Decimal, share: float, unit: int) -> int:
+    """A budget's ``limit`` for charges of ``unit``: the counter may charge while it is at most
+    ``cap x share`` and the charge still fits under the cap.
 
     Integer counters make this exact: at most ``cap`` is ever charged (CPC 3 on a total of 10
     serves 3 clicks, 9.00), and pacing lets the counter run at most one unit ahead of its line.
     """
-    return min(math.floor(cap * Decimal(share)), int(cap) - unit) + 1
+    return min(math.floor(cap * Decimal(share)), int(cap) - unit) + unit
 
 
 def _plan(hours, hourly: tuple[float, ...], targeting: CompiledTargeting, weekday: int,

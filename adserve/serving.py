@@ -73,10 +73,12 @@ class SlotServer:
         return f"{base_url}/t/i?t={token}", f"{base_url}/t/c?t={token}"
 
     def _ad_urls(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str) -> tuple[str, str]:
-        return self._urls(base_url, request, {
-            "c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id, "s": slot.id,
-            "u": request.consent.ads_reader(request.user_id), "p": request.page.item_id,
-            "l": fill.creative.landing_url})
+        payload = {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id, "s": slot.id,
+                   "u": request.consent.ads_reader(request.user_id), "p": request.page.item_id,
+                   "l": fill.creative.landing_url}
+        if fill.reservation is not None:
+            payload["r"] = fill.reservation  # the pixel confirms it
+        return self._urls(base_url, request, payload)
 
     def _display(self, slot: Slot, fill: Fill | None, request: SlotRequest, base_url: str):
         if fill is None:

@@ -85,8 +85,8 @@ def simulate(fields: dict) -> tuple[list[float], list[int]]:
                 fill = (await decider.decide(request, need))["s"]
                 if fill is not None:
                     served += 1
-                    increments, ttl = ledger.charge(fill.campaign, "impression", "r", ledger.moment(now[0]))
-                    await decider.state.add(increments, ttl)
+                    await decider.bill("impression", fill.campaign.id, "r", f"{hour}:{served}", 86400,
+                                       fill.reservation)
             now[0] = end
             after = ledger.day_share(the_campaign, ledger.moment(end - dt.timedelta(microseconds=1)))
             plan.append(DAILY * (after - before))

@@ -10,7 +10,7 @@ from collections import Counter
 
 import pytest
 
-from adserve.decision import AdNeed, Decider, Inventory
+from adserve.decision import DRAWS, AdNeed, Decider, Inventory
 from adserve.ledger import Ledger
 from adserve.model import (Campaign, Config, Creative, Daypart, Flight, FrequencyCap, KeywordRule,
                            Placement, Price, Site, Targeting, Variant)
@@ -172,8 +172,8 @@ def test_large_tiers_are_sampled_with_exact_shares():
 
 
 def test_counters_refusing_most_of_a_tier_leave_exact_shares_among_the_rest():
-    """Draws are refused by caps, batches double (1, 2, 4, 8), then the rest of the tier is
-    checked whole: the campaigns still allowed keep their shares, none of the refused serves."""
+    """Draws are refused by caps, then the rest of the tier is offered whole: the campaigns
+    still allowed keep their shares, none of the refused serves."""
     book = [campaign(n, price=float(n), frequency_cap=FrequencyCap(count=1, period="day"))
             for n in range(1, 41)]
     d = decider(book)
@@ -181,8 +181,7 @@ def test_counters_refusing_most_of_a_tier_leave_exact_shares_among_the_rest():
     readers = [f"r{i}" for i in range(3000)]
     for reader in readers:
         for seen in book[4:]:  # campaigns 5..40 (98.8% of the tier's score) capped for everyone
-            increments, ttl = d.ledger.charge(seen, "impression", reader, moment)
-            d.state.seed(increments, ttl, time.time())
+            d.state.seed(d.ledger.charge(seen, "impression", reader, moment), time.time())
     counts = Counter(fill_ids(d, request(user={"id": reader}))[0] for reader in readers)
     assert set(counts) == {1, 2, 3, 4}
     for cid in (1, 2, 3, 4):
@@ -193,16 +192,17 @@ def test_decision_reads_few_counters_in_a_big_book():
     book = [campaign(n, price=1.0 + n % 7, frequency_cap=FrequencyCap(count=3, period="day"))
             for n in range(1, 3001)]
     d = decider(book)
-    read = []
-    original = d.state.get_many
+    offered = []
+    original = d.state.reserve
 
-    async def counting(keys):
-        read.extend(keys)
-        return await original(keys)
+    async def counting(needs, taken, hold):
+        needs = [list(options) for options in needs]  # all of them, as the Redis store sends them
+        offered.append(sum(len(options) for options in needs))
+        return await original(needs, taken, hold)
 
-    d.state.get_many = counting
-    assert fill_ids(d, request())[0] is not None
-    assert len(read) <= 2  # one batch of draws' caps, not the book's
+    d.state.reserve = counting
+    assert fill_ids(d, request(slots=2)) != [None, None]
+    assert len(offered) == 1 and offered[0] <= 2 * DRAWS + 2  # one call per page: a few draws per slot
 
 
 def test_targeting_outcome_is_reused_until_a_daypart_edge():
@@ -279,9 +279,8 @@ def test_weight_zero_never_serves_even_when_the_rest_of_its_tier_is_refused():
         fills = asyncio.run(d.decide(request(), [AdNeed("s0", ("300x250",), None)]))
         if fills["s0"] is not None:
             served.append(fills["s0"].campaign.id)
-            inc, ttl = d.ledger.charge(fills["s0"].campaign, "impression", "reader-1",
-                                       d.ledger.moment(d.clock()))
-            asyncio.run(d.state.add(inc, ttl))
+            assert asyncio.run(d.bill("impression", fills["s0"].campaign.id, "reader-1", f"hit{len(served)}",
+                                      86400, fills["s0"].reservation))
     assert served == [2]
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-from decimal import Decimal
+import itertools
 
 import pytest
 
@@ -16,10 +16,11 @@ from .conftest import FakeClock
 from .test_decision import campaign, decider, request
 
 UTC = dt.timezone.utc
+HITS = itertools.count()  # unique hit ids: billing is idempotent per hit
 
 
 def serve_and_count(d, req, times: int, click=False) -> int:
-    """Decide ``times`` times, charging an impression (and a click) for every fill."""
+    """Decide ``times`` times, billing an impression (and a click) for every fill."""
     served = 0
     for _ in range(times):
         fills = asyncio.run(d.decide(req, [AdNeed("s0", ("300x250",), None)]))
@@ -28,8 +29,8 @@ def serve_and_count(d, req, times: int, click=False) -> int:
             continue
         served += 1
         for event in ("impression", "click") if click else ("impression",):
-            inc, ttl = d.ledger.charge(fill.campaign, event, req.user_id, d.ledger.moment(d.clock()))
-            asyncio.run(d.state.add(inc, ttl))
+            assert asyncio.run(d.bill(event, fill.campaign.id, req.user_id, f"hit{next(HITS)}", 86400,
+                                      fill.reservation))
     return served
 
 
@@ -48,8 +49,7 @@ def test_frequency_cap_counts_impressions_only():
     d = decider([c])
     moment = d.ledger.moment(d.clock())
     for _ in range(5):  # clicks from earlier pages of the day
-        increments, ttl = d.ledger.charge(c, "click", "a", moment)
-        asyncio.run(d.state.add(increments, ttl))
+        d.state.seed(d.ledger.charge(c, "click", "a", moment), moment.now.timestamp())
     assert serve_and_count(d, request(user={"id": "a"}), 10, click=True) == 3
 
 
@@ -112,9 +112,8 @@ def deliver(d, clock, hours: int, every: float = 10.0) -> list[int]:
                 fill = (await d.decide(request(), need))["s0"]
                 if fill is not None:
                     count += 1
-                    inc, ttl = d.ledger.charge(fill.campaign, "impression", "reader-1",
-                                               d.ledger.moment(d.clock()))
-                    await d.state.add(inc, ttl)
+                    assert await d.bill("impression", fill.campaign.id, "reader-1", f"hit{next(HITS)}",
+                                        86400, fill.reservation)
                 clock.advance(seconds=every)
             served.append(count)
         return served
@@ -228,6 +227,11 @@ def test_an_hourly_cap_counts_the_repeated_fall_back_hour_apart():
     assert served == [1, 1, 0, 1, 0, 1, 0, 1]  # one in each real hour
 
 
+def charged(limits) -> tuple[dict[str, int], dict[str, int]]:
+    """What ``Ledger.charge`` adds, as (key -> amount, key -> seconds to live)."""
+    return {x.key: x.cost for x in limits}, {x.key: x.ttl for x in limits}
+
+
 def test_charges_name_their_counters_and_expiries():
     """What one hit adds, and for how long each counter lives: totals a week past the flight,
     days two days, a cap its period plus an hour (a flight-long cap: the flight's life)."""
@@ -236,23 +240,23 @@ def test_charges_name_their_counters_and_expiries():
     moment = ledger.moment(clock())
     flight_left = int((dt.datetime(2027, 1, 1, tzinfo=UTC) - clock()).total_seconds()) + 7 * 86400
     cpm = campaign(1, price=4.0, frequency_cap=FrequencyCap(count=3, period="day"))
-    assert ledger.charge(cpm, "impression", "u", moment) == (
+    assert charged(ledger.charge(cpm, "impression", "u", moment)) == (
         {"c1:total:impressions": 1, "c1:day:2026-11-25:impressions": 1,
          "c1:total:spend": 4000, "c1:day:2026-11-25:spend": 4000, "c1:cap:u:20261125": 1},  # micro-units
         {"c1:total:impressions": flight_left, "c1:day:2026-11-25:impressions": 2 * 86400,
          "c1:total:spend": flight_left, "c1:day:2026-11-25:spend": 2 * 86400, "c1:cap:u:20261125": 90000})
-    assert ledger.charge(cpm, "click", "u", moment) == (
+    assert charged(ledger.charge(cpm, "click", "u", moment)) == (
         {"c1:total:clicks": 1, "c1:day:2026-11-25:clicks": 1},
         {"c1:total:clicks": flight_left, "c1:day:2026-11-25:clicks": 2 * 86400})
     cpc = campaign(2, frequency_cap=FrequencyCap(count=3, period="flight"))
     cpc.price = Price(model="cpc", amount=0.5)
-    increments, ttl = ledger.charge(cpc, "click", "u", moment)
+    increments, ttl = charged(ledger.charge(cpc, "click", "u", moment))
     assert increments["c2:total:spend"] == increments["c2:day:2026-11-25:spend"] == 500_000
-    assert "c2:total:spend" not in ledger.charge(cpc, "impression", "u", moment)[0]
-    assert ledger.charge(cpc, "impression", "u", moment)[1]["c2:cap:u:all"] == flight_left + 3600
+    assert "c2:total:spend" not in charged(ledger.charge(cpc, "impression", "u", moment))[0]
+    assert charged(ledger.charge(cpc, "impression", "u", moment))[1]["c2:cap:u:all"] == flight_left + 3600
     ending = campaign(3, flight=Flight(start=dt.datetime(2026, 1, 1, tzinfo=UTC),
                                        end=clock() - dt.timedelta(days=6)))
-    ttl = ledger.charge(ending, "impression", None, moment)[1]
+    ttl = charged(ledger.charge(ending, "impression", None, moment))[1]
     assert ttl["c3:total:impressions"] == 2 * 86400  # a day past the week after: a day counter's life
 
 
@@ -263,6 +267,7 @@ def test_a_cap_counts_in_its_local_period(period, bucket, ttl):
     clock = FakeClock()  # Wednesday 2026-11-25, 10:00 in New York (ISO week 48)
     ledger = Ledger("America/New_York")
     capped = campaign(1, frequency_cap=FrequencyCap(count=3, period=period))
-    increments, ttls = ledger.charge(capped, "impression", "u", ledger.moment(clock()))
-    assert increments[f"c1:cap:u:{bucket}"] == 1.0 and ttls[f"c1:cap:u:{bucket}"] == ttl
-    assert ledger.limits(capped, "u", ledger.moment(clock()))[0] == (f"c1:cap:u:{bucket}", 3)
+    increments, ttls = charged(ledger.charge(capped, "impression", "u", ledger.moment(clock())))
+    assert increments[f"c1:cap:u:{bucket}"] == 1 and ttls[f"c1:cap:u:{bucket}"] == ttl
+    limits = {x.key: x.limit for x in ledger.limits(capped, "u", ledger.moment(clock()))}
+    assert limits[f"c1:cap:u:{bucket}"] == 3

@@ -279,12 +279,13 @@ async def test_forget_deletes_the_readers_frequency_counters_in_redis(redis_url,
     state = RedisState(redis_url)
     for user in (reader, other, f"{reader}:cap:{reader}"):
         for campaign in capped:
-            await state.add(*ledger.charge(campaign, "impression", user, ledger.moment(NOON_ISH)))
+            assert await state.settle(f"bill:{user}:{campaign.id}", 60, None,
+                                      ledger.charge(campaign, "impression", user, ledger.moment(NOON_ISH)))
     await state.close()
     erased = await asyncio.to_thread(retention.forget, reader, workdir / "var" / "events",
                                      workdir / "var" / "model.npz", redis_url)
     assert len(erased.counters) == len(capped) and all(reader in key for key in erased.counters)
     state = RedisState(redis_url)
-    keys = [key for campaign in capped for key, _ in ledger.limits(campaign, other, ledger.moment(NOON_ISH))]
+    keys = [limit.key for campaign in capped for limit in ledger.limits(campaign, other, ledger.moment(NOON_ISH))]
     assert all(value == 1 for value in await state.get_many([k for k in keys if ":cap:" in k]))
     await state.close()

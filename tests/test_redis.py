@@ -2,15 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import copy
 import uuid
 
 import pytest
 
+from adserve.ledger import Limit
 from adserve.server.app import create_app
 from adserve.state import RedisState
 
-from .conftest import EXAMPLE_REQUEST
+from .conftest import EXAMPLE_REQUEST, start_redis
+from .live import free_port
+from .test_accounting import LIMITED, limited_book, page
 from .test_server import local, logged, post_slots
 
 pytestmark = pytest.mark.redis
@@ -18,17 +22,17 @@ pytestmark = pytest.mark.redis
 
 async def test_counters_add_expire_and_mark_once(redis_url):
     state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
+    a, b = Limit("a", 4.0, 1.5, "click", 60), Limit("b", None, 2.0, "click", 1)
     try:
         assert await state.get_many(["a", "b"]) == [0.0, 0.0]
-        await state.add({"a": 1.5, "b": 2.0}, {"a": 60, "b": 1})
-        await state.add({"a": 1.0}, {"a": 60})
-        assert await state.get_many(["a", "b"]) == [2.5, 2.0]
-        # each key expires after the TTL it was created with; a later add does not extend it
+        assert await state.settle("hit1", 60, None, (a, b))
+        assert await state.settle("hit1", 60, None, (a, b))  # a retry: same answer, counted once
+        assert await state.settle("hit2", 60, None, (a,))
+        assert not await state.settle("hit3", 60, None, (a,))  # 4.5 would pass the limit of 4
+        assert await state.get_many(["a", "b"]) == [3.0, 2.0]
+        # each key expires after the TTL it was created with; a later charge does not extend it
         assert 0 < await state._redis.pttl(state._prefix + "b") <= 1000
         assert 59_000 < await state._redis.pttl(state._prefix + "a") <= 60_000
-        await state._redis.pexpire(state._prefix + "a", 60_000 * 10)
-        await state.add({"a": 1.0}, {"a": 60})
-        assert await state._redis.pttl(state._prefix + "a") > 60_000
         assert await state.first_time("tok", 60) is True
         assert await state.first_time("tok", 60) is False
     finally:
@@ -53,3 +57,66 @@ async def test_two_replicas_share_caps_and_token_dedup(aiohttp_client, make_serv
     for replica in replicas:
         assert (await post_slots(replica, body))["s1"]["campaign_id"] == 90001
 
+
+
+async def test_redis_killed_and_restarted_empty_mid_load(aiohttp_client, make_server, workdir, clock,
+                                                         tmp_path):
+    """Down: pages still answer (limited campaigns not served), pixels are logged and settled when
+    Redis is back; back empty: counters and token marks are rebuilt from the log, so old pixels
+    do not count again and the budget of 50 still holds."""
+    limited_book(workdir, 100, 50)
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    state = RedisState(f"redis://127.0.0.1:{port}/0", clock=lambda: clock().timestamp())
+    client = await aiohttp_client(create_app(make_server(state=state)))
+
+    async def views(readers):
+        return [(await post_slots(client, page(f"r{n}")))["s1"] for n in readers]
+
+    async def pixels(fills):
+        for fill in fills:
+            assert (await client.get(local(fill["impression_url"]))).status == 200
+
+    async def wait_for(status):
+        for _ in range(200):
+            health = await (await client.get("/healthz")).json()
+            if health["status"] == status:
+                return health
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"/healthz never said {status}")
+
+    try:
+        seen = await views(range(20))
+        await pixels(seen)  # 20 billed
+        unpixeled = await views(range(20, 30))  # 10 reserved, their pixels come during the outage
+        assert {f["campaign_id"] for f in seen + unpixeled} == {LIMITED}
+        redis.kill()
+        redis.wait(timeout=10)
+        during = await views(range(30, 40))  # still answered, by campaigns without limits
+        assert LIMITED not in {f.get("campaign_id") for f in during}
+        await pixels(unpixeled)  # logged undecided
+        assert (await wait_for("degraded"))["failing"] == ["state"]
+        assert "adserve_state_up 0.0" in await (await client.get("/metrics")).text()
+        redis = start_redis(port, tmp_path)  # back, empty
+        await wait_for("ok")
+        await pixels(seen)  # replayed: duplicates, not counted again
+        more = await views(range(40, 100))
+        await pixels(more)
+    finally:
+        redis.kill()
+        redis.wait(timeout=10)
+    impressions = [e for e in logged(workdir, "impression") if e["campaign"] == LIMITED]
+    counted = [e["token"] for e in impressions if e["counted"]]
+    assert len(counted) == len(set(counted))  # no hit counted twice
+    assert sum(1 for e in impressions if e["billable"]) == 50
+    assert sum(1 for e in impressions if e.get("reconciled") and e["billable"]) == 10
+    assert sum(f.get("campaign_id") == LIMITED for f in more) == 20
+
+
+async def test_more_concurrent_calls_than_connections_wait_for_one(redis_url):
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:", pool_size=2)
+    try:
+        marks = await asyncio.gather(*(state.first_time(f"tok{n}", 60) for n in range(50)))
+        assert all(marks) and not state.down
+    finally:
+        await state.close()

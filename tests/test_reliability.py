@@ -113,14 +113,15 @@ async def test_server_keeps_last_good_config_through_mangled_files(client, workd
     server = client.server.app[SERVER]
     good = server.runtime
     path = workdir / "config" / "campaigns" / "display.yaml"
-    for text in [":\n  - [", "campaigns: 7", "campaigns:\n  - id: 12174\n", "\x00\x01",
-                 DEMO_FILE.read_text().replace("size: 300x250", "size: {a: [1, 2]}"),
-                 "a: &a [*a]", "campaigns: " + "[" * 5000 + "]" * 5000]:
+    for n, text in enumerate([":\n  - [", "campaigns: 7", "campaigns:\n  - id: 12174\n", "\x00\x01",
+                              DEMO_FILE.read_text().replace("size: 300x250", "size: {a: [1, 2]}"),
+                              "a: &a [*a]", "campaigns: " + "[" * 5000 + "]" * 5000]):
         path.write_text(text)
         await server.reload_config()
         assert server.runtime is good
         assert server.status["config"]["errors"]
-        assert (await post_slots(client, EXAMPLE_REQUEST))["s1"]["campaign_id"] == 12174
+        reader = {**EXAMPLE_REQUEST, "user": {"id": f"reader-{n}"}}  # each answer holds a share of the cap
+        assert (await post_slots(client, reader))["s1"]["campaign_id"] == 12174
 
 
 # -- kill -9 under load --------------------------------------------------------------------------

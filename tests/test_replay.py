@@ -109,3 +109,56 @@ async def test_forgetting_a_reader_erases_their_caps_from_the_checkpoint(
     second = await aiohttp_client(create_app(make_server()))
     assert await view(second, "reader-gone") == {777, 778}  # their flight cap is gone
     assert await view(second, "reader-kept") & {777, 778} == {777}  # others' caps and the budget stay
+
+
+@pytest.mark.parametrize("pixel", ["before the restart", "after the restart"])
+async def test_a_reservation_open_at_a_checkpoint_is_neither_kept_nor_counted_twice(
+        aiohttp_client, make_server, workdir, clock, pixel):
+    """The checkpoint is taken between a decision (which reserves) and its pixel. Reservations
+    are not saved: a pixel logged after the checkpoint is replayed once; one that comes after
+    the restart is billed as a late pixel, once."""
+    (workdir / "config" / "campaigns" / "long.yaml").write_text(LONG_FLIGHT)
+    first = await aiohttp_client(create_app(make_server()))
+    server = first.server.app[SERVER]
+    fills = [fill for fill in (await post_slots(first, page("r0"))).values() if fill["fill"]]
+    assert {fill["campaign_id"] for fill in fills} == {777, 778}
+    server.replay.save()
+    shutil.copy(server.replay.checkpoint, workdir / "reserved")
+    if pixel == "before the restart":
+        for fill in fills:
+            assert (await first.get(local(fill["impression_url"]))).status == 200
+    await first.close()
+    shutil.copy(workdir / "reserved", server.replay.checkpoint)  # a crash: only the log is newer
+    second = await aiohttp_client(create_app(make_server()))
+    if pixel == "after the restart":
+        for fill in fills:
+            assert (await second.get(local(fill["impression_url"]))).status == 200
+    state = second.server.app[SERVER].state
+    assert await state.get_many(["c777:total:impressions"]) == [1]
+    assert sum(await state.get_many([key for key in state.snapshot() if key.startswith("c778:cap:")])) == 1
+
+
+async def test_a_hit_billed_before_a_checkpoint_and_logged_after_it_is_charged_once(
+        aiohttp_client, make_server, workdir, clock):
+    """The pixel's first write fails after it was billed; a checkpoint is taken; the retry is
+    logged (billable, as billed before). A crash then replays the retry without charging again."""
+    (workdir / "config" / "campaigns" / "long.yaml").write_text(LONG_FLIGHT)
+    first = await aiohttp_client(create_app(make_server()))
+    server = first.server.app[SERVER]
+    fills = [fill for fill in (await post_slots(first, page("r0"))).values() if fill["fill"]]
+    clock.advance(days=1)  # the pixels go to a new day's file, which is /dev/full
+    day_file = workdir / "var" / "events" / f"events-{clock().date().isoformat()}.main.jsonl"
+    day_file.symlink_to("/dev/full")
+    for fill in fills:
+        assert (await first.get(local(fill["impression_url"]))).status == 503
+    day_file.unlink()
+    server.replay.save()
+    shutil.copy(server.replay.checkpoint, workdir / "billed")
+    for fill in fills:
+        assert (await first.get(local(fill["impression_url"]))).status == 200
+    await first.close()
+    shutil.copy(workdir / "billed", server.replay.checkpoint)
+    second = await aiohttp_client(create_app(make_server()))
+    state = second.server.app[SERVER].state
+    assert await state.get_many(["c777:total:impressions"]) == [1]
+    assert sum(await state.get_many([key for key in state.snapshot() if key.startswith("c778:cap:")])) == 1

@@ -212,7 +212,7 @@ async def scrape(client) -> dict[tuple[str, tuple], float]:
 
 async def test_health_openapi_and_metrics_count_known_traffic(client):
     assert await (await client.get("/healthz")).json() == {"status": "ok", "config_ok": True,
-                                                           "model_loaded": False}
+                                                           "model_loaded": False, "failing": []}
     spec = await (await client.get("/openapi.json")).json()
     assert {"/v1/slots", "/t/i", "/t/c", "/v1/items/{item_id}"} <= set(spec["paths"])
     before = await scrape(client)

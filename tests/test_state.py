@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from adserve.ledger import Limit
 from adserve.state import MemoryState
+
+
+def count(key: str, amount: float, ttl: int) -> Limit:
+    return Limit(key, None, amount, "impression", ttl)
 
 
 async def test_memory_state_expires_keys_without_a_full_pass():
     now = [1_800_000_000.0]
     state = MemoryState(clock=lambda: now[0])
-    await state.add({"cap": 1.0, "day": 2.0}, {"cap": 120, "day": 86400})
+    state.seed([count("cap", 1.0, 120), count("day", 2.0, 86400)], now[0])
     assert await state.first_time("tok", 600) and not await state.first_time("tok", 600)
     assert len(state) == 3
     now[0] += 180
-    await state.add({"day": 1.0}, {"day": 86400})  # any write sweeps what has expired
+    state.seed([count("day", 1.0, 86400)], now[0])  # any write sweeps what has expired
     assert len(state) == 2 and await state.get_many(["cap", "day"]) == [0.0, 3.0]
     now[0] += 600
     assert await state.first_time("tok", 600)  # its mark expired and was swept
@@ -22,8 +27,8 @@ async def test_memory_state_expires_keys_without_a_full_pass():
 async def test_replayed_keys_already_due_are_swept_too():
     now = [1_800_000_000.0]
     state = MemoryState(clock=lambda: now[0])
-    state.seed({"old": 1.0}, {"old": 60}, now[0] - 3600)  # from an hour-old event
+    state.seed([count("old", 1.0, 60)], now[0] - 3600)  # from an hour-old event
     assert len(state) == 1 and await state.get_many(["old"]) == [0.0]
     now[0] += 120
-    await state.add({"new": 1.0}, {"new": 60})
+    state.seed([count("new", 1.0, 60)], now[0])
     assert len(state) == 1

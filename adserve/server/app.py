@@ -9,6 +9,8 @@ store, outside the runtime, so caps and budgets survive reloads.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import datetime as dt
 import functools
 import logging
 import os
@@ -24,7 +26,7 @@ from ..catalog import Catalog, CatalogError, item_from_dict
 from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import EventLog
+from ..events import EventLog, LogUnavailable, log_files, read_events
 from ..ledger import Ledger
 from ..model import Config, Recs
 from ..model import Server as ServerSettings
@@ -34,7 +36,7 @@ from ..recs.train import train
 from ..recs.tune import TUNED_FILE, tuned
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
-from ..state import MemoryState, RedisState, StateStore
+from ..state import MemoryState, RedisState, StateStore, StateUnavailable
 from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
 from ..yamlload import MAX_KEPT
 from . import listener, pages, static, tracking
@@ -50,6 +52,7 @@ SERVER: web.AppKey["AdServer"] = web.AppKey("server")
 PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warning_count",
                             "active_file_count", "active_campaigns"),
                  "model": ("loaded", "trained_at")}
+TRACKED = frozenset({"click", "impression"})
 
 
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -74,7 +77,7 @@ class AdServer:
         settings = config.server
         unix_now = lambda: clock().timestamp()  # noqa: E731  one clock for counters, log and tokens
         self.state = state if state is not None else (
-            RedisState(settings.redis_url) if settings.redis_url else MemoryState(unix_now))
+            RedisState(settings.redis_url, clock=unix_now) if settings.redis_url else MemoryState(unix_now))
         self.events = EventLog(settings.event_dir, writer, unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
@@ -92,13 +95,15 @@ class AdServer:
         self.runtime = self._runtime(config)
         self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
         self.in_flight = 0  # slot requests admitted and not yet answered
+        self._down_since: float | None = None  # when the watcher first saw the state store down
+        self.metrics.state_up.set_function(lambda: 0.0 if getattr(self.state, "down", False) else 1.0)
         self._load_model()
 
     # -- config and model ---------------------------------------------------------------------
     def _runtime(self, config: Config) -> Runtime:
         ledger = Ledger(config.site.timezone, self.replay.traffic)
         decider = Decider(Inventory(config), ledger, self.state, config.site.unique_advertiser_per_page,
-                          self.rng, self.clock)
+                          self.rng, self.clock, config.server.reservation_seconds)
         return Runtime(config, decider)
 
     def _recs(self, config: Config) -> Recs:
@@ -148,6 +153,40 @@ class AdServer:
     async def reload_model(self) -> None:
         await asyncio.to_thread(self._load_model)
 
+    async def connect_state(self) -> None:
+        """(Re)connect the store. If it comes back empty (a Redis restarted without its data),
+        rebuild its counters and token marks from the log; then settle the hits logged while
+        it was down. Raises StateUnavailable while it still cannot be reached."""
+        if await self.state.open() and not isinstance(self.state, MemoryState):
+            replayed = await asyncio.to_thread(self.replay.rebuild, self.runtime.decider)
+            await self.state.restore(replayed)
+            log.warning("state store was empty: rebuilt %d counts and %d token marks from the event log",
+                        len(replayed.counts), len(replayed.marks))
+        if self._down_since is not None:
+            since, self._down_since = self._down_since, None
+            await self._reconcile(since - 60)  # a minute early: hits deferred before it was noticed
+
+    async def _reconcile(self, since: float) -> None:
+        """Settle this writer's hits logged undecided (``counted`` null) since ``since``, once each."""
+        day = dt.datetime.fromtimestamp(since, dt.timezone.utc).date()
+        own = [f for f in log_files(self.events.folder, day) if f.name.endswith(f".{self.events.writer}.jsonl")]
+        events = list(read_events(own, types=TRACKED))
+        settled = {(e["type"], e.get("token")) for e in events if e.get("reconciled")}
+        for event in events:
+            if "counted" in event and event["counted"] is None and event["ts"] >= since \
+                    and (event["type"], event.get("token")) not in settled:
+                await self.tracker.reconcile(event, self.runtime)
+
+    async def _watch_state(self, every: float = 1.0) -> None:
+        """Notice an outage of the store, and reconnect (and reconcile) when it is back."""
+        while True:
+            await asyncio.sleep(every)
+            if getattr(self.state, "down", False):
+                if self._down_since is None:
+                    self._down_since = self.clock().timestamp()
+                with contextlib.suppress(StateUnavailable):
+                    await self.connect_state()
+
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:
         return self.runtime.config.server.public_url or f"{request.scheme}://{request.host}"
@@ -179,11 +218,17 @@ class AdServer:
             item = item_from_dict(body)
         except CatalogError as exc:
             raise BadRequest("body", str(exc)) from exc
-        self.catalog.upsert(item)
+        try:
+            self.catalog.upsert(item)
+        except OSError as exc:
+            raise LogUnavailable(f"catalog journal: {exc}") from exc
         return json_response({"item_id": item.item_id, "live": item.live})
 
     async def handle_health(self, request: web.Request) -> web.Response:
-        return json_response({"status": "ok", "config_ok": self.status["config"]["ok"],
+        """Alive (200) either way; ``degraded`` names what cannot work now, e.g. the event log."""
+        failing = ["event_log"] * self.events.failing + ["state"] * getattr(self.state, "down", False)
+        return json_response({"status": "degraded" if failing else "ok", "failing": failing,
+                              "config_ok": self.status["config"]["ok"],
                               "model_loaded": self.status["model"]["loaded"]})
 
     async def handle_metrics(self, request: web.Request) -> web.Response:
@@ -209,11 +254,15 @@ class AdServer:
         self.expire_events()  # before the replay, which must not read what retention deletes
         self.replay.run(self.runtime.decider)
         self.runtime = self._runtime(self.runtime.config)  # pacing learns the log's hourly traffic
+        try:
+            await self.connect_state()
+        except StateUnavailable:
+            log.error("state store unreachable at start: serving campaigns without limits until it is back")
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
                 self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever(),
-                self.discovery.run()]
+                self.discovery.run(), self._watch_state()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
@@ -291,6 +340,11 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
         response = json_error(400, "bad_request", str(exc))
     except TokenError as exc:
         response = json_error(exc.status, "bad_token", str(exc), tracking.NO_CACHE)
+    except LogUnavailable as exc:
+        log.error("%s %s refused: %s", request.method, request.path, exc)
+        server.metrics.log_failures.inc()
+        response = json_error(503, "log_unavailable", "nothing was recorded; try again shortly",
+                              {"Retry-After": "5", **tracking.NO_CACHE})
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

@@ -6,7 +6,7 @@ scraped, and Prometheus does not use them.
 
 from __future__ import annotations
 
-from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram,
+from prometheus_client import (CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram,
                                disable_created_metrics, generate_latest)
 
 disable_created_metrics()
@@ -37,6 +37,10 @@ class Metrics:
         self.discovery = Counter("adserve_discovery", "Unknown pages suggested by slot requests, by outcome "
                                  "(queued, dropped: queue full; then discovered, refused or failed)",
                                  ["outcome"], registry=r)
+        self.log_failures = Counter("adserve_log_failures", "Requests refused with 503: the event log "
+                                    "or catalog journal could not be written", registry=r)
+        self.state_up = Gauge("adserve_state_up", "1 while the state store answers; 0 while it is "
+                              "down (limited campaigns not served, hits settled later)", registry=r)
 
         self._children: dict[tuple, object] = {}
 

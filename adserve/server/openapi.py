@@ -22,6 +22,10 @@ def _error(description: str) -> dict:
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
 
 
+UNLOGGED = _error("Not recorded (event log not writable); retry after the Retry-After seconds: "
+                  "the retry counts once")
+
+
 SLOT_REQUEST = {
     "type": "object", "required": ["slots"],
     "properties": {
@@ -87,17 +91,19 @@ def openapi_spec(base_url: str) -> dict:
                             "slots": {"type": "object", "additionalProperties": FILL}}}}}},
                     "400": _error("Malformed or invalid request"),
                     "413": _error("Body over the size limit"),
-                    "503": _error("Overloaded; retry after the Retry-After seconds")}}},
+                    "503": _error("Overloaded, or the event log cannot be written; retry after "
+                                  "the Retry-After seconds")}}},
             "/t/i": {"get": {"summary": "Impression pixel", "parameters": token, "responses": {
                 "200": {"description": "1x1 GIF", "content": {"image/gif": {}}},
                 "400": _error("Malformed token"), "403": _error("Forged or altered token"),
-                "410": _error("Expired token")}}},
+                "410": _error("Expired token"), "503": UNLOGGED}}},
             "/t/c": {"get": {"summary": "Click redirect", "parameters": token + [
                 {"name": "i", "in": "query", "required": False, "schema": {"type": "string"},
                  "description": "Position of the clicked article in a widget's token"}], "responses": {
                 "302": {"description": "Redirect to the ad's signed landing URL or the widget's article"},
                 "400": _error("Malformed token"), "403": _error("Forged or altered token"),
-                "410": _error("Expired token, or an article no longer in the catalog")}}},
+                "410": _error("Expired token, or an article no longer in the catalog"),
+                "503": UNLOGGED}}},
             "/v1/items/{item_id}": {"put": {
                 "summary": "Upsert one catalog article (CMS; bearer token)",
                 "parameters": [{"name": "item_id", "in": "path", "required": True, "schema": ID}],
@@ -108,8 +114,12 @@ def openapi_spec(base_url: str) -> dict:
                         "published": {"type": "number"}, "live": {"type": "boolean"}}}}}},
                 "responses": {"200": {"description": "Stored"}, "400": _error("Invalid item"),
                               "401": _error("Missing or wrong token"),
-                              "403": _error("Upserts disabled")}}},
-            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": {"description": "ok"}}}},
+                              "403": _error("Upserts disabled"),
+                              "503": _error("Not stored (journal not writable), not applied; retry "
+                                            "after the Retry-After seconds")}}},
+            "/healthz": {"get": {"summary": "Liveness; status 'degraded' names what is failing "
+                                            "(event_log, state)",
+                                 "responses": {"200": {"description": "ok or degraded"}}}},
             "/metrics": {"get": {"summary": "Prometheus metrics",
                                  "responses": {"200": {"description": "text exposition"}}}},
             "/v1/config/status": {"get": {

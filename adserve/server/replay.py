@@ -6,11 +6,16 @@ the whole log at every start: the counter checkpoint (``checkpoint.py``) holds e
 embedded store with its expiry and the byte offset each log file had reached; a start loads it and
 replays only the log after those offsets. It is written every minute and at shutdown. Without a
 readable checkpoint (a log older than checkpoints) the whole log is read once. A shared store
-(Redis) keeps its own counters and gets no checkpoint.
+(Redis) keeps its own counters and gets no checkpoint; when it comes back empty, ``rebuild``
+reads the whole log into a ``Replayed`` for it.
 
 The snapshot and the offsets are taken together on the event-loop thread, where the tracker
-logs a hit and charges it without yielding in between: every logged hit before the offsets is in
-the snapshot, every one after is replayed.
+settles a hit with the embedded store and then logs it without yielding in between (the store's
+calls never suspend): every logged hit before the offsets is in the snapshot, every one after is
+replayed. A hit billed before the snapshot but logged after it (its first write failed, a retry
+logged it) has its billing outcome in the snapshot, so it is not charged again. Reservations are
+not saved: a snapshot leaves out what open reservations hold, so after a restart their pixels
+are billed as late ones, if their limits still fit.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ import logging
 from collections import Counter
 
 from .. import checkpoint
-from ..decision import Decider
+from ..decision import Decider, bill_key
 from ..events import EventLog, log_files, log_sizes, read_events
+from ..ledger import Ledger
 from ..recs.recommender import Recommender
-from ..state import MemoryState, StateStore
+from ..state import MemoryState, Replayed, StateStore
 from . import tracking
 
 log = logging.getLogger("adserve.replay")
@@ -63,11 +69,25 @@ class Replay:
 
     def _restore_counters(self, decider: Decider) -> None:
         done, counters = self._load()
-        self.state.restore(counters)
+        self.state.load_snapshot(counters)
+        self._replay(decider, self.state, done)
+
+    def rebuild(self, decider: Decider) -> Replayed:
+        """Every counter and token mark of the whole log, for a shared store that lost its data."""
+        replayed = Replayed()
+        self._replay(decider, replayed, {})
+        return replayed
+
+    def _replay(self, decider: Decider, counters: MemoryState | Replayed, done: dict[str, int]) -> None:
+        """Charge the counted hits logged after the offsets ``done`` to ``counters``.
+
+        A ledger of its own: a rebuild runs in a worker thread beside the serving one.
+        """
+        ledger = Ledger(decider.ledger.tz.key, self.traffic)
         files = [path for path in log_files(self.folder) if path.stat().st_size > done.get(path.name, 0)]
         for event in read_events(files, types=CHARGED, skip=done):
             if event.get("counted"):
-                self._charge(event, decider)
+                self._charge(event, decider.inventory.campaigns, ledger, counters)
 
     def _load(self) -> tuple[dict[str, int], list]:
         """The log offsets and the counters of the checkpoint; none when there is no readable one."""
@@ -80,16 +100,16 @@ class Replay:
             log.error("counter checkpoint %s unreadable (%s): replaying the whole log", self.checkpoint, exc)
             return {}, []
 
-    def _charge(self, event: dict, decider: Decider) -> None:
+    def _charge(self, event: dict, campaigns: dict, ledger: Ledger, counters: MemoryState | Replayed) -> None:
         ts = float(event["ts"])
         if event.get("token"):
-            key = tracking.token_key(event["type"], event["token"])
-            self.state.seed({key: 1}, {key: self.token_ttl}, ts)
-        campaign = decider.inventory.campaigns.get(event.get("campaign"))
-        if campaign is not None:
-            moment = decider.ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
-            increments, ttl = decider.ledger.charge(campaign, event["type"], event.get("user"), moment)
-            self.state.seed(increments, ttl, ts)
+            counters.mark(tracking.token_key(event["type"], event["token"]), self.token_ttl, ts)
+        campaign = campaigns.get(event.get("campaign"))
+        billable = event.get("billable", True)  # logs from before the field: every counted hit
+        billed = isinstance(counters, MemoryState) and counters.has(bill_key(event["type"], event.get("token")))
+        if campaign is not None and billable and not billed:  # billed: already in the checkpoint
+            moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
+            counters.seed(ledger.charge(campaign, event["type"], event.get("user"), moment) or (), ts)
 
     # -- checkpoint ---------------------------------------------------------------------------
     def save(self) -> None:

@@ -8,6 +8,7 @@ out), and only then charged to the campaign's counters.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import re
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from aiohttp import web
 from ..catalog import Catalog, absolute
 from ..events import EventLog
 from ..recs.recommender import Recommender
-from ..state import StateStore
+from ..state import StateStore, StateUnavailable
 from ..tokens import Signer, TokenError
 
 BOT_AGENTS = re.compile(r"bot|crawl|spider|slurp|facebookexternalhit|bingpreview|mediapartners",
@@ -79,31 +80,63 @@ class Tracker:
         self.clock = clock
 
     async def record(self, hit: Hit, user_agent: str, runtime) -> None:
-        """Log the hit, then count it unless it is a bot's or a repeat."""
-        p = hit.payload
-        bot = bool(BOT_AGENTS.search(user_agent))
-        fresh = await self.state.first_time(token_key(hit.kind, hit.id), self.signer.ttl)
-        counted = fresh and not bot
-        self.events.append({
-            "type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
-            "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
-            "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
-            "bot": bot, "counted": counted, "token": hit.id, "consent": p.get("k")})
-        self.metrics.count(self.metrics.events, hit.kind)
-        outcome = "counted" if counted else ("bot" if bot else "duplicate")
-        self.metrics.count(self.metrics.tracking, hit.kind, outcome)
-        if counted:
-            await self._charge(hit, runtime)
+        """Log the hit, counted unless a bot's or a repeat, billable if within its campaign's limits.
 
-    async def _charge(self, hit: Hit, runtime) -> None:
-        now = self.clock()
-        user = hit.payload.get("u")
-        self.recommender.record(hit.kind, user, hit.item, now.timestamp())
-        campaign = runtime.decider.inventory.campaigns.get(hit.payload.get("c"))
-        if campaign is not None:
-            ledger = runtime.decider.ledger
-            increments, ttl = ledger.charge(campaign, hit.kind, user, ledger.moment(now))
-            await self.state.add(increments, ttl)
+        The token is marked first (atomically, so two replicas never both count it), and the
+        mark is dropped again if the event cannot be written: the client's retry then counts
+        once. Billing is idempotent per hit, so that retry moves no counter twice. While the
+        shared store is down the hit is logged undecided (``counted`` null) and settled by
+        ``reconcile`` once it is back.
+        """
+        p = hit.payload
+        event = {"type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
+                 "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
+                 "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
+                 "bot": bool(BOT_AGENTS.search(user_agent)), "token": hit.id, "consent": p.get("k")}
+        key = token_key(hit.kind, hit.id)
+        try:
+            fresh = await self._settle(event, runtime, p.get("r"))
+        except StateUnavailable:
+            fresh, event["counted"], event["billable"] = False, None, None
+        try:
+            self.events.append(event)
+        except BaseException:
+            if fresh:
+                with contextlib.suppress(StateUnavailable):
+                    await self.state.forget(key)
+            raise
+        self._counted(event)
+
+    async def reconcile(self, event: dict, runtime) -> None:
+        """Settle a hit logged while the store was down, and log the outcome beside it."""
+        settled = {**event, "ts": self.clock().timestamp(), "hit_ts": event["ts"], "reconciled": True}
+        await self._settle(settled, runtime, None)
+        self.events.append(settled)
+        self._counted(settled)
+
+    async def _settle(self, event: dict, runtime, reservation: str | None) -> bool:
+        """Mark the token, then bill the campaign (none for a widget): sets ``counted`` and
+        ``billable`` on ``event``, and the ``charge`` (spend added, micro-units) of a billable one.
+        Whether the token was fresh."""
+        fresh = await self.state.first_time(token_key(event["type"], event["token"]), self.signer.ttl)
+        counted = fresh and not event["bot"]
+        billable = None
+        if event["campaign"] is not None:
+            billable = counted and await runtime.decider.bill(event["type"], event["campaign"], event["user"],
+                                                              event["token"], self.signer.ttl, reservation)
+        event["counted"], event["billable"] = counted, billable
+        if billable:
+            event["charge"] = runtime.decider.charge_micros(event["type"], event["campaign"])
+        return fresh
+
+    def _counted(self, event: dict) -> None:
+        counted = event["counted"]
+        self.metrics.count(self.metrics.events, event["type"])
+        outcome = ("deferred" if counted is None else "counted" if counted
+                   else "bot" if event["bot"] else "duplicate")
+        self.metrics.count(self.metrics.tracking, event["type"], outcome)
+        if counted:
+            self.recommender.record(event["type"], event["user"], event["item"], self.clock().timestamp())
 
 
 async def impression(server, request: web.Request) -> web.Response:
