@@ -15,6 +15,7 @@ connections each pass of the loop takes longer than the limit even when all it d
 from __future__ import annotations
 
 import asyncio
+import gc
 import resource
 import signal
 import socket
@@ -109,6 +110,10 @@ async def serve(app: web.Application, sock: socket.socket, max_connections: int,
     handler_args = {"keepalive_timeout": head_timeout, "access_log": None}
     runner = web.AppRunner(app, handle_signals=False, **handler_args)
     await runner.setup()
+    # What start-up loaded (catalog, model, config, replayed counters) lives as long as the
+    # process: out of the collector's sight, a full collection no longer walks millions of
+    # objects (120-190 ms pauses every few seconds under load, seen as p99 and as 503s).
+    gc.freeze()
     loop = asyncio.get_running_loop()
     listener = Listener(runner.server, connection_cap(max_connections), on_refusal, **handler_args)
     sockets = await loop.create_server(listener, sock=sock, backlog=1024)
