@@ -207,10 +207,9 @@ class AdServer:
         return json_response({"slots": answer})
 
     async def handle_item(self, request: web.Request) -> web.Response:
-        if not self.cms_token:
-            return json_error(403, "forbidden", "item upserts are disabled: set ADSERVE_CMS_TOKEN")
-        if not bearer_matches(request, self.cms_token):
-            return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+        refused = operator_only(request, self.cms_token, "item upserts", "ADSERVE_CMS_TOKEN")
+        if refused is not None:
+            return refused
         body = await read_json(request, self.runtime.config.server)
         if isinstance(body, dict):
             body = {**body, "item_id": request.match_info["item_id"]}
@@ -240,10 +239,9 @@ class AdServer:
         if "Authorization" not in request.headers:
             return json_response({part: {key: value for key, value in self.status[part].items()
                                          if key in keys} for part, keys in PUBLIC_STATUS.items()})
-        if not self.admin_token:
-            return json_error(403, "forbidden", "status details are disabled: set ADSERVE_ADMIN_TOKEN")
-        if not bearer_matches(request, self.admin_token):
-            return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+        refused = operator_only(request, self.admin_token, "status details", "ADSERVE_ADMIN_TOKEN")
+        if refused is not None:
+            return refused
         return json_response(self.status)
 
     async def handle_openapi(self, request: web.Request) -> web.Response:
@@ -310,6 +308,15 @@ class AdServer:
         self.replay.save()
         self.events.close()
         await self.state.close()
+
+
+def operator_only(request: web.Request, token: str | None, what: str, variable: str) -> web.Response | None:
+    """The refusal of an operator endpoint: 403 while its token is unset, 401 for a wrong one."""
+    if not token:
+        return json_error(403, "forbidden", f"{what} are disabled: set {variable}")
+    if not bearer_matches(request, token):
+        return json_error(401, "unauthorized", "a valid 'Authorization: Bearer <token>' is required")
+    return None
 
 
 async def read_json(request: web.Request, settings: ServerSettings) -> object:
