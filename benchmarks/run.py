@@ -13,6 +13,7 @@ import datetime as dt
 import sys
 import time
 
+import bench_config
 import bench_decision
 import bench_events
 import bench_memory
@@ -33,6 +34,7 @@ def main() -> None:
         bench_slots.run(args.repeats),
         bench_overload.run(args.repeats),
         bench_decision.run(args.repeats + 2),
+        bench_config.run(args.repeats),
         bench_pacing.run(),
         bench_events.run(args.repeats),
         bench_training.run(args.repeats),
