@@ -4,3 +4,5 @@
 sums them into report rows and per-day series (its docstring is the API); ``output`` prints
 them for the ``adserve report`` command.
 """
+
+GROUPINGS = ("campaign", "creative", "variant", "placement", "day", "strategy")  # what a report's rows are per

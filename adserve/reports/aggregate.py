@@ -31,10 +31,10 @@ import numpy as np
 
 from ..ledger import Ledger, spend_micros
 from ..model import MICROS, Campaign, Config
+from . import GROUPINGS
 from .columns import text
 from .rollup import DayRollup, group
 
-GROUPINGS = ("campaign", "creative", "variant", "placement", "day", "strategy")
 Z95 = 1.959963984540054
 FREQUENCIES = ("1", "2", "3", "4", "5", "6-10", "11+")
 
@@ -55,7 +55,7 @@ def report(days: list[DayRollup], by: str = "campaign", config: Config | None = 
            now: dt.datetime | None = None) -> list[dict]:
     if by not in GROUPINGS:
         raise ValueError(f"unknown grouping {by!r}: one of {', '.join(GROUPINGS)}")
-    chosen = _within(days, since, until)
+    chosen = [_only(day, campaign) for day in _within(days, since, until)]
     campaigns = {c.id: c for c in config.campaigns} if config else {}
     if by == "placement":
         rows = _placement_rows(chosen)
@@ -105,6 +105,22 @@ def fill_series(days: list[DayRollup], since: dt.date | None = None,
 def _within(days: list[DayRollup], since: dt.date | None, until: dt.date | None) -> list[DayRollup]:
     return [d for d in days if d.day is None or ((since is None or d.day >= since)
                                                  and (until is None or d.day <= until))]
+
+
+def _only(day: DayRollup, campaign: int | None) -> DayRollup:
+    """The day's rows of one campaign (its native answers in widgets included)."""
+    if campaign is None:
+        return day
+    cid = str(campaign).encode()
+    tables = {}
+    for name in ("hits", "slots", "reach"):
+        table = getattr(day, name)
+        keep = table["campaign"] == cid
+        if name == "slots":
+            listed = np.char.add(np.char.add(b",", np.char.strip(table["sponsored"], b"[]")), b",")
+            keep |= np.char.find(listed, b"," + cid + b",") >= 0
+        tables[name] = {column: values[keep] for column, values in table.items()}
+    return DayRollup(day.day, **tables)
 
 
 def _stack(days: list[DayRollup], table: str, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
