@@ -157,7 +157,8 @@ def _records(c: Columns, kind: np.ndarray, offset: int) -> Table:
         width = WIDTHS["sponsored_list" if key == "sponsored" else key]  # the native campaigns' ids
         found = c.find(key)
         record = np.searchsorted(starts, found, side="right") - 1
-        inside = (record >= 0) & (record_line[np.maximum(record, 0)] == c.line_of(found))
+        inside = record >= 0
+        inside[inside] = record_line[record[inside]] == c.line_of(found[inside])  # not a later line's
         records[key] = np.zeros(len(starts), dtype=f"S{width}")
         records[key][record[inside]] = c.values(found[inside], width)
     return records
@@ -181,7 +182,7 @@ def reader_hash(users: np.ndarray) -> np.ndarray:
     """A 64-bit hash of each reader id, computed on the byte strings' words (FNV-style)."""
     width = -(-users.dtype.itemsize // 8) * 8
     words = np.zeros((len(users), width), dtype=np.uint8)
-    words[:, :users.dtype.itemsize] = users.view(np.uint8).reshape(len(users), -1)
+    words[:, :users.dtype.itemsize] = users.view(np.uint8).reshape(len(users), users.dtype.itemsize)
     h = np.full(len(users), 1469598103934665603, dtype=np.uint64)
     with np.errstate(over="ignore"):
         for word in words.view("<u8").T:
