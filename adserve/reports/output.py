@@ -54,6 +54,8 @@ def _table(rows: list[dict], by: str) -> str:
 
 def _cell(column: str, row: dict) -> str:
     value = row.get(column)
+    if column.endswith("_id"):
+        return str(value)
     if column == "ctr":
         return "-" if value is None else f"{value:.2%} [{row['ctr_low']:.2%}-{row['ctr_high']:.2%}]"
     if column in ("fill_rate", "pacing"):
