@@ -6,8 +6,10 @@ The public API (the command and the ``/report`` page both build on it)::
     report(days, by="campaign", config=None, since=None, until=None, campaign=None, now=None)
         -> list[dict]   one row per group; by: campaign, creative, variant, placement, day, strategy
     delivery_series(days, config, campaign=None, since=None, until=None, now=None)
-        -> list[dict]   per campaign and UTC day: impressions, clicks, spend, delivered (in the
-                        budget's metric) and planned (the even-pacing line at the day's end)
+        -> list[dict]   per campaign and UTC day: impressions, clicks, spend; delivered that day
+                        and delivered_total through it (in the budget's metric: impressions,
+                        clicks or currency), planned that day and planned_total (the flight's
+                        even-pacing line at the day's end, or at ``now`` for today)
     fill_series(days, since=None, until=None)
         -> list[dict]   per placement and UTC day: requests, filled, fill_rate
     wilson(clicks, impressions) -> (low, high)   the 95% interval of a CTR (None, None at 0)
@@ -78,18 +80,25 @@ def delivery_series(days: list[DayRollup], config: Config, campaign: int | None 
                     now: dt.datetime | None = None) -> list[dict]:
     campaigns = {c.id: c for c in config.campaigns}
     ledger = Ledger(config.site.timezone)
+    totals: dict[int, float] = defaultdict(float)  # delivered since the log's first day
     rows = []
-    for day in _within(days, since, until):
-        for row in _ad_rows([day], "campaign", campaigns):
+    for day in (d for d in days if d.day is not None and (until is None or d.day <= until)):
+        start = dt.datetime.combine(day.day, dt.time(), dt.timezone.utc)
+        for row in _ad_rows([_only(day, campaign)], "campaign", campaigns):
             found = campaigns.get(row["campaign_id"])
-            if campaign is not None and row["campaign_id"] != campaign:
+            if (campaign is not None and row["campaign_id"] != campaign) or found is None:
                 continue
-            end = dt.datetime.combine(day.day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-            planned = _planned(found, ledger, min(end, now or _now())) if found else None
-            rows.append({"day": day.day.isoformat(), "campaign_id": row["campaign_id"],
-                         "impressions": row["impressions"], "clicks": row["clicks"],
-                         "spend": row["spend"], "delivered": _delivered(found, row) if found else None,
-                         "planned": planned})
+            delivered = _delivered(found, row)
+            totals[found.id] += delivered
+            if since is None or day.day >= since:
+                at = [min(moment, now or _now()) for moment in (start, start + dt.timedelta(days=1))]
+                plan = [_planned(found, ledger, moment) for moment in at]
+                rows.append({"day": day.day.isoformat(), "campaign_id": found.id,
+                             "impressions": row["impressions"], "clicks": row["clicks"],
+                             "spend": row["spend"], "delivered": delivered,
+                             "delivered_total": totals[found.id],
+                             "planned": None if plan[1] is None else plan[1] - plan[0],
+                             "planned_total": plan[1]})
     return rows
 
 
