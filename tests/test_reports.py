@@ -209,13 +209,15 @@ def test_report_command_prints_json_rows(tmp_path):
     (("--since", "2026-02-30"), ("--since", "YYYY-MM-DD")),
     (("--since", "2026-11-21", "--until", "2026-11-20"), ("after --until",)),
     (("--events", "missing"), ("missing does not exist",)),
+    (("--config", "nowhere"), ("config folder 'nowhere' not found",)),
     (("--by", "advertiser"), ("--by", "invalid choice")),
     (("--format", "xml"), ("--format",)),
 ])
 def test_report_command_refuses_bad_arguments_in_one_line(tmp_path, args, words):
     write(tmp_path / "events", "2026-11-20", [hit()])
     given = ("--events", str(tmp_path / "events"), *args) if "--events" not in args else args
-    fails(adserve("report", "--config", str(DEMO_CONFIG), *given, cwd=tmp_path), 2, *words)
+    given = given if "--config" in args else ("--config", str(DEMO_CONFIG), *given)
+    fails(adserve("report", *given, cwd=tmp_path), 2, *words)
 
 
 def test_delivery_series_follow_the_even_pacing_line_per_day(tmp_path):
