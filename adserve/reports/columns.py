@@ -3,8 +3,8 @@
 A report needs a dozen short fields of millions of lines; ``orjson.loads`` per line builds every
 field of every line as Python objects. Here the file is one byte array: every key is found at
 once (a ``"`` followed by ``:``) and sorted by its name (its last 8 bytes), and only the keys
-asked for are cut out, as fixed-width byte strings (``S`` arrays) that numpy groups and counts without
-Python objects. Values keep JSON's spelling: ``b'"A'`` (a string, its opening quote kept so it
+asked for are cut out, as fixed-width byte strings (``S`` arrays) that numpy groups and counts
+without Python objects. Values keep JSON's spelling: ``b'"A'`` (a string, its opening quote kept so it
 never equals ``null``), ``b'123'``, ``b'true'``, ``b'null'``, ``b'[1,2]'`` (a flat list);
 ``b''`` for a key a line lacks.
 
@@ -22,7 +22,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 PAD = 160  # zero bytes after the data, so a value's window never runs past the end
 FRONT = 8  # and before it, so the first key's name is read like any other
-QUOTE, COLON, SPACE, TAB = 34, 58, 32, 9
+QUOTE, COLON, SPACE = 34, 58, 32
 ENDS = tuple(b'",} \t')  # what ends a value: a string's closing quote, or what follows a number,
 CLOSE = tuple(b"]")       # true or null (ids hold none of these); what ends a flat list
 
@@ -57,7 +57,8 @@ class Columns:
         """Where each ``"key":`` of the file ends (its closing quote), and its line, in file order."""
         name = (b'"' + key.encode())[-8:].rjust(8, b"\0")
         code = np.frombuffer(name, "<u8")[0]
-        chosen = np.sort(self._order[np.searchsorted(self._names, code):np.searchsorted(self._names, code, "right")])
+        first, last = np.searchsorted(self._names, code), np.searchsorted(self._names, code, "right")
+        chosen = np.sort(self._order[first:last])
         return self._key_ends[chosen], self._key_lines[chosen]
 
     def values(self, positions: np.ndarray, width: int) -> np.ndarray:
@@ -79,10 +80,10 @@ class Columns:
         end = np.where(found.any(axis=1), np.argmax(found, axis=1) + keep, width)
         return (window * (np.arange(width) < end[:, None])).view(f"S{width}").ravel()
 
-    def column(self, key: str, width: int, lines: int | None = None) -> np.ndarray:
+    def column(self, key: str, width: int) -> np.ndarray:
         """One value per line (the line's last ``key``; ``b''`` where it has none)."""
         found, line = self.find(key)
-        out = np.zeros(self.lines if lines is None else lines, dtype=f"S{width}")
+        out = np.zeros(self.lines, dtype=f"S{width}")
         out[line] = self.values(found, width)
         return out
 

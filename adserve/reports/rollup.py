@@ -34,11 +34,7 @@ from .columns import Columns
 VERSION = 1
 FOLDER = ".rollups"
 HIT_KEYS = ("kind", "campaign", "creative", "variant", "placement", "strategy", "sponsored")
-HIT_SUMS = ("events", "charged", "uncharged", "over_limit")
 SLOT_KEYS = ("campaign", "creative", "variant", "placement", "strategy", "sponsored")
-SLOT_SUMS = ("requests", "filled")
-REACH_KEYS = ("campaign", "reader")
-REACH_SUMS = ("impressions",)
 # Bytes kept of each value: ids longer than this are told apart by their first bytes only.
 WIDTHS = {"type": 12, "event_id": 40, "campaign": 12, "creative": 48, "variant": 34, "placement": 48,
           "strategy": 10, "sponsored": 5, "counted": 5, "billable": 5, "charge": 16, "user": 64,
@@ -121,8 +117,8 @@ def build(day: dt.date | None, paths: list[Path]) -> DayRollup:
     charge[has_charge] = lines["charge"][has_charge].astype(np.int64)
     over = hit & (lines["counted"] == b"true") & (lines["billable"] == b"false")
     sums = {"events": counted, "charged": charge, "uncharged": priced & ~has_charge, "over_limit": over}
-    hits = group({key: lines[key][hit | over] for key in HIT_KEYS},
-                 {name: values[hit | over].astype(np.int64) for name, values in sums.items()})
+    hits = group({key: lines[key][hit] for key in HIT_KEYS},
+                 {name: values[hit].astype(np.int64) for name, values in sums.items()})
     reached = counted & (lines["kind"] == b'"impression') & (lines["user"] != b"") & (lines["user"] != b"null")
     reach = group({"campaign": lines["campaign"][reached], "reader": reader_hash(lines["user"][reached])},
                   {"impressions": np.ones(int(reached.sum()), dtype=np.int64)})
