@@ -69,9 +69,11 @@ def report(days: list[DayRollup], by: str = "campaign", config: Config | None = 
         rows = _ad_rows(chosen, by, campaigns)
         if by == "campaign":
             _add_reach(rows, chosen)
+            daily = {day.day: {r["campaign_id"]: r for r in _ad_rows([day], "campaign", campaigns)}
+                     for day in days if day.day is not None}
             for row in rows:
                 if row["campaign_id"] in campaigns:
-                    row.update(_budget(campaigns[row["campaign_id"]], days, now, config))
+                    row.update(_budget(campaigns[row["campaign_id"]], daily, now, config))
     return [row for row in rows if campaign is None or row.get("campaign_id") == campaign]
 
 
@@ -80,7 +82,7 @@ def delivery_series(days: list[DayRollup], config: Config, campaign: int | None 
                     now: dt.datetime | None = None) -> list[dict]:
     campaigns = {c.id: c for c in config.campaigns}
     ledger = Ledger(config.site.timezone)
-    totals: dict[int, float] = defaultdict(float)  # delivered since the log's first day
+    totals: dict[int, int] = defaultdict(int)  # delivered since the log's first day, counter units
     rows = []
     for day in (d for d in days if d.day is not None and (until is None or d.day <= until)):
         start = dt.datetime.combine(day.day, dt.time(), dt.timezone.utc)
@@ -95,8 +97,8 @@ def delivery_series(days: list[DayRollup], config: Config, campaign: int | None 
                 plan = [_planned(found, ledger, moment) for moment in at]
                 rows.append({"day": day.day.isoformat(), "campaign_id": found.id,
                              "impressions": row["impressions"], "clicks": row["clicks"],
-                             "spend": row["spend"], "delivered": delivered,
-                             "delivered_total": totals[found.id],
+                             "spend": row["spend"], "delivered": _shown(found, delivered),
+                             "delivered_total": _shown(found, totals[found.id]),
                              "planned": None if plan[1] is None else plan[1] - plan[0],
                              "planned_total": plan[1]})
     return rows
@@ -261,27 +263,33 @@ def _add_reach(rows: list[dict], days: list[DayRollup]) -> None:
 
 # -- budgets and pacing ----------------------------------------------------------------------
 
-def _budget(campaign: Campaign, days: list[DayRollup], now: dt.datetime | None, config: Config) -> dict:
-    """Budget used and left over the flight, and delivery against the even-pacing line so far."""
+def _budget(campaign: Campaign, daily: dict[dt.date, dict], now: dt.datetime | None, config: Config) -> dict:
+    """Budget used and left over the flight (``daily``: each day's rows per campaign id), and
+    delivery against the even-pacing line so far."""
     budget = campaign.budget
     if budget is None:
         return {"budget_metric": None}
-    flight = [d for d in days if d.day is not None
-              and campaign.flight.start.astimezone(dt.timezone.utc).date() <= d.day
-              <= campaign.flight.end.astimezone(dt.timezone.utc).date()]
-    rows = _ad_rows(flight, "campaign", {campaign.id: campaign})
-    row = next((r for r in rows if r["campaign_id"] == campaign.id), None)
-    used = _delivered(campaign, row) if row else 0
+    first, last = (moment.astimezone(dt.timezone.utc).date() for moment in (campaign.flight.start,
+                                                                          campaign.flight.end))
+    used = sum(_delivered(campaign, rows[campaign.id]) for day, rows in daily.items()
+               if first <= day <= last and campaign.id in rows)
     total = _units(budget.metric, budget.total) if budget.total is not None else None
     planned = _planned(campaign, Ledger(config.site.timezone), now or _now())
+    used = _shown(campaign, used)
     return {"budget_metric": budget.metric, "budget_total": total, "budget_used": used,
-            "budget_left": None if total is None else total - used, "planned": planned,
+            "budget_left": None if total is None else round(total - used, 6), "planned": planned,
             "pacing": used / planned if planned else None}
 
 
-def _delivered(campaign: Campaign, row: dict) -> float:
+def _delivered(campaign: Campaign, row: dict) -> int:
+    """What the row delivered in the budget's counter units (micro-units for spend)."""
     metric = campaign.budget.metric if campaign.budget else "impressions"
-    return _money(row["spend_micros"]) if metric == "spend" else row[metric]
+    return row["spend_micros"] if metric == "spend" else row[metric]
+
+
+def _shown(campaign: Campaign, units: int) -> float:
+    """Counter units as the budget states them: currency for spend, else a count."""
+    return _money(units) if campaign.budget and campaign.budget.metric == "spend" else units
 
 
 def _planned(campaign: Campaign, ledger: Ledger, at: dt.datetime) -> float | None:
