@@ -55,6 +55,7 @@ def wilson(clicks: int, impressions: int, z: float = Z95) -> tuple[float | None,
 def report(days: list[DayRollup], by: str = "campaign", config: Config | None = None,
            since: dt.date | None = None, until: dt.date | None = None, campaign: int | None = None,
            now: dt.datetime | None = None) -> list[dict]:
+    """One row per group of ``by`` over [since, until] (see the module docstring)."""
     if by not in GROUPINGS:
         raise ValueError(f"unknown grouping {by!r}: one of {', '.join(GROUPINGS)}")
     chosen = [_only(day, campaign) for day in _within(days, since, until)]
@@ -69,8 +70,9 @@ def report(days: list[DayRollup], by: str = "campaign", config: Config | None = 
         rows = _ad_rows(chosen, by, campaigns)
         if by == "campaign":
             _add_reach(rows, chosen)
-            daily = {day.day: {r["campaign_id"]: r for r in _ad_rows([day], "campaign", campaigns)}
-                     for day in days if day.day is not None}
+            daily = {day.day: {r["campaign_id"]: r
+                               for r in _ad_rows([_only(day, campaign)], "campaign", campaigns)}
+                     for day in days if day.day is not None}  # the whole log: budgets span the flight
             for row in rows:
                 if row["campaign_id"] in campaigns:
                     row.update(_budget(campaigns[row["campaign_id"]], daily, now, config))
@@ -80,6 +82,7 @@ def report(days: list[DayRollup], by: str = "campaign", config: Config | None = 
 def delivery_series(days: list[DayRollup], config: Config, campaign: int | None = None,
                     since: dt.date | None = None, until: dt.date | None = None,
                     now: dt.datetime | None = None) -> list[dict]:
+    """Per campaign and day: what it delivered and what the even-pacing line planned."""
     campaigns = {c.id: c for c in config.campaigns}
     ledger = Ledger(config.site.timezone)
     totals: dict[int, int] = defaultdict(int)  # delivered since the log's first day, counter units
@@ -106,6 +109,7 @@ def delivery_series(days: list[DayRollup], config: Config, campaign: int | None 
 
 def fill_series(days: list[DayRollup], since: dt.date | None = None,
                 until: dt.date | None = None) -> list[dict]:
+    """Per placement and day: slot requests, how many were filled, and the fill rate."""
     return [{"day": day.day.isoformat() if day.day else None, **row}
             for day in _within(days, since, until)
             for row in _placement_rows([day], with_hits=False)]

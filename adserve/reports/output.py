@@ -66,7 +66,8 @@ def _cell(column: str, row: dict) -> str:
         if row.get("budget_metric") is None:
             return "-"
         total = row["budget_total"]
-        return f"{_number(row['budget_used'])} of {_number(total)}" if total is not None else _number(row["budget_used"])
+        used = _number(row["budget_used"])
+        return f"{used} of {_number(total)}" if total is not None else used
     if column == "frequency":
         return _frequency(value)
     if column == "sponsored":
