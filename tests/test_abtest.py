@@ -61,8 +61,8 @@ def test_prob_best_of_three_matches_monte_carlo_and_sums_to_one():
 
 @pytest.mark.parametrize("k", [2, 3, 5])
 def test_identical_variants_share_equally(k):
-    assert prob_best([Arm(1000, 25)] * k) == pytest.approx([1 / k] * k, abs=1e-6)
-    assert prob_best([Arm(0, 0)] * k) == pytest.approx([1 / k] * k, abs=1e-6)
+    assert prob_best([Arm(1000, 25)] * k) == pytest.approx([1 / k] * k, abs=1e-5)
+    assert prob_best([Arm(0, 0)] * k) == pytest.approx([1 / k] * k, abs=1e-5)
 
 
 def test_needed_impressions_is_the_textbook_size_and_gives_80_percent_power():
