@@ -120,3 +120,13 @@ async def test_more_concurrent_calls_than_connections_wait_for_one(redis_url):
         assert all(marks) and not state.down
     finally:
         await state.close()
+
+
+async def test_redis_assigns_a_value_once_with_its_ttl(redis_url):
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
+    try:
+        assert await state.assign("ab:r:x:reader", "A", 60) == "A"
+        assert await state.assign("ab:r:x:reader", "B", 60) == "A"  # a second visit keeps the first
+        assert 59_000 < await state._redis.pttl(state._prefix + "ab:r:x:reader") <= 60_000
+    finally:
+        await state.close()
