@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from adserve import retention
 from adserve.config import load_config
 from adserve.decision import AdNeed
 from adserve.server.app import SERVER, create_app
@@ -133,3 +134,9 @@ async def test_settled_pixels_and_clicks_feed_the_counters_and_come_back_after_a
     await client.close()  # a restart replays the log: the counters are rebuilt, not lost
     restarted = await aiohttp_client(create_app(make_server()))
     assert await restarted.server.app[SERVER].state.get_many(keys) == [1.0, 1.0]
+    await restarted.close()
+    assigned = f"ab:r:{fill['creative_id']}:reader-42"
+    checkpoint = restarted.server.app[SERVER].replay.checkpoint
+    assert assigned.encode() in checkpoint.read_bytes()  # forgetting the reader forgets their variant
+    erased = retention.forget("reader-42", workdir / "var" / "events", workdir / "var" / "model.npz")
+    assert assigned in erased.checkpointed and assigned.encode() not in checkpoint.read_bytes()
