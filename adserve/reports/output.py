@@ -16,7 +16,8 @@ LEADING = {"campaign": ("campaign_id", "campaign"), "creative": ("campaign_id", 
 COUNTS = {"campaign": ("answers", "impressions", "clicks", "ctr", "spend", "budget", "pacing", "readers",
                        "frequency"),
           "creative": ("answers", "impressions", "clicks", "ctr", "spend"),
-          "variant": ("answers", "impressions", "clicks", "ctr", "spend"),
+          "variant": ("answers", "impressions", "clicks", "ctr", "spend", "weight", "prob_best", "p_value",
+                      "verdict"),
           "placement": ("requests", "fill_rate", "impressions", "clicks", "ctr"),
           "day": ("requests", "fill_rate", "impressions", "clicks", "ctr", "spend"),
           "strategy": ("impressions", "clicks", "ctr")}
@@ -56,7 +57,7 @@ def _cell(column: str, row: dict) -> str:
     value = row.get(column)
     if column == "ctr":
         return "-" if value is None else f"{value:.2%} [{row['ctr_low']:.2%}-{row['ctr_high']:.2%}]"
-    if column in ("fill_rate", "pacing"):
+    if column in ("fill_rate", "pacing", "weight", "prob_best"):
         return "-" if value is None else f"{value:.0%}"
     if column == "spend":
         return f"{value:,.2f}"
@@ -67,6 +68,10 @@ def _cell(column: str, row: dict) -> str:
         return f"{_number(row['budget_used'])} of {_number(total)}" if total is not None else _number(row["budget_used"])
     if column == "frequency":
         return _frequency(value)
+    if column == "p_value":
+        return "-" if value is None else f"{value:.3f}"
+    if column == "verdict" and value == "undecided" and row.get("needed_impressions"):
+        return f"undecided (need {row['needed_impressions']:,} each)"
     if column == "sponsored":
         return "sponsored" if value else "organic"
     return "-" if value is None else _number(value) if isinstance(value, (int, float)) else str(value)
