@@ -70,7 +70,7 @@ async def test_the_page_has_three_charts_no_script_and_escaped_names(reporting):
     assert 'href="/report/campaigns/12174"' in page and "12174-300x250 · A" in page
     one = await reporting.get("/report/campaigns/12174", headers=bearer())
     text = await one.text()
-    assert one.status == 200 and "Delivered impressions against the even-pacing plan" in text
+    assert one.status == 200 and "Delivered impressions per day against the even-pacing plan" in text
     assert "<polyline" in text and "&lt;script&gt;" in text and "<script" not in text
 
 

@@ -29,7 +29,7 @@ def lines(title: str, labels: list[str], series: list[Series], unit: str = "") -
     """Lines over ``labels`` (days), with a y axis from 0 to a round maximum and a legend."""
     height, left, bottom, top = 240, 64, 36, 28
     peak = _nice(max((v for s in series for v in s.values if v is not None), default=0.0))
-    inner_w, inner_h = WIDTH - left - PAD, height - top - bottom
+    inner_w, inner_h = WIDTH - left - 3 * PAD, height - top - bottom  # room for the last day's label
     step = inner_w / max(len(labels) - 1, 1)
 
     def x(i: int) -> float:
@@ -38,7 +38,7 @@ def lines(title: str, labels: list[str], series: list[Series], unit: str = "") -
     def y(v: float) -> float:
         return top + inner_h * (1 - v / peak)
 
-    parts = [_axis_y(left, WIDTH - PAD, peak, y, unit)]
+    parts = [_axis_y(left, left + inner_w, peak, y, unit)]
     shown = range(0, len(labels), max(1, math.ceil(len(labels) / 8)))  # at most ~8 day labels
     parts += [f'<text class="tick" x="{x(i):.1f}" y="{height - bottom + 16}" text-anchor="middle">'
               f'{escape(labels[i])}</text>' for i in shown]
@@ -48,9 +48,12 @@ def lines(title: str, labels: list[str], series: list[Series], unit: str = "") -
             path = " ".join(f"{px:.1f},{py:.1f}" for px, py in points)
             parts.append(f'<polyline class="line-{s.style}" fill="none" points="{path}"/>')
         parts += [f'<circle class="dot-{s.style}" cx="{px:.1f}" cy="{py:.1f}" r="3"/>' for px, py in points]
-    legend = [f'<rect class="key-{s.style}" x="{left + 160 * n}" y="8" width="12" height="4"/>'
-              f'<text class="legend" x="{left + 160 * n + 16}" y="14">{escape(s.name)}</text>'
-              for n, s in enumerate(series)]
+    legend, at = [], left
+    for s in series:
+        legend.append(f'<rect class="key-{s.style}" x="{at}" y="8" width="12" height="4"/>'
+                      f'<text class="legend" x="{at + 16}" y="14">{escape(s.name)}</text>')
+        at += 16 + 7 * len(s.name) + 24  # ~7 px a character at 12 px
+    return _svg(title, height, parts + legend)
     return _svg(title, height, parts + legend)
 
 
@@ -128,8 +131,9 @@ def _fmt(value: float, unit: str) -> str:
 
 
 def _nice(peak: float) -> float:
-    """A round axis maximum at or above ``peak`` (1, 2 or 5 times a power of ten)."""
+    """A round axis maximum at or above ``peak`` (1, 1.2, 1.6, 2, ... 8 times a power of ten:
+    each divides into four ticks that read well)."""
     if peak <= 0:
         return 1.0
     power = 10 ** math.floor(math.log10(peak))
-    return next(m * power for m in (1, 2, 5, 10) if m * power >= peak)
+    return next(m * power for m in (1, 1.2, 1.6, 2, 2.4, 3, 4, 5, 6, 8, 10) if m * power >= peak * (1 - 1e-9))

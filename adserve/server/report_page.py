@@ -13,6 +13,7 @@ says so. Every name from the config is escaped: campaign names are marketer inpu
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 from html import escape
 
 from aiohttp import web
@@ -101,17 +102,20 @@ def _campaign_table(rows: list[dict], links: bool = True) -> str:
 
 
 def _delivery(days, config: Config, campaign: int, now) -> str:
+    """Each day's delivery against the even-pacing plan's share of that day (the open day: so far)."""
     series = delivery_series(days, config, campaign, now=now)
     if not series:
         return "<p>No delivery yet.</p>"
-    delivered, total = [], 0.0
-    for row in series:
-        total += row["delivered"] if row["delivered"] is not None else row["impressions"]
-        delivered.append(total)
-    metric = next((c.budget.metric for c in config.campaigns if c.id == campaign and c.budget), "impressions")
-    planned = [row["planned"] for row in series]
-    chart = lines(f"Delivered {metric} against the even-pacing plan", [row["day"][5:] for row in series],
-                  [Series(f"delivered {metric}, cumulative", delivered, "a")]
+    found = next((c for c in config.campaigns if c.id == campaign), None)
+    metric = found.budget.metric if found and found.budget else "impressions"
+    delivered = [row["impressions"] if row["delivered"] is None else row["delivered"] for row in series]
+    line = [row["planned"] for row in series]  # where the plan stands at each day's end
+    first = dt.datetime.combine(dt.date.fromisoformat(series[0]["day"]), dt.time(), dt.timezone.utc)
+    starts_inside = found is not None and found.flight.start >= first
+    planned = [None if line[i] is None else line[i] - line[i - 1] if i and line[i - 1] is not None
+               else line[i] if starts_inside else None for i in range(len(line))]
+    chart = lines(f"Delivered {metric} per day against the even-pacing plan", [row["day"][5:] for row in series],
+                  [Series(f"delivered {metric}", delivered, "a")]
                   + ([Series("even-pacing plan", planned, "b")] if any(p is not None for p in planned) else []))
     return f"<h2>Delivery per day</h2>{chart}"
 
