@@ -19,6 +19,7 @@ import bench_memory
 import bench_overload
 import bench_pacing
 import bench_slots
+import bench_thompson
 import bench_training
 from common import ROOT, machine
 
@@ -33,6 +34,7 @@ def main() -> None:
         bench_slots.run(args.repeats),
         bench_overload.run(args.repeats),
         bench_decision.run(args.repeats + 2),
+        bench_thompson.run(args.repeats + 2),
         bench_pacing.run(),
         bench_events.run(args.repeats),
         bench_training.run(args.repeats),
