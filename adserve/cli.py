@@ -139,8 +139,9 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output (default: %(default)s)")
     report.add_argument("--replay-thompson", action="store_true",
-                        help="instead: replay the logged fixed A/B splits under Thompson allocation and "
-                             "estimate the clicks it would have gained (rows per creative)")
+                        help="instead of delivery rows: replay the logged fixed A/B splits under Thompson "
+                             "allocation and estimate the clicks it would have gained, per creative "
+                             "(default: off)")
 
     forget = command("forget", "erase a reader from the log, counters and model")
     forget.add_argument("reader", help="the reader id (the loader's adserve_reader)")
