@@ -412,6 +412,8 @@ def _report(args) -> int:
 
     if args.since and args.until and args.since > args.until:
         raise BadArgument(f"--since {args.since} is after --until {args.until}")
+    if args.config and not Path(args.config).is_dir():
+        raise BadArgument(f"config folder '{args.config}' not found")
     config = _load(_log_config(args.config)).config
     source = Path(args.events or config.server.event_dir)
     if not source.exists():

@@ -19,7 +19,7 @@ from adserve.cli import DEMO_CONFIG
 from adserve.config import load_config
 from adserve.ledger import spend_micros
 from adserve.reports import rollup
-from adserve.reports.aggregate import report, wilson
+from adserve.reports.aggregate import delivery_series, fill_series, report, wilson
 from adserve.reports.rollup import rollups
 from adserve.retention import forget
 from adserve.server.app import create_app
@@ -161,6 +161,8 @@ def test_an_older_log_reports_what_it_can(tmp_path):
     assert (row["answers"], row["impressions"], row["clicks"], row["spend_micros"]) == (1, 1, 1, price)
     [placement] = report(rollups(events), "placement")
     assert (placement["placement"], placement["requests"], placement["filled"]) == (None, 3, 2)
+    assert fill_series(rollups(events)) == [{"day": "2026-11-20", "placement": None, "requests": 3,
+                                             "filled": 2, "fill_rate": 2 / 3}]
     natives = report(rollups(events), "campaign", config, campaign=90001)
     assert [r["answers"] for r in natives] == [1]
 
@@ -207,10 +209,28 @@ def test_report_command_prints_json_rows(tmp_path):
     (("--since", "2026-02-30"), ("--since", "YYYY-MM-DD")),
     (("--since", "2026-11-21", "--until", "2026-11-20"), ("after --until",)),
     (("--events", "missing"), ("missing does not exist",)),
+    (("--config", "nowhere"), ("config folder 'nowhere' not found",)),
     (("--by", "advertiser"), ("--by", "invalid choice")),
     (("--format", "xml"), ("--format",)),
 ])
 def test_report_command_refuses_bad_arguments_in_one_line(tmp_path, args, words):
     write(tmp_path / "events", "2026-11-20", [hit()])
     given = ("--events", str(tmp_path / "events"), *args) if "--events" not in args else args
-    fails(adserve("report", "--config", str(DEMO_CONFIG), *given, cwd=tmp_path), 2, *words)
+    given = given if "--config" in args else ("--config", str(DEMO_CONFIG), *given)
+    fails(adserve("report", *given, cwd=tmp_path), 2, *words)
+
+
+def test_delivery_series_follow_the_even_pacing_line_per_day(tmp_path):
+    """Spend budgets deliver in currency; the planned line grows by what each day of the flight adds."""
+    config = load_config(DEMO_CONFIG).config
+    events = tmp_path / "events"
+    write(events, "2026-11-20", [hit()] * 3)
+    write(events, "2026-11-21", [hit()] * 2 + [hit(campaign=12180, charge=5_000)])
+    now = dt.datetime(2026, 11, 21, 12, tzinfo=dt.timezone.utc)
+    rows = delivery_series(rollups(events), config, campaign=12174, now=now)
+    assert [(r["day"], r["impressions"], r["delivered"], r["delivered_total"]) for r in rows] == [
+        ("2026-11-20", 3, 3, 3), ("2026-11-21", 2, 2, 5)]
+    assert 0 < rows[1]["planned"] < rows[0]["planned"]  # half of the 21st is due at noon
+    assert rows[1]["planned_total"] == pytest.approx(rows[0]["planned_total"] + rows[1]["planned"])
+    [later] = delivery_series(rollups(events), config, campaign=12180, since=dt.date(2026, 11, 21), now=now)
+    assert (later["delivered"], later["spend"]) == (0.005, 0.005)

@@ -7,8 +7,10 @@ The public API (the command and the ``/report`` page both build on it)::
         -> list[dict]   one row per group; by: campaign, creative, variant, placement, day, strategy
                         (variant rows carry A/B verdicts: see ``verdicts``)
     delivery_series(days, config, campaign=None, since=None, until=None, now=None)
-        -> list[dict]   per campaign and UTC day: impressions, clicks, spend, delivered (in the
-                        budget's metric) and planned (the even-pacing line at the day's end)
+        -> list[dict]   per campaign and UTC day: impressions, clicks, spend; delivered that day
+                        and delivered_total through it (in the budget's metric: impressions,
+                        clicks or currency), planned that day and planned_total (the flight's
+                        even-pacing line at the day's end, or at ``now`` for today)
     fill_series(days, since=None, until=None)
         -> list[dict]   per placement and UTC day: requests, filled, fill_rate
     wilson(clicks, impressions) -> (low, high)   the 95% interval of a CTR (None, None at 0)
@@ -55,6 +57,7 @@ def wilson(clicks: int, impressions: int, z: float = Z95) -> tuple[float | None,
 def report(days: list[DayRollup], by: str = "campaign", config: Config | None = None,
            since: dt.date | None = None, until: dt.date | None = None, campaign: int | None = None,
            now: dt.datetime | None = None) -> list[dict]:
+    """One row per group of ``by`` over [since, until] (see the module docstring)."""
     if by not in GROUPINGS:
         raise ValueError(f"unknown grouping {by!r}: one of {', '.join(GROUPINGS)}")
     chosen = [_only(day, campaign) for day in _within(days, since, until)]
@@ -71,34 +74,46 @@ def report(days: list[DayRollup], by: str = "campaign", config: Config | None = 
             add_verdicts(rows, campaigns)
         if by == "campaign":
             _add_reach(rows, chosen)
+            daily = {day.day: {r["campaign_id"]: r
+                               for r in _ad_rows([_only(day, campaign)], "campaign", campaigns)}
+                     for day in days if day.day is not None}  # the whole log: budgets span the flight
             for row in rows:
                 if row["campaign_id"] in campaigns:
-                    row.update(_budget(campaigns[row["campaign_id"]], days, now, config))
+                    row.update(_budget(campaigns[row["campaign_id"]], daily, now, config))
     return [row for row in rows if campaign is None or row.get("campaign_id") == campaign]
 
 
 def delivery_series(days: list[DayRollup], config: Config, campaign: int | None = None,
                     since: dt.date | None = None, until: dt.date | None = None,
                     now: dt.datetime | None = None) -> list[dict]:
+    """Per campaign and day: what it delivered and what the even-pacing line planned."""
     campaigns = {c.id: c for c in config.campaigns}
     ledger = Ledger(config.site.timezone)
+    totals: dict[int, int] = defaultdict(int)  # delivered since the log's first day, counter units
     rows = []
-    for day in _within(days, since, until):
-        for row in _ad_rows([day], "campaign", campaigns):
+    for day in (d for d in days if d.day is not None and (until is None or d.day <= until)):
+        start = dt.datetime.combine(day.day, dt.time(), dt.timezone.utc)
+        for row in _ad_rows([_only(day, campaign)], "campaign", campaigns):
             found = campaigns.get(row["campaign_id"])
-            if campaign is not None and row["campaign_id"] != campaign:
+            if (campaign is not None and row["campaign_id"] != campaign) or found is None:
                 continue
-            end = dt.datetime.combine(day.day + dt.timedelta(days=1), dt.time(), dt.timezone.utc)
-            planned = _planned(found, ledger, min(end, now or _now())) if found else None
-            rows.append({"day": day.day.isoformat(), "campaign_id": row["campaign_id"],
-                         "impressions": row["impressions"], "clicks": row["clicks"],
-                         "spend": row["spend"], "delivered": _delivered(found, row) if found else None,
-                         "planned": planned})
+            delivered = _delivered(found, row)
+            totals[found.id] += delivered
+            if since is None or day.day >= since:
+                at = [min(moment, now or _now()) for moment in (start, start + dt.timedelta(days=1))]
+                plan = [_planned(found, ledger, moment) for moment in at]
+                rows.append({"day": day.day.isoformat(), "campaign_id": found.id,
+                             "impressions": row["impressions"], "clicks": row["clicks"],
+                             "spend": row["spend"], "delivered": _shown(found, delivered),
+                             "delivered_total": _shown(found, totals[found.id]),
+                             "planned": None if plan[1] is None else plan[1] - plan[0],
+                             "planned_total": plan[1]})
     return rows
 
 
 def fill_series(days: list[DayRollup], since: dt.date | None = None,
                 until: dt.date | None = None) -> list[dict]:
+    """Per placement and day: slot requests, how many were filled, and the fill rate."""
     return [{"day": day.day.isoformat() if day.day else None, **row}
             for day in _within(days, since, until)
             for row in _placement_rows([day], with_hits=False)]
@@ -256,27 +271,33 @@ def _add_reach(rows: list[dict], days: list[DayRollup]) -> None:
 
 # -- budgets and pacing ----------------------------------------------------------------------
 
-def _budget(campaign: Campaign, days: list[DayRollup], now: dt.datetime | None, config: Config) -> dict:
-    """Budget used and left over the flight, and delivery against the even-pacing line so far."""
+def _budget(campaign: Campaign, daily: dict[dt.date, dict], now: dt.datetime | None, config: Config) -> dict:
+    """Budget used and left over the flight (``daily``: each day's rows per campaign id), and
+    delivery against the even-pacing line so far."""
     budget = campaign.budget
     if budget is None:
         return {"budget_metric": None}
-    flight = [d for d in days if d.day is not None
-              and campaign.flight.start.astimezone(dt.timezone.utc).date() <= d.day
-              <= campaign.flight.end.astimezone(dt.timezone.utc).date()]
-    rows = _ad_rows(flight, "campaign", {campaign.id: campaign})
-    row = next((r for r in rows if r["campaign_id"] == campaign.id), None)
-    used = _delivered(campaign, row) if row else 0
+    first, last = (moment.astimezone(dt.timezone.utc).date() for moment in (campaign.flight.start,
+                                                                          campaign.flight.end))
+    used = sum(_delivered(campaign, rows[campaign.id]) for day, rows in daily.items()
+               if first <= day <= last and campaign.id in rows)
     total = _units(budget.metric, budget.total) if budget.total is not None else None
     planned = _planned(campaign, Ledger(config.site.timezone), now or _now())
+    used = _shown(campaign, used)
     return {"budget_metric": budget.metric, "budget_total": total, "budget_used": used,
-            "budget_left": None if total is None else total - used, "planned": planned,
+            "budget_left": None if total is None else round(total - used, 6), "planned": planned,
             "pacing": used / planned if planned else None}
 
 
-def _delivered(campaign: Campaign, row: dict) -> float:
+def _delivered(campaign: Campaign, row: dict) -> int:
+    """What the row delivered in the budget's counter units (micro-units for spend)."""
     metric = campaign.budget.metric if campaign.budget else "impressions"
-    return _money(row["spend_micros"]) if metric == "spend" else row[metric]
+    return row["spend_micros"] if metric == "spend" else row[metric]
+
+
+def _shown(campaign: Campaign, units: int) -> float:
+    """Counter units as the budget states them: currency for spend, else a count."""
+    return _money(units) if campaign.budget and campaign.budget.metric == "spend" else units
 
 
 def _planned(campaign: Campaign, ledger: Ledger, at: dt.datetime) -> float | None:

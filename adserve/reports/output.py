@@ -57,6 +57,8 @@ def _table(rows: list[dict], by: str) -> str:
 
 def _cell(column: str, row: dict) -> str:
     value = row.get(column)
+    if column.endswith("_id"):
+        return str(value)
     if column == "ctr":
         return "-" if value is None else f"{value:.2%} [{row['ctr_low']:.2%}-{row['ctr_high']:.2%}]"
     if column in ("fill_rate", "pacing", "weight", "prob_best"):
@@ -67,7 +69,8 @@ def _cell(column: str, row: dict) -> str:
         if row.get("budget_metric") is None:
             return "-"
         total = row["budget_total"]
-        return f"{_number(row['budget_used'])} of {_number(total)}" if total is not None else _number(row["budget_used"])
+        used = _number(row["budget_used"])
+        return f"{used} of {_number(total)}" if total is not None else used
     if column == "frequency":
         return _frequency(value)
     if column.startswith("weights_"):

@@ -34,14 +34,11 @@ from .columns import Columns
 VERSION = 1
 FOLDER = ".rollups"
 HIT_KEYS = ("kind", "campaign", "creative", "variant", "placement", "strategy", "sponsored")
-HIT_SUMS = ("events", "charged", "uncharged", "over_limit")
 SLOT_KEYS = ("campaign", "creative", "variant", "placement", "strategy", "sponsored")
-SLOT_SUMS = ("requests", "filled")
-REACH_KEYS = ("campaign", "reader")
-REACH_SUMS = ("impressions",)
-WIDTHS = {"type": 14, "event_id": 72, "campaign": 24, "creative": 68, "variant": 36, "placement": 68,
-          "strategy": 12, "sponsored": 6, "counted": 6, "billable": 6, "charge": 24, "user": 136,
-          "fill": 6, "items": 2, "sponsored_list": 64}
+# Bytes kept of each value: ids longer than this are told apart by their first bytes only.
+WIDTHS = {"type": 12, "event_id": 40, "campaign": 12, "creative": 48, "variant": 34, "placement": 48,
+          "strategy": 10, "sponsored": 5, "counted": 5, "billable": 5, "charge": 16, "user": 64,
+          "fill": 5, "items": 2, "sponsored_list": 48}
 Table = dict[str, np.ndarray]
 
 
@@ -120,8 +117,8 @@ def build(day: dt.date | None, paths: list[Path]) -> DayRollup:
     charge[has_charge] = lines["charge"][has_charge].astype(np.int64)
     over = hit & (lines["counted"] == b"true") & (lines["billable"] == b"false")
     sums = {"events": counted, "charged": charge, "uncharged": priced & ~has_charge, "over_limit": over}
-    hits = group({key: lines[key][hit | over] for key in HIT_KEYS},
-                 {name: values[hit | over].astype(np.int64) for name, values in sums.items()})
+    hits = group({key: lines[key][hit] for key in HIT_KEYS},
+                 {name: values[hit].astype(np.int64) for name, values in sums.items()})
     reached = counted & (lines["kind"] == b'"impression') & (lines["user"] != b"") & (lines["user"] != b"null")
     reach = group({"campaign": lines["campaign"][reached], "reader": reader_hash(lines["user"][reached])},
                   {"impressions": np.ones(int(reached.sum()), dtype=np.int64)})
@@ -140,27 +137,28 @@ def _lines(c: Columns, kind: np.ndarray) -> Table:
     lines = {"kind": kind, "event_id": c.column("event_id", WIDTHS["event_id"])}
     for key in ("campaign", "creative", "variant", "placement", "strategy", "sponsored", "counted",
                 "billable", "charge", "user"):
-        found = c.find(key)
-        found = found[hit_line[c.line_of(found)]]  # a decision's nested records are read below
+        found, line = c.find(key)
+        top = hit_line[line]  # a decision's nested records are read below
         lines[key] = np.zeros(c.lines, dtype=f"S{WIDTHS[key]}")
-        lines[key][c.line_of(found)] = c.values(found, WIDTHS[key])
+        lines[key][line[top]] = c.values(found[top], WIDTHS[key])
     return lines
 
 
 def _records(c: Columns, kind: np.ndarray, offset: int) -> Table:
     """Per slot record of every decision: its line (counted from the day's first) and its fields."""
-    starts = c.find("slot")
-    starts = starts[kind[c.line_of(starts)] == b'"decision']
-    record_line = c.line_of(starts)
+    starts, record_line = c.find("slot")
+    decision = kind[record_line] == b'"decision'
+    starts, record_line = starts[decision], record_line[decision]
     records = {"line": record_line + offset}
     for key in ("campaign", "creative", "variant", "placement", "strategy", "fill", "items", "sponsored"):
         width = WIDTHS["sponsored_list" if key == "sponsored" else key]  # the native campaigns' ids
-        found = c.find(key)
+        found, line = c.find(key)
         record = np.searchsorted(starts, found, side="right") - 1
         inside = record >= 0
-        inside[inside] = record_line[record[inside]] == c.line_of(found[inside])  # not a later line's
+        inside[inside] = record_line[record[inside]] == line[inside]  # not a key of a later line
         records[key] = np.zeros(len(starts), dtype=f"S{width}")
-        records[key][record[inside]] = c.values(found[inside], width)
+        cut = c.lists if key in ("items", "sponsored") else c.values
+        records[key][record[inside]] = cut(found[inside], width)
     return records
 
 
@@ -179,7 +177,7 @@ def _first_of_each_id(ids: np.ndarray) -> np.ndarray:
 
 
 def reader_hash(users: np.ndarray) -> np.ndarray:
-    """A 64-bit hash of each reader id, computed on the byte strings' words (FNV-style)."""
+    """A 64-bit hash of each byte string (a reader id, any key), computed on its 8-byte words."""
     width = -(-users.dtype.itemsize // 8) * 8
     words = np.zeros((len(users), width), dtype=np.uint8)
     words[:, :users.dtype.itemsize] = users.view(np.uint8).reshape(len(users), users.dtype.itemsize)
@@ -192,14 +190,18 @@ def reader_hash(users: np.ndarray) -> np.ndarray:
 
 
 def group(keys: Table, sums: Table) -> Table:
-    """One row per distinct combination of ``keys``, with ``sums`` added up (exactly, int64)."""
+    """One row per distinct combination of ``keys``, with ``sums`` added up (exactly, int64).
+
+    Rows are told apart by a 64-bit hash of all their keys (sorting integers, not strings)."""
     n = len(next(iter(sums.values())))
-    codes = np.zeros(n, dtype=np.int64)
-    for column in keys.values():
-        _, inverse = np.unique(column, return_inverse=True)
-        _, codes = np.unique(codes * (int(inverse.max(initial=0)) + 1) + inverse, return_inverse=True)
-    order = np.argsort(codes, kind="stable")
-    starts = np.flatnonzero(np.r_[True, np.diff(codes[order]) != 0]) if n else np.array([], dtype=np.int64)
+    combined = np.zeros(n, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for column in keys.values():
+            hashed = reader_hash(column).view(np.uint64) if column.dtype.kind == "S" else column.view(np.uint64)
+            combined = (combined ^ hashed) * np.uint64(0x9E3779B97F4A7C15)
+            combined ^= combined >> np.uint64(31)
+    order = np.argsort(combined, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(combined[order]) != 0]) if n else np.array([], dtype=np.int64)
     rows = order[starts]
     table = {key: column[rows] for key, column in keys.items()}
     for name, values in sums.items():

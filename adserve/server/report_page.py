@@ -13,7 +13,6 @@ says so. Every name from the config is escaped: campaign names are marketer inpu
 from __future__ import annotations
 
 import asyncio
-import datetime as dt
 from html import escape
 
 from aiohttp import web
@@ -108,12 +107,8 @@ def _delivery(days, config: Config, campaign: int, now) -> str:
         return "<p>No delivery yet.</p>"
     found = next((c for c in config.campaigns if c.id == campaign), None)
     metric = found.budget.metric if found and found.budget else "impressions"
-    delivered = [row["impressions"] if row["delivered"] is None else row["delivered"] for row in series]
-    line = [row["planned"] for row in series]  # where the plan stands at each day's end
-    first = dt.datetime.combine(dt.date.fromisoformat(series[0]["day"]), dt.time(), dt.timezone.utc)
-    starts_inside = found is not None and found.flight.start >= first
-    planned = [None if line[i] is None else line[i] - line[i - 1] if i and line[i - 1] is not None
-               else line[i] if starts_inside else None for i in range(len(line))]
+    delivered = [row["delivered"] for row in series]
+    planned = [row["planned"] for row in series]
     chart = lines(f"Delivered {metric} per day against the even-pacing plan", [row["day"][5:] for row in series],
                   [Series(f"delivered {metric}", delivered, "a")]
                   + ([Series("even-pacing plan", planned, "b")] if any(p is not None for p in planned) else []))
