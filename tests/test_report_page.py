@@ -78,3 +78,11 @@ async def test_the_page_has_three_charts_no_script_and_escaped_names(reporting):
                                   "/report/campaigns/99999999999999999999999"])
 async def test_an_unknown_campaign_is_404(reporting, path):
     assert (await reporting.get(path, headers=bearer())).status == 404
+
+
+async def test_a_server_with_nothing_logged_yet_reports_so(aiohttp_client, make_server, monkeypatch):
+    monkeypatch.setenv("ADSERVE_REPORT_TOKEN", TOKEN)
+    client = await aiohttp_client(create_app(make_server()))
+    for path in ("/report", "/report/campaigns/12174"):
+        response = await client.get(path, headers=bearer())
+        assert response.status == 200 and "no events yet" in await response.text()
