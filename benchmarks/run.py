@@ -18,6 +18,7 @@ import bench_events
 import bench_memory
 import bench_overload
 import bench_pacing
+import bench_reports
 import bench_slots
 import bench_thompson
 import bench_training
@@ -38,6 +39,7 @@ def main() -> None:
         bench_pacing.run(),
         bench_events.run(args.repeats),
         bench_training.run(args.repeats),
+        bench_reports.run(bench_reports.LINES, args.repeats),
         bench_memory.run(args.soak_minutes),
     ]
     command = "python benchmarks/run.py" + "".join(f" {a}" for a in sys.argv[1:])
