@@ -138,6 +138,10 @@ def _parser() -> argparse.ArgumentParser:
     report.add_argument("--campaign", type=_positive, help="only this campaign id (default: all)")
     report.add_argument("--format", choices=("table", "csv", "json"), default="table",
                         help="output (default: %(default)s)")
+    report.add_argument("--replay-thompson", action="store_true",
+                        help="instead of delivery rows: replay the logged fixed A/B splits under Thompson "
+                             "allocation and estimate the clicks it would have gained, per creative "
+                             "(default: off)")
 
     forget = command("forget", "erase a reader from the log, counters and model")
     forget.add_argument("reader", help="the reader id (the loader's adserve_reader)")
@@ -414,6 +418,11 @@ def _report(args) -> int:
     source = Path(args.events or config.server.event_dir)
     if not source.exists():
         raise BadArgument(f"{source} does not exist: --events names an event folder or one log file")
+    if args.replay_thompson:
+        from .reports.thompson_replay import replay_thompson
+        print(render(replay_thompson(source, config, args.campaign, args.since, args.until), "replay",
+                     args.format))
+        return 0
     days = rollups(source)
     rows = report(days, args.by, config, args.since, args.until, args.campaign)
     if args.campaign is not None and not rows and args.campaign not in {c.id for c in config.campaigns}:

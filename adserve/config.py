@@ -190,6 +190,9 @@ class ObjectChecks:
     def campaign(self, campaign: Campaign) -> list[ConfigError]:
         if not campaign.creatives:
             return [self.sources.error(campaign, "creatives", "a campaign needs at least one creative")]
+        problems = list(self._shares(campaign))
+        if problems:
+            return problems
         if campaign.status == "active" and campaign.weight == 0:
             return [self.sources.error(campaign, "weight", "weight 0 never serves; to stop a campaign "
                                                            "say status: paused", "warning")]
@@ -197,6 +200,16 @@ class ObjectChecks:
             return [self.sources.error(campaign, "creatives", "every creative has weight 0: the campaign "
                                                               "never serves", "warning")]
         return []
+
+    def _shares(self, campaign: Campaign) -> Iterator[ConfigError]:
+        """Thompson's floors must fit: k variants x min_share of at most 100% of new readers."""
+        for creative in campaign.creatives:
+            floor = campaign.thompson_floor(creative)
+            shown = sum(v.weight > 0 for v in creative.variants)
+            if floor is not None and shown * floor > 1:
+                where = creative if creative.min_share is not None else campaign
+                yield self.sources.error(where, "min_share", f"{shown} variants of '{creative.id}' with "
+                                                             f"min_share {floor} need more than 100% of readers")
 
     def placement(self, placement: Placement) -> list[ConfigError]:
         problems = [self.sources.error(placement, "sizes", f"unknown size '{s}'")

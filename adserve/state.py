@@ -82,6 +82,12 @@ class StateStore(Protocol):
     async def forget(self, key: str) -> None:
         """Drop a mark, e.g. a token whose event could not be written, so its retry counts."""
 
+    async def assign(self, key: str, value: str, ttl: int) -> str:
+        """The value kept under ``key``; ``value`` (kept for ``ttl`` seconds) when there is none.
+
+        One atomic call, so two concurrent first visits of a reader keep the same variant.
+        """
+
     async def open(self) -> bool:
         """Connect; True when the store holds nothing yet (fresh, or restarted without its data)."""
 
@@ -122,7 +128,7 @@ class MemoryState:
 
     def __init__(self, clock=time.time) -> None:
         self._clock = clock
-        self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires_at)
+        self._values: dict[str, tuple[float | str, float]] = {}  # key -> (value, expires_at); str: an assignment
         self._expiring: dict[int, list[str]] = {}  # minute -> keys created to expire then
         self._swept_minute = int(clock() // 60)
         self._reserved: dict[str, tuple[Limit, ...]] = {}  # reservation id -> counters it holds
@@ -185,6 +191,15 @@ class MemoryState:
 
     async def forget(self, key: str) -> None:
         self._values.pop(key, None)
+
+    async def assign(self, key: str, value: str, ttl: int) -> str:
+        now = self._clock()
+        kept = self._value(key, now)
+        if kept is None:
+            self._create(key, value, now + ttl)
+            self._sweep()
+            return value
+        return kept
 
     def has(self, key: str) -> bool:
         """Whether ``key`` holds a value now (a replay asks if a hit was billed before the checkpoint)."""
@@ -408,6 +423,10 @@ class RedisState:
 
     async def forget(self, key: str) -> None:
         await self._call(self._redis.delete(self._prefix + key))
+
+    async def assign(self, key: str, value: str, ttl: int) -> str:
+        kept = await self._call(self._redis.set(self._prefix + key, value, ex=ttl, nx=True, get=True))
+        return value if kept is None else kept.decode()
 
     async def open(self) -> bool:
         """Reach Redis again; True when it lost its data (its marker key is gone) and needs a rebuild.

@@ -21,6 +21,7 @@ import bench_overload
 import bench_pacing
 import bench_reports
 import bench_slots
+import bench_thompson
 import bench_training
 from common import ROOT, machine
 
@@ -36,6 +37,7 @@ def main() -> None:
         bench_overload.run(args.repeats),
         bench_decision.run(args.repeats + 2),
         bench_config.run(args.repeats),
+        bench_thompson.run(args.repeats + 2),
         bench_pacing.run(),
         bench_events.run(args.repeats),
         bench_training.run(args.repeats),

@@ -5,6 +5,7 @@ The public API (the command and the ``/report`` page both build on it)::
     days = rollups(events_dir)                       # adserve.reports.rollup: every day's rollup
     report(days, by="campaign", config=None, since=None, until=None, campaign=None, now=None)
         -> list[dict]   one row per group; by: campaign, creative, variant, placement, day, strategy
+                        (variant rows carry A/B verdicts: see ``verdicts``)
     delivery_series(days, config, campaign=None, since=None, until=None, now=None)
         -> list[dict]   per campaign and UTC day: impressions, clicks, spend; delivered that day
                         and delivered_total through it (in the budget's metric: impressions,
@@ -36,6 +37,7 @@ from ..model import MICROS, Campaign, Config
 from . import GROUPINGS
 from .columns import text
 from .rollup import DayRollup, group
+from .verdicts import add_verdicts
 
 Z95 = 1.959963984540054
 FREQUENCIES = ("1", "2", "3", "4", "5", "6-10", "11+")
@@ -68,6 +70,8 @@ def report(days: list[DayRollup], by: str = "campaign", config: Config | None = 
         rows = _strategy_rows(chosen)
     else:
         rows = _ad_rows(chosen, by, campaigns)
+        if by == "variant":
+            add_verdicts(rows, campaigns)
         if by == "campaign":
             _add_reach(rows, chosen)
             daily = {day.day: {r["campaign_id"]: r

@@ -12,14 +12,17 @@ import json
 
 LEADING = {"campaign": ("campaign_id", "campaign"), "creative": ("campaign_id", "creative_id"),
            "variant": ("campaign_id", "creative_id", "variant"), "placement": ("placement",),
-           "day": ("day",), "strategy": ("strategy", "sponsored")}
+           "day": ("day",), "strategy": ("strategy", "sponsored"), "replay": ("campaign_id", "creative_id")}
 COUNTS = {"campaign": ("answers", "impressions", "clicks", "ctr", "spend", "budget", "pacing", "readers",
                        "frequency"),
           "creative": ("answers", "impressions", "clicks", "ctr", "spend"),
-          "variant": ("answers", "impressions", "clicks", "ctr", "spend"),
+          "variant": ("answers", "impressions", "clicks", "ctr", "spend", "weight", "prob_best", "p_value",
+                      "verdict"),
           "placement": ("requests", "fill_rate", "impressions", "clicks", "ctr"),
           "day": ("requests", "fill_rate", "impressions", "clicks", "ctr", "spend"),
-          "strategy": ("impressions", "clicks", "ctr")}
+          "strategy": ("impressions", "clicks", "ctr"),
+          "replay": ("impressions", "clicks", "weights_logged", "kept", "thompson_ctr", "gain",
+                     "weights_thompson")}
 
 
 def render(rows: list[dict], by: str, form: str) -> str:
@@ -58,7 +61,7 @@ def _cell(column: str, row: dict) -> str:
         return str(value)
     if column == "ctr":
         return "-" if value is None else f"{value:.2%} [{row['ctr_low']:.2%}-{row['ctr_high']:.2%}]"
-    if column in ("fill_rate", "pacing"):
+    if column in ("fill_rate", "pacing", "weight", "prob_best"):
         return "-" if value is None else f"{value:.0%}"
     if column == "spend":
         return f"{value:,.2f}"
@@ -70,6 +73,16 @@ def _cell(column: str, row: dict) -> str:
         return f"{used} of {_number(total)}" if total is not None else used
     if column == "frequency":
         return _frequency(value)
+    if column.startswith("weights_"):
+        return " ".join(f"{variant}:{share:.0%}" for variant, share in value.items())
+    if column == "thompson_ctr":
+        return "-" if value is None else f"{value:.2%}"
+    if column == "gain":
+        return "-" if value is None else f"{value:+,.0f} [{row['gain_low']:+,.0f} to {row['gain_high']:+,.0f}]"
+    if column == "p_value":
+        return "-" if value is None else f"{value:.3f}"
+    if column == "verdict" and value == "undecided" and row.get("needed_impressions"):
+        return f"undecided (need {row['needed_impressions']:,} each)"
     if column == "sponsored":
         return "sponsored" if value else "organic"
     return "-" if value is None else _number(value) if isinstance(value, (int, float)) else str(value)

@@ -129,6 +129,7 @@ class Tracker:
         event["counted"], event["billable"] = counted, billable
         if billable:
             event["charge"] = runtime.decider.charge_micros(event["type"], event["campaign"])
+            await runtime.decider.allocation.count(event, self.signer.ttl)
         return fresh
 
     def _counted(self, event: dict) -> None:
