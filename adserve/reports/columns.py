@@ -10,7 +10,8 @@ never equals ``null``), ``b'123'``, ``b'true'``, ``b'null'``, ``b'[1,2]'`` (a fl
 
 What it assumes of the log, which adserve's writers keep: ids hold no escaped quotes, and each
 slot record of a decision starts with its ``slot`` key. A line still being written (no newline
-yet) is left for the next read; a torn line that was ended by the writer yields what it holds.
+yet) is left for the next read; a torn line that was ended by the writer yields what it holds
+(a value is never read past its line's end).
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 
 PAD = 160  # zero bytes after the data, so a value's window never runs past the end
 FRONT = 8  # and before it, so the first key's name is read like any other
-QUOTE, COLON, SPACE = 34, 58, 32
+QUOTE, COLON, SPACE, NEWLINE = 34, 58, 32, 10
 ENDS = tuple(b'",} \t')  # what ends a value: a string's closing quote, or what follows a number,
 CLOSE = tuple(b"]")       # true or null (ids hold none of these); what ends a flat list
 
@@ -76,6 +77,8 @@ class Columns:
             found |= window == stop
         found[:, 0] = False  # a string's opening quote
         end = np.where(found.any(axis=1), np.argmax(found, axis=1) + keep, width)
+        torn = window == NEWLINE  # a line torn after its key: its value is not the next line's bytes
+        end = np.minimum(end, np.where(torn.any(axis=1), np.argmax(torn, axis=1), width))
         return (window * (np.arange(width) < end[:, None])).view(f"S{width}").ravel()
 
     def column(self, key: str, width: int) -> np.ndarray:

@@ -112,7 +112,7 @@ def build(day: dt.date | None, paths: list[Path]) -> DayRollup:
     hit = keep & ((lines["kind"] == b'"impression') | (lines["kind"] == b'"click'))
     counted = hit & (lines["counted"] == b"true") & (lines["billable"] != b"false")
     priced = counted & (lines["campaign"] != b"") & (lines["campaign"] != b"null")
-    has_charge = priced & (lines["charge"] != b"") & (lines["charge"] != b"null")
+    has_charge = priced & _integers(lines["charge"])
     charge = np.zeros(len(hit), dtype=np.int64)
     charge[has_charge] = lines["charge"][has_charge].astype(np.int64)
     over = hit & (lines["counted"] == b"true") & (lines["billable"] == b"false")
@@ -164,6 +164,13 @@ def _records(c: Columns, kind: np.ndarray, offset: int) -> Table:
 
 def _concat(tables: list[Table]) -> Table:
     return {key: np.concatenate([t[key] for t in tables]) for key in tables[0]} if tables else {}
+
+
+def _integers(values: np.ndarray) -> np.ndarray:
+    """Which JSON spellings are whole numbers: a torn or foreign ``charge`` (``"1"``, ``1.5``,
+    ``true``) is priced like a line without one instead of failing the whole report."""
+    digits = np.char.lstrip(values, b"-")
+    return (digits != b"") & np.char.isdigit(digits) & (np.char.count(values, b"-") <= 1)
 
 
 def _first_of_each_id(ids: np.ndarray) -> np.ndarray:
