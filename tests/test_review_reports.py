@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+import datetime as dt
+
 import orjson
 import pytest
 
+from adserve.cli import DEMO_CONFIG
+from adserve.config import load_config
 from adserve.reports.aggregate import report
 from adserve.reports.rollup import rollups
+from adserve.server.report_page import render
 
 from .test_reports import hit, write
+
+CONFIG = load_config(DEMO_CONFIG).config
+NOW = dt.datetime(2026, 11, 21, tzinfo=dt.timezone.utc)
 
 
 def day_file(folder, data: bytes, name: str = "events-2026-11-20.main.jsonl"):
@@ -36,3 +44,19 @@ def test_a_charge_that_is_not_an_integer_is_priced_like_a_line_without_one(tmp_p
     day_file(tmp_path, line + b"\n" + orjson.dumps(hit()) + b"\n")
     [row] = report(rollups(tmp_path), "campaign")
     assert row["impressions"] == 2 and row["spend_micros"] == 12_000  # no config: no price for it
+
+
+@pytest.mark.parametrize("by", ["campaign", "creative", "variant", "placement", "strategy", "day"])
+def test_ids_that_are_not_utf8_or_not_numbers_are_shown_not_fatal(tmp_path, by):
+    """Ids in the log are whatever a writer (or a hand edit) left: bytes that are not UTF-8, a
+    campaign that is text or a list. Every grouping reports them, and the /report page too."""
+    bad = orjson.dumps(hit(placement="p", strategy="s", sponsored=True, creative="cr-a"))
+    lines = [bad.replace(b'"cr-a"', b'"cr-\xff\xfe"').replace(b'"p"', b'"p\xe9"').replace(b'"s"', b'"\xc3"'),
+             orjson.dumps(hit(campaign="abc")), orjson.dumps(hit(campaign=[1, 2])),
+             orjson.dumps({"type": "decision", "slots": [{"slot": "s", "placement": "p", "campaign": 12174}]}
+                          ).replace(b'"p"', b'"p\xe9"')]
+    day_file(tmp_path, b"\n".join(lines) + b"\n")
+    rows = report(rollups(tmp_path), by, CONFIG)
+    assert sum(r["impressions"] for r in rows) == (1 if by in ("strategy", "placement") else 3)
+    page = render(tmp_path, CONFIG, None, NOW)
+    assert "campaign abc" in page and "campaign [1" in page

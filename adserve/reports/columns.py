@@ -90,6 +90,7 @@ class Columns:
 
 
 def text(values: np.ndarray) -> list[str | None]:
-    """JSON spellings back to ids: strings unquoted, numbers as written, null and absent None."""
-    return [None if v in (b"", b"null") else v[1:].decode() if v[:1] == b'"' else v.decode()
+    """JSON spellings back to ids: strings unquoted, numbers as written, null and absent None.
+    Bytes that are not UTF-8 (a foreign writer, an id cut inside a character) show as U+FFFD."""
+    return [None if v in (b"", b"null") else (v[1:] if v[:1] == b'"' else v).decode(errors="replace")
             for v in values.tolist()]

@@ -89,8 +89,8 @@ def _campaign_table(rows: list[dict], links: bool = True) -> str:
     body = []
     for row in rows:
         name = escape(row["campaign"] or f"campaign {row['campaign_id']}")
-        if links:
-            name = f'<a href="/report/campaigns/{int(row["campaign_id"])}">{name}</a>'
+        if links and isinstance(row["campaign_id"], int):  # a foreign id in the log has no page
+            name = f'<a href="/report/campaigns/{row["campaign_id"]}">{name}</a>'
         budget = ("-" if row.get("budget_metric") is None else
                   f'{_num(row["budget_used"])} of {_num(row["budget_total"])} {escape(row["budget_metric"])}'
                   if row.get("budget_total") is not None else f'{_num(row["budget_used"])} {escape(row["budget_metric"])}')
