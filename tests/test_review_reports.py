@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import datetime as dt
+import io
 
+import numpy as np
 import orjson
 import pytest
 
 from adserve.cli import DEMO_CONFIG
 from adserve.config import load_config
 from adserve.reports.aggregate import report
+from adserve.reports import rollup
 from adserve.reports.rollup import rollups
 from adserve.server.report_page import render
 
@@ -60,3 +63,35 @@ def test_ids_that_are_not_utf8_or_not_numbers_are_shown_not_fatal(tmp_path, by):
     assert sum(r["impressions"] for r in rows) == (1 if by in ("strategy", "placement") else 3)
     page = render(tmp_path, CONFIG, None, NOW)
     assert "campaign abc" in page and "campaign [1" in page
+
+
+def planted_rollups(folder) -> list:
+    """Files an attacker (or a full disk) can leave where a day's rollup is kept, each stamped
+    as if built from the day's log so only their content can give them away."""
+    log = write(folder, "2026-11-20", [hit()])
+    stamp = np.array([f"v{rollup.VERSION}", f"{log.name} {log.stat().st_size} {log.stat().st_mtime_ns}"])
+    good = {f"{name}.{column}": values for name in ("hits", "slots", "reach")
+            for column, values in getattr(rollup.build(None, [log]), name).items()}
+    bomb = io.BytesIO()
+    np.savez_compressed(bomb, source=stamp, **{**good, "hits.events": np.zeros(3 << 20, dtype=np.int64)})
+    return [b"PK\x03\x04 not a zip", b"",
+            lambda f: np.savez(f, source=stamp),  # no tables
+            lambda f: np.savez(f, source=stamp, **{**good, "hits.kind": np.array([1.5])}),  # wrong type
+            lambda f: np.savez(f, source=stamp, **{**good, "hits.events": np.arange(5)}),  # wrong length
+            lambda f: np.savez(f, source=stamp, **good, extra=np.array([{"a": 1}], dtype=object)),  # pickle
+            bomb.getvalue()]  # compressed: small on disk, large in memory
+
+
+@pytest.mark.parametrize("case", range(7))
+def test_a_corrupt_or_planted_rollup_is_built_again_from_the_log(tmp_path, case):
+    planted = planted_rollups(tmp_path)[case]
+    stored = tmp_path / rollup.FOLDER / "2026-11-20.npz"
+    stored.parent.mkdir(exist_ok=True)
+    if callable(planted):
+        with open(stored, "wb") as f:
+            planted(f)
+    else:
+        stored.write_bytes(planted)
+    assert [(r["campaign_id"], r["impressions"]) for r in report(rollups(tmp_path), "campaign")] == [(12174, 1)]
+    with np.load(stored, allow_pickle=False) as rebuilt:
+        assert rebuilt["hits.events"].tolist() == [1]

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import os
+import zipfile
 from dataclasses import dataclass
 from itertools import groupby
 from pathlib import Path
@@ -79,9 +80,12 @@ def _stored(folder: Path, day: dt.date, paths: list[Path]) -> DayRollup:
     stored = folder / f"{day}.npz"
     try:
         with np.load(stored, allow_pickle=False) as data:
-            if np.array_equal(data["source"], stamp):
-                return _unpack(day, {name: data[name] for name in data.files})
-    except (OSError, KeyError, ValueError):
+            if (np.array_equal(data["source"], stamp) and set(data.files) == _STORED
+                    and all(info.compress_type == zipfile.ZIP_STORED for info in data.zip.infolist())):
+                kept = _unpack(day, {name: data[name] for name in data.files})
+                if _well_formed(kept):
+                    return kept
+    except (OSError, KeyError, ValueError, EOFError, zipfile.BadZipFile):
         pass  # none yet, or unreadable: built again below
     rollup = build(day, paths)
     folder.mkdir(exist_ok=True)
@@ -90,6 +94,28 @@ def _stored(folder: Path, day: dt.date, paths: list[Path]) -> DayRollup:
                                        for column, values in getattr(rollup, name).items()})
     os.replace(partial, stored)
     return rollup
+
+
+_SUMS = {"hits": ("events", "charged", "uncharged", "over_limit"), "slots": ("requests", "filled"),
+         "reach": ("impressions",)}
+_KEYS = {"hits": HIT_KEYS, "slots": SLOT_KEYS, "reach": ("campaign",)}
+_STORED = {"source"} | {f"{name}.{column}" for name in _SUMS for column in (*_KEYS[name], *_SUMS[name])} \
+    | {"reach.reader"}
+
+
+def _well_formed(rollup: DayRollup) -> bool:
+    """Whether a stored rollup has the tables ``build`` writes: anyone who can write the event
+    folder can leave a file there, and a report must not crash on (or trust the shape of) it.
+    Stored files are never compressed (``np.savez``), so one cannot unpack to more than its size."""
+    for name in _SUMS:
+        table = getattr(rollup, name)
+        lengths = {values.shape for values in table.values()}
+        if len(lengths) != 1 or len(next(iter(lengths))) != 1:
+            return False
+        if any(table[key].dtype.kind != "S" for key in _KEYS[name]) or any(
+                table[column].dtype != np.int64 for column in (*_SUMS[name], "reader") if column in table):
+            return False
+    return True
 
 
 def _unpack(day: dt.date, data: dict) -> DayRollup:
