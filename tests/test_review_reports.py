@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import datetime as dt
 import io
 
@@ -12,6 +13,7 @@ import pytest
 from adserve.cli import DEMO_CONFIG
 from adserve.config import load_config
 from adserve.reports.aggregate import report
+from adserve.reports.output import render as render_rows
 from adserve.reports import rollup
 from adserve.reports.rollup import rollups
 from adserve.server.report_page import render
@@ -95,3 +97,12 @@ def test_a_corrupt_or_planted_rollup_is_built_again_from_the_log(tmp_path, case)
     assert [(r["campaign_id"], r["impressions"]) for r in report(rollups(tmp_path), "campaign")] == [(12174, 1)]
     with np.load(stored, allow_pickle=False) as rebuilt:
         assert rebuilt["hits.events"].tolist() == [1]
+
+
+@pytest.mark.parametrize("formula", ["=HYPERLINK(1)", "+1+cmd", "-2+3", "@SUM(A1)", "\t=1", "\r=1"])
+def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted_as_text(formula):
+    """Campaign names are marketer input and ids come from the log; CSV opens in a spreadsheet."""
+    rows = [{"campaign_id": -5, "campaign": formula, "creative_id": formula, "spend": -1.5}]
+    [parsed] = csv.DictReader(io.StringIO(render_rows(rows, "creative", "csv"), newline=""))
+    assert parsed == {"campaign_id": "-5", "campaign": "'" + formula, "creative_id": "'" + formula,
+                      "spend": "-1.5"}  # numbers stay numbers

@@ -10,6 +10,7 @@ import csv
 import io
 import json
 
+FORMULA = ("=", "+", "-", "@", "\t", "\r")  # what makes a spreadsheet cell a formula
 LEADING = {"campaign": ("campaign_id", "campaign"), "creative": ("campaign_id", "creative_id"),
            "variant": ("campaign_id", "creative_id", "variant"), "placement": ("placement",),
            "day": ("day",), "strategy": ("strategy", "sponsored"), "replay": ("campaign_id", "creative_id")}
@@ -36,11 +37,18 @@ def render(rows: list[dict], by: str, form: str) -> str:
 def _csv(rows: list[dict]) -> str:
     fields = list(dict.fromkeys(key for row in rows for key in row))
     out = io.StringIO()
-    writer = csv.DictWriter(out, fields, lineterminator="\n")
+    writer = csv.DictWriter(out, fields, lineterminator="\r\n")  # RFC 4180; a lone \r in a name is quoted
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: _frequency(value) if key == "frequency" else value for key, value in row.items()})
-    return out.getvalue().rstrip("\n")
+        writer.writerow({key: _frequency(value) if key == "frequency" else _inert(value)
+                         for key, value in row.items()})
+    return out.getvalue().removesuffix("\r\n")
+
+
+def _inert(value):
+    """A text cell a spreadsheet would run as a formula (campaign names are marketer input, ids
+    come from the log), led by ``'`` so it shows as the text it is; numbers stay numbers."""
+    return "'" + value if isinstance(value, str) and value[:1] in FORMULA else value
 
 
 def _table(rows: list[dict], by: str) -> str:
