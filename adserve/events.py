@@ -140,10 +140,18 @@ def log_files(source: str | Path, start: dt.date | None = None, end: dt.date | N
         return [source]
     files = []
     for path in sorted(source.glob(FILE_GLOB)):
-        day = dt.date.fromisoformat(path.name.split("-", 1)[1][:10])
-        if (start is None or day >= start) and (end is None or day <= end):
+        day = log_day(path)  # None: a stray file whose name carries no day is no log file
+        if day is not None and (start is None or day >= start) and (end is None or day <= end):
             files.append(path)
     return files
+
+
+def log_day(path: Path) -> dt.date | None:
+    """The UTC day a log file's name carries (``events-YYYY-MM-DD.<writer>.jsonl``), or None."""
+    try:
+        return dt.date.fromisoformat(path.name.split("-", 1)[1][:10])
+    except (IndexError, ValueError):
+        return None
 
 
 def read_events(files: Iterable[Path], report: ReadReport | None = None,

@@ -106,3 +106,10 @@ def test_csv_cells_a_spreadsheet_would_run_as_formulas_are_quoted_as_text(formul
     [parsed] = csv.DictReader(io.StringIO(render_rows(rows, "creative", "csv"), newline=""))
     assert parsed == {"campaign_id": "-5", "campaign": "'" + formula, "creative_id": "'" + formula,
                       "spend": "-1.5"}  # numbers stay numbers
+
+
+@pytest.mark.parametrize("name", ["events-notaday.jsonl", "events-.jsonl", "events-2026-13-01.main.jsonl"])
+def test_a_file_whose_name_carries_no_day_is_left_out_not_fatal(tmp_path, name):
+    write(tmp_path, "2026-11-20", [hit()])
+    day_file(tmp_path, orjson.dumps(hit()) + b"\n", name)
+    assert [(r["campaign_id"], r["impressions"]) for r in report(rollups(tmp_path), "campaign")] == [(12174, 1)]

@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..events import log_files
+from ..events import log_day, log_files
 from .columns import Columns
 
 VERSION = 1
@@ -55,7 +55,7 @@ def rollups(source: str | Path, since: dt.date | None = None, until: dt.date | N
     """The rollup of every day of ``source`` (an event folder, or one file) in [since, until],
     read from ``.rollups`` where its files have not changed since, else built and stored."""
     source = Path(source)
-    days = groupby(log_files(source, since, until), key=_day_of)
+    days = groupby(log_files(source, since, until), key=log_day)
     if source.is_file():
         return [build(day, [source]) for day, _ in days]
     return [_stored(source / FOLDER, day, list(paths)) for day, paths in days]
@@ -63,16 +63,9 @@ def rollups(source: str | Path, since: dt.date | None = None, until: dt.date | N
 
 def drop(path: Path) -> None:
     """Forget the rollup built from log file ``path`` (erasure: it holds reader hashes)."""
-    day = _day_of(path)
+    day = log_day(path)
     if day is not None:
         (path.parent / FOLDER / f"{day}.npz").unlink(missing_ok=True)
-
-
-def _day_of(path: Path) -> dt.date | None:
-    try:
-        return dt.date.fromisoformat(path.name.split("-", 1)[1][:10])
-    except (IndexError, ValueError):
-        return None
 
 
 def _stored(folder: Path, day: dt.date, paths: list[Path]) -> DayRollup:
