@@ -91,7 +91,11 @@ def prob_best(arms: Sequence[Arm]) -> list[float]:
 
 
 def verdicts(arms: Sequence[Arm]) -> list[Verdict]:
-    """Each variant against the rest pooled, with its probability of being best."""
+    """Each variant against the rest pooled, with its probability of being best.
+
+    Clicks beyond a variant's impressions (a blocked pixel lets its click through) count as
+    clicked impressions, not as a CTR above 100% that no test or sample size is defined for."""
+    arms = [Arm(arm.impressions, min(arm.clicks, arm.impressions)) for arm in arms]
     best = prob_best(arms)
     shown, clicked = sum(arm.impressions for arm in arms), sum(arm.clicks for arm in arms)
     out = []

@@ -113,3 +113,20 @@ def test_a_file_whose_name_carries_no_day_is_left_out_not_fatal(tmp_path, name):
     write(tmp_path, "2026-11-20", [hit()])
     day_file(tmp_path, orjson.dumps(hit()) + b"\n", name)
     assert [(r["campaign_id"], r["impressions"]) for r in report(rollups(tmp_path), "campaign")] == [(12174, 1)]
+
+
+@pytest.mark.parametrize("clicks", [(2, 1), (3, 0), (5, 5)])
+def test_variants_with_more_clicks_than_impressions_get_a_verdict(tmp_path, clicks):
+    """A blocked pixel still lets its click through: counted clicks can outnumber impressions."""
+    write(tmp_path, "2026-11-20", [hit(variant=v) for v in ("A", "B")]
+          + [hit("click", variant=v) for v, n in zip(("A", "B"), clicks) for _ in range(n)])
+    rows = report(rollups(tmp_path), "variant", CONFIG)
+    assert [r["clicks"] for r in rows] == list(clicks)
+    assert all(r["verdict"] in ("better", "worse", "undecided") and 0 <= r["prob_best"] <= 1 for r in rows)
+    assert "A/B variants" in render(tmp_path, CONFIG, 12174, NOW)
+
+
+def test_a_campaign_with_more_clicks_than_impressions_has_an_interval(tmp_path):
+    write(tmp_path, "2026-11-20", [hit()] + [hit("click")] * 3)
+    [row] = report(rollups(tmp_path), "campaign", CONFIG)
+    assert (row["impressions"], row["clicks"], row["ctr_high"]) == (1, 3, 1.0) and 0 < row["ctr_low"] < 1

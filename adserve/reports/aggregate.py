@@ -44,10 +44,11 @@ FREQUENCIES = ("1", "2", "3", "4", "5", "6-10", "11+")
 
 
 def wilson(clicks: int, impressions: int, z: float = Z95) -> tuple[float | None, float | None]:
-    """Wilson score interval of clicks/impressions: sound at small counts and at 0 or 100%."""
+    """Wilson score interval of clicks/impressions: sound at small counts and at 0 or 100%.
+    More clicks than impressions (blocked pixels, clicks let through) is read as 100%."""
     if impressions <= 0:
         return None, None
-    p = clicks / impressions
+    p = min(clicks, impressions) / impressions
     spread = z * math.sqrt(p * (1 - p) / impressions + z * z / (4 * impressions * impressions))
     centre = p + z * z / (2 * impressions)
     scale = 1 + z * z / impressions
