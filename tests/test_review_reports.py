@@ -130,3 +130,12 @@ def test_a_campaign_with_more_clicks_than_impressions_has_an_interval(tmp_path):
     write(tmp_path, "2026-11-20", [hit()] + [hit("click")] * 3)
     [row] = report(rollups(tmp_path), "campaign", CONFIG)
     assert (row["impressions"], row["clicks"], row["ctr_high"]) == (1, 3, 1.0) and 0 < row["ctr_low"] < 1
+
+
+def test_guard_ids_from_the_log_reach_the_page_escaped(tmp_path):
+    """Guard (held on review): creative, variant and placement ids in the log are shown escaped."""
+    evil = '<img src=x onerror=alert(1)>'
+    write(tmp_path, "2026-11-20", [hit(creative=evil[:20], variant=v, placement=evil) for v in (evil[:16], "B")]
+          + [{"type": "decision", "slots": [{"slot": "s", "placement": evil, "campaign": 12174}]}])
+    page = render(tmp_path, CONFIG, 12174, NOW) + render(tmp_path, CONFIG, None, NOW)
+    assert "<img" not in page and "&lt;img" in page
