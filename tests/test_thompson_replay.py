@@ -79,3 +79,15 @@ def test_report_command_replays_and_shows_the_weights(tmp_path):
     assert "weights_thompson" in table.stdout and "A:50% B:50%" in table.stdout
     [row] = json.loads(adserve(*args, "--format", "json", cwd=tmp_path).stdout)
     assert row["creative_id"] == CREATIVE and row["impressions"] == 3_000
+
+
+@pytest.mark.parametrize("odd", [{"ts": "x"}, {"ts": None}, {"ts": [1]}, {"creative": [CREATIVE]},
+                                 {"variant": ["A"]}, {"token": ["t"]}, {"token": {"a": 1}}])
+def test_lines_with_fields_of_another_type_are_left_out_of_the_replay(tmp_path, odd):
+    """A hand-edited or foreign log line must not make --replay-thompson a traceback."""
+    logged_run(tmp_path, {"A": 0.1, "B": 0.1}, {"A": 1.0, "B": 1.0}, 50, seed=1)
+    write(tmp_path, "2026-11-20", [hit(**{"creative": CREATIVE, "variant": "A", "token": "odd",
+                                         "ts": 1_795_000_100.0, **odd}), hit("click", **{"creative": CREATIVE,
+                                                                          "token": "odd", **odd})])
+    [row] = replay_thompson(tmp_path, demo())
+    assert row["impressions"] == 50

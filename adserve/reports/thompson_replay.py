@@ -70,7 +70,8 @@ def _counted_hits(source: Path, creatives: set[str], since, until):
     clicked: set[str] = set()
     seen: set[tuple] = set()
     for event in read_events(log_files(source, since, until), types=frozenset({"impression", "click"})):
-        if event.get("creative") not in creatives or not event.get("counted") or event.get("billable") is False:
+        if (not _well_typed(event) or event["creative"] not in creatives or not event.get("counted")
+                or event.get("billable") is False):
             continue
         key = (event["type"], event.get("token"))
         if key in seen:  # a spool shipped twice
@@ -81,6 +82,13 @@ def _counted_hits(source: Path, creatives: set[str], since, until):
         else:
             clicked.add(event.get("token"))
     return shown, clicked
+
+
+def _well_typed(event: dict) -> bool:
+    """Whether the hit's fields have the types adserve writes (a hand-edited or foreign line may not)."""
+    ts = event.get("ts")
+    return (isinstance(event.get("creative"), str) and isinstance(ts, (int, float)) and not isinstance(ts, bool)
+            and all(isinstance(event.get(key), (str, type(None))) for key in ("variant", "token")))
 
 
 def _replay(campaign_id, creative_id, split: dict[str, float], floor: float, impressions: list[tuple],
