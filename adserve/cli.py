@@ -420,6 +420,9 @@ def _report(args) -> int:
         raise BadArgument(f"{source} does not exist: --events names an event folder or one log file")
     if args.replay_thompson:
         from .reports.thompson_replay import replay_thompson
+
+        if args.campaign is not None and args.campaign not in {c.id for c in config.campaigns}:
+            raise BadArgument(f"unknown campaign {args.campaign}: the replay needs its variants in the config")
         print(render(replay_thompson(source, config, args.campaign, args.since, args.until), "replay",
                      args.format))
         return 0

@@ -206,6 +206,7 @@ def test_report_command_prints_json_rows(tmp_path):
 
 @pytest.mark.parametrize("args, words", [
     (("--campaign", "424242"), ("unknown campaign 424242",)),
+    (("--campaign", "424242", "--replay-thompson"), ("unknown campaign 424242",)),
     (("--since", "2026-02-30"), ("--since", "YYYY-MM-DD")),
     (("--since", "2026-11-21", "--until", "2026-11-20"), ("after --until",)),
     (("--events", "missing"), ("missing does not exist",)),
