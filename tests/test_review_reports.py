@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import datetime as dt
 import io
+import threading
 
 import numpy as np
 import orjson
@@ -16,6 +18,8 @@ from adserve.reports.aggregate import report
 from adserve.reports.output import render as render_rows
 from adserve.reports import rollup
 from adserve.reports.rollup import rollups
+from adserve.server import report_page
+from adserve.server.app import create_app
 from adserve.server.report_page import render
 
 from .test_reports import hit, write
@@ -139,3 +143,28 @@ def test_guard_ids_from_the_log_reach_the_page_escaped(tmp_path):
           + [{"type": "decision", "slots": [{"slot": "s", "placement": evil, "campaign": 12174}]}])
     page = render(tmp_path, CONFIG, 12174, NOW) + render(tmp_path, CONFIG, None, NOW)
     assert "<img" not in page and "&lt;img" in page
+
+
+async def test_concurrent_report_requests_read_the_log_one_at_a_time(aiohttp_client, make_server, monkeypatch):
+    """Each /report may rebuild the open day (or every day, cold): N requests at once must not
+    make N rebuilds run side by side on the serving machine's cores."""
+    monkeypatch.setenv("ADSERVE_REPORT_TOKEN", "t")
+    release, reading, peak = threading.Event(), [], []
+
+    def blocked_rollups(folder):
+        reading.append(folder)
+        peak.append(len(reading))
+        release.wait(timeout=5)
+        reading.pop()
+        return []
+
+    monkeypatch.setattr(report_page, "rollups", blocked_rollups)
+    client = await aiohttp_client(create_app(make_server()))
+    pending = [asyncio.ensure_future(client.get("/report", headers={"Authorization": "Bearer t"}))
+               for _ in range(4)]
+    while not peak:
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.2)  # room for the others to start reading, were they allowed to
+    release.set()
+    assert [r.status for r in await asyncio.gather(*pending)] == [200] * 4
+    assert max(peak) == 1 and len(peak) == 4

@@ -5,7 +5,8 @@ constant time; 401 without it or with another). Without the variable the routes 
 (404): a report shows revenue and reach, so it is off unless the operator turns it on.
 
 The page is read from the event log's daily rollups (``reports``), never from serving state,
-in a worker thread (a closed day is read from its rollup, the open day from its files). Its
+in a worker thread, one request at a time (a closed day is read from its rollup, the open day
+from its files: concurrent requests queue instead of each rebuilding it on the serving cores). Its
 charts are inline SVG (``reports.charts``); it loads nothing and runs no script, and its CSP
 says so. Every name from the config is escaped: campaign names are marketer input.
 """
@@ -43,6 +44,7 @@ def add_routes(app: web.Application, server, token: str | None) -> None:
     """The report routes, only when a token is set."""
     if not token:
         return
+    reading = asyncio.Lock()  # one log read at a time: a cold month or the open day is CPU-heavy
 
     async def page(request: web.Request) -> web.Response:
         if not bearer_matches(request, token):
@@ -50,7 +52,9 @@ def add_routes(app: web.Application, server, token: str | None) -> None:
                                       "<token>' is required"}, status=401,
                                      headers={"WWW-Authenticate": 'Bearer realm="report"', **HEADERS})
         campaign = int(request.match_info["campaign_id"]) if "campaign_id" in request.match_info else None
-        text = await asyncio.to_thread(render, server.events.folder, server.runtime.config, campaign, server.clock())
+        async with reading:
+            text = await asyncio.to_thread(render, server.events.folder, server.runtime.config, campaign,
+                                           server.clock())
         if text is None:
             raise web.HTTPNotFound(text=f"no campaign {campaign} in the config or the log")
         return web.Response(text=text, content_type="text/html", headers=HEADERS)
