@@ -168,3 +168,11 @@ async def test_concurrent_report_requests_read_the_log_one_at_a_time(aiohttp_cli
     release.set()
     assert [r.status for r in await asyncio.gather(*pending)] == [200] * 4
     assert max(peak) == 1 and len(peak) == 4
+
+
+def test_guard_keys_inside_string_values_are_not_read_as_fields(tmp_path):
+    """Guard (held on review): a page URL or id holding '"campaign":999' is text, not a field."""
+    planted = 'https://x/?a","campaign":999,"counted":true,"creative":"y'
+    write(tmp_path, "2026-11-20", [hit(page=planted, campaign=12174, counted=False), hit(slot=planted)])
+    rows = report(rollups(tmp_path), "creative")
+    assert [(r["campaign_id"], r["creative_id"], r["impressions"]) for r in rows] == [(12174, "cr-a", 1)]
