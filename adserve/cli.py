@@ -1,4 +1,5 @@
-"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune, forget.
+"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune, forget,
+export-events.
 
 Every failure ends in one line on stderr that says what to do, never a traceback: usage errors
 exit 2 (argparse), everything else exits 1 (``Failure``, or an ``OSError`` the system raised).
@@ -96,8 +97,9 @@ def _parser() -> argparse.ArgumentParser:
                        ("tune", "choose recs settings on a validation window before the test window")):
         sub = command(name, text)
         sub.add_argument("--config", help=log_config_help)
-        sub.add_argument("--events", help="event folder or one log file "
-                                          "(default: server.event_dir of the config)")
+        sub.add_argument("--events", help="event folder, one log file, or a redis://... event stream "
+                                          "(default: server.events of the config, else its "
+                                          "server.event_dir)")
         sub.add_argument("--since", type=_day, help="first day read, YYYY-MM-DD, UTC (default: the log's first)")
         sub.add_argument("--until", type=_day, help="last day read, YYYY-MM-DD, UTC (default: the log's last)")
         sub.add_argument("--k", type=_positive, default=6, help="items scored per reader (default: %(default)s)")
@@ -117,6 +119,14 @@ def _parser() -> argparse.ArgumentParser:
                           help="score the config's recs settings as they are (default: tune them "
                                "first on a validation window before the test window, as adserve "
                                "tune does, without storing the choice)")
+
+    export = command("export-events", "copy an event stream into daily JSON Lines files (resumable)")
+    export.add_argument("--config", help=log_config_help)
+    export.add_argument("--events", help="the stream, redis://host:port/db (default: server.events of "
+                                         "the config)")
+    export.add_argument("--out", default="var/events-archive",
+                        help="folder of daily files; a later run appends what the stream got since "
+                             "(default: %(default)s)")
 
     forget = command("forget", "erase a reader from the log, counters and model")
     forget.add_argument("reader", help="the reader id (the loader's adserve_reader)")
@@ -261,9 +271,13 @@ def _simulate(args) -> int:
 
 def _read(args, config):
     """(interactions, read report) of the log the command names, unreadable lines reported."""
+    from .events import StreamUnreachable, open_reader
     from .recs.train import EmptyLog, read_log
 
-    source = Path(args.events or config.server.event_dir)
+    try:
+        source = open_reader(args.events or config.server.events or config.server.event_dir)
+    except StreamUnreachable as exc:
+        raise Failure(f"{exc}; is the stream's Redis running?") from exc
     if not source.exists():
         raise Failure(f"{source} does not exist: --events names an event folder or one log file"
                       + ("" if args.events else " (or run `adserve simulate` first)"))
@@ -372,6 +386,21 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _export_events(args) -> int:
+    from .events import StreamUnreachable, export, is_stream
+
+    stream = args.events or _load(_log_config(args.config)).config.server.events
+    if not is_stream(stream):
+        raise Failure("no event stream: give --events redis://host:port/db, or set server.events")
+    try:
+        done = export(stream, args.out)
+    except StreamUnreachable as exc:
+        raise Failure(f"{exc}; is the stream's Redis running?") from exc
+    print(f"exported {done.written} events into {args.out} ({done.duplicates} duplicates dropped, "
+          f"{done.unreadable} unreadable entries); the next run resumes after entry {done.position}")
+    return 0
+
+
 def _forget(args) -> int:
     from .retention import forget
 
@@ -440,7 +469,7 @@ def _bootstrap_demo(config_dir: str, config) -> None:
 
 COMMANDS = {"serve": _serve, "init": _init, "check": _check, "schema": _schema,
             "simulate": _simulate, "train": _train, "evaluate": _evaluate, "tune": _tune,
-            "forget": _forget}
+            "export-events": _export_events, "forget": _forget}
 
 if __name__ == "__main__":
     sys.exit(main())

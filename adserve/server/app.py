@@ -26,7 +26,7 @@ from ..catalog import Catalog, CatalogError, item_from_dict
 from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import EventLog, LogUnavailable, log_files, read_events
+from ..events import LogUnavailable, log_files, open_sink, read_events
 from ..ledger import Ledger
 from ..model import Config, Recs
 from ..model import Server as ServerSettings
@@ -78,7 +78,8 @@ class AdServer:
         unix_now = lambda: clock().timestamp()  # noqa: E731  one clock for counters, log and tokens
         self.state = state if state is not None else (
             RedisState(settings.redis_url, clock=unix_now) if settings.redis_url else MemoryState(unix_now))
-        self.events = EventLog(settings.event_dir, writer, unix_now)
+        self.events = open_sink(settings.event_dir, settings.events, writer, settings.retention_days,
+                                unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
         self.model_path = Path(settings.model_path)
@@ -225,7 +226,8 @@ class AdServer:
 
     async def handle_health(self, request: web.Request) -> web.Response:
         """Alive (200) either way; ``degraded`` names what cannot work now, e.g. the event log."""
-        failing = ["event_log"] * self.events.failing + ["state"] * getattr(self.state, "down", False)
+        failing = (["event_log"] * self.events.failing + ["event_stream"] * getattr(self.events, "down", False)
+                   + ["state"] * getattr(self.state, "down", False))
         return json_response({"status": "degraded" if failing else "ok", "failing": failing,
                               "config_ok": self.status["config"]["ok"],
                               "model_loaded": self.status["model"]["loaded"]})
@@ -306,7 +308,7 @@ class AdServer:
             task.cancel()
         await asyncio.gather(*getattr(self, "tasks", []), return_exceptions=True)
         self.replay.save()
-        self.events.close()
+        await self.events.aclose()
         await self.state.close()
 
 

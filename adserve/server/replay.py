@@ -27,7 +27,7 @@ from collections import Counter
 
 from .. import checkpoint
 from ..decision import Decider, bill_key
-from ..events import EventLog, log_files, log_sizes, read_events
+from ..events import EventSink, log_files, log_sizes, read_events
 from ..ledger import Ledger
 from ..recs.recommender import Recommender
 from ..state import MemoryState, Replayed, StateStore
@@ -41,7 +41,7 @@ CHARGED = frozenset({"click", "impression"})
 
 
 class Replay:
-    def __init__(self, events: EventLog, state: StateStore, recommender: Recommender,
+    def __init__(self, events: EventSink, state: StateStore, recommender: Recommender,
                  token_ttl: int, clock) -> None:
         self.folder = events.folder.resolve()  # the working folder may change before shutdown
         self.state = state
