@@ -69,8 +69,9 @@ class StreamSink:
                 await self._add(lines, now)
                 return
             except self._faults as exc:
+                if not self.down:  # concurrent writes fail together: say it once
+                    log.error("event stream unreachable, spooling to %s until it is back: %s", self.folder, exc)
                 self.down = True
-                log.error("event stream unreachable, spooling to %s until it is back: %s", self.folder, exc)
         self.spool.append_lines(events[0].get("ts", now), b"".join(lines))
 
     async def _add(self, lines: list[bytes], now: float) -> None:
