@@ -205,3 +205,44 @@ def test_train_and_export_read_the_stream(redis_url, elsewhere):
     assert sum(1 for _ in read_events(log_files(elsewhere / "archive"))) == 30
     fails(adserve("export-events", "--config", str(DEMO_CONFIG), "--events", f"redis://127.0.0.1:{free_port()}/0",
                   "--out", "archive", cwd=elsewhere), 1, "event stream", "Redis running")
+
+
+async def test_recent_reads_this_writers_events_from_stream_and_spool_once(redis_url, tmp_path, key):
+    """What a reconcile settles after a state outage: hits may sit in the stream (only the state
+    store was down) or in the spool (the stream was down too)."""
+    other = StreamSink(redis_url, EventLog(tmp_path / "other", "r2"), key=key)
+    sink = StreamSink(redis_url, EventLog(tmp_path / "r1", "r1"), key=key)
+    try:
+        await other.write({"type": "click", "ts": 100.0, "token": "not-mine"})
+        await sink.write({"type": "click", "ts": 50.0, "token": "too-early"},
+                         {"type": "click", "ts": 100.0, "token": "in-stream"},
+                         {"type": "decision", "ts": 100.0})
+        sink.down = True
+        await sink.write({"type": "impression", "ts": 101.0, "token": "in-spool"})
+        await sink.ship()
+        recent = await sink.recent(60.0, frozenset({"click", "impression"}))
+    finally:
+        await other.aclose()
+        await sink.aclose()
+    assert sorted(e["token"] for e in recent) == ["in-spool", "in-stream"]
+
+
+async def test_start_up_warms_reader_history_from_the_whole_stream(redis_url, make_server, workdir, clock):
+    url = redis_url.rsplit("/", 1)[0] + "/6"
+    with sync_redis.Redis.from_url(url) as client:
+        client.flushdb()
+    site = workdir / "config" / "site.yaml"
+    site.write_text(site.read_text().replace("\nserver:\n", f"\nserver:\n  events: {url}\n  redis_url: {url}\n"))
+    elsewhere = StreamSink(url, EventLog(workdir / "other-host", "r2"))
+    try:
+        await elsewhere.write(*({"type": "decision", "user": f"u{n}", "page": "a1",
+                                 "ts": clock().timestamp() - 60} for n in range(5)))
+    finally:
+        await elsewhere.aclose()
+    server = make_server()
+    try:
+        assert server.replay.run(server.runtime.decider) == 5  # another replica's, not in this one's files
+        assert not log_files(server.events.folder)
+    finally:
+        await server.events.aclose()
+        await server.state.close()

@@ -14,11 +14,12 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from .export import StreamUnreachable, export, is_stream, open_reader
-from .files import FILE_GLOB, EventLog, LogUnavailable, ReadReport, day_of, log_files, log_sizes, read_events
+from .export import StreamUnreachable, export, export_folder, is_stream, open_reader
+from .files import (FILE_GLOB, EventLog, LogUnavailable, ReadReport, day_of, first_copies, log_files, log_sizes,
+                    read_events)
 
 __all__ = ["FILE_GLOB", "EventLog", "EventSink", "LogUnavailable", "ReadReport", "StreamUnreachable", "day_of",
-           "export", "is_stream", "log_files", "log_sizes", "open_reader", "open_sink", "read_events"]
+           "export", "export_folder", "first_copies", "is_stream", "log_files", "log_sizes", "open_reader", "open_sink", "read_events"]
 
 
 class EventSink(Protocol):
@@ -27,9 +28,14 @@ class EventSink(Protocol):
 
     writer: str     # this replica's name: its files, and its part of the stream
     folder: Path    # this replica's local files: the whole log, or the stream's spool
+    source: str | Path  # what readers open (``open_reader``): the folder, or the stream's URL
     failing: bool   # the last write could be made durable nowhere: the server answers 503
 
     async def write(self, *events: dict) -> None: ...
+
+    async def recent(self, since: float, types: frozenset[str]) -> list[dict]:
+        """This writer's events of ``types`` logged at or after ``since``, each once (what the
+        server settles after a state outage); ``LogUnavailable`` when they cannot be read."""
 
     async def sync_forever(self, interval: float = 0.2) -> None:
         """Background work for the life of the server: batched fsync (and shipping the spool)."""

@@ -126,12 +126,18 @@ def _save(position: Path, value: str) -> None:
 def open_reader(spec: str | Path, into: str | Path = "var/stream-export") -> Path:
     """A folder of daily files (or the one file) with the events of ``spec``.
 
-    A folder or file is returned as it is; a stream URL is first exported (incrementally) into a
-    folder of ``into`` named after it, which later calls bring up to date. Train, evaluate and
-    report call this with their ``--events``.
+    A folder or file is returned as it is; a stream URL is first exported (incrementally) into
+    ``export_folder``, which later calls bring up to date. Train, evaluate, report and the
+    server's start-up replay call this with their event source.
     """
     if not is_stream(spec):
         return Path(spec)
-    folder = Path(into) / hashlib.sha256(str(spec).encode()).hexdigest()[:12]
+    folder = export_folder(str(spec), into)
     export(str(spec), folder)
     return folder
+
+
+def export_folder(url: str, into: str | Path = "var/stream-export") -> Path:
+    """Where ``open_reader`` keeps its copy of the stream at ``url``: a folder of ``into`` named
+    after it (by a hash: a URL may hold a password)."""
+    return Path(into) / hashlib.sha256(url.encode()).hexdigest()[:12]

@@ -51,6 +51,7 @@ class EventLog:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.writer = writer
+        self.source = self.folder
         self._clock = clock
         self._ids = EventIds(writer, clock)
         self._fd: int | None = None
@@ -62,6 +63,11 @@ class EventLog:
     async def write(self, *events: dict) -> None:
         """The ``EventSink`` call: ``append``, which never waits."""
         self.append(*events)
+
+    async def recent(self, since: float, types: frozenset[str]) -> list[dict]:
+        own = [path for path in log_files(self.folder, dt.date.fromisoformat(day_of(since)))
+               if path.name.endswith(f".{self.writer}.jsonl")]
+        return [event for event in read_events(own, types=types) if event["ts"] >= since]
 
     def append(self, *events: dict) -> None:
         """Write events (``ts`` added when missing, a new ``event_id`` each) with a single write
@@ -152,6 +158,13 @@ class ReadReport:
     files: int = 0
     events: int = 0
     skipped: list[tuple[str, int]] = field(default_factory=list)
+
+
+def first_copies(events: Iterable[dict]) -> list[dict]:
+    """Each event once: a later copy of an ``event_id`` (delivered twice by a stream) is dropped."""
+    seen: set[str] = set()
+    return [event for event in events
+            if (event_id := event.get("event_id")) is None or not (event_id in seen or seen.add(event_id))]
 
 
 def log_sizes(folder: str | Path) -> dict[str, int]:

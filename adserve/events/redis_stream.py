@@ -28,7 +28,7 @@ from pathlib import Path
 
 import orjson
 
-from .files import EventLog, log_files, serialised
+from .files import EventLog, LogUnavailable, first_copies, log_files, serialised
 from .ids import EventIds
 
 log = logging.getLogger("adserve.events")
@@ -47,6 +47,7 @@ class StreamSink:
         self._redis = redis.Redis(connection_pool=pool)
         self._faults = (RedisError, OSError)
         self.key = key
+        self.source = url
         self.spool = spool
         self.writer = spool.writer
         self.folder = spool.folder
@@ -73,6 +74,22 @@ class StreamSink:
                     log.error("event stream unreachable, spooling to %s until it is back: %s", self.folder, exc)
                 self.down = True
         self.spool.append_lines(events[0].get("ts", now), b"".join(lines))
+
+    async def recent(self, since: float, types: frozenset[str]) -> list[dict]:
+        """From the spool and from the stream (whose entry ids start with Redis's clock, in ms)."""
+        found = await self.spool.recent(since, types)
+        start = str(int(since * 1000))
+        try:
+            while entries := await self._redis.xrange(self.key, min=start, count=1000):
+                for _, fields in entries:
+                    if fields[b"w"].decode() == self.writer:
+                        event = orjson.loads(fields[b"e"])
+                        if event["type"] in types and event["ts"] >= since:
+                            found.append(event)
+                start = "(" + entries[-1][0].decode()
+        except self._faults as exc:
+            raise LogUnavailable(f"event stream: {exc}") from exc
+        return first_copies(found)
 
     async def _add(self, lines: list[bytes], now: float) -> None:
         """One round trip for any number of lines."""

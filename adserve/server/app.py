@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import logging
 import os
@@ -26,7 +25,7 @@ from ..catalog import Catalog, CatalogError, item_from_dict
 from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import LogUnavailable, log_files, open_sink, read_events
+from ..events import LogUnavailable, StreamUnreachable, open_reader, open_sink
 from ..ledger import Ledger
 from ..model import Config, Recs
 from ..model import Server as ServerSettings
@@ -164,17 +163,15 @@ class AdServer:
             log.warning("state store was empty: rebuilt %d counts and %d token marks from the event log",
                         len(replayed.counts), len(replayed.marks))
         if self._down_since is not None:
-            since, self._down_since = self._down_since, None
-            await self._reconcile(since - 60)  # a minute early: hits deferred before it was noticed
+            await self._reconcile(self._down_since - 60)  # a minute early: hits deferred before it was noticed
+            self._down_since = None
 
     async def _reconcile(self, since: float) -> None:
         """Settle this writer's hits logged undecided (``counted`` null) since ``since``, once each."""
-        day = dt.datetime.fromtimestamp(since, dt.timezone.utc).date()
-        own = [f for f in log_files(self.events.folder, day) if f.name.endswith(f".{self.events.writer}.jsonl")]
-        events = list(read_events(own, types=TRACKED))
+        events = await self.events.recent(since, TRACKED)
         settled = {(e["type"], e.get("token")) for e in events if e.get("reconciled")}
         for event in events:
-            if "counted" in event and event["counted"] is None and event["ts"] >= since \
+            if "counted" in event and event["counted"] is None \
                     and (event["type"], event.get("token")) not in settled:
                 await self.tracker.reconcile(event, self.runtime)
 
@@ -185,7 +182,7 @@ class AdServer:
             if getattr(self.state, "down", False):
                 if self._down_since is None:
                     self._down_since = self.clock().timestamp()
-                with contextlib.suppress(StateUnavailable):
+                with contextlib.suppress(StateUnavailable, LogUnavailable):  # next round tries again
                     await self.connect_state()
 
     # -- handlers -----------------------------------------------------------------------------
@@ -274,8 +271,9 @@ class AdServer:
         """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
         config = self.runtime.config
         try:
-            await asyncio.to_thread(train, self.events.folder, self._recs(config), self.model_path)
-        except ValueError as exc:  # e.g. no interactions yet
+            events = await asyncio.to_thread(open_reader, self.events.source, self.replay.exports)
+            await asyncio.to_thread(train, events, self._recs(config), self.model_path)
+        except (ValueError, StreamUnreachable) as exc:  # e.g. no interactions yet
             log.warning("scheduled retrain skipped: %s", exc)
 
     async def _retrain_on_schedule(self) -> None:
