@@ -59,6 +59,24 @@ async def test_each_event_is_one_entry_with_its_own_id(redis_url, tmp_path, key)
     assert not log_files(tmp_path)  # nothing went through the spool
 
 
+async def test_writes_waiting_together_share_a_round_trip(redis_url, tmp_path, key):
+    sink = StreamSink(redis_url, EventLog(tmp_path), key=key)
+    sent = sink._send
+    trips = []
+
+    async def counted(lines, now):
+        trips.append(len(lines))
+        await sent(lines, now)
+
+    sink._send = counted
+    try:
+        await asyncio.gather(*(sink.write({"type": "click", "token": str(n)}) for n in range(50)))
+    finally:
+        await sink.aclose()
+    assert sum(trips) == 50 and len(trips) < 50
+    assert sorted(int(e["token"]) for _, e in entries(redis_url, key)) == list(range(50))
+
+
 async def test_entries_older_than_the_retention_are_trimmed(redis_url, tmp_path, key):
     old_ms = int((time.time() - 3 * 86400) * 1000)
     with sync_redis.Redis.from_url(redis_url) as client:

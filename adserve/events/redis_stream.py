@@ -1,9 +1,11 @@
 """The Redis Streams sink: every replica appends to one stream; its local files are only a spool.
 
-A write is one XADD round trip (a field ``e``, the event's JSON line, and ``w``, the writer) that
-also trims entries older than ``server.retention_days`` (``MINID ~``: Redis drops whole blocks,
-so trimming costs the append nothing). The event records what the counters decided (counted,
-billable, the slots filled), so it is written after the counter scripts, not pipelined with them.
+A write is one XADD (a field ``e``, the event's JSON line, and ``w``, the writer) that also trims
+entries older than ``server.retention_days`` (``MINID ~``: Redis drops whole blocks, so trimming
+costs the append nothing). Writes that arrive while a round trip is in flight go together in the
+next one (a group commit): at most one round trip per answer, fewer under load. The event records
+what the counters decided (counted, billable, the slots filled), so it is written after the
+counter scripts, not pipelined with them.
 
 The ack promise: a write returns once its events are in the stream or in the spool (the file
 sink's files, with its fsync). An XADD that fails (Redis gone, a timeout) writes the same lines,
@@ -54,6 +56,8 @@ class StreamSink:
         self._clock = clock
         self._ids = EventIds(self.writer, clock)
         self._keep_ms = retention_days * 86_400_000 if retention_days else None
+        self._waiting: list[tuple[list[bytes], asyncio.Future]] = []  # for the next round trip
+        self._sending: asyncio.Task | None = None
         self._shipped_path = self.folder / f"stream-shipped.{self.writer}.json"
         self._shipped = self._load_shipped()
         self.down = any(size > done for _, done, size in self._spooled())  # ship what a crash left
@@ -92,8 +96,35 @@ class StreamSink:
         return first_copies(found)
 
     async def _add(self, lines: list[bytes], now: float) -> None:
+        """Send ``lines`` with the next round trip; return once Redis has them."""
+        done = asyncio.get_running_loop().create_future()
+        self._waiting.append((lines, done))
+        if self._sending is None:
+            self._sending = asyncio.create_task(self._send_waiting())
+        await done
+
+    async def _send_waiting(self) -> None:
+        """Round trips until no write waits: each carries every write queued during the last."""
+        try:
+            while self._waiting:
+                batch, self._waiting = self._waiting, []
+                try:
+                    await self._send([line for lines, _ in batch for line in lines], self._clock())
+                except self._faults as exc:
+                    for _, done in batch:
+                        done.set_exception(exc)
+                else:
+                    for _, done in batch:
+                        done.set_result(None)
+        finally:
+            self._sending = None
+
+    async def _send(self, lines: list[bytes], now: float) -> None:
         """One round trip for any number of lines."""
         minid = int(now * 1000) - self._keep_ms if self._keep_ms else None
+        if len(lines) == 1:  # a pipeline of one costs more than the command
+            await self._redis.xadd(self.key, {"w": self.writer, "e": lines[0]}, minid=minid, approximate=True)
+            return
         pipe = self._redis.pipeline(transaction=False)
         for line in lines:
             pipe.xadd(self.key, {"w": self.writer, "e": line}, minid=minid, approximate=True)
@@ -117,7 +148,7 @@ class StreamSink:
         while batch := self._unshipped():
             lines = [line for _, _, chunk in batch for line in chunk]
             if lines:
-                await self._add(lines, self._clock())
+                await self._send(lines, self._clock())
             self._shipped.update({name: end for name, end, _ in batch})
             self._save_shipped()
         if self.down:
@@ -174,6 +205,8 @@ class StreamSink:
         partial.replace(self._shipped_path)
 
     async def aclose(self) -> None:
+        if self._sending is not None:
+            await asyncio.gather(self._sending, return_exceptions=True)
         self.spool.close()
         await self._redis.aclose()
 
