@@ -14,6 +14,7 @@ import sys
 import time
 
 import bench_decision
+import bench_event_sink
 import bench_events
 import bench_memory
 import bench_overload
@@ -35,6 +36,7 @@ def main() -> None:
         bench_decision.run(args.repeats + 2),
         bench_pacing.run(),
         bench_events.run(args.repeats),
+        bench_event_sink.run(args.repeats),
         bench_training.run(args.repeats),
         bench_memory.run(args.soak_minutes),
     ]
