@@ -16,6 +16,7 @@ import redis as sync_redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from adserve.cli import DEMO_CONFIG
+from adserve.config import load_config
 from adserve.events import EventLog, export, log_files, open_reader, read_events
 from adserve.events.redis_stream import STREAM_KEY, StreamSink
 from adserve.server.app import SERVER, create_app
@@ -264,3 +265,24 @@ async def test_start_up_warms_reader_history_from_the_whole_stream(redis_url, ma
     finally:
         await server.events.aclose()
         await server.state.close()
+
+
+def test_a_stream_without_shared_counters_is_a_config_error(workdir):
+    site = workdir / "config" / "site.yaml"
+    site.write_text(site.read_text().replace("\nserver:\n", "\nserver:\n  events: redis://127.0.0.1:6379/0\n"))
+    loaded = load_config(workdir / "config")
+    assert not loaded.ok and "needs server.redis_url" in str(loaded.errors[0])
+
+
+def test_retention_also_expires_the_local_copy_of_the_stream(make_server, workdir, clock, redis_url):
+    site = workdir / "config" / "site.yaml"
+    site.write_text(site.read_text().replace(
+        "\nserver:\n", f"\nserver:\n  events: {redis_url}\n  redis_url: {redis_url}\n  retention_days: 3\n"))
+    server = make_server()
+    copy = server.replay.folders[-1]
+    old = EventLog(copy, "r2")
+    old.append({"type": "click", "ts": clock().timestamp() - 10 * 86400})
+    old.append({"type": "click", "ts": clock().timestamp()})
+    old.close()
+    server.expire_events()
+    assert [p.name for p in log_files(copy)] == [f"events-{clock().date()}.r2.jsonl"]

@@ -288,7 +288,8 @@ class AdServer:
         """``server.retention_days``: delete event files past their age (at start, then daily)."""
         days = self.runtime.config.server.retention_days
         if days:
-            expired = retention.expire(self.events.folder, days, self.clock().date())
+            expired = [path for folder in self.replay.folders
+                       for path in retention.expire(folder, days, self.clock().date())]
             if expired:
                 log.info("retention: deleted %d event files older than %d days", len(expired), days)
 

@@ -48,6 +48,10 @@ class Replay:
         self.folder = events.folder.resolve()  # the working folder may change before shutdown
         self.source = events.source if isinstance(events.source, str) else self.folder
         self.exports = self.folder.parent / "stream-export"  # the local copy of a stream
+        #: the folders of event files on this host: the log (or the stream's spool and copy)
+        self.folders = [self.folder]
+        if isinstance(self.source, str):
+            self.folders.append(export_folder(self.source, self.exports))
         self.state = state
         self.recommender = recommender
         self.token_ttl = token_ttl
@@ -89,7 +93,7 @@ class Replay:
             return open_reader(self.source, self.exports)
         except StreamUnreachable as exc:
             log.error("%s: reading the copy of the stream exported before", exc)
-            return export_folder(str(self.source), self.exports)
+            return self.folders[-1]
 
     def _replay(self, decider: Decider, counters: MemoryState | Replayed, folder: Path,
                 done: dict[str, int]) -> None:
