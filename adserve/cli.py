@@ -405,7 +405,8 @@ def _forget(args) -> int:
     from .retention import forget
 
     settings = _load(args.config).config.server
-    print(forget(args.reader, settings.event_dir, settings.model_path, settings.redis_url).report())
+    print(forget(args.reader, settings.event_dir, settings.model_path, settings.redis_url,
+                 settings.events).report())
     return 0
 
 

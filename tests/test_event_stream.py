@@ -17,7 +17,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 
 from adserve.cli import DEMO_CONFIG
 from adserve.config import load_config
-from adserve.events import EventLog, export, log_files, open_reader, read_events
+from adserve import retention
+from adserve.events import EventLog, export, local_copy, log_files, open_reader, read_events
 from adserve.events.redis_stream import STREAM_KEY, StreamSink
 from adserve.server.app import SERVER, create_app
 
@@ -286,3 +287,29 @@ def test_retention_also_expires_the_local_copy_of_the_stream(make_server, workdi
     old.close()
     server.expire_events()
     assert [p.name for p in log_files(copy)] == [f"events-{clock().date()}.r2.jsonl"]
+
+
+def test_forget_erases_the_reader_from_the_stream_and_its_local_copy(redis_url, tmp_path):
+    url = redis_url.rsplit("/", 1)[0] + "/7"
+    with sync_redis.Redis.from_url(url) as client:
+        client.flushdb()
+
+    async def write() -> None:
+        sink = StreamSink(url, EventLog(tmp_path / "spool"))
+        try:
+            await sink.write({"type": "decision", "user": "gone", "page": "a1"},
+                             {"type": "click", "user": "stays", "item": "gone"},
+                             {"type": "impression", "user": "gone", "counted": True})
+        finally:
+            await sink.aclose()
+
+    asyncio.run(write())
+    event_dir = tmp_path / "var" / "events"
+    copy = open_reader(url, local_copy(url, event_dir))
+    before = [e for _, e in entries(url)]
+    erased = retention.forget("gone", event_dir, tmp_path / "model.npz", stream=url)
+    assert erased.stream == 2 and erased.events == 2 and "from 2 events" in erased.report()
+    after = [e for _, e in entries(url)]
+    assert sorted(e["event_id"] for e in after) == sorted(e["event_id"] for e in before)
+    assert [e["user"] for e in after] == ["stays", None, None] and after[0]["item"] == "gone"
+    assert {e.get("user") for e in read_events(log_files(copy))} == {"stays", None}

@@ -14,12 +14,12 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from .export import StreamUnreachable, export, export_folder, is_stream, open_reader
+from .export import StreamUnreachable, export, export_folder, is_stream, local_copy, open_reader
 from .files import (FILE_GLOB, EventLog, LogUnavailable, ReadReport, day_of, first_copies, log_files, log_sizes,
                     read_events)
 
 __all__ = ["FILE_GLOB", "EventLog", "EventSink", "LogUnavailable", "ReadReport", "StreamUnreachable", "day_of",
-           "export", "export_folder", "first_copies", "is_stream", "log_files", "log_sizes", "open_reader", "open_sink", "read_events"]
+           "export", "export_folder", "first_copies", "is_stream", "local_copy", "log_files", "log_sizes", "open_reader", "open_sink", "read_events"]
 
 
 class EventSink(Protocol):

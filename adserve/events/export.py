@@ -123,18 +123,23 @@ def _save(position: Path, value: str) -> None:
     partial.replace(position)
 
 
-def open_reader(spec: str | Path, into: str | Path = "var/stream-export") -> Path:
+def open_reader(spec: str | Path, copy: Path | None = None) -> Path:
     """A folder of daily files (or the one file) with the events of ``spec``.
 
     A folder or file is returned as it is; a stream URL is first exported (incrementally) into
-    ``export_folder``, which later calls bring up to date. Train, evaluate, report and the
-    server's start-up replay call this with their event source.
+    ``copy`` (default: ``export_folder``), which later calls bring up to date. Train, evaluate,
+    report and the server's replay call this with their event source.
     """
     if not is_stream(spec):
         return Path(spec)
-    folder = export_folder(str(spec), into)
+    folder = copy or export_folder(str(spec))
     export(str(spec), folder)
     return folder
+
+
+def local_copy(url: str, event_dir: str | Path) -> Path:
+    """The server's copy of the stream at ``url``: beside its event folder (var/ by default)."""
+    return export_folder(url, Path(event_dir).parent / "stream-export")
 
 
 def export_folder(url: str, into: str | Path = "var/stream-export") -> Path:

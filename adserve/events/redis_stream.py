@@ -211,6 +211,31 @@ class StreamSink:
         await self._redis.aclose()
 
 
+def erase_reader(url: str, reader: str, key: str = STREAM_KEY) -> int:
+    """Take ``reader``'s id out of the stream's events; how many were changed.
+
+    A stream entry cannot be edited: each is deleted and added again with ``user`` null and its
+    own ``event_id`` (totals stay; an exporter that copied the original before drops the new copy
+    as a repeat, so its archive keeps the id). Re-added entries come at the end, already erased.
+    """
+    import redis
+
+    value = orjson.dumps(reader)
+    erased, start = 0, "-"
+    with redis.Redis.from_url(url) as client:
+        while entries := client.xrange(key, min=start, count=1000):
+            pipe = client.pipeline(transaction=False)
+            for entry_id, fields in entries:
+                if value in fields[b"e"] and (event := orjson.loads(fields[b"e"])).get("user") == reader:
+                    pipe.xdel(key, entry_id)
+                    pipe.xadd(key, {"w": fields[b"w"], "e": orjson.dumps({**event, "user": None},
+                                                                          option=orjson.OPT_APPEND_NEWLINE)})
+                    erased += 1
+            pipe.execute()
+            start = "(" + entries[-1][0].decode()
+    return erased
+
+
 def _parses(line: bytes) -> bool:
     try:
         return isinstance(orjson.loads(line), dict)

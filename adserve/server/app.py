@@ -25,7 +25,7 @@ from ..catalog import Catalog, CatalogError, item_from_dict
 from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import LogUnavailable, StreamUnreachable, open_reader, open_sink
+from ..events import LogUnavailable, open_sink
 from ..ledger import Ledger
 from ..model import Config, Recs
 from ..model import Server as ServerSettings
@@ -271,9 +271,9 @@ class AdServer:
         """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
         config = self.runtime.config
         try:
-            events = await asyncio.to_thread(open_reader, self.events.source, self.replay.exports)
+            events = await asyncio.to_thread(self.replay.history)
             await asyncio.to_thread(train, events, self._recs(config), self.model_path)
-        except (ValueError, StreamUnreachable) as exc:  # e.g. no interactions yet
+        except ValueError as exc:  # e.g. no interactions yet
             log.warning("scheduled retrain skipped: %s", exc)
 
     async def _retrain_on_schedule(self) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .. import checkpoint
 from ..decision import Decider, bill_key
-from ..events import (EventSink, StreamUnreachable, export_folder, log_files, log_sizes, open_reader,
+from ..events import (EventSink, StreamUnreachable, local_copy, log_files, log_sizes, open_reader,
                       read_events)
 from ..ledger import Ledger
 from ..recs.recommender import Recommender
@@ -47,11 +47,10 @@ class Replay:
                  token_ttl: int, clock) -> None:
         self.folder = events.folder.resolve()  # the working folder may change before shutdown
         self.source = events.source if isinstance(events.source, str) else self.folder
-        self.exports = self.folder.parent / "stream-export"  # the local copy of a stream
         #: the folders of event files on this host: the log (or the stream's spool and copy)
         self.folders = [self.folder]
         if isinstance(self.source, str):
-            self.folders.append(export_folder(self.source, self.exports))
+            self.folders.append(local_copy(self.source, self.folder))
         self.state = state
         self.recommender = recommender
         self.token_ttl = token_ttl
@@ -63,7 +62,7 @@ class Replay:
         """Warm in-process state at start-up; the number of events read for reader history."""
         since = (self.clock() - dt.timedelta(days=RECENT_DAYS)).date()
         warmed = 0
-        for event in read_events(log_files(self._history(), since), types=WARMED):
+        for event in read_events(log_files(self.history(), since), types=WARMED):
             item = event.get("page") if event["type"] == "decision" else event.get("item")
             ts = float(event["ts"])
             if event["type"] == "decision":
@@ -83,14 +82,14 @@ class Replay:
     def rebuild(self, decider: Decider) -> Replayed:
         """Every counter and token mark of the whole log, for a shared store that lost its data."""
         replayed = Replayed()
-        self._replay(decider, replayed, self._history(), {})
+        self._replay(decider, replayed, self.history(), {})
         return replayed
 
-    def _history(self) -> Path:
+    def history(self) -> Path:
         """Every replica's events as a folder: the log folder, or the stream's copy brought up to
         date (as it last was, when the stream cannot be reached)."""
         try:
-            return open_reader(self.source, self.exports)
+            return open_reader(self.source, self.folders[-1])
         except StreamUnreachable as exc:
             log.error("%s: reading the copy of the stream exported before", exc)
             return self.folders[-1]
