@@ -187,6 +187,7 @@ async def test_redis_killed_mid_load_loses_no_acknowledged_event_and_repeats_non
         redis.wait(timeout=10)
         await until(lambda: len(answered) >= 120)
         assert server.events.down
+        assert "event_stream" in (await (await client.get("/healthz")).json())["failing"]
         redis = start_redis(port, tmp_path, durable=True)  # back, with what its append-only file kept
         await load
         await until(lambda: not server.events.down)
