@@ -1,9 +1,9 @@
 """How long adserve keeps what it knows about a reader: retention by age, and erasure on request.
 
 A reader id lives in three places: the raw event files (and the parse cache training keeps of
-them; with an event stream, the stream and this host's copy of it), the per-reader frequency-cap counters (in Redis, or in the embedded store's checkpoint),
-and the model's per-reader table. Budgets, pacing
-and the catalog carry no reader id, so neither deleting old files nor forgetting a reader
+them; with an event stream, the stream and this host's copy of it), the per-reader
+frequency-cap counters (in Redis, or in the embedded store's checkpoint), and the model's
+per-reader table. Budgets, pacing and the catalog carry no reader id, so neither deleting old files nor forgetting a reader
 changes a campaign's lifetime counters.
 
 Erasure rewrites the id in place, byte for byte the same length (``"user":null`` padded with

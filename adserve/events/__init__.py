@@ -14,12 +14,13 @@ import time
 from pathlib import Path
 from typing import Protocol
 
-from .export import StreamUnreachable, export, export_folder, is_stream, local_copy, open_reader
-from .files import (FILE_GLOB, EventLog, LogUnavailable, ReadReport, day_of, first_copies, log_files, log_sizes,
-                    read_events)
+from .export import StreamUnreachable, export, is_stream, local_copy, open_reader
+from .files import (FILE_GLOB, EventLog, LogUnavailable, ReadReport, day_of, first_copies, log_files,
+                    log_sizes, read_events)
 
-__all__ = ["FILE_GLOB", "EventLog", "EventSink", "LogUnavailable", "ReadReport", "StreamUnreachable", "day_of",
-           "export", "export_folder", "first_copies", "is_stream", "local_copy", "log_files", "log_sizes", "open_reader", "open_sink", "read_events"]
+__all__ = ["FILE_GLOB", "EventLog", "EventSink", "LogUnavailable", "ReadReport", "StreamUnreachable",
+           "day_of", "export", "first_copies", "is_stream", "local_copy", "log_files",
+           "log_sizes", "open_reader", "open_sink", "read_events"]
 
 
 class EventSink(Protocol):
