@@ -1,4 +1,5 @@
-"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune, report, forget.
+"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune, report, forget,
+export-events.
 
 Every failure ends in one line on stderr that says what to do, never a traceback: usage errors
 exit 2 (argparse, or ``BadArgument`` for what only the config or the disk can refute), everything
@@ -106,8 +107,9 @@ def _parser() -> argparse.ArgumentParser:
                        ("tune", "choose recs settings on a validation window before the test window")):
         sub = command(name, text)
         sub.add_argument("--config", help=log_config_help)
-        sub.add_argument("--events", help="event folder or one log file "
-                                          "(default: server.event_dir of the config)")
+        sub.add_argument("--events", help="event folder, one log file, or a redis://... event stream "
+                                          "(default: server.events of the config, else its "
+                                          "server.event_dir)")
         sub.add_argument("--since", type=_day, help="first day read, YYYY-MM-DD, UTC (default: the log's first)")
         sub.add_argument("--until", type=_day, help="last day read, YYYY-MM-DD, UTC (default: the log's last)")
         sub.add_argument("--k", type=_positive, default=6, help="items scored per reader (default: %(default)s)")
@@ -131,7 +133,8 @@ def _parser() -> argparse.ArgumentParser:
     report = command("report", "delivery per campaign, creative, variant, placement, day or widget "
                                "strategy, from the event log")
     report.add_argument("--config", help=log_config_help)
-    report.add_argument("--events", help="event folder or one log file (default: server.event_dir of the config)")
+    report.add_argument("--events", help="event folder, one log file or a stream, redis://host:port/db "
+                                         "(default: the config's server.events or server.event_dir)")
     report.add_argument("--since", type=_day, help="first day, YYYY-MM-DD, UTC (default: the log's first)")
     report.add_argument("--until", type=_day, help="last day, YYYY-MM-DD, UTC (default: the log's last)")
     report.add_argument("--by", choices=GROUPINGS, default="campaign", help="rows per (default: %(default)s)")
@@ -142,6 +145,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="instead of delivery rows: replay the logged fixed A/B splits under Thompson "
                              "allocation and estimate the clicks it would have gained, per creative "
                              "(default: off)")
+
+    export = command("export-events", "copy an event stream into daily JSON Lines files (resumable)")
+    export.add_argument("--config", help=log_config_help)
+    export.add_argument("--events", help="the stream, redis://host:port/db (default: server.events of "
+                                         "the config)")
+    export.add_argument("--out", default="var/events-archive",
+                        help="folder of daily files; a later run appends what the stream got since "
+                             "(default: %(default)s)")
 
     forget = command("forget", "erase a reader from the log, counters and model")
     forget.add_argument("reader", help="the reader id (the loader's adserve_reader)")
@@ -288,7 +299,7 @@ def _read(args, config):
     """(interactions, read report) of the log the command names, unreadable lines reported."""
     from .recs.train import EmptyLog, read_log
 
-    source = Path(args.events or config.server.event_dir)
+    source = _event_source(args, config)
     if not source.exists():
         raise Failure(f"{source} does not exist: --events names an event folder or one log file"
                       + ("" if args.events else " (or run `adserve simulate` first)"))
@@ -299,6 +310,16 @@ def _read(args, config):
     for file, line in report.skipped[:20]:
         print(f"skipped unreadable line {file}:{line}", file=sys.stderr)
     return data, report
+
+
+def _event_source(args, config) -> Path:
+    """The folder or file of events the command reads: a stream is first copied to local files."""
+    from .events import StreamUnreachable, open_reader
+
+    try:
+        return open_reader(args.events or config.server.events or config.server.event_dir)
+    except StreamUnreachable as exc:
+        raise Failure(f"{exc}; is the stream's Redis running?") from exc
 
 
 def _scores(args, recs, data) -> list:
@@ -397,11 +418,27 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _export_events(args) -> int:
+    from .events import StreamUnreachable, export, is_stream
+
+    stream = args.events or _load(_log_config(args.config)).config.server.events
+    if not is_stream(stream):
+        raise Failure("no event stream: give --events redis://host:port/db, or set server.events")
+    try:
+        done = export(stream, args.out)
+    except StreamUnreachable as exc:
+        raise Failure(f"{exc}; is the stream's Redis running?") from exc
+    print(f"exported {done.written} events into {args.out} ({done.duplicates} duplicates dropped, "
+          f"{done.unreadable} unreadable entries); the next run resumes after entry {done.position}")
+    return 0
+
+
 def _forget(args) -> int:
     from .retention import forget
 
     settings = _load(args.config).config.server
-    print(forget(args.reader, settings.event_dir, settings.model_path, settings.redis_url).report())
+    print(forget(args.reader, settings.event_dir, settings.model_path, settings.redis_url,
+                 settings.events).report())
     return 0
 
 
@@ -415,7 +452,7 @@ def _report(args) -> int:
     if args.config and not Path(args.config).is_dir():
         raise BadArgument(f"config folder '{args.config}' not found")
     config = _load(_log_config(args.config)).config
-    source = Path(args.events or config.server.event_dir)
+    source = _event_source(args, config)
     if not source.exists():
         raise BadArgument(f"{source} does not exist: --events names an event folder or one log file")
     if args.replay_thompson:
@@ -491,7 +528,7 @@ def _bootstrap_demo(config_dir: str, config) -> None:
 
 COMMANDS = {"serve": _serve, "init": _init, "check": _check, "schema": _schema,
             "simulate": _simulate, "train": _train, "evaluate": _evaluate, "tune": _tune,
-            "report": _report, "forget": _forget}
+            "report": _report, "export-events": _export_events, "forget": _forget}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .catalog import Catalog, absolute
 from .catalog_discovery import CatalogDiscovery
 from .decision import AdNeed, Decider, Fill
-from .events import EventLog
+from .events import EventSink
 from .model import Config, Placement
 from .recs.recommender import Recommender
 from .request import Slot, SlotRequest
@@ -29,7 +29,7 @@ class Runtime:
 
 
 class SlotServer:
-    def __init__(self, signer: Signer, events: EventLog, catalog: Catalog,
+    def __init__(self, signer: Signer, events: EventSink, catalog: Catalog,
                  recommender: Recommender, discovery: CatalogDiscovery) -> None:
         self.signer = signer
         self.events = events
@@ -59,7 +59,7 @@ class SlotServer:
                                                      fills, request, base_url, on_page)
             logged.append(record)
         reader = request.consent.content_reader(request.user_id)  # reads train the reader's recs
-        self.events.append({"type": "decision", "user": reader, "page": page.item_id,
+        await self.events.write({"type": "decision", "user": reader, "page": page.item_id,
                             "device": request.device, "consent": request.consent.label, "slots": logged})
         self.recommender.record("decision", reader, page.item_id, time.time())
         return answer

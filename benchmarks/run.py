@@ -15,6 +15,7 @@ import time
 
 import bench_config
 import bench_decision
+import bench_event_sink
 import bench_events
 import bench_memory
 import bench_overload
@@ -40,6 +41,7 @@ def main() -> None:
         bench_thompson.run(args.repeats + 2),
         bench_pacing.run(),
         bench_events.run(args.repeats),
+        bench_event_sink.run(args.repeats),
         bench_training.run(args.repeats),
         bench_reports.run(bench_reports.LINES, args.repeats),
         bench_memory.run(args.soak_minutes),

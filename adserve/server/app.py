@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import logging
 import os
@@ -26,7 +25,7 @@ from ..catalog import Catalog, CatalogError, item_from_dict
 from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import EventLog, LogUnavailable, log_files, read_events
+from ..events import LogUnavailable, open_sink
 from ..ledger import Ledger
 from ..model import Config, Recs
 from ..model import Server as ServerSettings
@@ -78,7 +77,8 @@ class AdServer:
         unix_now = lambda: clock().timestamp()  # noqa: E731  one clock for counters, log and tokens
         self.state = state if state is not None else (
             RedisState(settings.redis_url, clock=unix_now) if settings.redis_url else MemoryState(unix_now))
-        self.events = EventLog(settings.event_dir, writer, unix_now)
+        self.events = open_sink(settings.event_dir, settings.events, writer, settings.retention_days,
+                                unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
         self.model_path = Path(settings.model_path)
@@ -163,17 +163,15 @@ class AdServer:
             log.warning("state store was empty: rebuilt %d counts and %d token marks from the event log",
                         len(replayed.counts), len(replayed.marks))
         if self._down_since is not None:
-            since, self._down_since = self._down_since, None
-            await self._reconcile(since - 60)  # a minute early: hits deferred before it was noticed
+            await self._reconcile(self._down_since - 60)  # a minute early: hits deferred before it was noticed
+            self._down_since = None
 
     async def _reconcile(self, since: float) -> None:
         """Settle this writer's hits logged undecided (``counted`` null) since ``since``, once each."""
-        day = dt.datetime.fromtimestamp(since, dt.timezone.utc).date()
-        own = [f for f in log_files(self.events.folder, day) if f.name.endswith(f".{self.events.writer}.jsonl")]
-        events = list(read_events(own, types=TRACKED))
+        events = await self.events.recent(since, TRACKED)
         settled = {(e["type"], e.get("token")) for e in events if e.get("reconciled")}
         for event in events:
-            if "counted" in event and event["counted"] is None and event["ts"] >= since \
+            if "counted" in event and event["counted"] is None \
                     and (event["type"], event.get("token")) not in settled:
                 await self.tracker.reconcile(event, self.runtime)
 
@@ -184,7 +182,7 @@ class AdServer:
             if getattr(self.state, "down", False):
                 if self._down_since is None:
                     self._down_since = self.clock().timestamp()
-                with contextlib.suppress(StateUnavailable):
+                with contextlib.suppress(StateUnavailable, LogUnavailable):  # next round tries again
                     await self.connect_state()
 
     # -- handlers -----------------------------------------------------------------------------
@@ -225,7 +223,8 @@ class AdServer:
 
     async def handle_health(self, request: web.Request) -> web.Response:
         """Alive (200) either way; ``degraded`` names what cannot work now, e.g. the event log."""
-        failing = ["event_log"] * self.events.failing + ["state"] * getattr(self.state, "down", False)
+        failing = (["event_log"] * self.events.failing + ["event_stream"] * getattr(self.events, "down", False)
+                   + ["state"] * getattr(self.state, "down", False))
         return json_response({"status": "degraded" if failing else "ok", "failing": failing,
                               "config_ok": self.status["config"]["ok"],
                               "model_loaded": self.status["model"]["loaded"]})
@@ -272,7 +271,8 @@ class AdServer:
         """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
         config = self.runtime.config
         try:
-            await asyncio.to_thread(train, self.events.folder, self._recs(config), self.model_path)
+            events = await asyncio.to_thread(self.replay.history)
+            await asyncio.to_thread(train, events, self._recs(config), self.model_path)
         except ValueError as exc:  # e.g. no interactions yet
             log.warning("scheduled retrain skipped: %s", exc)
 
@@ -288,7 +288,8 @@ class AdServer:
         """``server.retention_days``: delete event files past their age (at start, then daily)."""
         days = self.runtime.config.server.retention_days
         if days:
-            expired = retention.expire(self.events.folder, days, self.clock().date())
+            expired = [path for folder in self.replay.folders
+                       for path in retention.expire(folder, days, self.clock().date())]
             if expired:
                 log.info("retention: deleted %d event files older than %d days", len(expired), days)
 
@@ -306,7 +307,7 @@ class AdServer:
             task.cancel()
         await asyncio.gather(*getattr(self, "tasks", []), return_exceptions=True)
         self.replay.save()
-        self.events.close()
+        await self.events.aclose()
         await self.state.close()
 
 
