@@ -9,8 +9,6 @@ store, outside the runtime, so caps and budgets survive reloads.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import datetime as dt
 import functools
 import logging
 import os
@@ -26,7 +24,7 @@ from ..catalog import Catalog, CatalogError, item_from_dict
 from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult, config_files, load_config
 from ..decision import Decider, Inventory
-from ..events import EventLog, LogUnavailable, log_files, read_events
+from ..events import EventLog, LogUnavailable
 from ..ledger import Ledger
 from ..model import Config, Recs
 from ..model import Server as ServerSettings
@@ -45,6 +43,7 @@ from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
 from .replay import Replay
+from .state_link import StateLink
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
@@ -52,7 +51,6 @@ SERVER: web.AppKey["AdServer"] = web.AppKey("server")
 PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warning_count",
                             "active_file_count", "active_campaigns"),
                  "model": ("loaded", "trained_at")}
-TRACKED = frozenset({"click", "impression"})
 
 
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -90,12 +88,13 @@ class AdServer:
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
         self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
+        self.state_link = StateLink(self.state, self.replay, self.events, self.tracker,
+                                    lambda: self.runtime, clock)
         self.cms_token = cms_token
         self.admin_token = admin_token
         self.runtime = self._runtime(config)
         self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
         self.in_flight = 0  # slot requests admitted and not yet answered
-        self._down_since: float | None = None  # when the watcher first saw the state store down
         self.metrics.state_up.set_function(lambda: 0.0 if getattr(self.state, "down", False) else 1.0)
         self._load_model()
 
@@ -152,40 +151,6 @@ class AdServer:
 
     async def reload_model(self) -> None:
         await asyncio.to_thread(self._load_model)
-
-    async def connect_state(self) -> None:
-        """(Re)connect the store. If it comes back empty (a Redis restarted without its data),
-        rebuild its counters and token marks from the log; then settle the hits logged while
-        it was down. Raises StateUnavailable while it still cannot be reached."""
-        if await self.state.open() and not isinstance(self.state, MemoryState):
-            replayed = await asyncio.to_thread(self.replay.rebuild, self.runtime.decider)
-            await self.state.restore(replayed)
-            log.warning("state store was empty: rebuilt %d counts and %d token marks from the event log",
-                        len(replayed.counts), len(replayed.marks))
-        if self._down_since is not None:
-            since, self._down_since = self._down_since, None
-            await self._reconcile(since - 60)  # a minute early: hits deferred before it was noticed
-
-    async def _reconcile(self, since: float) -> None:
-        """Settle this writer's hits logged undecided (``counted`` null) since ``since``, once each."""
-        day = dt.datetime.fromtimestamp(since, dt.timezone.utc).date()
-        own = [f for f in log_files(self.events.folder, day) if f.name.endswith(f".{self.events.writer}.jsonl")]
-        events = list(read_events(own, types=TRACKED))
-        settled = {(e["type"], e.get("token")) for e in events if e.get("reconciled")}
-        for event in events:
-            if "counted" in event and event["counted"] is None and event["ts"] >= since \
-                    and (event["type"], event.get("token")) not in settled:
-                await self.tracker.reconcile(event, self.runtime)
-
-    async def _watch_state(self, every: float = 1.0) -> None:
-        """Notice an outage of the store, and reconnect (and reconcile) when it is back."""
-        while True:
-            await asyncio.sleep(every)
-            if getattr(self.state, "down", False):
-                if self._down_since is None:
-                    self._down_since = self.clock().timestamp()
-                with contextlib.suppress(StateUnavailable):
-                    await self.connect_state()
 
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:
@@ -253,14 +218,14 @@ class AdServer:
         self.replay.run(self.runtime.decider)
         self.runtime = self._runtime(self.runtime.config)  # pacing learns the log's hourly traffic
         try:
-            await self.connect_state()
+            await self.state_link.connect()
         except StateUnavailable:
             log.error("state store unreachable at start: serving campaigns without limits until it is back")
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
                 self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever(),
-                self.discovery.run(), self._watch_state()]
+                self.discovery.run(), self.state_link.watch()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
