@@ -39,6 +39,7 @@ from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
 from ..yamlload import MAX_KEPT
 from . import listener, pages, static, tracking
 from .auth import bearer_matches
+from .catalog_feed import CatalogFeed
 from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Watcher
@@ -88,6 +89,7 @@ class AdServer:
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
         self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
+        self.catalog_feed = CatalogFeed(self.catalog, self.state)
         self.state_link = StateLink(self.state, self.replay, self.events, self.tracker,
                                     lambda: self.runtime, clock)
         self.cms_token = cms_token
@@ -219,13 +221,14 @@ class AdServer:
         self.runtime = self._runtime(self.runtime.config)  # pacing learns the log's hourly traffic
         try:
             await self.state_link.connect()
+            await self.catalog_feed.sync()  # what other workers and replicas added to the catalog
         except StateUnavailable:
             log.error("state store unreachable at start: serving campaigns without limits until it is back")
         self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
         self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
         jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
                 self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever(),
-                self.discovery.run(), self.state_link.watch()]
+                self.discovery.run(), self.state_link.watch(), self.catalog_feed.run()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
@@ -247,7 +250,24 @@ class AdServer:
             minutes = self.runtime.config.recs.retrain_minutes
             await asyncio.sleep(60 * (minutes or 1))
             if minutes and self.runtime.config.recs.retrain_minutes:
-                await self.retrain()
+                await self.scheduled_retrain(minutes)
+
+    async def scheduled_retrain(self, minutes: int) -> bool:
+        """Retrain, unless another worker or replica has this round of the schedule: one fit serves
+        them all (each watches the model file), and N fits of one log would take N cores.
+
+        A round is a ``minutes``-long span of the clock; each process's timer fires once in every
+        round, and the first to claim it in the store trains.
+        """
+        round_ = int(self.clock().timestamp() // (60 * minutes))
+        try:
+            claimed = await self.state.first_time(f"retrain:{minutes}:{round_}", 2 * 60 * minutes)
+        except StateUnavailable:
+            log.warning("scheduled retrain skipped: the state store is unreachable")
+            return False
+        if claimed:
+            await self.retrain()
+        return claimed
 
     def expire_events(self) -> None:
         """``server.retention_days``: delete event files past their age (at start, then daily)."""
