@@ -6,19 +6,23 @@ import asyncio
 import copy
 import json
 import os
+import shutil
 import signal
 import socket
 import time
-import urllib.request
 import urllib.error
+import urllib.request
 import uuid
-import shutil
 from pathlib import Path
 
 import pytest
 
-from adserve.catalog import Item
+from adserve.catalog import Catalog, Item
 from adserve.cli import DEMO_CONFIG
+from adserve.events import EventLog
+from adserve.model import Recs
+from adserve.recs.simulate import SimulationSpec, simulate
+from adserve.recs.train import train
 from adserve.server.app import SERVER, AdServer, create_app
 from adserve.state import RedisState
 
@@ -194,6 +198,20 @@ def test_sighup_reloads_every_worker(workers):
     os.kill(workers.process.pid, signal.SIGHUP)
     wait_for(lambda: len(log_lines(workers, "config reloaded")) >= before + 2)
     tags = {line.split("[", 1)[1].split("]", 1)[0] for line in log_lines(workers, "config reloaded")[before:]}
+    assert tags == started_workers(workers)
+
+
+def test_a_new_model_file_is_picked_up_by_every_worker(workers, tmp_path):
+    catalog = Catalog(journal=tmp_path / "events" / "catalog-updates.jsonl")
+    log = EventLog(tmp_path / "events", writer="simulated")
+    simulate(log, SimulationSpec(users=60, days=2), catalog=catalog)
+    log.close()
+    train(tmp_path / "events", Recs(factors=4, iterations=2), tmp_path / "model.npz")
+    before = len(log_lines(workers, "model loaded"))
+    shutil.copy(tmp_path / "model.npz", workers.folder / "var" / "model.npz.tmp")
+    os.replace(workers.folder / "var" / "model.npz.tmp", workers.folder / "var" / "model.npz")
+    wait_for(lambda: len(log_lines(workers, "model loaded")) >= before + 2)
+    tags = {line.split("[", 1)[1].split("]", 1)[0] for line in log_lines(workers, "model loaded")[before:]}
     assert tags == started_workers(workers)
 
 

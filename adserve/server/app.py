@@ -147,6 +147,7 @@ class AdServer:
             self.status["model"]["error"] = str(exc)
             return
         self.recommender.use_model(artifact)
+        log.info("model loaded: %s, trained at %s", self.model_path, artifact.meta.get("trained_at"))
         self.status["model"] = {"loaded": True, "path": str(self.model_path),
                                 "trained_at": artifact.meta.get("trained_at"),
                                 "data": artifact.meta.get("data"), "offline": artifact.meta.get("offline")}
