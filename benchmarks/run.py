@@ -20,6 +20,7 @@ import bench_overload
 import bench_pacing
 import bench_slots
 import bench_training
+import bench_workers
 from common import ROOT, machine
 
 
@@ -32,6 +33,7 @@ def main() -> None:
     sections = [
         bench_slots.run(args.repeats),
         bench_overload.run(args.repeats),
+        bench_workers.run(args.repeats),
         bench_decision.run(args.repeats + 2),
         bench_pacing.run(),
         bench_events.run(args.repeats),

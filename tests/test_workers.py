@@ -26,7 +26,7 @@ from adserve.recs.train import train
 from adserve.server.app import SERVER, AdServer, create_app
 from adserve.state import RedisState
 
-from .conftest import EXAMPLE_REQUEST, start_redis
+from .conftest import EXAMPLE_REQUEST
 from .live import LiveServer, free_port
 from .test_cli import adserve, fails
 
@@ -152,26 +152,25 @@ def request(url: str, body: dict | None = None, method: str | None = None, heade
 
 
 @pytest.fixture(scope="module")
-def own_redis(tmp_path_factory):
-    port = free_port()
-    process = start_redis(port, tmp_path_factory.mktemp("workers-redis"))
-    yield f"redis://127.0.0.1:{port}/0"
-    process.terminate()
-    process.wait(timeout=10)
+def own_redis(redis_url):
+    """The session's redis-server, in a database of these tests' own: the servers use the default keys."""
+    return redis_url.rsplit("/", 1)[0] + "/3"
 
 
-def two_workers(folder: Path, redis_url: str) -> LiveServer:
-    server = LiveServer(folder, options=("--workers", "2"), env={"ADSERVE_CMS_TOKEN": CMS["Authorization"][7:]})
+def on_redis(folder: Path, redis_url: str, workers: int = 2) -> LiveServer:
+    """``adserve serve --workers N`` on ``redis_url``, once every worker serves."""
+    server = LiveServer(folder, options=("--workers", str(workers)), env={"ADSERVE_CMS_TOKEN": CMS["Authorization"][7:]})
     site = server.folder / "config" / "site.yaml"
     site.write_text(site.read_text().replace("\nserver:\n", f"\nserver:\n  redis_url: {redis_url}\n", 1))
     server.start()
-    wait_for(lambda: len(started_workers(server)) == 2)
+    if workers > 1:
+        wait_for(lambda: len(started_workers(server)) == workers)
     return server
 
 
 @pytest.fixture(scope="module")
 def workers(tmp_path_factory, own_redis):
-    server = two_workers(tmp_path_factory.mktemp("workers"), own_redis)
+    server = on_redis(tmp_path_factory.mktemp("workers"), own_redis)
     yield server
     server.stop()
     assert not worker_pids(server.process.pid)
@@ -227,8 +226,9 @@ def test_a_killed_worker_is_restarted_and_logged(workers):
     assert request(workers.url + "/healthz")[0] == 200
 
 
-def test_sigterm_answers_and_logs_the_requests_in_flight(tmp_path, own_redis):
-    server = two_workers(tmp_path, own_redis)
+@pytest.mark.parametrize("workers", [1, 2])
+def test_sigterm_answers_and_logs_the_requests_in_flight(tmp_path, own_redis, workers):
+    server = on_redis(tmp_path, own_redis, workers)
     readers = [f"in-flight-{n}" for n in range(4)]
     connections = []
     try:
