@@ -395,7 +395,7 @@ def _forget(args) -> int:
 
 
 def _serve(args) -> int:
-    from .server.app import secret_from_env
+    from .tokens import secret_from_env
 
     config_dir = args.config or (str(DEMO_CONFIG) if args.demo else DEFAULT_CONFIG)
     loaded = _load(config_dir)

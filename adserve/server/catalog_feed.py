@@ -12,6 +12,7 @@ wait here (up to ``MAX_WAITING``) and are published once it is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import deque
 from dataclasses import asdict
@@ -62,8 +63,9 @@ class CatalogFeed:
                 await self.sync()
             except StateUnavailable:
                 pass  # the state link notices and reconnects; changes wait meanwhile
+            if asyncio.current_task().cancelling():  # redis-py swallowed a cancel mid-command
+                raise asyncio.CancelledError
             self._wake.clear()
-            try:
-                await asyncio.wait_for(self._wake.wait(), self.every)
-            except TimeoutError:
-                pass
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self.every):
+                    await self._wake.wait()
