@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import gc
 import zoneinfo
 from collections import Counter
 from collections.abc import Iterator
@@ -39,7 +41,29 @@ def config_files(folder: Path) -> list[Path]:
 
 
 def load_config(folder: str | Path, now: dt.datetime | None = None) -> LoadResult:
-    folder = Path(folder)
+    with _collector_paused():
+        return _load(Path(folder), now)
+
+
+@contextlib.contextmanager
+def _collector_paused():
+    """No cyclic garbage collection while a config folder loads.
+
+    A load makes a few objects per YAML node (nodes, marks, dataclasses, source marks), and the
+    collector's passes over them and over everything built so far cost more than the load itself:
+    a 10,000-campaign book took 12 s of CPU with it, 5.5 s without. What a load leaves behind holds
+    no cycles but a recursive alias's, which waits for the next collection.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _load(folder: Path, now: dt.datetime | None) -> LoadResult:
     problems = Problems()
     if not folder.is_dir():
         problems.add(ConfigError(str(folder), None, None, "", "config folder not found"))
