@@ -86,7 +86,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--workers", type=_positive,
                        help="worker processes on the port; more than one needs server.redis_url "
                             "(default: server.workers of the config, 1)")
-    serve.add_argument("--worker", type=_positive, help=argparse.SUPPRESS)  # set by the parent of workers
+    serve.add_argument("--worker", type=_positive, metavar="SLOT",
+                       help="internal: run as worker SLOT of a parent started with --workers, on "
+                            "its shared port (default: not a worker; the parent sets it)")
 
     init = command("init", "write a commented starter config for a new site")
     init.add_argument("folder", help="folder to create; must not exist yet or be empty")
