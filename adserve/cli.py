@@ -37,7 +37,8 @@ class Failure(Exception):
 
 
 class BadArgument(Failure):
-    """An argument that parses but names nothing there (an unknown campaign, a missing folder)."""
+    """An argument that parses but cannot work here: it names nothing there (an unknown campaign, a
+    missing folder) or needs what the config lacks (several workers without a shared store)."""
     status = 2
 
 
@@ -79,9 +80,16 @@ def _parser() -> argparse.ArgumentParser:
                             "two weeks of simulated readers and a first model (default: off)")
     serve.add_argument("--host", help="address to listen on (default: server.host of the config)")
     serve.add_argument("--port", type=_port, help="TCP port, 1-65535 (default: server.port of the config)")
-    serve.add_argument("--writer", default=os.environ.get("ADSERVE_WRITER", "main"),
-                       help="event file suffix; give each replica its own "
-                            "(default: $ADSERVE_WRITER, else 'main')")
+    serve.add_argument("--writer", default=os.environ.get("ADSERVE_WRITER"),
+                       help="event file suffix; give each replica its own (default: $ADSERVE_WRITER, "
+                            "else 'main'; with several workers, each adds -w1, -w2 ... to it, or "
+                            "to the host name)")
+    serve.add_argument("--workers", type=_positive,
+                       help="worker processes on the port; more than one needs server.redis_url "
+                            "(default: server.workers of the config, 1)")
+    serve.add_argument("--worker", type=_positive, metavar="SLOT",
+                       help="internal: run as worker SLOT of a parent started with --workers, on "
+                            "its shared port (default: not a worker; the parent sets it)")
 
     init = command("init", "write a commented starter config for a new site")
     init.add_argument("folder", help="folder to create; must not exist yet or be empty")
@@ -469,14 +477,15 @@ def _report(args) -> int:
 
 
 def _serve(args) -> int:
-    import asyncio
-
-    from .server import listener
-    from .server.app import AdServer, create_app, secret_from_env
+    from .tokens import secret_from_env
 
     config_dir = args.config or (str(DEMO_CONFIG) if args.demo else DEFAULT_CONFIG)
     loaded = _load(config_dir)
     settings = loaded.config.server
+    workers = args.workers or settings.workers
+    if workers > 1 and not settings.redis_url:
+        raise BadArgument(f"{workers} workers need state they all share: set server.redis_url in the config "
+                     "(e.g. 'server: {redis_url: redis://127.0.0.1:6379/0}'), or run one worker")
     try:
         secret = secret_from_env(args.demo, Path(settings.event_dir).parent)
     except ValueError as exc:
@@ -485,12 +494,38 @@ def _serve(args) -> int:
         raise Failure("server.public_url is not set: tracking URLs would copy any request's Host "
                       "header (set it, or run with --demo)")
     host, port = args.host or settings.host, args.port or settings.port
-    sock = _listen(host, port)
+    if args.worker is not None:  # one of several workers: its own socket on the shared port
+        return _serve_one(args, config_dir, loaded, secret, _listen(host, port, shared=True), args.writer)
+    if workers == 1:
+        sock = _listen(host, port)
+        if args.demo:
+            _bootstrap_demo(config_dir, loaded.config)
+        return _serve_one(args, config_dir, loaded, secret, sock, args.writer or "main")
+    from .server.workers import Supervisor, worker_command, writer_name
+
+    port_holder = _listen(host, port, shared=True, listen=False)
     if args.demo:
         _bootstrap_demo(config_dir, loaded.config)
-    server = AdServer(config_dir, loaded, secret, writer=args.writer,
+    logging.getLogger("adserve").info("serving on http://%s:%d with %d workers", host, port, workers)
+    return Supervisor(workers, lambda slot: worker_command(
+        slot, config_dir, host, port, writer_name(args.writer, slot), args.demo), port_holder).run()
+
+
+def _serve_one(args, config_dir: str, loaded, secret: bytes, sock: socket.socket, writer: str) -> int:
+    """Run the server in this process until SIGTERM or SIGINT."""
+    import asyncio
+
+    from .server import listener
+    from .server.app import AdServer, create_app
+    from .server.workers import tag_logs
+
+    settings = loaded.config.server
+    if args.worker is not None:
+        tag_logs(writer)
+    server = AdServer(config_dir, loaded, secret, writer=writer,
                       cms_token=os.environ.get("ADSERVE_CMS_TOKEN"),
                       admin_token=os.environ.get("ADSERVE_ADMIN_TOKEN"))
+    host, port = sock.getsockname()[:2]
     asyncio.run(listener.serve(
         create_app(server), sock, settings.max_connections, settings.head_timeout_seconds,
         on_refusal=lambda: server.metrics.count(server.metrics.shed, "connections"),
@@ -498,17 +533,38 @@ def _serve(args) -> int:
     return 0
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """The bound listening socket, made before anything starts so a taken port is one line."""
+def _listen(host: str, port: int, shared: bool = False, listen: bool = True) -> socket.socket:
+    """The bound socket, made before anything starts so a taken port is one line.
+
+    ``shared``: several workers bind the port (SO_REUSEPORT); the parent of workers binds it too,
+    without listening, only to hold it.
+    """
     try:
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                       flags=socket.AI_PASSIVE)[0]
-        return socket.create_server(address, family=family)
+        sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as exc:
-        reason = os.strerror(exc.errno) if (exc.errno or 0) > 0 else exc.strerror or str(exc)
-        hint = {errno.EADDRNOTAVAIL: " (is it an address of this machine?)",
-                errno.EADDRINUSE: " (--port chooses another)"}.get(exc.errno, "")
-        raise Failure(f"cannot listen on {host}:{port}: {reason}{hint}") from exc
+        raise _listen_failure(host, port, exc) from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        if listen:
+            sock.listen()
+    except OSError as exc:
+        sock.close()
+        raise _listen_failure(host, port, exc) from exc
+    return sock
+
+
+def _listen_failure(host: str, port: int, exc: OSError) -> Failure:
+    reason = os.strerror(exc.errno) if (exc.errno or 0) > 0 else exc.strerror or str(exc)
+    hint = {errno.EADDRNOTAVAIL: " (is it an address of this machine?)",
+            errno.EADDRINUSE: " (--port chooses another)"}.get(exc.errno, "")
+    return Failure(f"cannot listen on {host}:{port}: {reason}{hint}")
 
 
 def _bootstrap_demo(config_dir: str, config) -> None:

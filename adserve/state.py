@@ -94,6 +94,12 @@ class StateStore(Protocol):
     async def restore(self, replayed: Replayed) -> None:
         """Take counters and marks rebuilt from the event log."""
 
+    async def publish(self, feed: str, payload: bytes) -> None:
+        """Append a change every process sharing the store will read from ``follow``."""
+
+    async def follow(self, feed: str, after: str) -> tuple[str, list[bytes]]:
+        """The changes appended after position ``after`` ("0": all still kept), and the new position."""
+
     async def close(self) -> None:
         """Release connections."""
 
@@ -270,6 +276,12 @@ class MemoryState:
         for key, ttl, now in replayed.marks:
             self.mark(key, ttl, now)
 
+    async def publish(self, feed: str, payload: bytes) -> None:
+        pass  # one process shares nothing: its own change is already applied
+
+    async def follow(self, feed: str, after: str) -> tuple[str, list[bytes]]:
+        return after, []
+
     async def close(self) -> None:
         pass
 
@@ -355,6 +367,9 @@ return billable
 
 def _lua(limits: tuple[Limit, ...]) -> list:
     return [[lim.key, -1 if lim.limit is None else lim.limit, lim.cost, lim.ttl] for lim in limits]
+
+
+FEED_KEPT = 100_000  # changes a feed keeps for processes that start later
 
 
 class RedisState:
@@ -457,6 +472,17 @@ class RedisState:
                     pipe.incrbyfloat(self._prefix + key, amount)
                     pipe.expire(self._prefix + key, left, nx=True)
             await self._call(pipe.execute())
+
+    async def publish(self, feed: str, payload: bytes) -> None:
+        """XADD to a stream that keeps about the last ``FEED_KEPT`` changes."""
+        await self._call(self._redis.xadd(self._prefix + feed, {"v": payload}, maxlen=FEED_KEPT,
+                                          approximate=True))
+
+    async def follow(self, feed: str, after: str, batch: int = 1000) -> tuple[str, list[bytes]]:
+        """One XREAD without blocking: a blocked read would hold a pooled connection past its timeout."""
+        found = await self._call(self._redis.xread({self._prefix + feed: after}, count=batch))
+        entries = found[0][1] if found else []
+        return (entries[-1][0].decode() if entries else after), [fields[b"v"] for _, fields in entries]
 
     async def delete_matching(self, pattern: str, wanted: Callable[[str], bool]) -> list[str]:
         """Delete the keys that match a glob and ``wanted`` (erasure of one reader's counters)."""

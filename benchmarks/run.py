@@ -24,6 +24,7 @@ import bench_reports
 import bench_slots
 import bench_thompson
 import bench_training
+import bench_workers
 from common import ROOT, machine
 
 
@@ -36,6 +37,7 @@ def main() -> None:
     sections = [
         bench_slots.run(args.repeats),
         bench_overload.run(args.repeats),
+        bench_workers.run(args.repeats),
         bench_decision.run(args.repeats + 2),
         bench_config.run(args.repeats),
         bench_thompson.run(args.repeats + 2),
