@@ -183,6 +183,7 @@ class Decider:
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
+        self._names: dict[int, tuple[str, ...]] = {}  # campaign id -> what it takes on a page
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
         """Fill every need; the store reserves what the picks will count, usually in one call.
@@ -240,14 +241,17 @@ class Decider:
 
     def _option(self, campaign: Campaign, page: _Page) -> Option | None:
         """The campaign as the store sees it (None: it may not serve this reader); once per page."""
-        if campaign.id in page.options:
-            return page.options[campaign.id]
-        names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser else (f"c{campaign.id}",)
-        limits = self.ledger.limits(campaign, page.reader, page.moment) if bounded(campaign) else ()
+        option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
+        if option is not self:
+            return option
+        names = self._names.get(campaign.id)
+        if names is None:
+            names = self._names[campaign.id] = (f"c{campaign.id}", f"a:{campaign.advertiser}") \
+                if self.unique_advertiser else (f"c{campaign.id}",)
+        bounds = self.ledger.reservable(campaign, page.reader, page.moment) if bounded(campaign) else ((), ())
         option = None
-        if limits is not None:
-            checks = tuple(limit for limit in limits if limit.limit is not None)
-            holds = tuple(check for check in checks if check.event == "impression")
+        if bounds is not None:
+            checks, holds = bounds
             option = Option(names, checks, holds, f"{page.reservation}{campaign.id}" if holds else None)
         page.options[campaign.id] = option
         return option

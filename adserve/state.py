@@ -11,9 +11,9 @@ only store: ``ledger.py`` says which counters exist and what bounds them.
 from __future__ import annotations
 
 import heapq
+import math
 import time
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, Iterable, Protocol
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple, Protocol
 
 import orjson
 
@@ -23,9 +23,8 @@ if TYPE_CHECKING:
     from .ledger import Limit
 
 
-@dataclass(frozen=True, slots=True)
-class Option:
-    """One candidate of one need, as the store sees it."""
+class Option(NamedTuple):
+    """One candidate of one need, as the store sees it (a tuple: a page makes a dozen)."""
     names: tuple[str, ...]      # what it takes on the page (its campaign, its advertiser): never twice
     checks: tuple[Limit, ...]   # the bounded limits; all must fit
     holds: tuple[Limit, ...]    # bounded impression-metered counters, reserved when it is chosen
@@ -116,8 +115,13 @@ class MemoryState:
 
     Each key created is also filed under the minute it expires in; a write drops the buckets
     whose minute has passed. Expiry work is spread over the writes that cause it, never one
-    pass over the whole dict that would stall the event loop. Reservations wait in a heap by
-    release time. Nothing awaits between a check and its increment, so both are atomic.
+    pass over the whole dict that would stall the event loop. Nothing awaits between a check
+    and its increment, so both are atomic.
+
+    An open reservation is its id and one flat tuple of the counter keys it holds and their
+    costs (keys shared with the ledger's, a few hundred bytes in all; no objects of the
+    decision), filed under the second it is released in: a server holds one per answered ad
+    for the hold time. Releases come at most a second after the hold time.
     """
 
     def __init__(self, clock=time.time) -> None:
@@ -125,8 +129,9 @@ class MemoryState:
         self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires_at)
         self._expiring: dict[int, list[str]] = {}  # minute -> keys created to expire then
         self._swept_minute = int(clock() // 60)
-        self._reserved: dict[str, tuple[Limit, ...]] = {}  # reservation id -> counters it holds
-        self._due: list[tuple[float, str]] = []  # heap of (release time, reservation id)
+        self._reserved: dict[str, tuple] = {}  # reservation id -> (key, cost, key, cost, ...) it holds
+        self._releasing: dict[int, list[str]] = {}  # second -> reservations released then
+        self._release_seconds: list[int] = []  # heap of the seconds in ``_releasing``
 
     async def reserve(self, needs: list[Iterable[Option | None]], taken: set[str],
                       hold_seconds: float) -> list[int | None]:
@@ -136,8 +141,14 @@ class MemoryState:
         def take(option: Option) -> None:
             if option.reservation is not None:
                 self.seed(option.holds, now)
-                self._reserved[option.reservation] = option.holds
-                heapq.heappush(self._due, (now + hold_seconds, option.reservation))
+                self._reserved[option.reservation] = tuple(part for hold in option.holds
+                                                           for part in (hold.key, hold.cost))
+                second = math.ceil(now + hold_seconds)
+                due = self._releasing.get(second)
+                if due is None:
+                    due = self._releasing[second] = []
+                    heapq.heappush(self._release_seconds, second)
+                due.append(option.reservation)
 
         return choose(needs, taken, lambda option: self._fit(option.checks, now), take)
 
@@ -195,16 +206,25 @@ class MemoryState:
         return entry[0] if entry and entry[1] > now else None
 
     def _fit(self, limits: tuple[Limit, ...], now: float) -> bool:
-        return all(fits(self._value(lim.key, now) or 0.0, lim.cost, lim.limit) for lim in limits)
+        values = self._values
+        for key, limit, cost, _event, _ttl in limits:
+            entry = values.get(key)
+            if not fits(entry[0] if entry and entry[1] > now else 0.0, cost, limit):
+                return False
+        return True
 
     def _release_due(self, now: float) -> None:
-        """Give back what reservations past their hold time still hold."""
-        while self._due and self._due[0][0] <= now:
-            holds = self._reserved.pop(heapq.heappop(self._due)[1], None)
-            for hold in holds or ():
-                entry = self._values.get(hold.key)
-                if entry and entry[1] > now:
-                    self._values[hold.key] = (entry[0] - hold.cost, entry[1])
+        """Give back what reservations past their hold time still hold (settled ones are gone)."""
+        while self._release_seconds and self._release_seconds[0] <= now:
+            for reservation in self._releasing.pop(heapq.heappop(self._release_seconds)):
+                self._unhold(self._values, self._reserved.pop(reservation, ()), now)
+
+    @staticmethod
+    def _unhold(values: dict[str, tuple[float, float]], held: tuple, now: float) -> None:
+        for key, cost in zip(held[::2], held[1::2]):
+            entry = values.get(key)
+            if entry and entry[1] > now:
+                values[key] = (entry[0] - cost, entry[1])
 
     def _create(self, key: str, value: float, expires: float) -> None:
         self._values[key] = (value, expires)
@@ -229,11 +249,9 @@ class MemoryState:
         keep their holds either (they would never be released, and their pixels charged again).
         """
         values = self._values.copy()
-        for holds in self._reserved.values():
-            for hold in holds:
-                entry = values.get(hold.key)
-                if entry is not None:
-                    values[hold.key] = (entry[0] - hold.cost, entry[1])
+        now = self._clock()
+        for held in self._reserved.values():
+            self._unhold(values, held, now)
         return values
 
     def load_snapshot(self, entries) -> None:

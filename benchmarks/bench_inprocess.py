@@ -88,6 +88,8 @@ class Worker:
         self.keywords = [random.Random(n).sample(KEYWORDS, 1 + n % 3) for n in range(keyword_sets)]
         self.loop = asyncio.new_event_loop()
         self.views = 0
+        gc.collect()
+        gc.freeze()  # as ``serve`` does after start-up (the baseline may predate that: same for both)
 
     def bodies(self, page: str, n: int) -> list[bytes]:
         """``n`` page views: rarely repeated contexts, returning and one-time readers."""
