@@ -140,9 +140,11 @@ class MemoryState:
 
         def take(option: Option) -> None:
             if option.reservation is not None:
-                self.seed(option.holds, now)
-                self._reserved[option.reservation] = tuple(part for hold in option.holds
-                                                           for part in (hold.key, hold.cost))
+                held: list = []
+                for key, _limit, cost, _event, ttl in option.holds:
+                    self._add(key, cost, now, ttl)
+                    held += (key, cost)
+                self._reserved[option.reservation] = tuple(held)
                 second = math.ceil(now + hold_seconds)
                 due = self._releasing.get(second)
                 if due is None:
@@ -150,7 +152,9 @@ class MemoryState:
                     heapq.heappush(self._release_seconds, second)
                 due.append(option.reservation)
 
-        return choose(needs, taken, lambda option: self._fit(option.checks, now), take)
+        picks = choose(needs, taken, lambda option: self._fit(option.checks, now), take)
+        self._sweep(now)
+        return picks
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
                      charges: tuple[Limit, ...]) -> bool:
@@ -175,12 +179,15 @@ class MemoryState:
     def seed(self, counts: Iterable[Limit], now: float) -> None:
         """Add each count's cost as of moment ``now``: also how the event log is replayed at start-up."""
         for count in counts:
-            entry = self._values.get(count.key)
-            if entry and entry[1] > now:
-                self._values[count.key] = (entry[0] + count.cost, entry[1])
-            else:
-                self._create(count.key, count.cost, now + count.ttl)
-        self._sweep()
+            self._add(count.key, count.cost, now, count.ttl)
+        self._sweep(self._clock())
+
+    def _add(self, key: str, cost: float, now: float, ttl: int) -> None:
+        entry = self._values.get(key)
+        if entry and entry[1] > now:
+            self._values[key] = (entry[0] + cost, entry[1])
+        else:
+            self._create(key, cost, now + ttl)
 
     def mark(self, key: str, ttl: int, now: float) -> None:
         """``first_time``'s mark as of moment ``now``: replayed tokens stay counted once."""
@@ -191,7 +198,7 @@ class MemoryState:
         if self._value(key, now) is not None:
             return False
         self._create(key, 1.0, now + ttl)
-        self._sweep()
+        self._sweep(now)
         return True
 
     async def forget(self, key: str) -> None:
@@ -231,9 +238,8 @@ class MemoryState:
         minute = max(int(expires // 60), self._swept_minute)  # replayed keys may be due already
         self._expiring.setdefault(minute, []).append(key)
 
-    def _sweep(self) -> None:
-        """Drop the keys of every expiry minute that has passed since the last sweep."""
-        now = self._clock()
+    def _sweep(self, now: float) -> None:
+        """Drop the keys of every expiry minute that has passed by ``now`` (the clock's, not an event's)."""
         minute = int(now // 60)
         while self._swept_minute < minute:
             for key in self._expiring.pop(self._swept_minute, ()):

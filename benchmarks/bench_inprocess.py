@@ -40,6 +40,7 @@ ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "out"
 SECRET = "bench-inprocess-secret-0123456789abcdef"
 SECTIONS = ["politics", "world", "economy", "technology", "science", "culture", "sports", "opinion"]
+PASSES = (("light", "pass"), ("heavy", "pass"), ("light", "decide"))  # (page, what is timed)
 KEYWORDS = ["election", "senate", "budget", "tariffs", "climate", "ai", "court", "nato", "jobs",
             "housing", "transit", "health"]
 
@@ -144,6 +145,33 @@ class Worker:
         return {"mean": statistics.fmean(times), "median": statistics.median(times),
                 "fill": filled / len(bodies)}
 
+    def decide_pass(self, page: str, views: int) -> dict:
+        """CPU µs of ``Decider.decide`` alone for the needs ``serve`` makes of the page (the
+        display slots, then the widget's sponsored positions), awaited in one task as a handler does."""
+        from adserve.decision import AdNeed
+
+        decider = self.server.runtime.decider
+        placements = self.server.runtime.config.placements
+        pages = []
+        for body in self.bodies(page, views):
+            request = self._request(body)
+            needs = [AdNeed(s.id, s.sizes, s.placement) for s in request.slots if s.type == "display"]
+            needs += [AdNeed(f"{s.id}#{p}", ("native",), s.placement) for s in request.slots if s.type == "recs"
+                      for p in placements[s.placement].sponsored_positions if p <= s.count]
+            pages.append((request, needs))
+
+        async def decide_all() -> tuple[list[float], int]:
+            times, filled = [], 0
+            for request, needs in pages:
+                started = time.thread_time()
+                fills = await decider.decide(request, needs)
+                times.append((time.thread_time() - started) * 1e6)
+                filled += fills[needs[0].key] is not None
+            return times, filled
+
+        times, filled = self.loop.run_until_complete(decide_all())
+        return {"mean": statistics.fmean(times), "median": statistics.median(times), "fill": filled / len(pages)}
+
     def reservation_bytes(self, n: int = 3000) -> dict:
         """Bytes held per open reservation: decisions whose counters already exist, measured by
         tracemalloc after the earlier reservations were released (the clock jumps past the hold)."""
@@ -188,6 +216,8 @@ def work(checkout: Path, scratch: Path, keyword_sets: int) -> None:
         command = json.loads(line)
         if command["do"] == "pass":
             result = worker.run_pass(command["page"], command["views"], command["pixels"])
+        elif command["do"] == "decide":
+            result = worker.decide_pass(command["page"], command["views"])
         else:
             result = worker.reservation_bytes()
         print(json.dumps(result), file=out, flush=True)
@@ -233,13 +263,14 @@ def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int) -> 
                Remote("current", ROOT.parent, keyword_sets)]
     results: dict[tuple[str, str], list[dict]] = {}
     try:
-        for page in ("light", "heavy"):
+        for page, do in PASSES:
+            command = {"do": do, "page": page, "views": views, "pixels": pixels}
             for remote in remotes:  # a warm-up pass each: contexts, counters, caches
-                remote.ask({"do": "pass", "page": page, "views": views, "pixels": pixels})
+                remote.ask(command)
             for n in range(passes):
                 for remote in remotes if n % 2 == 0 else remotes[::-1]:
-                    got = remote.ask({"do": "pass", "page": page, "views": views, "pixels": pixels})
-                    results.setdefault((remote.label, page), []).append(got)
+                    got = remote.ask(command)
+                    results.setdefault((remote.label, f"{page} {do}"), []).append(got)
                     print(remote.label, page, {k: round(v, 3) for k, v in got.items()}, file=sys.stderr)
         held = {remote.label: remote.ask({"do": "reservations"}) for remote in remotes}
     finally:
@@ -252,8 +283,9 @@ def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int) -> 
 def report(options, ref, views, passes, pixels, results, held) -> str:
     base, cur = f"baseline-{ref}", "current"
     rows = []
-    for page in ("light", "heavy"):
-        b, c = results[(base, page)], results[(cur, page)]
+    for page, do in PASSES:
+        b, c = results[(base, f"{page} {do}")], results[(cur, f"{page} {do}")]
+        page = f"{page} page" if do == "pass" else f"{page} page, `decide` only"
         ratios = [x["mean"] / y["mean"] for x, y in zip(c, b)]
         for label, got in ((f"`{ref}`", b), ("this branch", c)):
             means = sorted(r["mean"] for r in got)
