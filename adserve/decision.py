@@ -97,12 +97,16 @@ class Group:
         self.cumulative = list(itertools.accumulate(c.score for c in candidates))
         self.total = self.cumulative[-1] if candidates else 0.0
 
-    def draw(self, rng: random.Random, n: int) -> list[Candidate]:
-        """``n`` weighted draws with repeats dropped, in draw order."""
+    def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
+        """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
+        takes the first draw that fits (the embedded one) stops drawing there."""
         last = len(self.candidates) - 1
-        drawn = [self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
-                 for _ in range(n)]
-        return drawn if n == 1 else list(dict.fromkeys(drawn))
+        drawn: set[Candidate] = set()
+        for _ in range(n):
+            candidate = self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
+            if candidate not in drawn:
+                drawn.add(candidate)
+                yield candidate
 
     def order(self, rng: random.Random) -> list[Candidate]:
         """All candidates in a weighted random order (Efraimidis-Spirakis keys; zero weights last)."""
@@ -233,7 +237,7 @@ class Decider:
                     seen.append((candidate, option))
                     yield option
                     unbounded |= not option.checks
-            if len(ranked) < len(group.candidates) or (unbounded and tier + 1 < len(tiers)):
+            if not whole or (unbounded and tier + 1 < len(tiers)):  # draws never cover a big tier
                 seen.append((tier, CUT))  # (unless a need before it takes that option: then ask again)
                 yield CUT
             if unbounded:

@@ -58,10 +58,9 @@ class Clock:
 
 
 class Worker:
-    def __init__(self, checkout: Path, scratch: Path, keyword_sets: int) -> None:
+    def __init__(self, checkout: Path, scratch: Path, keyword_sets: int, pages: dict) -> None:
         sys.path[:0] = [str(checkout), str(checkout / "benchmarks")]
-        import bench_slots  # the checkout's own pages and world
-        import world
+        import world  # the checkout's own world
         from adserve.config import load_config
         from adserve.request import parse_slot_request
         from adserve.server.app import AdServer
@@ -83,8 +82,7 @@ class Worker:
         extra = inspect.signature(parse_slot_request).parameters
         self.parse_options = {"consent_required": loaded.config.site.consent_required} \
             if "consent_required" in extra else {}
-        self.pages = {name: {**bench_slots.PAGE_REQUEST, "slots": slots}
-                      for name, (slots, _label) in bench_slots.PAGES.items()}
+        self.pages = pages
         self.rng = random.Random(7)
         self.keywords = [random.Random(n).sample(KEYWORDS, 1 + n % 3) for n in range(keyword_sets)]
         self.loop = asyncio.new_event_loop()
@@ -134,6 +132,7 @@ class Worker:
         bodies = self.bodies(page, views)
         times, filled = [], 0
         gc.collect()
+        collecting = self._collections()
         for body in bodies:
             started = time.thread_time()
             answer = self.loop.run_until_complete(self._page(body))
@@ -142,8 +141,22 @@ class Worker:
             filled += bool(ad.get("fill"))
             if self.rng.random() < pixels:
                 self.loop.run_until_complete(self._pixels(answer))
+        gc.callbacks.remove(collecting)
         return {"mean": statistics.fmean(times), "median": statistics.median(times),
-                "fill": filled / len(bodies)}
+                "fill": filled / len(bodies), "gc": collecting.spent / len(bodies)}
+
+    @staticmethod
+    def _collections():
+        """A gc callback that adds up the CPU µs the collector spends (objects that open
+        reservations keep alive are walked by every full collection)."""
+        def collecting(phase: str, _info: dict) -> None:
+            if phase == "start":
+                collecting.started = time.thread_time()
+            else:
+                collecting.spent += (time.thread_time() - collecting.started) * 1e6
+        collecting.spent = 0.0
+        gc.callbacks.append(collecting)
+        return collecting
 
     def decide_pass(self, page: str, views: int) -> dict:
         """CPU µs of ``Decider.decide`` alone for the needs ``serve`` makes of the page (the
@@ -206,11 +219,11 @@ class Worker:
         return self.parse(orjson.loads(body), config.placements, config.server.max_slots, **self.parse_options)
 
 
-def work(checkout: Path, scratch: Path, keyword_sets: int) -> None:
+def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict) -> None:
     """Answer JSON commands on stdin, one JSON line each on stdout."""
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing the code prints may break the protocol
-    worker = Worker(checkout, scratch, keyword_sets)
+    worker = Worker(checkout, scratch, keyword_sets, pages)
     print(json.dumps({"ready": True}), file=out, flush=True)
     for line in sys.stdin:
         command = json.loads(line)
@@ -226,12 +239,12 @@ def work(checkout: Path, scratch: Path, keyword_sets: int) -> None:
 # -- the parent: alternate the checkouts ----------------------------------------------------
 
 class Remote:
-    def __init__(self, label: str, checkout: Path, keyword_sets: int) -> None:
+    def __init__(self, label: str, checkout: Path, keyword_sets: int, pages: dict) -> None:
         self.label = label
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--worker", str(checkout), str(OUT / f"inprocess-{label}"),
-             str(keyword_sets)],
+             str(keyword_sets), json.dumps(pages)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=checkout)
         self.ask(None)
 
@@ -258,9 +271,12 @@ def baseline_checkout(ref: str) -> Path:
 
 
 def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int) -> str:
+    from bench_slots import PAGE_REQUEST, PAGES  # this checkout's pages, the same for both codes
+
     OUT.mkdir(exist_ok=True)
-    remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), keyword_sets),
-               Remote("current", ROOT.parent, keyword_sets)]
+    pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
+    remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), keyword_sets, pages),
+               Remote("current", ROOT.parent, keyword_sets, pages)]
     results: dict[tuple[str, str], list[dict]] = {}
     try:
         for page, do in PASSES:
@@ -289,11 +305,12 @@ def report(options, ref, views, passes, pixels, results, held) -> str:
         ratios = [x["mean"] / y["mean"] for x, y in zip(c, b)]
         for label, got in ((f"`{ref}`", b), ("this branch", c)):
             means = sorted(r["mean"] for r in got)
+            collected = f"{statistics.median(r['gc'] for r in got):.1f}" if "gc" in got[0] else ""
             rows.append(f"| {page} | {label} | {statistics.median(means):.0f} ({means[0]:.0f}–{means[-1]:.0f}) "
-                        f"| {statistics.median(r['median'] for r in got):.0f} "
+                        f"| {statistics.median(r['median'] for r in got):.0f} | {collected} "
                         f"| {statistics.median(r['fill'] for r in got):.2f} |")
         rows.append(f"| {page} | **ratio** | **{statistics.median(ratios):.2f}** "
-                    f"({min(ratios):.2f}–{max(ratios):.2f}) | | |")
+                    f"({min(ratios):.2f}–{max(ratios):.2f}) | | | |")
 
     def per_reservation(label: str) -> str:
         got = held[label]
@@ -305,10 +322,11 @@ def report(options, ref, views, passes, pixels, results, held) -> str:
         f"parse + serve + encode per page, no HTTP; {passes} alternating passes of {views} page views "
         f"each after a warm-up pass, pixels for {pixels:.0%} of pages; 1,000 campaigns, 100k articles, "
         "a trained model. CPU µs per page: median of the passes' means (range), median of the passes' "
-        "per-page medians; fill is the share of pages whose first display slot was filled.",
+        "per-page medians; the garbage collector's share of the mean; fill is the share of pages whose "
+        "first display slot was filled.",
         "",
-        "| page | code | µs per page, mean | µs, per-page median | display fill |",
-        "|---|---|---:|---:|---:|",
+        "| page | code | µs per page, mean | µs, per-page median | of which collector, µs | display fill |",
+        "|---|---|---:|---:|---:|---:|",
         *rows,
         "",
         f"Held per open reservation (tracemalloc, counters already existing): `{ref}` "
@@ -318,7 +336,7 @@ def report(options, ref, views, passes, pixels, results, held) -> str:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        work(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]))
+        work(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-ref", default="main", help="git ref whose code is the baseline")
