@@ -126,3 +126,13 @@ async def test_a_checkpoint_leaves_out_what_open_reservations_hold():
     assert await state.settle("bill:impression:a", 600, "p1.1", capped(1, "r", 2, None).checks)
     assert {key: value for key, (value, _expires) in state.snapshot().items()} == {
         "c1:cap:r": 1.0, "c2:cap:r": 0.0, "bill:impression:a": 1.0}
+
+
+async def test_an_open_reservation_keeps_only_keys_and_costs():
+    """A server holds one per answered ad for the hold time: no object of the decision (its
+    options, limits) may stay alive with it, only the counter keys and their costs."""
+    state = MemoryState(clock=lambda: START)
+    option = capped(1, "r", 2, "p1.1")
+    assert await state.reserve([[option]], set(), HOLD) == [0]
+    (held,) = state._reserved.values()
+    assert held == ("c1:cap:r", 1) and all(type(part) in (str, int, float) for part in held)
