@@ -58,7 +58,7 @@ class Clock:
 
 
 class Worker:
-    def __init__(self, checkout: Path, scratch: Path, keyword_sets: int, pages: dict) -> None:
+    def __init__(self, checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: bool) -> None:
         sys.path[:0] = [str(checkout), str(checkout / "benchmarks")]
         import world  # the checkout's own world
         from adserve.config import load_config
@@ -88,7 +88,8 @@ class Worker:
         self.loop = asyncio.new_event_loop()
         self.views = 0
         gc.collect()
-        gc.freeze()  # as ``serve`` does after start-up (the baseline may predate that: same for both)
+        if freeze:
+            gc.freeze()  # as ``serve`` does after start-up (the baseline may predate that: same for both)
 
     def bodies(self, page: str, n: int) -> list[bytes]:
         """``n`` page views: rarely repeated contexts, returning and one-time readers."""
@@ -219,11 +220,11 @@ class Worker:
         return self.parse(orjson.loads(body), config.placements, config.server.max_slots, **self.parse_options)
 
 
-def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict) -> None:
+def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: bool) -> None:
     """Answer JSON commands on stdin, one JSON line each on stdout."""
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing the code prints may break the protocol
-    worker = Worker(checkout, scratch, keyword_sets, pages)
+    worker = Worker(checkout, scratch, keyword_sets, pages, freeze)
     print(json.dumps({"ready": True}), file=out, flush=True)
     for line in sys.stdin:
         command = json.loads(line)
@@ -239,12 +240,12 @@ def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict) -> None:
 # -- the parent: alternate the checkouts ----------------------------------------------------
 
 class Remote:
-    def __init__(self, label: str, checkout: Path, keyword_sets: int, pages: dict) -> None:
+    def __init__(self, label: str, checkout: Path, keyword_sets: int, pages: dict, freeze: bool) -> None:
         self.label = label
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--worker", str(checkout), str(OUT / f"inprocess-{label}"),
-             str(keyword_sets), json.dumps(pages)],
+             str(keyword_sets), json.dumps(pages), str(int(freeze))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=checkout)
         self.ask(None)
 
@@ -270,13 +271,13 @@ def baseline_checkout(ref: str) -> Path:
     return path
 
 
-def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int) -> str:
+def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int, freeze: bool) -> str:
     from bench_slots import PAGE_REQUEST, PAGES  # this checkout's pages, the same for both codes
 
     OUT.mkdir(exist_ok=True)
     pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
-    remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), keyword_sets, pages),
-               Remote("current", ROOT.parent, keyword_sets, pages)]
+    remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), keyword_sets, pages, freeze),
+               Remote("current", ROOT.parent, keyword_sets, pages, freeze)]
     results: dict[tuple[str, str], list[dict]] = {}
     try:
         for page, do in PASSES:
@@ -293,7 +294,7 @@ def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int) -> 
         for remote in remotes:
             remote.close()
     return report(f"--baseline-ref {ref} --views {views} --passes {passes} --pixels {pixels} "
-                  f"--keyword-sets {keyword_sets}", ref, views, passes, pixels, results, held)
+                  f"--keyword-sets {keyword_sets}" + ("" if freeze else " --no-freeze"), ref, views, passes, pixels, results, held)
 
 
 def report(options, ref, views, passes, pixels, results, held) -> str:
@@ -336,7 +337,7 @@ def report(options, ref, views, passes, pixels, results, held) -> str:
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        work(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5]))
+        work(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6] == "1")
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-ref", default="main", help="git ref whose code is the baseline")
@@ -344,9 +345,11 @@ def main() -> None:
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--pixels", type=float, default=0.6, help="share of pages whose ad pixels arrive")
     parser.add_argument("--keyword-sets", type=int, default=4, help="distinct keyword sets pages carry")
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="leave start-up objects in the collector's sight (as before serve froze them)")
     parser.add_argument("--record", action="store_true", help="append the table to RESULTS.md")
     args = parser.parse_args()
-    table = run(args.baseline_ref, args.views, args.passes, args.pixels, args.keyword_sets)
+    table = run(args.baseline_ref, args.views, args.passes, args.pixels, args.keyword_sets, not args.no_freeze)
     print(table)
     if args.record:
         with open(ROOT / "RESULTS.md", "a") as results:
