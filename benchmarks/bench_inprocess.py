@@ -4,13 +4,15 @@
 
 Times ``parse_slot_request`` + ``SlotServer.serve`` + encoding the answer per page, no HTTP, on
 the benchmarks' world (1,000 campaigns, 100k articles, a trained model) for bench_slots' light page
-(one 300x250 and a widget of 6) and its heavy page (two display slots and the widget). Each pass
-is ``--views`` page views of articles that rarely repeat (so nothing is cached per page), in
-``--keyword-sets`` x 8 sections x 2 devices x 3 countries targeting contexts (the wrk benchmark's
-traffic has 8; raise it to see the cost of working out targeting for new contexts), half of them by 1,000 returning readers (so caps refuse) and half by readers never seen again;
-after ``--pixels`` of the pages their ad pixels arrive (untimed), so reservations settle and
-counters move. Wrk numbers say what a worker does under load; this says what a page costs, and is
-stable enough while other sessions share the machine, because both codes run alternately.
+(one 300x250 and a widget of 6) and its heavy page (two display slots and the widget), and
+``Decider.decide`` alone for the light page. Each pass is ``--views`` page views of articles that
+rarely repeat (so nothing is cached per page), in ``--keyword-sets`` x 8 sections x 2 devices x 3
+countries targeting contexts (the wrk benchmark's traffic has 8; raise it to see the cost of
+working out targeting for new contexts), half of them by 1,000 returning readers (so caps refuse)
+and half by readers never seen again; after ``--pixels`` of the pages their ad pixels arrive
+(untimed), so reservations settle and counters move. Times are the serving thread's CPU time:
+wrk numbers say what a worker does under load, this says what a page costs, and stays usable
+while other sessions share the machine, because both codes run alternately.
 
 Each checkout runs in a worker process of its own (PYTHONPATH pointing at it; a baseline ref is
 checked out with ``git worktree add`` under benchmarks/out/) that builds its server once and then
@@ -340,7 +342,7 @@ def main() -> None:
         work(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6] == "1")
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline-ref", default="main", help="git ref whose code is the baseline")
+    parser.add_argument("--baseline-ref", required=True, help="git ref whose code is the baseline (e.g. 5bb1326)")
     parser.add_argument("--views", type=int, default=5000, help="page views per pass")
     parser.add_argument("--passes", type=int, default=5)
     parser.add_argument("--pixels", type=float, default=0.6, help="share of pages whose ad pixels arrive")
