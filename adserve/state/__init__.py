@@ -6,6 +6,9 @@ atomic step (one Lua call on Redis), so concurrent pages cannot all take the las
 A pixel confirms its reservation, or, once it has expired, is charged only if its limits still
 fit (``settle``). Reservations never confirmed are released after the hold time. The stores
 only store: ``ledger.py`` says which counters exist and what bounds them.
+
+``base`` holds the contract (``StateStore``) and the walk both stores make; ``memory`` the
+embedded store, ``redis`` the shared one. tests/test_state.py runs the contract against both.
 """
 
 from .base import CUT, Option, Replayed, StateStore, StateUnavailable, choose
