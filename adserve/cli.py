@@ -1,7 +1,8 @@
-"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune, forget.
+"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune, report, forget.
 
 Every failure ends in one line on stderr that says what to do, never a traceback: usage errors
-exit 2 (argparse), everything else exits 1 (``Failure``, or an ``OSError`` the system raised).
+exit 2 (argparse, or ``BadArgument`` for what only the config or the disk can refute), everything
+else exits 1 (``Failure``, or an ``OSError`` the system raised).
 """
 
 from __future__ import annotations
@@ -20,6 +21,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
+from .reports import GROUPINGS
+
 DEFAULT_CONFIG = "config"
 DEMO_CONFIG = Path(__file__).parent / "demo"        # The Capitol Ledger, shipped inside the package
 STARTER_CONFIG = Path(__file__).parent / "starter"  # what `adserve init` copies
@@ -29,21 +32,28 @@ NOTHING_TO_SCORE = ("nothing to score: no reader seen before the held-out period
 
 class Failure(Exception):
     """A one-line reason the command could not do its job (exit status 1)."""
+    status = 1
+
+
+class BadArgument(Failure):
+    """An argument that parses but names nothing there (an unknown campaign, a missing folder)."""
+    status = 2
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    status = 1
     try:
         return COMMANDS[args.command](args)
     except Failure as exc:
-        reason = str(exc)
+        reason, status = str(exc), exc.status
     except OSError as exc:  # a file or socket the system refused: its reason is the whole story
         reason = f"{exc.strerror or exc}: {exc.filename}" if exc.filename else str(exc.strerror or exc)
     except KeyboardInterrupt:
         return 130
     print(f"adserve {args.command}: error: {reason}", file=sys.stderr)
-    return 1
+    return status
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -117,6 +127,21 @@ def _parser() -> argparse.ArgumentParser:
                           help="score the config's recs settings as they are (default: tune them "
                                "first on a validation window before the test window, as adserve "
                                "tune does, without storing the choice)")
+
+    report = command("report", "delivery per campaign, creative, variant, placement, day or widget "
+                               "strategy, from the event log")
+    report.add_argument("--config", help=log_config_help)
+    report.add_argument("--events", help="event folder or one log file (default: server.event_dir of the config)")
+    report.add_argument("--since", type=_day, help="first day, YYYY-MM-DD, UTC (default: the log's first)")
+    report.add_argument("--until", type=_day, help="last day, YYYY-MM-DD, UTC (default: the log's last)")
+    report.add_argument("--by", choices=GROUPINGS, default="campaign", help="rows per (default: %(default)s)")
+    report.add_argument("--campaign", type=_positive, help="only this campaign id (default: all)")
+    report.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                        help="output (default: %(default)s)")
+    report.add_argument("--replay-thompson", action="store_true",
+                        help="instead of delivery rows: replay the logged fixed A/B splits under Thompson "
+                             "allocation and estimate the clicks it would have gained, per creative "
+                             "(default: off)")
 
     forget = command("forget", "erase a reader from the log, counters and model")
     forget.add_argument("reader", help="the reader id (the loader's adserve_reader)")
@@ -380,6 +405,32 @@ def _forget(args) -> int:
     return 0
 
 
+def _report(args) -> int:
+    from .reports.aggregate import report
+    from .reports.output import render
+    from .reports.rollup import rollups
+
+    if args.since and args.until and args.since > args.until:
+        raise BadArgument(f"--since {args.since} is after --until {args.until}")
+    if args.config and not Path(args.config).is_dir():
+        raise BadArgument(f"config folder '{args.config}' not found")
+    config = _load(_log_config(args.config)).config
+    source = Path(args.events or config.server.event_dir)
+    if not source.exists():
+        raise BadArgument(f"{source} does not exist: --events names an event folder or one log file")
+    if args.replay_thompson:
+        from .reports.thompson_replay import replay_thompson
+        print(render(replay_thompson(source, config, args.campaign, args.since, args.until), "replay",
+                     args.format))
+        return 0
+    days = rollups(source)
+    rows = report(days, args.by, config, args.since, args.until, args.campaign)
+    if args.campaign is not None and not rows and args.campaign not in {c.id for c in config.campaigns}:
+        raise BadArgument(f"unknown campaign {args.campaign}: not in the config and not in the log")
+    print(render(rows, args.by, args.format))
+    return 0
+
+
 def _serve(args) -> int:
     import asyncio
 
@@ -440,7 +491,7 @@ def _bootstrap_demo(config_dir: str, config) -> None:
 
 COMMANDS = {"serve": _serve, "init": _init, "check": _check, "schema": _schema,
             "simulate": _simulate, "train": _train, "evaluate": _evaluate, "tune": _tune,
-            "forget": _forget}
+            "report": _report, "forget": _forget}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -4,7 +4,8 @@ Eligible means active, in flight, targeted, of a fitting size and platform, and 
 budgets and pacing. The highest tier with an eligible campaign wins; inside it a weighted lottery
 gives each campaign a share of weight x eCPM (however many creatives it has), drawn by rejection
 sampling so that a tier of thousands costs a handful of checks; the drawn campaign's creatives
-that fit the slot share its draws by their own weights. Variants are sticky per reader. A page never shows
+that fit the slot share its draws by their own weights. Variants are sticky per reader
+(split by weight, or by Thompson allocation: ``variant_allocation.py``). A page never shows
 the same campaign twice (nor, when the site asks, the same advertiser).
 
 Flight, platform and targeting depend on the page context and the time, never on the reader,
@@ -30,6 +31,7 @@ from .model import TIERS, Campaign, Config, Creative, Variant
 from .request import SlotRequest
 from .state import CUT, Option, StateStore
 from .targeting import CompiledTargeting, platform_fits
+from .variant_allocation import VariantAllocation
 
 
 @dataclass(eq=False, slots=True)  # hashed by identity: draws are de-duplicated in a dict
@@ -188,6 +190,7 @@ class Decider:
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
         self._names: dict[int, tuple[str, ...]] = {}  # campaign id -> what it takes on a page
+        self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
         """Fill every need; the store reserves what the picks will count, usually in one call.
@@ -212,8 +215,9 @@ class Decider:
                 if pick is not None:
                     chosen, option = seen[pick]
                     creative = chosen.creative(self.rng)
-                    fills[need.key] = Fill(chosen.campaign, creative, self.variant(creative, page.reader),
-                                           option.reservation)
+                    variant = (await self.allocation.variant(creative, page.reader, self.rng)
+                               if creative.id in self.allocation.floors else self.variant(creative, page.reader))
+                    fills[need.key] = Fill(chosen.campaign, creative, variant, option.reservation)
                     page.taken.update(option.names)
             done += len(picks)
             if done < len(needs):
@@ -318,7 +322,10 @@ class Decider:
         return self._contexts[key]
 
     def variant(self, creative: Creative, user: str | None) -> Variant:
-        """Weighted choice, sticky per reader: the same reader always sees the same variant."""
+        """Weighted choice, sticky per reader: the same reader always sees the same variant.
+
+        The fixed split; a creative under Thompson allocation draws from ``self.allocation``.
+        """
         variants = creative.variants
         if len(variants) == 1:
             return variants[0]

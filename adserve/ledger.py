@@ -17,6 +17,7 @@ import bisect
 import datetime as dt
 import itertools
 import math
+import re
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Callable, Mapping, NamedTuple
@@ -349,9 +350,13 @@ def _day_key(campaign: Campaign, metric: str, moment: Moment) -> str:
 
 
 def reader_keys(user: str) -> tuple[str, Callable[[str], bool]]:
-    """A glob over every counter key that names the reader, and the exact test of a key (the
-    glob alone could match a longer id): only frequency caps count per reader."""
-    return f"c*:cap:{user}:*", lambda key: key.split(":cap:", 1)[-1].rpartition(":")[0] == user
+    """A glob over every state key that names the reader, and the exact test of a key (the glob
+    alone could match a longer id): frequency caps count per reader, and Thompson allocation
+    remembers a reader's variant (``ab:r:<creative>:<reader>``)."""
+    return f"*:{user}*", lambda key: (found := _READER_KEY.fullmatch(key)) is not None and user in found.groups()
+
+
+_READER_KEY = re.compile(r"c\d+:cap:(.*):[^:]*|ab:r:[^:]*:(.*)")  # a cap's bucket, a creative id: no colons
 
 
 def _paced(cap: Decimal, share: float, unit: int) -> int:

@@ -32,6 +32,7 @@ MICROS = 1_000_000  # money is counted in integer micro-units (millionths) of th
 TIERS = ("sponsorship", "standard", "remnant", "house")
 Tier = Literal["sponsorship", "standard", "remnant", "house"]
 Device = Literal["desktop", "mobile", "tablet", "app"]
+VariantOptimization = Literal["fixed", "thompson"]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 
 
@@ -142,6 +143,11 @@ class Creative:
         min=0))
     landing_url: str = field(metadata=doc("Where a click goes (https).", pattern=r"^https?://\S+$"))
     variants: list[Variant] = field(metadata=doc("At least one variant."))
+    variant_optimization: VariantOptimization | None = field(default=None, metadata=doc(
+        "How its variants split new readers (none: as its campaign says)."))
+    min_share: float | None = field(default=None, metadata=doc(
+        "Under thompson: the share of new readers each variant keeps (none: as its campaign says).",
+        min=0, max=0.5))
 
 
 @dataclass(kw_only=True)
@@ -162,6 +168,20 @@ class Campaign:
     frequency_cap: FrequencyCap | None = None
     targeting: Targeting = field(default_factory=Targeting)
     creatives: list[Creative]
+    variant_optimization: VariantOptimization = field(default="fixed", metadata=doc(
+        "How each creative's variants split new readers: fixed (by their weights) or thompson "
+        "(toward the variant likeliest to have the best CTR, from counted impressions and clicks); "
+        "a reader keeps the variant first shown."))
+    min_share: float = field(default=0.05, metadata=doc(
+        "Under thompson: the share of new readers each variant keeps, so none stops being tested.",
+        min=0, max=0.5))
+
+    def thompson_floor(self, creative: Creative) -> float | None:
+        """The exploration share of ``creative``'s variants under Thompson allocation; None: fixed split."""
+        method = creative.variant_optimization or self.variant_optimization
+        if method != "thompson":
+            return None
+        return self.min_share if creative.min_share is None else creative.min_share
 
 
 @dataclass(kw_only=True)

@@ -1,7 +1,8 @@
 """How long adserve keeps what it knows about a reader: retention by age, and erasure on request.
 
 A reader id lives in three places: the raw event files (and the parse cache training keeps of
-them), the per-reader frequency-cap counters (in Redis, or in the embedded store's checkpoint),
+them, and the reports' daily rollups of their hashes), the per-reader frequency-cap counters and A/B
+variant assignments (in Redis, or in the embedded store's checkpoint),
 and the model's per-reader table. Budgets, pacing
 and the catalog carry no reader id, so neither deleting old files nor forgetting a reader
 changes a campaign's lifetime counters.
@@ -28,6 +29,7 @@ from .events import log_files
 from .ledger import reader_keys
 from .recs.artifact import ArtifactError, ModelArtifact
 from .recs.matrix import cache_for
+from .reports import rollup
 from .state import RedisState
 
 
@@ -57,11 +59,11 @@ class Erasure:
                  " (the events stay, so totals do not change)"]
         lines += [f"    {name}" for name in self.files]
         if self.counters is None:
-            lines.append(f"  counters: deleted {len(self.checkpointed)} frequency-cap counters from the "
+            lines.append(f"  counters: deleted {len(self.checkpointed)} frequency-cap counters and variant assignments from the "
                          "embedded store's checkpoint (a server running now still holds them in memory "
                          "and writes them back: stop it before forgetting)")
         else:
-            lines.append(f"  counters: deleted {len(self.counters)} frequency-cap counters from Redis")
+            lines.append(f"  counters: deleted {len(self.counters)} frequency-cap counters and variant assignments from Redis")
         lines.append(f"  model: {self.model}" if self.model else "  model: the reader was not in it")
         return "\n".join(lines)
 
@@ -100,10 +102,12 @@ def _erase_in_file(path: Path, reader: str) -> int:
 
 
 def _drop_parse_cache(path: Path) -> None:
-    """Training's parsed columns of a log file hold its reader ids too."""
+    """Training's parsed columns of a log file hold its reader ids too, and the reports' rollup
+    of its day their hashes."""
     cache = cache_for(path.parent)
     for cached in cache.glob(f"{path.name}.*.npz") if cache and cache.is_dir() else ():
         cached.unlink()
+    rollup.drop(path)
 
 
 async def _forget_counters(redis_url: str, reader: str) -> list[str]:

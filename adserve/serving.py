@@ -72,17 +72,20 @@ class SlotServer:
         token = self.signer.sign(payload)
         return f"{base_url}/t/i?t={token}", f"{base_url}/t/c?t={token}"
 
-    def _ad_urls(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str) -> tuple[str, str]:
+    def _ad_urls(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str,
+                 strategy: str | None = None) -> tuple[str, str]:
+        """``strategy``: the widget's, for a native ad among its items (reports compare the two)."""
         payload = {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id, "s": slot.id,
                    "u": request.consent.ads_reader(request.user_id), "p": request.page.item_id,
-                   "l": fill.creative.landing_url}
+                   "l": fill.creative.landing_url, **_grouping(slot, strategy)}
         if fill.reservation is not None:
             payload["r"] = fill.reservation  # the pixel confirms it
         return self._urls(base_url, request, payload)
 
     def _display(self, slot: Slot, fill: Fill | None, request: SlotRequest, base_url: str):
         if fill is None:
-            return {"type": "display", "fill": False}, {"slot": slot.id, "fill": False}
+            return {"type": "display", "fill": False}, {"slot": slot.id, "placement": slot.placement,
+                                                         "fill": False}
         impression, click = self._ad_urls(slot, fill, request, base_url)
         width, height = map(int, fill.creative.size.split("x"))
         content = ({"html": fill.variant.html} if fill.creative.format == "html"
@@ -90,8 +93,8 @@ class SlotServer:
         answer = {"type": "display", "fill": True, "campaign_id": fill.campaign.id,
                   "creative_id": fill.creative.id, "variant": fill.variant.id, "width": width,
                   "height": height, **content, "impression_url": impression, "click_url": click}
-        return answer, {"slot": slot.id, "campaign": fill.campaign.id, "creative": fill.creative.id,
-                        "variant": fill.variant.id}
+        return answer, {"slot": slot.id, "placement": slot.placement, "campaign": fill.campaign.id,
+                        "creative": fill.creative.id, "variant": fill.variant.id}
 
     def _recs(self, strategy: str, slot: Slot, positions: list[int], fills: dict, request: SlotRequest,
               base_url: str, on_page: set[str]):
@@ -101,18 +104,20 @@ class SlotServer:
         rec = self.recommender.recommend(request.consent.strategy(strategy), reader,
                                          request.page.item_id, organic_count, on_page)
         on_page.update(rec.items)
-        impression, click = self._urls(base_url, request, {"s": slot.id, "u": reader,
-                                                           "p": request.page.item_id, "its": rec.items})
+        impression, click = self._urls(base_url, request, {"s": slot.id, "u": reader, "p": request.page.item_id,
+                                                           "its": rec.items, **_grouping(slot, rec.strategy)})
         organic = iter(self._organic(rec.items, click, base_url))
         items = []
         for position in range(1, slot.count + 1):
             fill = sponsored.get(position)
-            entry = self._native(slot, fill, request, base_url) if fill else next(organic, None)
+            entry = (self._native(slot, fill, request, base_url, rec.strategy) if fill
+                     else next(organic, None))
             if entry is not None:
                 items.append(entry)
         answer = {"type": "recs", "strategy": rec.strategy, "items": items,
                   "impression_url": impression}
-        return answer, {"slot": slot.id, "strategy": rec.strategy, "items": rec.items,
+        return answer, {"slot": slot.id, "placement": slot.placement, "strategy": rec.strategy,
+                        "items": rec.items,
                         "sponsored": [f.campaign.id for f in sponsored.values()]}
 
     def _organic(self, item_ids: list[str], click: str, base_url: str):
@@ -122,12 +127,17 @@ class SlotServer:
                    "image_url": absolute(item.image_url, base_url), "section": item.section,
                    "sponsored": False, "click_url": f"{click}&i={position}"}
 
-    def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str) -> dict:
-        impression, click = self._ad_urls(slot, fill, request, base_url)
+    def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str, strategy: str) -> dict:
+        impression, click = self._ad_urls(slot, fill, request, base_url, strategy)
         return {"item_id": f"ad-{fill.creative.id}-{fill.variant.id}", "title": fill.variant.title,
                 "url": fill.creative.landing_url, "image_url": absolute(fill.variant.image_url, base_url),
                 "sponsored": True, "advertiser": fill.campaign.advertiser,
                 "campaign_id": fill.campaign.id, "click_url": click, "impression_url": impression}
+
+
+def _grouping(slot: Slot, strategy: str | None) -> dict:
+    """What a token adds for reports to group its hits by: the placement and the widget's strategy."""
+    return {key: value for key, value in (("pl", slot.placement), ("st", strategy)) if value is not None}
 
 
 def _placement(runtime: Runtime, slot: Slot) -> Placement | None:

@@ -197,22 +197,13 @@ class _Builder:
         return self._typed(tp, node, path)
 
     def _typed(self, tp, node, path):
-        origin = typing.get_origin(tp)
-        if origin in (typing.Union, types.UnionType):
-            return self._optional(tp, node, path)
-        if origin is typing.Literal:
-            return self._literal(typing.get_args(tp), node, path)
-        if origin is list:
-            return self._list(typing.get_args(tp)[0], node, path)
-        if dataclasses.is_dataclass(tp):
-            return self._dataclass(tp, node, path)
-        return self._scalar(tp, node, path)
+        kind, shape = _shape(tp)
+        return getattr(self, kind)(shape, node, path)
 
-    def _optional(self, tp, node, path):
+    def _optional(self, inner, node, path):
         if isinstance(node, yaml.ScalarNode) and node.tag.endswith(":null"):
             return None
-        inner = [a for a in typing.get_args(tp) if a is not type(None)]
-        return self._typed(inner[0], node, path)
+        return self._typed(inner, node, path)
 
     def _literal(self, options, node, path):
         if not isinstance(node, yaml.ScalarNode):
@@ -235,43 +226,42 @@ class _Builder:
         items = [self.build(item_tp, child, _join(path, i)) for i, child in enumerate(node.value)]
         return _INVALID if any(v is _INVALID for v in items) else items
 
-    def _dataclass(self, cls, node, path):
+    def _dataclass(self, shape, node, path):
         if not isinstance(node, yaml.MappingNode):
-            return self.fail(node, path, f"expected a mapping ({cls.__name__})")
-        fields = {f.name: f for f in dataclasses.fields(cls)}
-        hints = _hints(cls)
+            return self.fail(node, path, f"expected a mapping ({shape.cls.__name__})")
         values: dict[str, object] = {}
         ok = True
         for key_node, value_node in node.value:
             self.visit(key_node, path)
             key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
             key_path = _join(path, str(key))
-            if key not in fields:
+            if key not in shape.hints:
                 self.fail(key_node, key_path,
-                          f"unknown key '{key}'{self._did_you_mean(key, list(fields))}")
+                          f"unknown key '{key}'{self._did_you_mean(key, list(shape.hints))}")
                 ok = False
                 continue
             if key in values:
                 self.fail(key_node, key_path, f"duplicate key '{key}'")
                 ok = False
                 continue
-            value = self.build(hints[key], value_node, key_path)
-            if value is _INVALID or not self._check(fields[key], value, value_node, key_path):
+            value = self.build(shape.hints[key], value_node, key_path)
+            if value is _INVALID or (key in shape.bounds
+                                     and not self._check(shape.bounds[key], value, value_node, key_path)):
                 ok = False
             values[key] = value
-        missing = [n for n, f in fields.items() if n not in values and _required(f)]
+        missing = [name for name in shape.required if name not in values]
         for name in missing:
             self.fail(node, _join(path, name), f"missing required field '{name}'")
         if missing or not ok:
             return _INVALID
-        obj = cls(**values)
+        obj = shape.cls(**values)
         self.sources.remember(self.file, path, node, obj)
         self.problems.extend(self.check(obj))
         return obj
 
-    def _check(self, field, value, node, path) -> bool:
-        """Apply the field's metadata bounds; True when the value passes."""
-        problem = _bound_problem(field.metadata, value if isinstance(value, list) else [value])
+    def _check(self, bounds, value, node, path) -> bool:
+        """Apply a field's bounds; True when the value passes."""
+        problem = _bound_problem(bounds, value if isinstance(value, list) else [value])
         if problem:
             self.fail(node, path, problem)
         return problem is None
@@ -333,9 +323,35 @@ _TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", Decimal: "
                bool: "true or false", dt.datetime: "a date-time"}
 
 
+@dataclass(frozen=True)
+class _Mapping:
+    """What building a dataclass from a mapping needs, worked out once per class."""
+    cls: type
+    hints: dict[str, object]  # field name -> type; evaluating string annotations is slow
+    required: tuple[str, ...]
+    bounds: dict[str, dict]  # field name -> its min/max/pattern, for the fields that have any
+
+
 @functools.cache
-def _hints(cls: type) -> dict:
-    return typing.get_type_hints(cls)  # evaluating string annotations is slow: once per class
+def _shape(tp: typing.Any) -> tuple[str, object]:
+    """The builder method for ``tp`` and what it needs, once per type rather than once per node."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        return "_optional", next(a for a in typing.get_args(tp) if a is not type(None))
+    if origin is typing.Literal:
+        return "_literal", typing.get_args(tp)
+    if origin is list:
+        return "_list", typing.get_args(tp)[0]
+    if dataclasses.is_dataclass(tp):
+        fields = dataclasses.fields(tp)
+        bounds = {f.name: {k: v for k, v in f.metadata.items() if k in _BOUND_KEYS} for f in fields}
+        return "_dataclass", _Mapping(tp, typing.get_type_hints(tp),
+                                      tuple(f.name for f in fields if _required(f)),
+                                      {name: b for name, b in bounds.items() if b})
+    return "_scalar", tp
+
+
+_BOUND_KEYS = ("min", "max", "pattern")
 
 
 def _required(field: dataclasses.Field) -> bool:

@@ -13,12 +13,15 @@ import datetime as dt
 import sys
 import time
 
+import bench_config
 import bench_decision
 import bench_events
 import bench_memory
 import bench_overload
 import bench_pacing
+import bench_reports
 import bench_slots
+import bench_thompson
 import bench_training
 from common import ROOT, machine
 
@@ -33,9 +36,12 @@ def main() -> None:
         bench_slots.run(args.repeats),
         bench_overload.run(args.repeats),
         bench_decision.run(args.repeats + 2),
+        bench_config.run(args.repeats),
+        bench_thompson.run(args.repeats + 2),
         bench_pacing.run(),
         bench_events.run(args.repeats),
         bench_training.run(args.repeats),
+        bench_reports.run(bench_reports.LINES, args.repeats),
         bench_memory.run(args.soak_minutes),
     ]
     command = "python benchmarks/run.py" + "".join(f" {a}" for a in sys.argv[1:])

@@ -120,3 +120,40 @@ async def test_more_concurrent_calls_than_connections_wait_for_one(redis_url):
         assert all(marks) and not state.down
     finally:
         await state.close()
+
+
+async def test_redis_assigns_a_value_once_with_its_ttl(redis_url):
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
+    try:
+        assert await state.assign("ab:r:x:reader", "A", 60) == "A"
+        assert await state.assign("ab:r:x:reader", "B", 60) == "A"  # a second visit keeps the first
+        assert 59_000 < await state._redis.pttl(state._prefix + "ab:r:x:reader") <= 60_000
+    finally:
+        await state.close()
+
+
+async def test_thompson_assignments_and_counts_are_shared_by_replicas(redis_url):
+    from adserve.decision import AdNeed, Decider, Inventory
+    from adserve.ledger import Ledger as Book
+    from adserve.model import Config
+
+    from .test_decision import campaign, request
+
+    prefix = f"t{uuid.uuid4().hex}:"
+    config = Config(campaigns=[campaign(1, variants=(("A", 1.0), ("B", 1.0), ("C", 1.0)),
+                                        variant_optimization="thompson")])
+    replicas = [Decider(Inventory(config), Book("UTC"), RedisState(redis_url, prefix)) for _ in range(2)]
+    need = [AdNeed("s0", ("300x250",), None)]
+    try:
+        for n in range(12):
+            first = (await replicas[0].decide(request(user={"id": f"r{n}"}), need))["s0"].variant.id
+            again = (await replicas[1].decide(request(user={"id": f"r{n}"}), need))["s0"].variant.id
+            assert again == first
+        hit = {"type": "impression", "creative": "cr-1", "variant": "B", "token": "t1"}
+        await replicas[0].allocation.count(hit, 60)
+        await replicas[1].allocation.count(hit, 60)  # the same hit again: counted once
+        keys = [f"ab:n:cr-1:{v}:impression" for v in "ABC"]
+        assert await replicas[1].state.get_many(keys) == [0.0, 1.0, 0.0]
+    finally:
+        for replica in replicas:
+            await replica.state.close()

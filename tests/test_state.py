@@ -95,6 +95,11 @@ async def test_a_mark_is_new_once_and_can_be_forgotten(store):
     assert await store.first_time("tok:impression:n1", 600)
 
 
+async def test_an_assignment_keeps_its_first_value(store):
+    assert await store.assign("ab:r:cr1:reader", "A", 600) == "A"
+    assert await store.assign("ab:r:cr1:reader", "B", 600) == "A"
+
+
 async def test_memory_state_expires_keys_without_a_full_pass():
     now = [START]
     state = MemoryState(clock=lambda: now[0])

@@ -39,7 +39,7 @@ from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore, StateUnavailable
 from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
 from ..yamlload import MAX_KEPT
-from . import listener, pages, static, tracking
+from . import listener, pages, report_page, static, tracking
 from .auth import bearer_matches
 from .metrics import Metrics
 from .openapi import openapi_spec
@@ -442,6 +442,7 @@ def create_app(server: AdServer) -> web.Application:
 
     loader = static.add_routes(app, placements)
     pages.add_routes(app, server.catalog, loader.url, placements)
+    report_page.add_routes(app, server, os.environ.get("ADSERVE_REPORT_TOKEN"))
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app

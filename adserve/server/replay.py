@@ -87,7 +87,7 @@ class Replay:
         files = [path for path in log_files(self.folder) if path.stat().st_size > done.get(path.name, 0)]
         for event in read_events(files, types=CHARGED, skip=done):
             if event.get("counted"):
-                self._charge(event, decider.inventory.campaigns, ledger, counters)
+                self._charge(event, decider, ledger, counters)
 
     def _load(self) -> tuple[dict[str, int], list]:
         """The log offsets and the counters of the checkpoint; none when there is no readable one."""
@@ -100,16 +100,18 @@ class Replay:
             log.error("counter checkpoint %s unreadable (%s): replaying the whole log", self.checkpoint, exc)
             return {}, []
 
-    def _charge(self, event: dict, campaigns: dict, ledger: Ledger, counters: MemoryState | Replayed) -> None:
+    def _charge(self, event: dict, decider: Decider, ledger: Ledger, counters: MemoryState | Replayed) -> None:
         ts = float(event["ts"])
         if event.get("token"):
             counters.mark(tracking.token_key(event["type"], event["token"]), self.token_ttl, ts)
-        campaign = campaigns.get(event.get("campaign"))
+        campaign = decider.inventory.campaigns.get(event.get("campaign"))
         billable = event.get("billable", True)  # logs from before the field: every counted hit
         billed = isinstance(counters, MemoryState) and counters.has(bill_key(event["type"], event.get("token")))
         if campaign is not None and billable and not billed:  # billed: already in the checkpoint
             moment = ledger.moment(dt.datetime.fromtimestamp(ts, dt.timezone.utc))
-            counters.seed(ledger.charge(campaign, event["type"], event.get("user"), moment) or (), ts)
+            charges = ledger.charge(campaign, event["type"], event.get("user"), moment)
+            if charges is not None:  # what the tracker billed: the ledger's counters and the variant's
+                counters.seed(charges + decider.allocation.counters(event), ts)
 
     # -- checkpoint ---------------------------------------------------------------------------
     def save(self) -> None:

@@ -92,7 +92,9 @@ class Tracker:
         event = {"type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
                  "campaign": p.get("c"), "creative": p.get("cr"), "variant": p.get("v"), "item": hit.item,
                  "items": p.get("its") if hit.kind == "impression" else None, "url": hit.url,
-                 "bot": bool(BOT_AGENTS.search(user_agent)), "token": hit.id, "consent": p.get("k")}
+                 "bot": bool(BOT_AGENTS.search(user_agent)), "token": hit.id, "consent": p.get("k"),
+                 "placement": p.get("pl"), "strategy": p.get("st"),
+                 "sponsored": None if p.get("st") is None else p.get("c") is not None}
         key = token_key(hit.kind, hit.id)
         try:
             fresh = await self._settle(event, runtime, p.get("r"))
@@ -127,6 +129,7 @@ class Tracker:
         event["counted"], event["billable"] = counted, billable
         if billable:
             event["charge"] = runtime.decider.charge_micros(event["type"], event["campaign"])
+            await runtime.decider.allocation.count(event, self.signer.ttl)
         return fresh
 
     def _counted(self, event: dict) -> None:

@@ -66,6 +66,12 @@ class StateStore(Protocol):
     async def forget(self, key: str) -> None:
         """Drop a mark, e.g. a token whose event could not be written, so its retry counts."""
 
+    async def assign(self, key: str, value: str, ttl: int) -> str:
+        """The value kept under ``key``; ``value`` (kept for ``ttl`` seconds) when there is none.
+
+        One atomic call, so two concurrent first visits of a reader keep the same variant.
+        """
+
     async def open(self) -> bool:
         """Connect; True when the store holds nothing yet (fresh, or restarted without its data)."""
 

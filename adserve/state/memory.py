@@ -30,7 +30,7 @@ class MemoryState:
 
     def __init__(self, clock=time.time) -> None:
         self._clock = clock
-        self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires_at)
+        self._values: dict[str, tuple[float | str, float]] = {}  # key -> (value, expires_at); str: an assignment
         self._expiring: dict[int, list[str]] = {}  # minute -> keys created to expire then
         self._swept_minute = int(clock() // 60)
         self._reserved: dict[str, tuple] = {}  # reservation id -> (key, cost, key, cost, ...) it holds
@@ -107,6 +107,15 @@ class MemoryState:
 
     async def forget(self, key: str) -> None:
         self._values.pop(key, None)
+
+    async def assign(self, key: str, value: str, ttl: int) -> str:
+        now = self._clock()
+        kept = self._value(key, now)
+        if kept is None:
+            self._create(key, value, now + ttl)
+            self._sweep(now)
+            return value
+        return kept
 
     def has(self, key: str) -> bool:
         """Whether ``key`` holds a value now (a replay asks if a hit was billed before the checkpoint)."""

@@ -163,6 +163,10 @@ class RedisState:
     async def forget(self, key: str) -> None:
         await self._call(self._redis.delete(self._prefix + key))
 
+    async def assign(self, key: str, value: str, ttl: int) -> str:
+        kept = await self._call(self._redis.set(self._prefix + key, value, ex=ttl, nx=True, get=True))
+        return value if kept is None else kept.decode()
+
     async def open(self) -> bool:
         """Reach Redis again; True when it lost its data (its marker key is gone) and needs a rebuild.
 
