@@ -86,7 +86,8 @@ class AdServer:
         self.signer = Signer(secret, settings.token_ttl_seconds)
         self.discovery = CatalogDiscovery(self.catalog, functools.partial(self.metrics.count,
                                                                           self.metrics.discovery))
-        self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender, self.discovery)
+        self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender, self.discovery,
+                                unix_now)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
         self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
