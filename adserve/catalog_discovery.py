@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -41,6 +42,7 @@ REDIRECTS = (301, 302, 303, 307, 308)
 ARTICLE_TYPES = {"Article", "NewsArticle", "ReportageNewsArticle", "AnalysisNewsArticle",
                  "OpinionNewsArticle", "BackgroundNewsArticle", "BlogPosting", "Report"}
 OPEN_GRAPH = ("og:title", "og:image", "og:url", "article:section", "article:published_time")
+_SPLIT_ALTERS = re.compile(r"[\x00-\x20]")  # what urlsplit strips or removes before it parses
 
 
 class Refused(Exception):
@@ -202,7 +204,15 @@ def _decode(body: bytes, charset: str | None) -> str:
 
 
 def on_site(url: str, origins) -> str | None:
-    """``url`` without its fragment if it is http(s) on one of ``origins``, else None."""
+    """``url`` without its fragment if it is http(s) on one of ``origins``, else None.
+
+    Every slot request for an unknown page asks this, and ``urlsplit`` costs ~20 µs: a URL that
+    cannot start with an origin is refused by comparing prefixes first. That is exact only while
+    ``urlsplit`` would not alter the text (it strips and removes control characters and spaces,
+    and lowercases the scheme, hence the case-blind comparison).
+    """
+    if not _SPLIT_ALTERS.search(url) and not any(url[:len(o)].lower() == o.lower() for o in origins):
+        return None
     try:
         parts = urlsplit(url)
     except ValueError:
