@@ -30,12 +30,13 @@ class Runtime:
 
 class SlotServer:
     def __init__(self, signer: Signer, events: EventSink, catalog: Catalog,
-                 recommender: Recommender, discovery: CatalogDiscovery) -> None:
+                 recommender: Recommender, discovery: CatalogDiscovery, clock=time.time) -> None:
         self.signer = signer
         self.events = events
         self.catalog = catalog
         self.recommender = recommender
         self.discovery = discovery
+        self._clock = clock  # Unix seconds: the server's clock, which the log and tracking use too
 
     async def serve(self, runtime: Runtime, request: SlotRequest, base_url: str) -> dict:
         page = request.page
@@ -59,9 +60,10 @@ class SlotServer:
                                                      fills, request, base_url, on_page)
             logged.append(record)
         reader = request.consent.content_reader(request.user_id)  # reads train the reader's recs
-        await self.events.write({"type": "decision", "user": reader, "page": page.item_id,
+        now = self._clock()
+        await self.events.write({"ts": now, "type": "decision", "user": reader, "page": page.item_id,
                             "device": request.device, "consent": request.consent.label, "slots": logged})
-        self.recommender.record("decision", reader, page.item_id, time.time())
+        self.recommender.record("decision", reader, page.item_id, now)
         return answer
 
     def _urls(self, base_url: str, request: SlotRequest, payload: dict) -> tuple[str, str]:
