@@ -50,7 +50,7 @@ class Candidate:
         return rng.choices(self.creatives, weights=[c.weight for c in self.creatives])[0]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class Listing:
     """An active campaign as the inventory files it."""
     campaign: Campaign
@@ -60,10 +60,8 @@ class Listing:
     whole: Candidate             # with every creative: what most contexts draw, built once
     uniform: bool                # one size, every platform: wherever it matches, it is ``whole``
 
-    def candidate(self, sizes: tuple[str, ...], device: str | None) -> Candidate | None:
+    def fitting(self, sizes: tuple[str, ...], device: str | None) -> Candidate | None:
         """The campaign with its creatives that fit the slot and the device (None: none fits)."""
-        if self.uniform:
-            return self.whole
         fitting = tuple(c for c in self.whole.creatives if c.size in sizes and platform_fits(c.platform, device))
         if len(fitting) == len(self.whole.creatives):
             return self.whole
@@ -151,7 +149,7 @@ class Inventory:
         tiers: list[list[Candidate]] = []
         tier = None
         for listing in map(self._listings.__getitem__, matched):
-            candidate = listing.candidate(context.sizes, context.device)
+            candidate = listing.whole if listing.uniform else listing.fitting(context.sizes, context.device)
             if candidate is not None:
                 if listing.tier != tier:
                     tiers.append([])

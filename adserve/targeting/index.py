@@ -3,10 +3,11 @@
 An inverted index over conjunctions of attribute predicates, after Whang et al., "Indexing Boolean
 Expressions" (VLDB 2009), made exact for the rule language of ``rules.py``:
 
-- Each entry is filed, under each of its sizes, in the posting list of its most selective rule
-  only (its sections, included keywords, devices...; an entry without rules in an "any" list). A
-  context gathers the lists of its own values: the entries that pass their most selective rule,
-  a small superset of the matches.
+- Each entry is filed, under each of its sizes, in the posting lists of its most selective rule,
+  or of the pair of its two most selective rules (a section and a keyword: the conjunction's own
+  key), never of the others; an entry without rules in an "any" list. A context gathers the lists
+  of its own values: the entries that pass their most selective rules, a small superset of the
+  matches.
 - Every rule is then applied to that superset with set operations (which run in C): of the
   gathered entries that set a rule, those missing from the rule's posting lists for the
   context's values drop out; excluded keywords subtract their lists.
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import heapq
+import itertools
 import math
 from collections import defaultdict
 from dataclasses import dataclass
@@ -28,8 +30,9 @@ from typing import Iterable, Sequence
 
 from .rules import CompiledTargeting, Context
 
-_EMPTY: frozenset[int] = frozenset()
-_ANY = ("any", None)  # the primary posting of entries that set no rule
+
+
+PAIR_KEYS = 16  # most keys an entry is filed under per size, when filed by a pair of rules
 
 
 @dataclass(frozen=True)
@@ -62,18 +65,25 @@ class TargetingIndex:
             if not all(glob.endswith("*") and _prefix(glob) == glob[:-1] for glob in rules.urls):
                 self._url_checked.add(i)
         self._url_lengths = sorted({len(prefix) for prefix in self._postings.get("url", ())})
-        primary: dict[tuple, set[int]] = defaultdict(set)
+        # the attributes of the entries' most selective rules (one or two) -> (size, *values) -> entries
+        self._primary: dict[tuple[str, ...], dict[tuple, set[int]]] = defaultdict(lambda: defaultdict(set))
         for i, (entry, values) in enumerate(zip(entries, ruled_values)):
-            key = self._most_selective(values)
+            attributes = self._most_selective(values)
             for size in entry.sizes:
-                for value in values[key] if key else (None,):
-                    primary[(size, key or _ANY[0], value)].add(i)
-        self._primary = dict(primary)
+                for combination in itertools.product(*(values[a] for a in attributes)):
+                    self._primary[attributes][(size, *combination)].add(i)
 
-    def _most_selective(self, values: dict[str, frozenset]) -> str | None:
-        """The attribute whose rule lets the smallest share of its known values through."""
-        return min(values, key=lambda attribute: len(values[attribute]) / len(self._postings[attribute]),
-                   default=None)
+    def _most_selective(self, values: dict[str, frozenset]) -> tuple[str, ...]:
+        """The attributes whose rules let the smallest share of their known values through: the
+        best two together (a section and a keyword pass together far less often than either),
+        unless their values multiply past a few keys; none for an entry without rules.
+
+        A URL rule comes only alone: its prefix may be the whole site's (``https://news.example/*/a1``).
+        """
+        ranked = sorted((a for a in values if a != "url"), key=lambda a: len(values[a]) / len(self._postings[a]))
+        if len(ranked) >= 2 and len(values[ranked[0]]) * len(values[ranked[1]]) <= PAIR_KEYS:
+            return tuple(sorted(ranked[:2]))
+        return tuple(ranked[:1]) or tuple(values)
 
     def matches(self, context: Context, now: float, local: dt.datetime) -> tuple[list[int], float]:
         """The entries (by position, ascending) that match ``context`` at ``now``, and until when
@@ -83,14 +93,18 @@ class TargetingIndex:
         """
         self._activations.advance(now, local)
         values = self._context_values(context)
-        found = set().union(*(self._primary.get((size, attribute, value), _EMPTY) for size in context.sizes
-                              for attribute, given in values.items() for value in given),
-                            *(self._primary.get((size, *_ANY), _EMPTY) for size in context.sizes))
+        found = set().union(*(filed[key] for attributes, filed in self._primary.items()
+                              for combination in itertools.product(*(values[a] for a in attributes))
+                              for key in ((size, *combination) for size in context.sizes) if key in filed))
         for attribute, postings in self._postings.items():
             ruled = found & self._ruled[attribute]
             if ruled:
-                found -= ruled.difference(*(ruled & postings[value] for value in values[attribute]
-                                            if value in postings))
+                given = values[attribute]
+                if len(given) == 1:  # one value (a section, a device...): one posting list
+                    passed = postings.get(given[0])
+                    found -= ruled - passed if passed else ruled
+                else:
+                    found -= ruled.difference(*(ruled & postings[value] for value in given if value in postings))
         if context.keywords is None:
             found -= found & self._keyworded
         else:
@@ -103,10 +117,11 @@ class TargetingIndex:
         until = min(map(self._activations.edges.__getitem__, found), default=math.inf)
         return sorted(found & self._activations.live), until
 
-    def _context_values(self, context: Context) -> dict[str, Iterable]:
+    def _context_values(self, context: Context) -> dict[str, Sequence]:
         """The values a context offers each attribute (a URL offers its prefixes of indexed lengths)."""
         url = context.url
-        return {"sections": (context.section,), "keywords": context.keywords or (), "devices": (context.device,),
+        return {"sections": (context.section,), "keywords": tuple(context.keywords or ()),
+                "devices": (context.device,),
                 "countries": (context.country,), "placements": (context.placement,),
                 "url": [url[:n] for n in self._url_lengths if n <= len(url)] if url is not None else ()}
 
