@@ -55,8 +55,6 @@ class Listing:
     """An active campaign as the inventory files it."""
     campaign: Campaign
     tier: int
-    targeting: CompiledTargeting
-    flight: tuple[float, float]  # start and end, Unix seconds
     whole: Candidate             # with every creative: what most contexts draw, built once
     uniform: bool                # one size, every platform: wherever it matches, it is ``whole``
 
@@ -129,18 +127,19 @@ class Inventory:
     def __init__(self, config: Config) -> None:
         self.campaigns = {c.id: c for c in config.campaigns}
         self._listings: list[Listing] = []  # best tier first, so the index's matches come in tiers
+        entries: list[Entry] = []  # the index's, in the same order
         for campaign in sorted(config.campaigns, key=lambda c: TIERS.index(c.tier)):
             if campaign.status != "active" or campaign.weight <= 0:
                 continue
             shown = tuple(c for c in campaign.creatives if c.weight > 0)
             self._listings.append(Listing(
-                campaign, TIERS.index(campaign.tier), CompiledTargeting.compile(campaign.targeting),
-                (campaign.flight.start.timestamp(), campaign.flight.end.timestamp()),
+                campaign, TIERS.index(campaign.tier),
                 Candidate(campaign, shown, campaign.weight * max(ecpm(campaign), MIN_ECPM)),
                 len({c.size for c in shown}) == 1 and all(c.platform == "ANY" for c in shown)))
-        self._index = TargetingIndex([Entry(listing.targeting, frozenset(c.size for c in listing.whole.creatives),
-                                            listing.flight) for listing in self._listings])
-        self.reads_url = any(listing.targeting.urls for listing in self._listings)
+            entries.append(Entry(CompiledTargeting.compile(campaign.targeting), frozenset(c.size for c in shown),
+                                 (campaign.flight.start.timestamp(), campaign.flight.end.timestamp())))
+        self._index = TargetingIndex(entries)
+        self.reads_url = any(entry.rules.urls for entry in entries)  # else the URL is left out of contexts
 
     def lookup(self, context: Context, now: float, local: dt.datetime) -> tuple[list[list[Candidate]], float]:
         """The candidates of ``context`` at ``now`` by tier (best first, empty tiers left out), and
