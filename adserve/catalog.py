@@ -4,7 +4,7 @@ Items come from the shipped catalog file, from the CMS through the authenticated
 and from discovery (``catalog_discovery``), which reads the site's own pages. A slot request never
 writes here: what it says about its page is the reader's word, not the site's. Only known, live
 items are ever recommended. Upserts are appended to a journal beside the event log, so they survive
-a restart.
+a restart, and handed to ``on_change``, which shares them with the other workers and replicas.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import bisect
 import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 import orjson
 
@@ -84,6 +85,7 @@ class Catalog:
         self._journal = journal
         self._by_time = sorted((i.published, i.item_id) for i in self.items.values() if i.published is not None)
         self._urls = {i.url for i in self.items.values()}  # one item per page: discovery checks here
+        self.on_change: Callable[[Item], None] = lambda item: None  # told of each change made here
 
     @classmethod
     def load(cls, path: str | Path, journal: str | Path | None = None) -> "Catalog":
@@ -100,7 +102,11 @@ class Catalog:
         return cls(items, journal)
 
     def upsert(self, item: Item, persist: bool = True) -> None:
-        """Journal the item, then apply it: an upsert that cannot be persisted (OSError) is not applied."""
+        """Journal the item, then apply it: an upsert that cannot be persisted (OSError) is not applied.
+
+        ``persist=False``: a change made elsewhere (another worker's, read from the shared feed)
+        or rebuilt; it is neither journaled here nor passed on again.
+        """
         if persist and self._journal is not None:
             self._journal.parent.mkdir(parents=True, exist_ok=True)
             with open(self._journal, "ab") as f:
@@ -112,6 +118,8 @@ class Catalog:
             bisect.insort(self._by_time, (item.published, item.item_id))
         self.items[item.item_id] = item
         self._urls.add(item.url)
+        if persist:
+            self.on_change(item)
 
     def has_url(self, url: str) -> bool:
         """Whether an item stands (or stood) for the page at ``url``, as stored: absolute or a path."""

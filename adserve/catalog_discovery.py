@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import functools
 import logging
+import re
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -41,6 +43,7 @@ REDIRECTS = (301, 302, 303, 307, 308)
 ARTICLE_TYPES = {"Article", "NewsArticle", "ReportageNewsArticle", "AnalysisNewsArticle",
                  "OpinionNewsArticle", "BackgroundNewsArticle", "BlogPosting", "Report"}
 OPEN_GRAPH = ("og:title", "og:image", "og:url", "article:section", "article:published_time")
+_SPLIT_ALTERS = re.compile(r"[\x00-\x20]")  # what urlsplit strips or removes before it parses
 
 
 class Refused(Exception):
@@ -202,7 +205,35 @@ def _decode(body: bytes, charset: str | None) -> str:
 
 
 def on_site(url: str, origins) -> str | None:
-    """``url`` without its fragment if it is http(s) on one of ``origins``, else None."""
+    """``url`` without its fragment if it is http(s) on one of ``origins``, else None.
+
+    Every slot request for an unknown page asks this, and parsing costs ~14 µs: while the parser
+    would take the text as it stands (it strips and removes control characters and spaces), a
+    URL that starts with no origin (case-blind: the parser lowercases the scheme) is refused,
+    and one that starts with a plain origin and then a path, query or fragment is cut by hand.
+    """
+    if _SPLIT_ALTERS.search(url):
+        return _parsed_on_site(url, origins)
+    for origin in origins:
+        if url[:len(origin)].lower() == origin.lower():
+            break
+    else:
+        return None
+    if url.startswith(origin) and url[len(origin):len(origin) + 1] in ("", "/", "?", "#") and _plain(origin):
+        head, _, query = url.partition("#")[0].partition("?")
+        return f"{head}?{query}" if query else head  # an empty query goes, as the parser's does
+    return _parsed_on_site(url, origins)
+
+
+@functools.lru_cache(maxsize=64)
+def _plain(origin: str) -> bool:
+    """An origin the parser splits exactly where it ends: lowercase http(s), a bare ASCII host."""
+    scheme, _, netloc = origin.partition("://")
+    return (scheme in ("http", "https") and bool(netloc) and netloc.isascii()
+            and not _SPLIT_ALTERS.search(netloc) and not any(c in netloc for c in "/?#[]"))
+
+
+def _parsed_on_site(url: str, origins) -> str | None:
     try:
         parts = urlsplit(url)
     except ValueError:

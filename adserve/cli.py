@@ -1,4 +1,5 @@
-"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune, report, forget.
+"""The adserve command: serve, init, check, schema, simulate, train, evaluate, tune, report, forget,
+export-events.
 
 Every failure ends in one line on stderr that says what to do, never a traceback: usage errors
 exit 2 (argparse, or ``BadArgument`` for what only the config or the disk can refute), everything
@@ -36,7 +37,8 @@ class Failure(Exception):
 
 
 class BadArgument(Failure):
-    """An argument that parses but names nothing there (an unknown campaign, a missing folder)."""
+    """An argument that parses but cannot work here: it names nothing there (an unknown campaign, a
+    missing folder) or needs what the config lacks (several workers without a shared store)."""
     status = 2
 
 
@@ -78,9 +80,16 @@ def _parser() -> argparse.ArgumentParser:
                             "two weeks of simulated readers and a first model (default: off)")
     serve.add_argument("--host", help="address to listen on (default: server.host of the config)")
     serve.add_argument("--port", type=_port, help="TCP port, 1-65535 (default: server.port of the config)")
-    serve.add_argument("--writer", default=os.environ.get("ADSERVE_WRITER", "main"),
-                       help="event file suffix; give each replica its own "
-                            "(default: $ADSERVE_WRITER, else 'main')")
+    serve.add_argument("--writer", default=os.environ.get("ADSERVE_WRITER"),
+                       help="event file suffix; give each replica its own (default: $ADSERVE_WRITER, "
+                            "else 'main'; with several workers, each adds -w1, -w2 ... to it, or "
+                            "to the host name)")
+    serve.add_argument("--workers", type=_positive,
+                       help="worker processes on the port; more than one needs server.redis_url "
+                            "(default: server.workers of the config, 1)")
+    serve.add_argument("--worker", type=_positive, metavar="SLOT",
+                       help="internal: run as worker SLOT of a parent started with --workers, on "
+                            "its shared port (default: not a worker; the parent sets it)")
 
     init = command("init", "write a commented starter config for a new site")
     init.add_argument("folder", help="folder to create; must not exist yet or be empty")
@@ -106,8 +115,9 @@ def _parser() -> argparse.ArgumentParser:
                        ("tune", "choose recs settings on a validation window before the test window")):
         sub = command(name, text)
         sub.add_argument("--config", help=log_config_help)
-        sub.add_argument("--events", help="event folder or one log file "
-                                          "(default: server.event_dir of the config)")
+        sub.add_argument("--events", help="event folder, one log file, or a redis://... event stream "
+                                          "(default: server.events of the config, else its "
+                                          "server.event_dir)")
         sub.add_argument("--since", type=_day, help="first day read, YYYY-MM-DD, UTC (default: the log's first)")
         sub.add_argument("--until", type=_day, help="last day read, YYYY-MM-DD, UTC (default: the log's last)")
         sub.add_argument("--k", type=_positive, default=6, help="items scored per reader (default: %(default)s)")
@@ -131,7 +141,8 @@ def _parser() -> argparse.ArgumentParser:
     report = command("report", "delivery per campaign, creative, variant, placement, day or widget "
                                "strategy, from the event log")
     report.add_argument("--config", help=log_config_help)
-    report.add_argument("--events", help="event folder or one log file (default: server.event_dir of the config)")
+    report.add_argument("--events", help="event folder, one log file or a stream, redis://host:port/db "
+                                         "(default: the config's server.events or server.event_dir)")
     report.add_argument("--since", type=_day, help="first day, YYYY-MM-DD, UTC (default: the log's first)")
     report.add_argument("--until", type=_day, help="last day, YYYY-MM-DD, UTC (default: the log's last)")
     report.add_argument("--by", choices=GROUPINGS, default="campaign", help="rows per (default: %(default)s)")
@@ -142,6 +153,14 @@ def _parser() -> argparse.ArgumentParser:
                         help="instead of delivery rows: replay the logged fixed A/B splits under Thompson "
                              "allocation and estimate the clicks it would have gained, per creative "
                              "(default: off)")
+
+    export = command("export-events", "copy an event stream into daily JSON Lines files (resumable)")
+    export.add_argument("--config", help=log_config_help)
+    export.add_argument("--events", help="the stream, redis://host:port/db (default: server.events of "
+                                         "the config)")
+    export.add_argument("--out", default="var/events-archive",
+                        help="folder of daily files; a later run appends what the stream got since "
+                             "(default: %(default)s)")
 
     forget = command("forget", "erase a reader from the log, counters and model")
     forget.add_argument("reader", help="the reader id (the loader's adserve_reader)")
@@ -288,7 +307,7 @@ def _read(args, config):
     """(interactions, read report) of the log the command names, unreadable lines reported."""
     from .recs.train import EmptyLog, read_log
 
-    source = Path(args.events or config.server.event_dir)
+    source = _event_source(args, config)
     if not source.exists():
         raise Failure(f"{source} does not exist: --events names an event folder or one log file"
                       + ("" if args.events else " (or run `adserve simulate` first)"))
@@ -299,6 +318,16 @@ def _read(args, config):
     for file, line in report.skipped[:20]:
         print(f"skipped unreadable line {file}:{line}", file=sys.stderr)
     return data, report
+
+
+def _event_source(args, config) -> Path:
+    """The folder or file of events the command reads: a stream is first copied to local files."""
+    from .events import StreamUnreachable, open_reader
+
+    try:
+        return open_reader(args.events or config.server.events or config.server.event_dir)
+    except StreamUnreachable as exc:
+        raise Failure(f"{exc}; is the stream's Redis running?") from exc
 
 
 def _scores(args, recs, data) -> list:
@@ -397,11 +426,27 @@ def _peak_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _export_events(args) -> int:
+    from .events import StreamUnreachable, export, is_stream
+
+    stream = args.events or _load(_log_config(args.config)).config.server.events
+    if not is_stream(stream):
+        raise Failure("no event stream: give --events redis://host:port/db, or set server.events")
+    try:
+        done = export(stream, args.out)
+    except StreamUnreachable as exc:
+        raise Failure(f"{exc}; is the stream's Redis running?") from exc
+    print(f"exported {done.written} events into {args.out} ({done.duplicates} duplicates dropped, "
+          f"{done.unreadable} unreadable entries); the next run resumes after entry {done.position}")
+    return 0
+
+
 def _forget(args) -> int:
     from .retention import forget
 
     settings = _load(args.config).config.server
-    print(forget(args.reader, settings.event_dir, settings.model_path, settings.redis_url).report())
+    print(forget(args.reader, settings.event_dir, settings.model_path, settings.redis_url,
+                 settings.events).report())
     return 0
 
 
@@ -415,7 +460,7 @@ def _report(args) -> int:
     if args.config and not Path(args.config).is_dir():
         raise BadArgument(f"config folder '{args.config}' not found")
     config = _load(_log_config(args.config)).config
-    source = Path(args.events or config.server.event_dir)
+    source = _event_source(args, config)
     if not source.exists():
         raise BadArgument(f"{source} does not exist: --events names an event folder or one log file")
     if args.replay_thompson:
@@ -435,14 +480,15 @@ def _report(args) -> int:
 
 
 def _serve(args) -> int:
-    import asyncio
-
-    from .server import listener
-    from .server.app import AdServer, create_app, secret_from_env
+    from .tokens import secret_from_env
 
     config_dir = args.config or (str(DEMO_CONFIG) if args.demo else DEFAULT_CONFIG)
     loaded = _load(config_dir)
     settings = loaded.config.server
+    workers = args.workers or settings.workers
+    if workers > 1 and not settings.redis_url:
+        raise BadArgument(f"{workers} workers need state they all share: set server.redis_url in the config "
+                     "(e.g. 'server: {redis_url: redis://127.0.0.1:6379/0}'), or run one worker")
     try:
         secret = secret_from_env(args.demo, Path(settings.event_dir).parent)
     except ValueError as exc:
@@ -451,12 +497,38 @@ def _serve(args) -> int:
         raise Failure("server.public_url is not set: tracking URLs would copy any request's Host "
                       "header (set it, or run with --demo)")
     host, port = args.host or settings.host, args.port or settings.port
-    sock = _listen(host, port)
+    if args.worker is not None:  # one of several workers: its own socket on the shared port
+        return _serve_one(args, config_dir, loaded, secret, _listen(host, port, shared=True), args.writer)
+    if workers == 1:
+        sock = _listen(host, port)
+        if args.demo:
+            _bootstrap_demo(config_dir, loaded.config)
+        return _serve_one(args, config_dir, loaded, secret, sock, args.writer or "main")
+    from .server.workers import Supervisor, worker_command, writer_name
+
+    port_holder = _listen(host, port, shared=True, listen=False)
     if args.demo:
         _bootstrap_demo(config_dir, loaded.config)
-    server = AdServer(config_dir, loaded, secret, writer=args.writer,
+    logging.getLogger("adserve").info("serving on http://%s:%d with %d workers", host, port, workers)
+    return Supervisor(workers, lambda slot: worker_command(
+        slot, config_dir, host, port, writer_name(args.writer, slot), args.demo), port_holder).run()
+
+
+def _serve_one(args, config_dir: str, loaded, secret: bytes, sock: socket.socket, writer: str) -> int:
+    """Run the server in this process until SIGTERM or SIGINT."""
+    import asyncio
+
+    from .server import listener
+    from .server.app import AdServer, create_app
+    from .server.workers import tag_logs
+
+    settings = loaded.config.server
+    if args.worker is not None:
+        tag_logs(writer)
+    server = AdServer(config_dir, loaded, secret, writer=writer,
                       cms_token=os.environ.get("ADSERVE_CMS_TOKEN"),
                       admin_token=os.environ.get("ADSERVE_ADMIN_TOKEN"))
+    host, port = sock.getsockname()[:2]
     asyncio.run(listener.serve(
         create_app(server), sock, settings.max_connections, settings.head_timeout_seconds,
         on_refusal=lambda: server.metrics.count(server.metrics.shed, "connections"),
@@ -464,17 +536,38 @@ def _serve(args) -> int:
     return 0
 
 
-def _listen(host: str, port: int) -> socket.socket:
-    """The bound listening socket, made before anything starts so a taken port is one line."""
+def _listen(host: str, port: int, shared: bool = False, listen: bool = True) -> socket.socket:
+    """The bound socket, made before anything starts so a taken port is one line.
+
+    ``shared``: several workers bind the port (SO_REUSEPORT); the parent of workers binds it too,
+    without listening, only to hold it.
+    """
     try:
         family, _, _, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
                                                       flags=socket.AI_PASSIVE)[0]
-        return socket.create_server(address, family=family)
+        sock = socket.socket(family, socket.SOCK_STREAM)
     except OSError as exc:
-        reason = os.strerror(exc.errno) if (exc.errno or 0) > 0 else exc.strerror or str(exc)
-        hint = {errno.EADDRNOTAVAIL: " (is it an address of this machine?)",
-                errno.EADDRINUSE: " (--port chooses another)"}.get(exc.errno, "")
-        raise Failure(f"cannot listen on {host}:{port}: {reason}{hint}") from exc
+        raise _listen_failure(host, port, exc) from exc
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if shared:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(address)
+        if listen:
+            sock.listen()
+    except OSError as exc:
+        sock.close()
+        raise _listen_failure(host, port, exc) from exc
+    return sock
+
+
+def _listen_failure(host: str, port: int, exc: OSError) -> Failure:
+    reason = os.strerror(exc.errno) if (exc.errno or 0) > 0 else exc.strerror or str(exc)
+    hint = {errno.EADDRNOTAVAIL: " (is it an address of this machine?)",
+            errno.EADDRINUSE: " (--port chooses another)"}.get(exc.errno, "")
+    return Failure(f"cannot listen on {host}:{port}: {reason}{hint}")
 
 
 def _bootstrap_demo(config_dir: str, config) -> None:
@@ -494,7 +587,7 @@ def _bootstrap_demo(config_dir: str, config) -> None:
 
 COMMANDS = {"serve": _serve, "init": _init, "check": _check, "schema": _schema,
             "simulate": _simulate, "train": _train, "evaluate": _evaluate, "tune": _tune,
-            "report": _report, "forget": _forget}
+            "report": _report, "export-events": _export_events, "forget": _forget}
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -125,6 +125,9 @@ def validate(config: Config, sources: Sources) -> Iterator[ConfigError]:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         yield sources.error(config.site, "timezone", f"unknown timezone '{config.site.timezone}'")
     yield from _check_unique_ids(config, sources)
+    if config.server.events and not config.server.redis_url:
+        yield sources.error(config.server, "events", "an event stream needs server.redis_url too: "
+                            "each replica's embedded counters would replay only its own local events")
     for campaign in config.campaigns:
         yield from (sources.error(campaign.targeting, "placements", f"unknown placement '{name}'")
                     for name in campaign.targeting.placements if name not in config.placements)

@@ -8,9 +8,11 @@ that fit the slot share its draws by their own weights. Variants are sticky per 
 (split by weight, or by Thompson allocation: ``variant_allocation.py``). A page never shows
 the same campaign twice (nor, when the site asks, the same advertiser).
 
-Flight, platform and targeting depend on the page context and the time, never on the reader,
-so their outcome is kept per context until a flight or daypart window of a candidate starts or
-ends: the next reader of that article only draws and reads counters.
+Flight, platform and targeting depend on the page context and the time, never on the reader.
+The targeting index finds a context's campaigns in time that grows with the matches, not the
+book; the outcome is also kept per context (least recently used dropped) until a flight or
+daypart window of a candidate starts or ends: the next reader of that article only draws and
+reads counters.
 """
 
 from __future__ import annotations
@@ -19,10 +21,9 @@ import bisect
 import datetime as dt
 import hashlib
 import itertools
-import math
 import random
 import secrets
-from collections import defaultdict
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -30,7 +31,7 @@ from .ledger import Ledger, Moment, bounded, spend_micros
 from .model import TIERS, Campaign, Config, Creative, Variant
 from .request import SlotRequest
 from .state import CUT, Option, StateStore
-from .targeting import CompiledTargeting, platform_fits
+from .targeting import CompiledTargeting, Context, Entry, TargetingIndex, platform_fits
 from .variant_allocation import VariantAllocation
 
 
@@ -51,14 +52,20 @@ class Candidate:
         return rng.choices(self.creatives, weights=[c.weight for c in self.creatives])[0]
 
 
-@dataclass(frozen=True, eq=False)  # hashed by identity: a context's checks are kept per listing
+@dataclass(frozen=True, slots=True)
 class Listing:
-    """An active campaign as the inventory files it, under each size it has a creative of."""
+    """An active campaign as the inventory files it."""
     campaign: Campaign
     tier: int
-    targeting: CompiledTargeting
-    flight: tuple[float, float]  # start and end, Unix seconds
     whole: Candidate             # with every creative: what most contexts draw, built once
+    uniform: bool                # one size, every platform: wherever it matches, it is ``whole``
+
+    def fitting(self, sizes: tuple[str, ...], device: str | None) -> Candidate | None:
+        """The campaign with its creatives that fit the slot and the device (None: none fits)."""
+        fitting = tuple(c for c in self.whole.creatives if c.size in sizes and platform_fits(c.platform, device))
+        if len(fitting) == len(self.whole.creatives):
+            return self.whole
+        return Candidate(self.campaign, fitting, self.whole.score) if fitting else None
 
 
 @dataclass(slots=True)
@@ -88,7 +95,7 @@ def ecpm(campaign: Campaign) -> float:
 MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free campaigns
 WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random order
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
-CONTEXTS = 8192   # page contexts whose targeting outcome is kept (oldest dropped first)
+CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
 
 
 class Group:
@@ -99,12 +106,16 @@ class Group:
         self.cumulative = list(itertools.accumulate(c.score for c in candidates))
         self.total = self.cumulative[-1] if candidates else 0.0
 
-    def draw(self, rng: random.Random, n: int) -> list[Candidate]:
-        """``n`` weighted draws with repeats dropped, in draw order."""
+    def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
+        """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
+        takes the first draw that fits (the embedded one) stops drawing there."""
         last = len(self.candidates) - 1
-        drawn = [self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
-                 for _ in range(n)]
-        return drawn if n == 1 else list(dict.fromkeys(drawn))
+        drawn: set[Candidate] = set()
+        for _ in range(n):
+            candidate = self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
+            if candidate not in drawn:
+                drawn.add(candidate)
+                yield candidate
 
     def order(self, rng: random.Random) -> list[Candidate]:
         """All candidates in a weighted random order (Efraimidis-Spirakis keys; zero weights last)."""
@@ -113,39 +124,43 @@ class Group:
 
 
 class Inventory:
-    """The active campaigns of one config, indexed by size, then targeted section, then tier.
+    """The active campaigns of one config, in a targeting index.
 
-    A lookup reads the lists for the page's section and for untargeted campaigns, never the
-    whole book. Weight 0 (of a campaign or a creative) is never filed: it never serves.
+    A lookup asks the index which campaigns match a context: it never reads the whole book.
+    Weight 0 (of a campaign or a creative) is never filed: it never serves.
     """
 
     def __init__(self, config: Config) -> None:
         self.campaigns = {c.id: c for c in config.campaigns}
-        self._index: dict[tuple[str, str | None], dict[int, list[tuple[Listing, Creative]]]] = (
-            defaultdict(lambda: defaultdict(list)))
-        self.reads_url = False  # whether any targeting looks at the page URL
-        for campaign in config.campaigns:
+        self._listings: list[Listing] = []  # best tier first, so the index's matches come in tiers
+        entries: list[Entry] = []  # the index's, in the same order
+        for campaign in sorted(config.campaigns, key=lambda c: TIERS.index(c.tier)):
             if campaign.status != "active" or campaign.weight <= 0:
                 continue
-            compiled = CompiledTargeting.compile(campaign.targeting)
-            self.reads_url |= compiled.url_pattern is not None
             shown = tuple(c for c in campaign.creatives if c.weight > 0)
-            listing = Listing(campaign, TIERS.index(campaign.tier), compiled,
-                              (campaign.flight.start.timestamp(), campaign.flight.end.timestamp()),
-                              Candidate(campaign, shown, campaign.weight * max(ecpm(campaign), MIN_ECPM)))
-            for creative in shown:
-                for section in compiled.sections or (None,):
-                    self._index[(creative.size, section)][listing.tier].append((listing, creative))
+            self._listings.append(Listing(
+                campaign, TIERS.index(campaign.tier),
+                Candidate(campaign, shown, campaign.weight * max(ecpm(campaign), MIN_ECPM)),
+                len({c.size for c in shown}) == 1 and all(c.platform == "ANY" for c in shown)))
+            entries.append(Entry(CompiledTargeting.compile(campaign.targeting), frozenset(c.size for c in shown),
+                                 (campaign.flight.start.timestamp(), campaign.flight.end.timestamp())))
+        self._index = TargetingIndex(entries)
+        self.reads_url = any(entry.rules.urls for entry in entries)  # else the URL is left out of contexts
 
-    def lookup(self, sizes: tuple[str, ...],
-               section: str | None) -> dict[int, list[tuple[Listing, Creative]]]:
-        """Creatives by tier for these sizes: of untargeted campaigns and those aimed at ``section``."""
-        by_tier: dict[int, list[tuple[Listing, Creative]]] = defaultdict(list)
-        for size in sizes:
-            for key in ((size, None), (size, section)) if section else ((size, None),):
-                for tier, listed in self._index.get(key, {}).items():
-                    by_tier[tier].extend(listed)
-        return by_tier
+    def lookup(self, context: Context, now: float, local: dt.datetime) -> tuple[list[list[Candidate]], float]:
+        """The candidates of ``context`` at ``now`` by tier (best first, empty tiers left out), and
+        until when they hold: the next flight or daypart edge of a campaign the context targets."""
+        matched, until = self._index.matches(context, now, local)
+        tiers: list[list[Candidate]] = []
+        tier = None
+        for listing in map(self._listings.__getitem__, matched):
+            candidate = listing.whole if listing.uniform else listing.fitting(context.sizes, context.device)
+            if candidate is not None:
+                if listing.tier != tier:
+                    tiers.append([])
+                    tier = listing.tier
+                tiers[-1].append(candidate)
+        return tiers, until
 
 
 class _Page:
@@ -181,10 +196,11 @@ class Decider:
         self.unique_advertiser = unique_advertiser
         self.rng = rng or random.Random()
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
-        self._contexts: dict[tuple, _Targeted] = {}
+        self._contexts: OrderedDict[Context, _Targeted] = OrderedDict()  # least recently used first
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
+        self._names: dict[int, tuple[str, ...]] = {}  # campaign id -> what it takes on a page
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
@@ -236,7 +252,7 @@ class Decider:
                     seen.append((candidate, option))
                     yield option
                     unbounded |= not option.checks
-            if len(ranked) < len(group.candidates) or (unbounded and tier + 1 < len(tiers)):
+            if not whole or (unbounded and tier + 1 < len(tiers)):  # draws never cover a big tier
                 seen.append((tier, CUT))  # (unless a need before it takes that option: then ask again)
                 yield CUT
             if unbounded:
@@ -244,14 +260,17 @@ class Decider:
 
     def _option(self, campaign: Campaign, page: _Page) -> Option | None:
         """The campaign as the store sees it (None: it may not serve this reader); once per page."""
-        if campaign.id in page.options:
-            return page.options[campaign.id]
-        names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser else (f"c{campaign.id}",)
-        limits = self.ledger.limits(campaign, page.reader, page.moment) if bounded(campaign) else ()
+        option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
+        if option is not self:
+            return option
+        names = self._names.get(campaign.id)
+        if names is None:
+            names = self._names[campaign.id] = (f"c{campaign.id}", f"a:{campaign.advertiser}") \
+                if self.unique_advertiser else (f"c{campaign.id}",)
+        bounds = self.ledger.reservable(campaign, page.reader, page.moment) if bounded(campaign) else ((), ())
         option = None
-        if limits is not None:
-            checks = tuple(limit for limit in limits if limit.limit is not None)
-            holds = tuple(check for check in checks if check.event == "impression")
+        if bounds is not None:
+            checks, holds = bounds
             option = Option(names, checks, holds, f"{page.reservation}{campaign.id}" if holds else None)
         page.options[campaign.id] = option
         return option
@@ -281,37 +300,21 @@ class Decider:
 
         The context is everything targeting reads: sizes, placement, section, keywords, URL
         (when some campaign targets URLs), device and country. Readers and counters are not.
+        The most recently used contexts are kept: an article read now is likely read again soon.
         """
         request = page.request
-        key = (need.sizes, need.placement, request.page.section, request.page.keywords,
-               request.page.url if self.inventory.reads_url else None, request.device, request.country)
-        known = self._contexts.get(key)
+        context = Context(need.sizes, need.placement, request.page.section, request.page.keywords,
+                          request.page.url if self.inventory.reads_url else None, request.device, request.country)
+        known = self._contexts.get(context)
         if known is not None and known.since <= page.now < known.until:
+            self._contexts.move_to_end(context)
             return known
-        if known is None and len(self._contexts) >= CONTEXTS:
-            del self._contexts[next(iter(self._contexts))]
-        edges = [math.inf]
-        tiers = []
-        for _tier, listed in sorted(self.inventory.lookup(need.sizes, request.page.section).items()):
-            fitting: dict[Listing, list[Creative] | None] = {}  # None: the campaign does not match
-            for listing, creative in listed:
-                if listing not in fitting:
-                    start, end = listing.flight
-                    edges += [edge for edge in (start, end) if edge > page.now]
-                    if listing.targeting.dayparts:
-                        edges.append(listing.targeting.daypart_change(page.local))
-                    fitting[listing] = [] if start <= page.now < end and listing.targeting.matches(
-                        request, need.placement, page.local) else None
-                creatives = fitting[listing]
-                if creatives is not None and platform_fits(creative.platform, request.device):
-                    creatives.append(creative)
-            passed = [listing.whole if len(creatives) == len(listing.whole.creatives)
-                      else Candidate(listing.campaign, tuple(creatives), listing.whole.score)
-                      for listing, creatives in fitting.items() if creatives]
-            if passed:
-                tiers.append(Group(passed))
-        self._contexts[key] = _Targeted(page.now, min(edges), tuple(tiers))
-        return self._contexts[key]
+        tiers, until = self.inventory.lookup(context, page.now, page.local)
+        self._contexts[context] = known = _Targeted(page.now, until, tuple(map(Group, tiers)))
+        self._contexts.move_to_end(context)
+        if len(self._contexts) > CONTEXTS:
+            self._contexts.popitem(last=False)
+        return known
 
     def variant(self, creative: Creative, user: str | None) -> Variant:
         """Weighted choice, sticky per reader: the same reader always sees the same variant.

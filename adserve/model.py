@@ -261,6 +261,14 @@ class Server:
     body_timeout_seconds: float = field(default=10.0, metadata=doc(
         "Time to send a request body once its handler reads it; then 408.", min=0.1))
     redis_url: str | None = field(default=None, metadata=doc("Shared state for several replicas."))
+    events: str | None = field(default=None, metadata=doc(
+        "Event sink: none for JSON Lines files in event_dir (one per replica and day); a "
+        "redis://host:port/db URL for one Redis stream that every replica appends to (event_dir "
+        "then holds only what waits for the stream while it is unreachable). Needs redis_url.",
+        pattern=r"(redis|rediss|unix)://.+"))
+    workers: int = field(default=1, metadata=doc(
+        "Worker processes answering on the port (--workers); more than one needs redis_url.",
+        min=1, max=256))
     reservation_seconds: int = field(default=300, metadata=doc(
         "How long an answered ad holds its share of caps and budgets waiting for its impression "
         "pixel; then the share is released (a later pixel is billable only if the limit still "

@@ -1,10 +1,10 @@
 """How long adserve keeps what it knows about a reader: retention by age, and erasure on request.
 
 A reader id lives in three places: the raw event files (and the parse cache training keeps of
-them, and the reports' daily rollups of their hashes), the per-reader frequency-cap counters and A/B
-variant assignments (in Redis, or in the embedded store's checkpoint),
-and the model's per-reader table. Budgets, pacing
-and the catalog carry no reader id, so neither deleting old files nor forgetting a reader
+them, the reports' daily rollups of their hashes; with an event stream, the stream and this host's
+copy of it), the per-reader frequency-cap counters and A/B variant assignments (in Redis, or in the
+embedded store's checkpoint), and the model's per-reader table. Budgets, pacing and the catalog
+carry no reader id, so neither deleting old files nor forgetting a reader
 changes a campaign's lifetime counters.
 
 Erasure rewrites the id in place, byte for byte the same length (``"user":null`` padded with
@@ -25,7 +25,7 @@ from pathlib import Path
 import orjson
 
 from . import checkpoint
-from .events import log_files
+from .events import local_copy, log_files
 from .ledger import reader_keys
 from .recs.artifact import ArtifactError, ModelArtifact
 from .recs.matrix import cache_for
@@ -49,6 +49,7 @@ class Erasure:
     reader: str
     events: int = 0
     files: list[str] = field(default_factory=list)
+    stream: int | None = None  # events erased in the event stream; None: no stream
     counters: list[str] | None = None  # None: counters are in-process (no Redis to erase from)
     checkpointed: list[str] = field(default_factory=list)  # removed from the embedded store's checkpoint
     model: str | None = None
@@ -58,6 +59,9 @@ class Erasure:
                  f"  event log: reader id removed from {self.events} events in {len(self.files)} files"
                  " (the events stay, so totals do not change)"]
         lines += [f"    {name}" for name in self.files]
+        if self.stream is not None:
+            lines.append(f"  event stream: reader id removed from {self.stream} events (archives written "
+                         "by export-events before now are not changed)")
         if self.counters is None:
             lines.append(f"  counters: deleted {len(self.checkpointed)} frequency-cap counters and variant assignments from the "
                          "embedded store's checkpoint (a server running now still holds them in memory "
@@ -69,14 +73,19 @@ class Erasure:
 
 
 def forget(reader: str, event_dir: str | Path, model_path: str | Path,
-           redis_url: str | None = None) -> Erasure:
-    """Erase ``reader`` from the event log, the shared counters and the model's tables."""
+           redis_url: str | None = None, stream: str | None = None) -> Erasure:
+    """Erase ``reader`` from the event log (and stream), the shared counters and the model's tables."""
     erasure = Erasure(reader)
-    for path in log_files(event_dir) if Path(event_dir).is_dir() else []:
+    folders = [Path(event_dir)] + ([local_copy(stream, event_dir)] if stream else [])
+    for path in [path for folder in folders if folder.is_dir() for path in log_files(folder)]:
         if erased := _erase_in_file(path, reader):
             erasure.events += erased
             erasure.files.append(str(path))
             _drop_parse_cache(path)
+    if stream:
+        from .events.redis_stream import erase_reader
+
+        erasure.stream = erase_reader(stream, reader)
     if redis_url:
         erasure.counters = asyncio.run(_forget_counters(redis_url, reader))
     elif Path(event_dir).is_dir():

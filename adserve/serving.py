@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from .catalog import Catalog, absolute
 from .catalog_discovery import CatalogDiscovery
 from .decision import AdNeed, Decider, Fill
-from .events import EventLog
+from .events import EventSink
 from .model import Config, Placement
 from .recs.recommender import Recommender
 from .request import Slot, SlotRequest
@@ -29,13 +29,14 @@ class Runtime:
 
 
 class SlotServer:
-    def __init__(self, signer: Signer, events: EventLog, catalog: Catalog,
-                 recommender: Recommender, discovery: CatalogDiscovery) -> None:
+    def __init__(self, signer: Signer, events: EventSink, catalog: Catalog,
+                 recommender: Recommender, discovery: CatalogDiscovery, clock=time.time) -> None:
         self.signer = signer
         self.events = events
         self.catalog = catalog
         self.recommender = recommender
         self.discovery = discovery
+        self._clock = clock  # Unix seconds: the server's clock, which the log and tracking use too
 
     async def serve(self, runtime: Runtime, request: SlotRequest, base_url: str) -> dict:
         page = request.page
@@ -59,9 +60,10 @@ class SlotServer:
                                                      fills, request, base_url, on_page)
             logged.append(record)
         reader = request.consent.content_reader(request.user_id)  # reads train the reader's recs
-        self.events.append({"type": "decision", "user": reader, "page": page.item_id,
+        now = self._clock()
+        await self.events.write({"ts": now, "type": "decision", "user": reader, "page": page.item_id,
                             "device": request.device, "consent": request.consent.label, "slots": logged})
-        self.recommender.record("decision", reader, page.item_id, time.time())
+        self.recommender.record("decision", reader, page.item_id, now)
         return answer
 
     def _urls(self, base_url: str, request: SlotRequest, payload: dict) -> tuple[str, str]:

@@ -14,8 +14,10 @@ import binascii
 import hashlib
 import hmac
 import itertools
+import os
 import secrets
 import time
+from pathlib import Path
 
 import orjson
 
@@ -87,3 +89,26 @@ class Signer:
         if self._clock() - issued > self.ttl:
             raise TokenError("token expired", 410)
         return payload
+
+
+def secret_from_env(demo: bool, var_dir: Path) -> bytes:
+    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo).
+
+    A missing or short secret is a ``ValueError`` whose one-line message says how to make one.
+    """
+    value = os.environ.get("ADSERVE_SECRET")
+    make = "python -c 'import secrets; print(secrets.token_hex(32))'"
+    if value and len(value.encode()) < MIN_SECRET_BYTES:
+        raise ValueError(f"ADSERVE_SECRET is {len(value.encode())} bytes; it must be at least "
+                         f"{MIN_SECRET_BYTES} random bytes: export ADSERVE_SECRET=$({make})")
+    if value:
+        return value.encode()
+    if not demo:
+        raise ValueError(f"ADSERVE_SECRET is not set: export ADSERVE_SECRET=$({make}) "
+                         "(32+ random bytes), or run with --demo for a local demo")
+    path = var_dir / "demo-secret"
+    if not path.exists():
+        var_dir.mkdir(parents=True, exist_ok=True)
+        path.write_text(os.urandom(32).hex())
+        path.chmod(0o600)
+    return path.read_text().strip().encode()

@@ -46,12 +46,17 @@ def log_rate(n: int = 200_000) -> tuple[float, float]:
     return ours, floor
 
 
-def token_script(run: int, count: int = TOKENS_PER_RUN):
-    """A wrk script walking ``count`` fresh impression tokens: no hit is a replay."""
+def token_paths(run: int, count: int) -> list[str]:
+    """``count`` impression pixel paths, each with a fresh token: no hit is a replay."""
     signer = Signer(SECRET.encode(), 86400)
     ad = {"c": 12174, "cr": "12174-300x250", "v": "A", "s": "side", "p": "world-0008",
           "l": "https://harborbank.example/"}
-    paths = [f"/t/i?t={signer.sign({**ad, 'u': f'reader-{run}-{n}'})}" for n in range(count)]
+    return [f"/t/i?t={signer.sign({**ad, 'u': f'reader-{run}-{n}'})}" for n in range(count)]
+
+
+def token_script(run: int, count: int = TOKENS_PER_RUN):
+    """A wrk script walking ``count`` fresh impression tokens."""
+    paths = token_paths(run, count)
     script = OUT / f"impressions-{run}.lua"
     script.write_text("local paths = {" + ",".join(f'"{p}"' for p in paths) + "}\n"
                       "local n = 0\nrequest = function()\n  n = n + 1\n"

@@ -15,6 +15,7 @@ import time
 
 import bench_config
 import bench_decision
+import bench_event_sink
 import bench_events
 import bench_memory
 import bench_overload
@@ -23,6 +24,7 @@ import bench_reports
 import bench_slots
 import bench_thompson
 import bench_training
+import bench_workers
 from common import ROOT, machine
 
 
@@ -35,11 +37,13 @@ def main() -> None:
     sections = [
         bench_slots.run(args.repeats),
         bench_overload.run(args.repeats),
+        bench_workers.run(args.repeats),
         bench_decision.run(args.repeats + 2),
         bench_config.run(args.repeats),
         bench_thompson.run(args.repeats + 2),
         bench_pacing.run(),
         bench_events.run(args.repeats),
+        bench_event_sink.run(args.repeats),
         bench_training.run(args.repeats),
         bench_reports.run(bench_reports.LINES, args.repeats),
         bench_memory.run(args.soak_minutes),

@@ -89,10 +89,12 @@ def require(binary: str) -> str:
     return path
 
 
-def start_redis(port: int, folder: Path) -> subprocess.Popen:
-    """A redis-server without persistence on a loopback port, once it accepts connections."""
+def start_redis(port: int, folder: Path, durable: bool = False) -> subprocess.Popen:
+    """A redis-server on a loopback port, once it accepts connections: without persistence, or
+    ``durable`` (every write in its append-only file before its reply, as an event stream's)."""
+    persistence = ["--appendonly", "yes", "--appendfsync", "always"] if durable else ["--appendonly", "no"]
     process = subprocess.Popen([require("redis-server"), "--port", str(port), "--bind", "127.0.0.1",
-                                "--save", "", "--appendonly", "no", "--dir", str(folder)],
+                                "--save", "", *persistence, "--dir", str(folder)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:

@@ -50,9 +50,10 @@ class LiveServer:
     """Runs the server in ``folder`` (holding config/, var/ appears beside it)."""
 
     def __init__(self, folder: Path, port: int | None = None, config: Path | None = None,
-                 options: tuple[str, ...] = ()) -> None:
+                 options: tuple[str, ...] = (), env: dict | None = None) -> None:
         self.folder = Path(folder)
         self.options = options
+        self.env = env or {}
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.process: subprocess.Popen | None = None
@@ -61,7 +62,7 @@ class LiveServer:
         with_public_url(self.folder / "config", self.url)
 
     def start(self, timeout: float = 60) -> "LiveServer":
-        env = {**os.environ, "ADSERVE_SECRET": SECRET, "PYTHONPATH": str(REPO)}
+        env = {**os.environ, "ADSERVE_SECRET": SECRET, "PYTHONPATH": str(REPO), **self.env}
         self.log = open(self.folder / "server.log", "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "adserve.cli", "serve", "--config", "config", "--port", str(self.port),

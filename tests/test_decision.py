@@ -10,6 +10,7 @@ from collections import Counter
 
 import pytest
 
+from adserve import decision
 from adserve.decision import DRAWS, AdNeed, Decider, Inventory
 from adserve.ledger import Ledger
 from adserve.model import (Campaign, Config, Creative, Daypart, Flight, FrequencyCap, KeywordRule,
@@ -218,6 +219,18 @@ def test_targeting_outcome_is_reused_until_a_daypart_edge():
     assert fill_ids(d, request(device="mobile")) == [1] and len(looked_up) == 2  # another context
     clock.advance(minutes=1)
     assert fill_ids(d, readers[0]) == [None]  # the window's end was an edge of the kept outcome
+
+
+def test_kept_contexts_drop_the_least_recently_used(monkeypatch):
+    """An article read again stays kept while contexts read once pass through (FIFO dropped it)."""
+    monkeypatch.setattr(decision, "CONTEXTS", 2)
+    d = decider([campaign(1)])
+    looked_up = []
+    original = d.inventory.lookup
+    d.inventory.lookup = lambda *a: looked_up.append(a) or original(*a)
+    for section in ("a", "b", "a", "c", "a", "b"):
+        assert fill_ids(d, request(page={"section": section})) == [1]
+    assert len(looked_up) == 4  # a, b, c, then b again: "a" was never dropped
 
 
 def test_a_daypart_edge_after_a_dst_jump_is_in_local_time():

@@ -14,7 +14,10 @@ import re
 import orjson
 import pytest
 from aiohttp import web
+from hypothesis import example, given, settings
+from hypothesis import strategies as st
 
+from adserve.catalog_discovery import _parsed_on_site, on_site
 from adserve.server.app import SERVER, create_app
 
 from .conftest import EXAMPLE_REQUEST
@@ -203,3 +206,37 @@ async def test_pages_are_fetched_no_faster_than_the_rate(adserver, site):
     await asyncio.wait_for(first_discovered(), 30)
     await asyncio.sleep(0.3)  # long enough for a worker without a rate limit to take the next page
     assert server.discovery.pending == 1 and "ld" not in server.catalog.items
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("https://news.example/a/b?x=1#top", "https://news.example/a/b?x=1"),
+    ("HTTPS://news.example/a", "https://news.example/a"),       # the scheme is case-blind
+    (" https://news.example/a\n", "https://news.example/a"),    # what URL parsers strip
+    ("https://news.ex\tample/a", "https://news.example/a"),     # ... and remove
+    ("http://127.0.0.1:8080?q#f", "http://127.0.0.1:8080?q"),
+    ("https://news.example.evil.example/a", None),
+    ("https://news.example@evil.example/a", None),
+    ("https://evil.example/https://news.example/a", None),
+    ("http://news.example/a", None),
+    ("https://news.example:443/a", None),
+    ("https://NEWS.example/a", None),
+    ("/a/b", None),
+])
+def test_what_counts_as_a_page_of_the_site(url, expected):
+    """The quick refusal of other sites' URLs agrees with the parser on what the parser alters."""
+    assert on_site(url, ["https://news.example", "http://127.0.0.1:8080"]) == expected
+
+
+ORIGINS = ["https://news.example", "http://127.0.0.1:8080", "HTTP://Upper.example", "http://[::1]:8080",
+           "https://slash.example/", "http://bücher.example", "http://user@at.example"]
+
+
+@given(st.lists(st.sampled_from(ORIGINS), min_size=1, max_size=3),
+       st.sampled_from(ORIGINS + ["http://", "HTTPS://news.EXAMPLE", " https://news.example", ""]),
+       st.text(st.sampled_from("/?#:@[].aA1 \t\n\x00é%"), max_size=12))
+@example(["https://news.example"], "https://news.example", "/a?#b")  # an empty query goes
+@example(["https://news.example"], "https://news.example", "?")
+@settings(max_examples=300)
+def test_the_quick_paths_agree_with_the_parser(origins, start, rest):
+    """Prefix checks stand in for parsing only where they cannot differ from it."""
+    assert on_site(start + rest, origins) == _parsed_on_site(start + rest, origins)

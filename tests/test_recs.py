@@ -246,6 +246,19 @@ async def test_fallback_chain_without_a_model(aiohttp_client, make_server):
     assert response["strategy"] == "popular" and len(response["items"]) == 6
 
 
+async def test_a_page_view_heats_its_article_at_the_servers_clock(aiohttp_client, make_server, clock):
+    """Reads and clicks share one clock (the injected one in tests, replays of the log too)."""
+    server = make_server()
+    client = await aiohttp_client(create_app(server))
+    heated = []
+    record = server.recommender.record
+    server.recommender.record = lambda kind, user, item, ts: heated.append((kind, item, ts)) or record(
+        kind, user, item, ts)
+    page = next(iter(server.catalog.items))
+    await widget(client, recs_request("reader-1", page))
+    assert heated == [("decision", page, clock().timestamp())]
+
+
 async def test_new_reader_is_folded_in_from_recent_clicks(recs_client):
     client, server = recs_client
     newcomer = "reader-brand-new"

@@ -8,10 +8,12 @@ are. A share of each widget goes to fresh articles that have had no time to coll
 
 from __future__ import annotations
 
+import itertools
 import random
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
+from typing import Iterable
 
 import numpy as np
 
@@ -153,9 +155,9 @@ class Recommender:
         self._explore(picked, count, banned)
         return Recommendation(picked, used or "popular")
 
-    def _ranked(self, name: str, user, page_item, history) -> list[str] | None:
+    def _ranked(self, name: str, user, page_item, history) -> Iterable[str] | None:
         if name == "popular":  # the newest articles fill in when little has been clicked yet
-            return self.popularity.top() + self._recent()[1]
+            return itertools.chain(self.popularity.top(), self._recent()[1])  # read until a widget is full
         model = self.model
         if model is None:
             return None
@@ -178,7 +180,7 @@ class Recommender:
                    if (item := items.get(i)) is None or item.published is None or item.published >= cutoff]
         return sorted(current, key=self.popularity.heat, reverse=True)  # stable: ties keep CF order
 
-    def _take(self, ranked: list[str], count: int, banned: set[str], picked: list[str]) -> None:
+    def _take(self, ranked: Iterable[str], count: int, banned: set[str], picked: list[str]) -> None:
         for item in ranked:
             if len(picked) >= count:
                 return
@@ -190,6 +192,8 @@ class Recommender:
         """Give fresh articles their exposure share, at random positions after the first."""
         share = self.recs.explore_share * count
         n = int(share) + (self.rng.random() < share - int(share))
+        if not n:
+            return
         fresh = [i for i in self.fresh_items() if i not in banned]
         for item in self.rng.sample(fresh, min(n, len(fresh))):
             if len(picked) < count:

@@ -1,16 +1,16 @@
-"""The aiohttp application: routes, middlewares, background tasks and hot reload.
+"""The aiohttp application: routes, middlewares and background tasks, wired together.
 
 ``AdServer`` owns the long-lived parts (state store, event log, catalog, recommender, signer);
-a ``Runtime`` (config + decider) is rebuilt on each good reload and swapped in one assignment, so
-a request sees either the old config or the new one, never a mix. Counters live in the state
-store, outside the runtime, so caps and budgets survive reloads.
+a ``Runtime`` (config + decider) is rebuilt on each good reload (``reload.py`` notices and checks
+it) and swapped in one assignment, so a request sees either the old config or the new one, never
+a mix. Counters live in the state store, outside the runtime, so caps and budgets survive
+reloads; the link to a shared store is ``state_link.py``, catalog sharing ``catalog_feed.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import datetime as dt
 import functools
 import logging
 import os
@@ -24,27 +24,27 @@ from aiohttp import web
 from .. import retention
 from ..catalog import Catalog, CatalogError, item_from_dict
 from ..catalog_discovery import CatalogDiscovery
-from ..config import LoadResult, config_files, load_config
+from ..config import LoadResult
 from ..decision import Decider, Inventory
-from ..events import EventLog, LogUnavailable, log_files, read_events
+from ..events import LogUnavailable, open_sink
 from ..ledger import Ledger
 from ..model import Config, Recs
 from ..model import Server as ServerSettings
-from ..recs.artifact import ArtifactError, ModelArtifact
 from ..recs.recommender import Recommender
 from ..recs.train import train
 from ..recs.tune import TUNED_FILE, tuned
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
 from ..state import MemoryState, RedisState, StateStore, StateUnavailable
-from ..tokens import MIN_SECRET_BYTES, Signer, TokenError
-from ..yamlload import MAX_KEPT
+from ..tokens import Signer, TokenError
 from . import listener, pages, report_page, static, tracking
 from .auth import bearer_matches
+from .catalog_feed import CatalogFeed
 from .metrics import Metrics
 from .openapi import openapi_spec
-from .reload import Watcher
+from .reload import Reloader
 from .replay import Replay
+from .state_link import StateLink
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
@@ -52,7 +52,6 @@ SERVER: web.AppKey["AdServer"] = web.AppKey("server")
 PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warning_count",
                             "active_file_count", "active_campaigns"),
                  "model": ("loaded", "trained_at")}
-TRACKED = frozenset({"click", "impression"})
 
 
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -75,10 +74,12 @@ class AdServer:
         self.rng = rng
         self.metrics = Metrics()
         settings = config.server
-        unix_now = lambda: clock().timestamp()  # noqa: E731  one clock for counters, log and tokens
+        # one clock for counters, log and tokens; the real one without a datetime per call
+        unix_now = time.time if clock is tracking.utc_now else lambda: clock().timestamp()
         self.state = state if state is not None else (
             RedisState(settings.redis_url, clock=unix_now) if settings.redis_url else MemoryState(unix_now))
-        self.events = EventLog(settings.event_dir, writer, unix_now)
+        self.events = open_sink(settings.event_dir, settings.events, writer, settings.retention_days,
+                                unix_now)
         self.catalog = Catalog.load(self.config_dir / settings.catalog_path,
                                     Path(settings.event_dir) / "catalog-updates.jsonl")
         self.model_path = Path(settings.model_path)
@@ -86,18 +87,24 @@ class AdServer:
         self.signer = Signer(secret, settings.token_ttl_seconds)
         self.discovery = CatalogDiscovery(self.catalog, functools.partial(self.metrics.count,
                                                                           self.metrics.discovery))
-        self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender, self.discovery)
+        self.slots = SlotServer(self.signer, self.events, self.catalog, self.recommender, self.discovery,
+                                unix_now)
         self.tracker = tracking.Tracker(self.signer, self.state, self.events, self.recommender,
                                         self.metrics, clock)
         self.replay = Replay(self.events, self.state, self.recommender, self.signer.ttl, clock)
+        self.catalog_feed = CatalogFeed(self.catalog, self.state)
+        self.state_link = StateLink(self.state, self.replay, self.events, self.tracker,
+                                    lambda: self.runtime, clock)
         self.cms_token = cms_token
         self.admin_token = admin_token
         self.runtime = self._runtime(config)
-        self.status = {"config": self._config_status(loaded), "model": {"loaded": False}}
+        self.reloader = Reloader(self.config_dir, self.model_path, loaded, self._apply_config,
+                                 lambda: self.runtime.config, self.recommender.use_model,
+                                 self.metrics.reload_errors.inc)
+        self.status = self.reloader.status
+        self.reload_config, self.reload_model = self.reloader.reload_config, self.reloader.reload_model
         self.in_flight = 0  # slot requests admitted and not yet answered
-        self._down_since: float | None = None  # when the watcher first saw the state store down
         self.metrics.state_up.set_function(lambda: 0.0 if getattr(self.state, "down", False) else 1.0)
-        self._load_model()
 
     # -- config and model ---------------------------------------------------------------------
     def _runtime(self, config: Config) -> Runtime:
@@ -106,86 +113,14 @@ class AdServer:
                           self.rng, self.clock, config.server.reservation_seconds)
         return Runtime(config, decider)
 
+    def _apply_config(self, config: Config) -> None:
+        """A reloaded config goes live: one assignment, so a request sees the old or the new one."""
+        self.runtime = self._runtime(config)
+        self.recommender.recs = self._recs(config)
+
     def _recs(self, config: Config) -> Recs:
         """The config's recs settings with the last `adserve tune` choice (beside the model) applied."""
         return tuned(config.recs, self.model_path.with_name(TUNED_FILE))
-
-    def _config_status(self, loaded: LoadResult) -> dict:
-        """The last check of the config folder, and what is serving (the last good config).
-
-        Bounded whatever the folder holds: the problems are the loader's capped lists.
-        """
-        files = self.runtime.config.files
-        return {"ok": loaded.ok, "applied": loaded.ok, "checked_at": time.time(),
-                "error_count": loaded.problems.counts["error"],
-                "warning_count": loaded.problems.counts["warning"],
-                "errors": [vars(e) for e in loaded.errors],
-                "warnings": [vars(w) for w in loaded.warnings],
-                "active_file_count": len(files), "active_files": files[:MAX_KEPT],
-                "active_campaigns": len(self.runtime.config.campaigns)}
-
-    async def reload_config(self) -> None:
-        loaded = await asyncio.to_thread(load_config, self.config_dir)
-        if loaded.ok:
-            self.runtime = self._runtime(loaded.config)
-            self.recommender.recs = self._recs(loaded.config)
-            log.info("config reloaded: %d campaigns", len(loaded.config.campaigns))
-        else:
-            self.metrics.reload_errors.inc()
-            log.error("config reload refused, last good config keeps serving:\n%s",
-                      "\n".join(map(str, loaded.errors)))
-        self.status["config"] = self._config_status(loaded)
-
-    def _load_model(self) -> None:
-        if not self.model_path.is_file():
-            return
-        try:
-            artifact = ModelArtifact.load(self.model_path)
-        except ArtifactError as exc:
-            log.error("model refused, previous model keeps serving: %s", exc)
-            self.status["model"]["error"] = str(exc)
-            return
-        self.recommender.use_model(artifact)
-        self.status["model"] = {"loaded": True, "path": str(self.model_path),
-                                "trained_at": artifact.meta.get("trained_at"),
-                                "data": artifact.meta.get("data"), "offline": artifact.meta.get("offline")}
-
-    async def reload_model(self) -> None:
-        await asyncio.to_thread(self._load_model)
-
-    async def connect_state(self) -> None:
-        """(Re)connect the store. If it comes back empty (a Redis restarted without its data),
-        rebuild its counters and token marks from the log; then settle the hits logged while
-        it was down. Raises StateUnavailable while it still cannot be reached."""
-        if await self.state.open() and not isinstance(self.state, MemoryState):
-            replayed = await asyncio.to_thread(self.replay.rebuild, self.runtime.decider)
-            await self.state.restore(replayed)
-            log.warning("state store was empty: rebuilt %d counts and %d token marks from the event log",
-                        len(replayed.counts), len(replayed.marks))
-        if self._down_since is not None:
-            since, self._down_since = self._down_since, None
-            await self._reconcile(since - 60)  # a minute early: hits deferred before it was noticed
-
-    async def _reconcile(self, since: float) -> None:
-        """Settle this writer's hits logged undecided (``counted`` null) since ``since``, once each."""
-        day = dt.datetime.fromtimestamp(since, dt.timezone.utc).date()
-        own = [f for f in log_files(self.events.folder, day) if f.name.endswith(f".{self.events.writer}.jsonl")]
-        events = list(read_events(own, types=TRACKED))
-        settled = {(e["type"], e.get("token")) for e in events if e.get("reconciled")}
-        for event in events:
-            if "counted" in event and event["counted"] is None and event["ts"] >= since \
-                    and (event["type"], event.get("token")) not in settled:
-                await self.tracker.reconcile(event, self.runtime)
-
-    async def _watch_state(self, every: float = 1.0) -> None:
-        """Notice an outage of the store, and reconnect (and reconcile) when it is back."""
-        while True:
-            await asyncio.sleep(every)
-            if getattr(self.state, "down", False):
-                if self._down_since is None:
-                    self._down_since = self.clock().timestamp()
-                with contextlib.suppress(StateUnavailable):
-                    await self.connect_state()
 
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:
@@ -225,7 +160,8 @@ class AdServer:
 
     async def handle_health(self, request: web.Request) -> web.Response:
         """Alive (200) either way; ``degraded`` names what cannot work now, e.g. the event log."""
-        failing = ["event_log"] * self.events.failing + ["state"] * getattr(self.state, "down", False)
+        failing = (["event_log"] * self.events.failing + ["event_stream"] * getattr(self.events, "down", False)
+                   + ["state"] * getattr(self.state, "down", False))
         return json_response({"status": "degraded" if failing else "ok", "failing": failing,
                               "config_ok": self.status["config"]["ok"],
                               "model_loaded": self.status["model"]["loaded"]})
@@ -253,18 +189,17 @@ class AdServer:
         self.replay.run(self.runtime.decider)
         self.runtime = self._runtime(self.runtime.config)  # pacing learns the log's hourly traffic
         try:
-            await self.connect_state()
+            await self.state_link.connect()
+            await self.catalog_feed.sync()  # what other workers and replicas added to the catalog
         except StateUnavailable:
             log.error("state store unreachable at start: serving campaigns without limits until it is back")
-        self.config_watch = Watcher(lambda: config_files(self.config_dir), self.reload_config)
-        self.model_watch = Watcher(lambda: [self.model_path], self.reload_model)
-        jobs = [self.config_watch.run(), self.model_watch.run(), self.events.sync_forever(),
+        jobs = [*(watcher.run() for watcher in self.reloader.watchers()), self.events.sync_forever(),
                 self._retrain_on_schedule(), self._expire_daily(), self.replay.save_forever(),
-                self.discovery.run(), self._watch_state()]
+                self.discovery.run(), self.state_link.watch(), self.catalog_feed.run()]
         self.tasks = [asyncio.create_task(job) for job in jobs]
         try:
             loop = asyncio.get_running_loop()
-            loop.add_signal_handler(signal.SIGHUP, self._sighup)
+            loop.add_signal_handler(signal.SIGHUP, self.reloader.trigger)
         except (NotImplementedError, RuntimeError):
             pass  # not the main thread (tests) or no signals on this platform
 
@@ -272,7 +207,8 @@ class AdServer:
         """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
         config = self.runtime.config
         try:
-            await asyncio.to_thread(train, self.events.folder, self._recs(config), self.model_path)
+            events = await asyncio.to_thread(self.replay.history)
+            await asyncio.to_thread(train, events, self._recs(config), self.model_path)
         except ValueError as exc:  # e.g. no interactions yet
             log.warning("scheduled retrain skipped: %s", exc)
 
@@ -282,13 +218,31 @@ class AdServer:
             minutes = self.runtime.config.recs.retrain_minutes
             await asyncio.sleep(60 * (minutes or 1))
             if minutes and self.runtime.config.recs.retrain_minutes:
-                await self.retrain()
+                await self.scheduled_retrain(minutes)
+
+    async def scheduled_retrain(self, minutes: int) -> bool:
+        """Retrain, unless another worker or replica has this round of the schedule: one fit serves
+        them all (each watches the model file), and N fits of one log would take N cores.
+
+        A round is a ``minutes``-long span of the clock; each process's timer fires once in every
+        round, and the first to claim it in the store trains.
+        """
+        round_ = int(self.clock().timestamp() // (60 * minutes))
+        try:
+            claimed = await self.state.first_time(f"retrain:{minutes}:{round_}", 2 * 60 * minutes)
+        except StateUnavailable:
+            log.warning("scheduled retrain skipped: the state store is unreachable")
+            return False
+        if claimed:
+            await self.retrain()
+        return claimed
 
     def expire_events(self) -> None:
         """``server.retention_days``: delete event files past their age (at start, then daily)."""
         days = self.runtime.config.server.retention_days
         if days:
-            expired = retention.expire(self.events.folder, days, self.clock().date())
+            expired = [path for folder in self.replay.folders
+                       for path in retention.expire(folder, days, self.clock().date())]
             if expired:
                 log.info("retention: deleted %d event files older than %d days", len(expired), days)
 
@@ -297,16 +251,12 @@ class AdServer:
             await asyncio.sleep(86400)
             await asyncio.to_thread(self.expire_events)
 
-    def _sighup(self) -> None:
-        self.config_watch.trigger()
-        self.model_watch.trigger()
-
     async def stop_background(self, app: web.Application) -> None:
         for task in getattr(self, "tasks", []):
             task.cancel()
         await asyncio.gather(*getattr(self, "tasks", []), return_exceptions=True)
         self.replay.save()
-        self.events.close()
+        await self.events.aclose()
         await self.state.close()
 
 
@@ -324,8 +274,11 @@ async def read_json(request: web.Request, settings: ServerSettings) -> object:
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    # A body that came with the head has nothing left to wait for: no timer (~4 µs a request).
+    waiting = (contextlib.nullcontext() if request.content.is_eof()
+               else asyncio.timeout(settings.body_timeout_seconds))
     try:
-        async with asyncio.timeout(settings.body_timeout_seconds):
+        async with waiting:
             raw = await request.read()
     except TimeoutError:
         raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
@@ -362,14 +315,16 @@ async def errors_middleware(request: web.Request, handler) -> web.StreamResponse
     except Exception:
         log.exception("unexpected error on %s %s", request.method, request.path)
         response = json_error(500, "internal", "internal error; it has been logged")
-    server.metrics.count(server.metrics.requests, await _route_of(request), str(response.status))
+    resource = request.match_info.route.resource
+    route = resource.canonical if resource is not None else await _unmatched_route(request)
+    server.metrics.count(server.metrics.requests, route, str(response.status))
     return response
 
 
-async def _route_of(request: web.Request) -> str:
-    """The route's path template: a 405 has no matched route, so the path is matched here."""
-    resource = request.match_info.route.resource
-    if resource is None and isinstance(request.match_info.http_exception, web.HTTPMethodNotAllowed):
+async def _unmatched_route(request: web.Request) -> str:
+    """The route's path template for a request no route matched: a 405's is found here."""
+    resource = None
+    if isinstance(request.match_info.http_exception, web.HTTPMethodNotAllowed):
         for candidate in request.app.router.resources():
             if (await candidate.resolve(request))[1]:  # the methods it allows at this path
                 resource = candidate
@@ -446,26 +401,3 @@ def create_app(server: AdServer) -> web.Application:
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app
-
-
-def secret_from_env(demo: bool, var_dir: Path) -> bytes:
-    """ADSERVE_SECRET, or in demo mode a random secret kept in var/ (never in the repo).
-
-    A missing or short secret is a ``ValueError`` whose one-line message says how to make one.
-    """
-    value = os.environ.get("ADSERVE_SECRET")
-    make = "python -c 'import secrets; print(secrets.token_hex(32))'"
-    if value and len(value.encode()) < MIN_SECRET_BYTES:
-        raise ValueError(f"ADSERVE_SECRET is {len(value.encode())} bytes; it must be at least "
-                         f"{MIN_SECRET_BYTES} random bytes: export ADSERVE_SECRET=$({make})")
-    if value:
-        return value.encode()
-    if not demo:
-        raise ValueError(f"ADSERVE_SECRET is not set: export ADSERVE_SECRET=$({make}) "
-                         "(32+ random bytes), or run with --demo for a local demo")
-    path = var_dir / "demo-secret"
-    if not path.exists():
-        var_dir.mkdir(parents=True, exist_ok=True)
-        path.write_text(os.urandom(32).hex())
-        path.chmod(0o600)
-    return path.read_text().strip().encode()

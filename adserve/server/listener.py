@@ -10,6 +10,11 @@ middleware then knows how much admitted work a request has queued behind: past t
 refused. Counting only admitted work (not wall time, not event-loop lag) matters: refusals cost
 CPU too, and a signal that includes them keeps itself high and refuses everything (with 2,000
 connections each pass of the loop takes longer than the limit even when all it does is refuse).
+
+A stop (SIGTERM, SIGINT) drains: no new connections, idle ones are closed, and requests already
+being answered finish, their bodies still being read, for up to ``DRAIN_SECONDS``. aiohttp's own
+shutdown closes every connection first and then drops the bytes that arrive on it, so a request
+whose body was still on its way got a 408 instead of its answer.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import time
 
 from aiohttp import web
 
+DRAIN_SECONDS = 30.0  # the longest a stop waits for requests being answered
 FD_HEADROOM = 64  # descriptors kept for the event log, the catalog journal, Redis and the like
 REFUSAL = (b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 1\r\nContent-Type: application/json\r\n"
            b"Content-Length: 61\r\nConnection: close\r\n\r\n"
@@ -44,7 +50,7 @@ class Work:
 class StampedHandler(web.RequestHandler):
     """aiohttp's connection handler, noting the admitted work done when its latest bytes arrived."""
 
-    __slots__ = ("arrived_at_work", "listener")
+    __slots__ = ("arrived_at_work", "listener", "answering")
 
     def data_received(self, data: bytes) -> None:
         self.arrived_at_work = Work.done
@@ -53,6 +59,30 @@ class StampedHandler(web.RequestHandler):
     def connection_lost(self, exc: BaseException | None) -> None:
         self.listener.open -= 1
         super().connection_lost(exc)
+
+
+@web.middleware
+async def mark_answering(request: web.Request, handler) -> web.StreamResponse:
+    """Note on the connection while it answers a request, so that a stop waits for it (``drain``)."""
+    connection = request.protocol
+    if not isinstance(connection, StampedHandler):  # the test client's plain connections
+        return await handler(request)
+    connection.answering = True
+    try:
+        return await handler(request)
+    finally:
+        connection.answering = False
+
+
+async def drain(server: web.Server, seconds: float = DRAIN_SECONDS, every: float = 0.05) -> None:
+    """Close connections as soon as they are idle, until none is left or ``seconds`` have passed."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while server.connections and loop.time() < deadline:
+        for connection in server.connections:
+            if not getattr(connection, "answering", False):
+                connection.close()  # idle: it ends now; answering: its answer goes out first
+        await asyncio.sleep(every)
 
 
 def queued_behind(request: web.BaseRequest) -> float:
@@ -108,6 +138,7 @@ async def serve(app: web.Application, sock: socket.socket, max_connections: int,
     one-line error rather than a traceback from inside the loop.
     """
     handler_args = {"keepalive_timeout": head_timeout, "access_log": None}
+    app.middlewares.insert(0, mark_answering)
     runner = web.AppRunner(app, handle_signals=False, **handler_args)
     await runner.setup()
     # What start-up loaded (catalog, model, config, replayed counters) lives as long as the
@@ -125,5 +156,6 @@ async def serve(app: web.Application, sock: socket.socket, max_connections: int,
         await stop.wait()
     finally:
         sockets.close()  # no new connections; then answer the open ones, close them, run cleanup
+        await drain(runner.server)
         await runner.cleanup()
         await sockets.wait_closed()

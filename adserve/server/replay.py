@@ -24,10 +24,12 @@ import asyncio
 import datetime as dt
 import logging
 from collections import Counter
+from pathlib import Path
 
 from .. import checkpoint
 from ..decision import Decider, bill_key
-from ..events import EventLog, log_files, log_sizes, read_events
+from ..events import (EventSink, StreamUnreachable, local_copy, log_files, log_sizes, open_reader,
+                      read_events)
 from ..ledger import Ledger
 from ..recs.recommender import Recommender
 from ..state import MemoryState, Replayed, StateStore
@@ -41,9 +43,14 @@ CHARGED = frozenset({"click", "impression"})
 
 
 class Replay:
-    def __init__(self, events: EventLog, state: StateStore, recommender: Recommender,
+    def __init__(self, events: EventSink, state: StateStore, recommender: Recommender,
                  token_ttl: int, clock) -> None:
         self.folder = events.folder.resolve()  # the working folder may change before shutdown
+        self.source = events.source if isinstance(events.source, str) else self.folder
+        #: the folders of event files on this host: the log (or the stream's spool and copy)
+        self.folders = [self.folder]
+        if isinstance(self.source, str):
+            self.folders.append(local_copy(self.source, self.folder))
         self.state = state
         self.recommender = recommender
         self.token_ttl = token_ttl
@@ -55,7 +62,7 @@ class Replay:
         """Warm in-process state at start-up; the number of events read for reader history."""
         since = (self.clock() - dt.timedelta(days=RECENT_DAYS)).date()
         warmed = 0
-        for event in read_events(log_files(self.folder, since), types=WARMED):
+        for event in read_events(log_files(self.history(), since), types=WARMED):
             item = event.get("page") if event["type"] == "decision" else event.get("item")
             ts = float(event["ts"])
             if event["type"] == "decision":
@@ -70,21 +77,31 @@ class Replay:
     def _restore_counters(self, decider: Decider) -> None:
         done, counters = self._load()
         self.state.load_snapshot(counters)
-        self._replay(decider, self.state, done)
+        self._replay(decider, self.state, self.folder, done)
 
     def rebuild(self, decider: Decider) -> Replayed:
         """Every counter and token mark of the whole log, for a shared store that lost its data."""
         replayed = Replayed()
-        self._replay(decider, replayed, {})
+        self._replay(decider, replayed, self.history(), {})
         return replayed
 
-    def _replay(self, decider: Decider, counters: MemoryState | Replayed, done: dict[str, int]) -> None:
-        """Charge the counted hits logged after the offsets ``done`` to ``counters``.
+    def history(self) -> Path:
+        """Every replica's events as a folder: the log folder, or the stream's copy brought up to
+        date (as it last was, when the stream cannot be reached)."""
+        try:
+            return open_reader(self.source, self.folders[-1])
+        except StreamUnreachable as exc:
+            log.error("%s: reading the copy of the stream exported before", exc)
+            return self.folders[-1]
+
+    def _replay(self, decider: Decider, counters: MemoryState | Replayed, folder: Path,
+                done: dict[str, int]) -> None:
+        """Charge the counted hits logged in ``folder`` after the offsets ``done`` to ``counters``.
 
         A ledger of its own: a rebuild runs in a worker thread beside the serving one.
         """
         ledger = Ledger(decider.ledger.tz.key, self.traffic)
-        files = [path for path in log_files(self.folder) if path.stat().st_size > done.get(path.name, 0)]
+        files = [path for path in log_files(folder) if path.stat().st_size > done.get(path.name, 0)]
         for event in read_events(files, types=CHARGED, skip=done):
             if event.get("counted"):
                 self._charge(event, decider, ledger, counters)

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from aiohttp import web
 
 from ..catalog import Catalog, absolute
-from ..events import EventLog
+from ..events import EventSink
 from ..recs.recommender import Recommender
 from ..state import StateStore, StateUnavailable
 from ..tokens import Signer, TokenError
@@ -70,7 +70,7 @@ def _safe(url: object) -> str:
 
 
 class Tracker:
-    def __init__(self, signer: Signer, state: StateStore, events: EventLog,
+    def __init__(self, signer: Signer, state: StateStore, events: EventSink,
                  recommender: Recommender, metrics, clock) -> None:
         self.signer = signer
         self.state = state
@@ -101,7 +101,7 @@ class Tracker:
         except StateUnavailable:
             fresh, event["counted"], event["billable"] = False, None, None
         try:
-            self.events.append(event)
+            await self.events.write(event)
         except BaseException:
             if fresh:
                 with contextlib.suppress(StateUnavailable):
@@ -113,7 +113,7 @@ class Tracker:
         """Settle a hit logged while the store was down, and log the outcome beside it."""
         settled = {**event, "ts": self.clock().timestamp(), "hit_ts": event["ts"], "reconciled": True}
         await self._settle(settled, runtime, None)
-        self.events.append(settled)
+        await self.events.write(settled)
         self._counted(settled)
 
     async def _settle(self, event: dict, runtime, reservation: str | None) -> bool:

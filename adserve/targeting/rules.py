@@ -1,7 +1,9 @@
-"""Targeting rules compiled once per config, matched per request.
+"""Targeting rules compiled once per config, and their plain evaluation against one context.
 
 Every rule that is set must match. A rule the request cannot answer (no section, no device, no
-URL...) fails closed: the campaign is excluded, never admitted by default.
+URL...) fails closed: the campaign is excluded, never admitted by default. Serving asks the index
+(``index.py``) instead of evaluating every campaign; ``matches`` here is the definition the index
+must agree with, and what its tests compare it to.
 """
 
 from __future__ import annotations
@@ -11,9 +13,9 @@ import fnmatch
 import math
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
-from .model import Targeting
-from .request import Page, SlotRequest
+from ..model import Targeting
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 PLATFORM_DEVICES = {"WEB": {"desktop", "tablet"}, "MWEB": {"mobile"}, "APP": {"app"}}
@@ -22,6 +24,20 @@ PLATFORM_DEVICES = {"WEB": {"desktop", "tablet"}, "MWEB": {"mobile"}, "APP": {"a
 def _minutes(hhmm: str) -> int:
     hours, minutes = hhmm.split(":")
     return int(hours) * 60 + int(minutes)
+
+
+class Context(NamedTuple):
+    """Everything targeting reads of one slot on one page: not the reader, not the time.
+
+    A tuple, so it is also the key under which a context's outcome is kept.
+    """
+    sizes: tuple[str, ...]
+    placement: str | None
+    section: str | None
+    keywords: frozenset[str] | None  # None: unknown, so keyword rules fail closed
+    url: str | None
+    device: str | None
+    country: str | None
 
 
 @dataclass(frozen=True)
@@ -33,6 +49,7 @@ class CompiledTargeting:
     countries: frozenset[str]
     dayparts: tuple[tuple[frozenset[int], int, int], ...]  # weekdays, start and end minute
     url_pattern: re.Pattern | None
+    urls: tuple[str, ...]  # the glob patterns ``url_pattern`` is compiled from
     placements: frozenset[str]
 
     @classmethod
@@ -47,28 +64,28 @@ class CompiledTargeting:
             dayparts=tuple((frozenset(WEEKDAYS.index(d) for d in p.days), _minutes(p.start),
                             _minutes(p.end)) for p in t.dayparts),
             url_pattern=re.compile(urls) if urls else None,
+            urls=tuple(t.url_patterns),
             placements=frozenset(t.placements))
 
-    def matches(self, request: SlotRequest, placement: str | None, local: dt.datetime) -> bool:
-        return (self._page_matches(request.page)
-                and _allowed(self.devices, request.device)
-                and _allowed(self.countries, request.country)
-                and _allowed(self.placements, placement)
-                and self._in_daypart(local))
+    def matches(self, context: Context, local: dt.datetime) -> bool:
+        """Whether every rule set admits the context at local time ``local`` (sizes aside: they
+        are the creatives', not the targeting's)."""
+        return (_allowed(self.sections, context.section)
+                and self._keywords_match(context.keywords)
+                and _allowed(self.devices, context.device)
+                and _allowed(self.countries, context.country)
+                and _allowed(self.placements, context.placement)
+                and self.url_matches(context.url)
+                and self.in_daypart(local))
 
-    def _page_matches(self, page: Page) -> bool:
-        if not _allowed(self.sections, page.section):
-            return False
-        if self.include or self.exclude:
-            if page.keywords is None:
-                return False
-            if self.include and not self.include & page.keywords:
-                return False
-            if self.exclude & page.keywords:
-                return False
-        if self.url_pattern is not None:
-            return page.url is not None and self.url_pattern.fullmatch(page.url) is not None
-        return True
+    def _keywords_match(self, keywords: frozenset[str] | None) -> bool:
+        if not (self.include or self.exclude):
+            return True
+        return (keywords is not None and (not self.include or not self.include.isdisjoint(keywords))
+                and self.exclude.isdisjoint(keywords))
+
+    def url_matches(self, url: str | None) -> bool:
+        return self.url_pattern is None or (url is not None and self.url_pattern.fullmatch(url) is not None)
 
     def daypart_change(self, local: dt.datetime) -> float:
         """When the daypart outcome may next change, in Unix seconds: a window edge, midnight, or
@@ -101,7 +118,7 @@ class CompiledTargeting:
                 windows.append((first, last))
         return windows
 
-    def _in_daypart(self, local: dt.datetime) -> bool:
+    def in_daypart(self, local: dt.datetime) -> bool:
         if not self.dayparts:
             return True
         minute = local.hour * 60 + local.minute

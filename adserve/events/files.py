@@ -1,8 +1,9 @@
-"""The append-only event log: what was decided, seen and clicked; what training reads.
+"""The default event sink: append-only JSON Lines files, what training and replay read.
 
 Format: UTF-8 JSON Lines, one event per line, in ``<folder>/events-YYYY-MM-DD.<writer>.jsonl``
 (UTC day; one writer name per replica so replicas never share a file). Every event has ``ts``
-(Unix seconds, float) and ``type`` (``decision``, ``impression`` or ``click``); see README.
+(Unix seconds, float), ``type`` (``decision``, ``impression`` or ``click``) and ``event_id``
+(``ids.py``); see README.
 
 Durability: ``append`` hands the line to the kernel with one ``write`` before it returns, so an
 event the server acknowledged survives ``kill -9``; a background task ``fsync``s in batches so it
@@ -22,6 +23,8 @@ from typing import Iterable, Iterator
 
 import orjson
 
+from .ids import EventIds
+
 FILE_GLOB = "events-*.jsonl"
 
 
@@ -37,25 +40,46 @@ class LogUnavailable(Exception):
     """
 
 
+def serialised(events: Iterable[dict], ids: EventIds, now: float) -> list[bytes]:
+    """Each event as one JSON line (``ts`` set to ``now`` when missing), with a new ``event_id``."""
+    return [orjson.dumps({"ts": now, **e, "event_id": ids()} if "ts" not in e
+                         else {**e, "event_id": ids()}, option=orjson.OPT_APPEND_NEWLINE) for e in events]
+
+
 class EventLog:
     def __init__(self, folder: str | Path, writer: str = "main", clock=time.time) -> None:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.writer = writer
+        self.source = self.folder
         self._clock = clock
+        self._ids = EventIds(writer, clock)
         self._fd: int | None = None
         self._span = (0.0, 0.0)  # [start, end) of the open file's day, Unix seconds
         self._dirty = False
         self.failing = False  # the last write failed: the next one reopens the file first
         self.failures = 0
 
+    async def write(self, *events: dict) -> None:
+        """The ``EventSink`` call: ``append``, which never waits."""
+        self.append(*events)
+
+    async def recent(self, since: float, types: frozenset[str]) -> list[dict]:
+        own = [path for path in log_files(self.folder, dt.date.fromisoformat(day_of(since)))
+               if path.name.endswith(f".{self.writer}.jsonl")]
+        return [event for event in read_events(own, types=types) if event["ts"] >= since]
+
     def append(self, *events: dict) -> None:
-        """Write events (``ts`` added when missing) with a single write call, or raise LogUnavailable."""
+        """Write events (``ts`` added when missing, a new ``event_id`` each) with a single write
+        call, or raise LogUnavailable."""
         now = self._clock()
-        lines = [orjson.dumps(e if "ts" in e else {"ts": now, **e}) for e in events]
-        data = b"\n".join(lines) + b"\n"
+        self.append_lines(events[0].get("ts", now), b"".join(serialised(events, self._ids, now)))
+
+    def append_lines(self, ts: float, data: bytes) -> None:
+        """Write whole lines, already serialised, to the file of ``ts``'s day (the exporter's
+        copies keep their ids), or raise LogUnavailable."""
         try:
-            self._file_for(events[0].get("ts", now))
+            self._file_for(ts)
             while data:
                 data = data[os.write(self._fd, data):]
         except OSError as exc:
@@ -89,15 +113,23 @@ class EventLog:
             self._dirty = False
             os.fsync(self._fd)
 
+    async def flush(self) -> None:
+        """fsync what was written since the last one, off the event loop thread; a failed fsync
+        makes the next write reopen."""
+        if self._dirty:
+            try:
+                await asyncio.to_thread(self.sync)
+            except OSError:
+                self.failing = True
+
     async def sync_forever(self, interval: float = 0.2) -> None:
-        """Batched fsync, off the event loop thread; a failed fsync makes the next write reopen."""
+        """Batched fsync."""
         while True:
             await asyncio.sleep(interval)
-            if self._dirty:
-                try:
-                    await asyncio.to_thread(self.sync)
-                except OSError:
-                    self.failing = True
+            await self.flush()
+
+    async def aclose(self) -> None:
+        self.close()
 
     def close(self) -> None:
         if self._fd is not None:
@@ -126,6 +158,13 @@ class ReadReport:
     files: int = 0
     events: int = 0
     skipped: list[tuple[str, int]] = field(default_factory=list)
+
+
+def first_copies(events: Iterable[dict]) -> list[dict]:
+    """Each event once: a later copy of an ``event_id`` (delivered twice by a stream) is dropped."""
+    seen: set[str] = set()
+    return [event for event in events
+            if (event_id := event.get("event_id")) is None or not (event_id in seen or seen.add(event_id))]
 
 
 def log_sizes(folder: str | Path) -> dict[str, int]:
