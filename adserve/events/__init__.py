@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Protocol
 
 from .export import StreamUnreachable, export, is_stream, local_copy, open_reader
-from .files import (FILE_GLOB, EventLog, LogUnavailable, ReadReport, day_of, first_copies, log_files,
-                    log_sizes, read_events)
+from .files import (FILE_GLOB, EventLog, LogUnavailable, ReadReport, day_of, first_copies, log_day,
+                    log_files, log_sizes, read_events)
 
 __all__ = ["FILE_GLOB", "EventLog", "EventSink", "LogUnavailable", "ReadReport", "StreamUnreachable",
-           "day_of", "export", "first_copies", "is_stream", "local_copy", "log_files",
+           "day_of", "export", "first_copies", "is_stream", "local_copy", "log_day", "log_files",
            "log_sizes", "open_reader", "open_sink", "read_events"]
 
 
