@@ -18,31 +18,36 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from numpy.lib.stride_tricks import sliding_window_view
 
-PAD = 160  # zero bytes after the data, so a value's window never runs past the end
+PAD = 160  # zero bytes after the data, so a value's words never run past the end
 FRONT = 8  # and before it, so the first key's name is read like any other
 QUOTE, COLON, SPACE = 34, 58, 32
-ENDS = tuple(b'",} \t')  # what ends a value: a string's closing quote, or what follows a number,
-CLOSE = tuple(b"]")       # true or null (ids hold none of these); what ends a flat list
+ENDS = b'",} \t'  # what ends a value: a string's closing quote, or what follows a number,
+CLOSE = b"]"       # true or null (ids hold none of these); what ends a flat list
+ONES, LOW7, HIGH = (np.uint64(0x0101010101010101 * b) for b in (1, 0x7F, 0x80))
 
 
 class Columns:
+    """Keys and values are read 8 bytes at a time, as unaligned little-endian ``uint64`` words
+    (``_words``), and bytes are compared within a word (SWAR): a byte pass per key or per stop
+    character over a ``(values, width)`` window cost more than the whole ``orjson`` scan."""
+
     def __init__(self, data: bytes) -> None:
         complete = data[:data.rfind(b"\n") + 1]
         self.bytes = np.zeros(FRONT + len(complete) + PAD, dtype=np.uint8)  # positions count from FRONT
         self.bytes[FRONT:FRONT + len(complete)] = np.frombuffer(complete, dtype=np.uint8)
+        self._words = np.ndarray(len(self.bytes) - 7, "<u8", self.bytes, strides=(1,))  # one per byte
         body = self.bytes[:FRONT + len(complete) + 1]
         self.line_ends = np.flatnonzero(body == ord("\n"))
         colons = np.flatnonzero(body == COLON)
         keys = colons[self.bytes[colons - 1] == QUOTE] - 1  # '":' ends every key
         self._key_ends = keys[self.bytes[keys - 1] != ord("\\")]  # an escaped quote ends no key
-        self._key_lines = np.searchsorted(self.line_ends, self._key_ends)
         # Each key's name, or its last 8 bytes, as one integer: bytes before its opening quote zeroed
-        tails = sliding_window_view(self.bytes, 8)[self._key_ends - 8].copy()
-        quotes = (tails == QUOTE).view("<u8").ravel()  # 0x01 in each byte that is a quote
-        opening = (np.log2(np.maximum(quotes, 1)).astype(np.uint64) // np.uint64(8)) * np.uint64(8)
-        self._names = tails.view("<u8").ravel() & ~((np.uint64(1) << opening) - np.uint64(1))
+        tails = self._words[self._key_ends - 8]
+        quotes = _matches(tails, b'"') >> np.uint64(7)  # 0x01 in each byte that is a quote
+        for shift in (8, 16, 32):  # ... and in every byte below the last quote
+            quotes |= quotes >> np.uint64(shift)
+        self._names = tails & ~((quotes >> np.uint64(8)) * np.uint64(0xFF))
 
     @classmethod
     def read(cls, path: Path) -> "Columns":
@@ -56,8 +61,8 @@ class Columns:
         """Where each ``"key":`` of the file ends (its closing quote), and its line, in file order."""
         name = (b'"' + key.encode())[-8:].rjust(8, b"\0")
         code = np.frombuffer(name, "<u8")[0]
-        chosen = np.flatnonzero(self._names == code)  # one pass per key asked: cheaper than sorting all
-        return self._key_ends[chosen], self._key_lines[chosen]
+        found = self._key_ends[self._names == code]  # one pass per key asked: cheaper than sorting all
+        return found, np.searchsorted(self.line_ends, found)
 
     def values(self, positions: np.ndarray, width: int) -> np.ndarray:
         """The value after each key's ``":`` (``S<width>``; longer values are cut)."""
@@ -67,16 +72,26 @@ class Columns:
         """The flat list after each key, ``]`` included (``S<width>``, e.g. ``b'[1,2]'``)."""
         return self._cut(positions, width, CLOSE, 1)
 
-    def _cut(self, positions: np.ndarray, width: int, stops: tuple[int, ...], keep: int) -> np.ndarray:
+    def _cut(self, positions: np.ndarray, width: int, stops: bytes, keep: int) -> np.ndarray:
         starts = positions + 2
         starts += self.bytes[starts] == SPACE  # json.dumps writes '": '
-        window = sliding_window_view(self.bytes, width)[starts]
-        found = window == stops[0]
-        for stop in stops[1:]:
-            found |= window == stop
-        found[:, 0] = False  # a string's opening quote
-        end = np.where(found.any(axis=1), np.argmax(found, axis=1) + keep, width)
-        return (window * (np.arange(width) < end[:, None])).view(f"S{width}").ravel()
+        words = np.zeros((len(starts), -(-width // 8)), dtype=np.uint64)
+        rows = np.arange(len(starts))  # those whose value has not ended yet: ids are short
+        for i in range(words.shape[1]):
+            word = self._words[starts[rows] + 8 * i]
+            found = _matches(word, stops)
+            if i == 0:
+                found &= ~np.uint64(0x80)  # a string's opening quote
+            ended = found != 0
+            found = found[ended]
+            lowest = (found & (~found + np.uint64(1))) >> np.uint64(7)  # 0x01 in the first stop's byte
+            word[ended] &= (lowest << np.uint64(8 * keep)) - np.uint64(1)
+            words[rows, i] = word
+            rows = rows[~ended]
+            if not len(rows):
+                break
+        out = words.view(np.uint8)[:, :width]
+        return np.ascontiguousarray(out).view(f"S{width}").ravel()
 
     def column(self, key: str, width: int) -> np.ndarray:
         """One value per line (the line's last ``key``; ``b''`` where it has none)."""
@@ -84,6 +99,15 @@ class Columns:
         out = np.zeros(self.lines, dtype=f"S{width}")
         out[line] = self.values(found, width)
         return out
+
+
+def _matches(words: np.ndarray, chars: bytes) -> np.ndarray:
+    """0x80 in each byte of ``words`` that is one of ``chars``, 0 elsewhere (exact, no carries)."""
+    differ = np.full(len(words), ~np.uint64(0))
+    for char in chars:
+        x = words ^ (ONES * np.uint64(char))
+        differ &= ((x & LOW7) + LOW7) | x  # 0x80 set in each byte that is not ``char``
+    return ~differ & HIGH
 
 
 def text(values: np.ndarray) -> list[str | None]:
