@@ -42,6 +42,8 @@ class Columns:
         colons = np.flatnonzero(body == COLON)
         keys = colons[self.bytes[colons - 1] == QUOTE] - 1  # '":' ends every key
         self._key_ends = keys[self.bytes[keys - 1] != ord("\\")]  # an escaped quote ends no key
+        keys_before = np.searchsorted(self._key_ends, self.line_ends)  # per line: cheaper than per key
+        self._key_lines = np.repeat(np.arange(self.lines), np.diff(keys_before, prepend=0))
         # Each key's name, or its last 8 bytes, as one integer: bytes before its opening quote zeroed
         tails = self._words[self._key_ends - 8]
         quotes = _matches(tails, b'"') >> np.uint64(7)  # 0x01 in each byte that is a quote
@@ -61,8 +63,8 @@ class Columns:
         """Where each ``"key":`` of the file ends (its closing quote), and its line, in file order."""
         name = (b'"' + key.encode())[-8:].rjust(8, b"\0")
         code = np.frombuffer(name, "<u8")[0]
-        found = self._key_ends[self._names == code]  # one pass per key asked: cheaper than sorting all
-        return found, np.searchsorted(self.line_ends, found)
+        chosen = np.flatnonzero(self._names == code)  # a pass per key asked: cheaper than sorting all
+        return self._key_ends[chosen], self._key_lines[chosen]
 
     def values(self, positions: np.ndarray, width: int) -> np.ndarray:
         """The value after each key's ``":`` (``S<width>``; longer values are cut)."""
