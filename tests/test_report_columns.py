@@ -44,3 +44,14 @@ def test_each_key_reads_as_json_loads_per_line(lines, separators, width):
         assert columns.values(found[scalar], width).tolist() == [expected(lines[at[j]]) for j in scalar]
         assert columns.lists(found[[j for j, i in enumerate(at) if i in listed]], width).tolist() == [
             json.dumps(lines[i][key], separators=separators).encode()[:width] for i in listed]
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(events, min_size=1, max_size=20), st.integers(1, 400), st.booleans())
+def test_pieces_of_a_file_hold_its_lines_once_each(tmp_path_factory, lines, size, unfinished):
+    data = b"".join(json.dumps(line).encode() + b"\n" for line in lines) + b'{"type":"cli' * unfinished
+    path = tmp_path_factory.mktemp("log") / "events.jsonl"
+    path.write_bytes(data)
+    pieces = list(Columns.pieces(path, size))
+    for key in KEYS:
+        assert b"".join(piece.column(key, 80).tobytes() for piece in pieces) == Columns(data).column(key, 80).tobytes()
