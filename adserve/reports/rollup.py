@@ -120,8 +120,7 @@ def _unpack(day: dt.date, data: dict) -> DayRollup:
 def build(day: dt.date | None, paths: list[Path]) -> DayRollup:
     """Read the day's files into its three tables."""
     lines, records, offset = [], [], 0
-    for path in paths:
-        c = Columns.read(path)
+    for c in (piece for path in paths for piece in Columns.pieces(path)):
         kind = c.column("type", WIDTHS["type"])
         lines.append(_lines(c, kind))
         records.append(_records(c, kind, offset))
