@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 import yaml
-from common import OUT
+from common import OUT, replace_section
 
 from adserve.config import config_files, load_config
 from world import write_config
@@ -65,7 +65,7 @@ def run(repeats: int = 3) -> str:
         ours, plain = measure(campaigns, repeats)
         rows.append(f"| {campaigns:,} | {ours:.2f} s | {plain:.2f} s | {ours / plain:.2f} |")
     return "\n".join([
-        "## Config load", "",
+        "### Config load", "",
         f"`python benchmarks/bench_config.py` (median of {repeats}, CPU seconds). adserve's load keeps "
         "file, line and column for every field, bounds each file's cost and validates the book; the "
         "baseline is libyaml's plain `yaml.load` of the same files into dicts (no positions, no checks; "
@@ -75,4 +75,6 @@ def run(repeats: int = 3) -> str:
 
 
 if __name__ == "__main__":
-    print(run(int(sys.argv[1]) if len(sys.argv) > 1 else 3))
+    section = run(int(sys.argv[1]) if len(sys.argv) > 1 else 3)
+    replace_section(section)
+    print(section)
