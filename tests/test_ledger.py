@@ -5,11 +5,12 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+from fnmatch import fnmatchcase
 
 import pytest
 
 from adserve.decision import AdNeed
-from adserve.ledger import Ledger
+from adserve.ledger import Ledger, reader_keys
 from adserve.model import Budget, Daypart, Flight, FrequencyCap, Price, Targeting
 
 from .conftest import FakeClock
@@ -271,3 +272,20 @@ def test_a_cap_counts_in_its_local_period(period, bucket, ttl):
     assert increments[f"c1:cap:u:{bucket}"] == 1 and ttls[f"c1:cap:u:{bucket}"] == ttl
     limits = {x.key: x.limit for x in ledger.limits(capped, "u", ledger.moment(clock()))}
     assert limits[f"c1:cap:u:{bucket}"] == 3
+
+
+@pytest.mark.parametrize("period", ["hour", "day", "week", "flight"])
+def test_forgetting_a_reader_finds_their_cap_counters_and_nobody_elses(period):
+    """Erasure scans for the glob (Redis SCAN MATCH) and keeps the keys the exact test accepts:
+    ids may hold ':' or be the start of a longer id, or contain ':cap:' themselves."""
+    c = campaign(1, frequency_cap=FrequencyCap(count=3, period=period))
+    ledger = decider([c]).ledger
+    moment = ledger.moment(FakeClock()())
+    readers = ["reader-1", "reader-10", "a", "a:b", "x:cap:reader-1"]
+    keys = {reader: [limit.key for limit in ledger.limits(c, reader, moment)] for reader in readers}
+    campaign_counters = set.intersection(*(set(k) for k in keys.values()))
+    for reader in readers:
+        glob, exact = reader_keys(reader)
+        found = [key for listed in keys.values() for key in listed if fnmatchcase(key, glob) and exact(key)]
+        assert found == [key for key in keys[reader] if key not in campaign_counters]
+        assert len(found) == 1
