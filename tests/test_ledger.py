@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import time
 from fnmatch import fnmatchcase
 
 import pytest
@@ -193,11 +194,19 @@ def test_asap_pacing_spends_at_once():
 
 
 @pytest.mark.parametrize("day, hours", [((2026, 3, 8), 23), ((2026, 11, 1), 25), ((2026, 6, 1), 24)])
-def test_local_day_length_across_dst(day, hours):
-    ledger = Ledger("America/New_York")
-    noon = dt.datetime(*day, 17, 0, tzinfo=UTC)
-    start, end = ledger.day_bounds(noon)
-    assert (end - start) == dt.timedelta(hours=hours)
+@pytest.mark.parametrize("utc_hour", [17, 26])  # noon, and 21:00-22:00 local: the next UTC day
+def test_local_day_length_across_dst(day, hours, utc_hour, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # the machine's zone must not matter
+    time.tzset()
+    try:
+        ledger = Ledger("America/New_York")
+        now = dt.datetime(*day, tzinfo=UTC) + dt.timedelta(hours=utc_hour)
+        start, end = ledger.day_bounds(now)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert start <= now < end and (end - start) == dt.timedelta(hours=hours)
+    assert start.astimezone(ledger.tz).replace(tzinfo=None) == dt.datetime(*day)  # local midnight
 
 
 def test_daily_budget_resets_at_local_midnight_not_utc():
