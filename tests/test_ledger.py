@@ -78,6 +78,31 @@ def test_even_pacing_spreads_a_total_budget_over_the_flight():
     assert serve_and_count(d, request(), 500) == 0  # the flight is over
 
 
+def test_one_ledger_paces_each_campaign_over_its_own_flight():
+    """Flight weights are kept per dayparts and flight edges: a campaign never takes another's."""
+    clock = FakeClock()
+    ledger = Ledger("America/New_York")
+    deciders = []
+    for cid, days in ((1, 10), (2, 2)):
+        flight = Flight(start=clock(), end=clock() + dt.timedelta(days=days))
+        d = decider([campaign(cid, budget=Budget(metric="impressions", total=240), pacing="even",
+                              flight=flight)], clock)
+        d.ledger = ledger
+        deciders.append(d)
+    clock.advance(hours=23)
+    assert [serve_and_count(d, request(), 200) for d in deciders] == [24, 116]  # 23/240 and 23/48 of 240
+
+
+def test_pixels_arriving_after_the_flight_are_billed_within_the_total():
+    """A page left open past the flight's end still shows its ad: the pixel counts, up to the total."""
+    clock = FakeClock()
+    flight = Flight(start=clock(), end=clock() + dt.timedelta(days=2))
+    d = decider([campaign(1, budget=Budget(metric="impressions", total=3), pacing="even", flight=flight)], clock)
+    clock.advance(days=3)
+    billed = [asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400)) for _ in range(4)]
+    assert billed == [True, True, True, False]
+
+
 def test_with_a_daily_budget_the_total_is_not_paced_again():
     clock = FakeClock()
     flight = Flight(start=clock(), end=clock() + dt.timedelta(days=10))
