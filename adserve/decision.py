@@ -97,12 +97,16 @@ class Group:
         self.cumulative = list(itertools.accumulate(c.score for c in candidates))
         self.total = self.cumulative[-1] if candidates else 0.0
 
-    def draw(self, rng: random.Random, n: int) -> list[Candidate]:
-        """``n`` weighted draws with repeats dropped, in draw order."""
+    def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
+        """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
+        takes the first draw that fits (the embedded one) stops drawing there."""
         last = len(self.candidates) - 1
-        drawn = [self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
-                 for _ in range(n)]
-        return drawn if n == 1 else list(dict.fromkeys(drawn))
+        drawn: set[Candidate] = set()
+        for _ in range(n):
+            candidate = self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
+            if candidate not in drawn:
+                drawn.add(candidate)
+                yield candidate
 
     def order(self, rng: random.Random) -> list[Candidate]:
         """All candidates in a weighted random order (Efraimidis-Spirakis keys; zero weights last)."""
@@ -183,6 +187,7 @@ class Decider:
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
+        self._names: dict[int, tuple[str, ...]] = {}  # campaign id -> what it takes on a page
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
         """Fill every need; the store reserves what the picks will count, usually in one call.
@@ -232,7 +237,7 @@ class Decider:
                     seen.append((candidate, option))
                     yield option
                     unbounded |= not option.checks
-            if len(ranked) < len(group.candidates) or (unbounded and tier + 1 < len(tiers)):
+            if not whole or (unbounded and tier + 1 < len(tiers)):  # draws never cover a big tier
                 seen.append((tier, CUT))  # (unless a need before it takes that option: then ask again)
                 yield CUT
             if unbounded:
@@ -240,14 +245,17 @@ class Decider:
 
     def _option(self, campaign: Campaign, page: _Page) -> Option | None:
         """The campaign as the store sees it (None: it may not serve this reader); once per page."""
-        if campaign.id in page.options:
-            return page.options[campaign.id]
-        names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser else (f"c{campaign.id}",)
-        limits = self.ledger.limits(campaign, page.reader, page.moment) if bounded(campaign) else ()
+        option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
+        if option is not self:
+            return option
+        names = self._names.get(campaign.id)
+        if names is None:
+            names = self._names[campaign.id] = (f"c{campaign.id}", f"a:{campaign.advertiser}") \
+                if self.unique_advertiser else (f"c{campaign.id}",)
+        bounds = self.ledger.reservable(campaign, page.reader, page.moment) if bounded(campaign) else ((), ())
         option = None
-        if limits is not None:
-            checks = tuple(limit for limit in limits if limit.limit is not None)
-            holds = tuple(check for check in checks if check.event == "impression")
+        if bounds is not None:
+            checks, holds = bounds
             option = Option(names, checks, holds, f"{page.reservation}{campaign.id}" if holds else None)
         page.options[campaign.id] = option
         return option

@@ -19,7 +19,7 @@ import itertools
 import math
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Callable, Mapping
+from typing import Callable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
 from .model import Campaign
@@ -72,20 +72,30 @@ class _Plan:
 EVENTS = ("impression", "click")
 
 
-@dataclass(frozen=True, slots=True)
-class Limit:
+class Limit(NamedTuple):
     """One counter an event moves: allowed iff ``value + cost <= limit`` (None: counted only).
 
     ``event`` says what consumes it. Impression-metered counters (caps, impression budgets,
     CPM spend, their pacing) are reserved when a decision picks the campaign and confirmed by
     the pixel; click-metered ones (click budgets, CPC spend) are checked at the decision and
-    charged by the click.
+    charged by the click. A tuple, not an object: decisions make and read thousands a second.
     """
     key: str
     limit: int | None  # in the counter's units: spend in micro-units
     cost: int
     event: str  # "impression" or "click"
     ttl: int    # seconds a counter created now lives
+
+
+@dataclass(frozen=True, slots=True)
+class _Counters:
+    """A campaign's reader-independent counters at one moment, as decisions and charges read them."""
+    moment: Moment
+    every: tuple[Limit, ...]   # bounded or not: an event moves each of its own
+    checks: tuple[Limit, ...]  # the bounded ones: a decision checks each
+    holds: tuple[Limit, ...]   # the bounded impression-metered ones: a decision reserves each
+    cap_prefix: str            # a reader's frequency-cap key is this + reader + ":" + period bucket
+    cap_ttl: int               # seconds a cap counter created now lives
 
 
 class Ledger:
@@ -101,7 +111,7 @@ class Ledger:
         self._full_days: dict[tuple, float] = {}  # by dayparts, weekday and the day's local hours
         self._day_shapes: dict[dt.date, int] = {}
         self._shape_ids: dict[tuple, int] = {}
-        self._known: dict[int, tuple[Moment, tuple[Limit, ...]]] = {}  # campaign id -> its counters
+        self._known: dict[int, _Counters] = {}  # campaign id -> its counters at the last moment asked
 
     def moment(self, now: dt.datetime) -> Moment:
         """The calendar facts of ``now``, computed once per second (counters need no finer)."""
@@ -226,30 +236,53 @@ class Ledger:
         ``without_consent: serve``. Counters without a bound are still counted, so a budget
         added by a reload starts from what was already delivered.
         """
-        cap = campaign.frequency_cap
-        if cap is None:
-            return self._counters(campaign, moment)
-        if user is None:
-            return None if cap.without_consent == "skip" else self._counters(campaign, moment)
-        ttl = _PERIOD_SECONDS.get(cap.period) or _flight_left(campaign, moment)
-        return self._counters(campaign, moment) + (
-            Limit(_cap_key(campaign, user, moment), cap.count, 1, "impression", ttl + 3600),)
+        found = self._for_reader(campaign, user, moment)
+        return None if found is None else found[0].every + found[1]
 
-    def _counters(self, campaign: Campaign, moment: Moment) -> tuple[Limit, ...]:
-        """The reader-independent counters, worked out once per campaign and second."""
+    def reservable(self, campaign: Campaign, user: str | None,
+                   moment: Moment) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
+        """What a decision for this reader checks (the bounded counters) and what it reserves
+        (the bounded impression-metered ones); None as for ``limits``."""
+        found = self._for_reader(campaign, user, moment)
+        if found is None:
+            return None
+        counters, cap = found
+        return counters.checks + cap, counters.holds + cap
+
+    def _for_reader(self, campaign: Campaign, user: str | None,
+                    moment: Moment) -> tuple[_Counters, tuple[Limit, ...]] | None:
+        """The campaign's shared counters and the reader's cap (none, or one), or None."""
+        cap = campaign.frequency_cap
+        if cap is not None and user is None and cap.without_consent == "skip":
+            return None
+        counters = self._counters(campaign, moment)
+        if cap is None or user is None:
+            return counters, ()
+        return counters, (Limit(f"{counters.cap_prefix}{user}:{moment.buckets[cap.period]}", cap.count, 1,
+                                "impression", counters.cap_ttl),)
+
+    def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
+        """The reader-independent counters, worked out once per campaign and second; their keys
+        once per campaign and day (a decision reads them, and reservations keep them)."""
         known = self._known.get(campaign.id)
-        if known is not None and known[0] is moment:
-            return known[1]
+        if known is not None and known.moment is moment:
+            return known
         flight_left = _flight_left(campaign, moment)
-        counters = []
+        keys = iter(() if known is None or known.moment.day != moment.day else [c.key for c in known.every])
+        every = []
         for event in EVENTS:
             for metric, cost in _costs(campaign, event).items():
-                counters.append(Limit(_total_key(campaign, metric),
-                                      self._total_limit(campaign, metric, cost, moment), cost, event, flight_left))
-                counters.append(Limit(_day_key(campaign, metric, moment),
-                                      self._daily_limit(campaign, metric, cost, moment), cost, event, _DAY_TTL))
-        self._known[campaign.id] = (moment, tuple(counters))
-        return self._known[campaign.id][1]
+                every.append(Limit(next(keys, None) or _total_key(campaign, metric),
+                                   self._total_limit(campaign, metric, cost, moment), cost, event, flight_left))
+                every.append(Limit(next(keys, None) or _day_key(campaign, metric, moment),
+                                   self._daily_limit(campaign, metric, cost, moment), cost, event, _DAY_TTL))
+        checks = tuple(c for c in every if c.limit is not None)
+        cap = campaign.frequency_cap
+        cap_ttl = 0 if cap is None else (_PERIOD_SECONDS.get(cap.period) or flight_left) + 3600
+        known = self._known[campaign.id] = _Counters(
+            moment, tuple(every), checks, tuple(c for c in checks if c.event == "impression"),
+            known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl)
+        return known
 
     def charge(self, campaign: Campaign, event: str, user: str | None,
                moment: Moment) -> tuple[Limit, ...] | None:
@@ -313,10 +346,6 @@ def _total_key(campaign: Campaign, metric: str) -> str:
 
 def _day_key(campaign: Campaign, metric: str, moment: Moment) -> str:
     return f"c{campaign.id}:day:{moment.day}:{metric}"
-
-
-def _cap_key(campaign: Campaign, user: str, moment: Moment) -> str:
-    return f"c{campaign.id}:cap:{user}:{moment.buckets[campaign.frequency_cap.period]}"
 
 
 def reader_keys(user: str) -> tuple[str, Callable[[str], bool]]:

@@ -1,17 +1,102 @@
-"""The embedded state store: counters and one-time marks that expire without stalling the loop."""
+"""The state stores: one contract (reserve, settle, marks) kept by the embedded and the Redis store,
+and the embedded store's expiry that never stalls the loop."""
 
 from __future__ import annotations
 
+import uuid
+
+import pytest
+
 from adserve.ledger import Limit
-from adserve.state import MemoryState
+from adserve.state import CUT, MemoryState, Option, RedisState
+
+HOLD = 300
+START = 1_800_000_000.0
 
 
 def count(key: str, amount: float, ttl: int) -> Limit:
     return Limit(key, None, amount, "impression", ttl)
 
 
+@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+async def store(request):
+    """Each store on a clock the test moves (Redis expires keys on its own clock: the tests
+    below only move time within the keys' TTLs)."""
+    now = [START]
+    if request.param == "memory":
+        state = MemoryState(clock=lambda: now[0])
+    else:
+        state = RedisState(request.getfixturevalue("redis_url"), prefix=f"t{uuid.uuid4().hex}:",
+                           clock=lambda: now[0])
+    state.now = now
+    yield state
+    await state.close()
+
+
+def capped(campaign: int, reader: str, cap: int, reservation: str | None) -> Option:
+    """A campaign with a per-reader cap and an unbounded click counter (checked only if bounded)."""
+    limit = Limit(f"c{campaign}:cap:{reader}", cap, 1, "impression", 3600)
+    return Option((f"c{campaign}",), (limit,), (limit,), reservation)
+
+
+def free(campaign: int) -> Option:
+    return Option((f"c{campaign}",), (), (), None)
+
+
+async def test_each_need_takes_the_first_option_that_fits_and_is_free(store):
+    picks = await store.reserve([[capped(1, "r", 0, "p1.1"), free(2)],  # cap 0: never fits
+                                 [free(2), free(3)],                    # 2 is taken by the first need
+                                 [capped(4, "r", 1, "p1.4")]], set(), HOLD)
+    assert picks == [1, 1, 0]
+    assert await store.reserve([[free(5)], [free(6)]], {"c5"}, HOLD) == [None, 0]  # taken before
+
+
+async def test_a_cut_tier_stops_the_walk_only_when_nothing_fit_before_it(store):
+    assert await store.reserve([[capped(1, "r", 0, "p1.1"), CUT, free(2)], [free(3)]], set(), HOLD) == []
+    assert await store.reserve([[free(1), CUT], [capped(2, "r", 0, "p2.2"), CUT]], set(), HOLD) == [0]
+
+
+async def test_a_reservation_holds_its_counters_until_its_pixel_confirms_it(store):
+    assert await store.reserve([[capped(1, "r", 1, "p1.1")]], set(), HOLD) == [0]
+    assert await store.reserve([[capped(1, "r", 1, "p2.1")]], set(), HOLD) == [None]  # held
+    assert await store.get_many(["c1:cap:r"]) == [1.0]
+    charges = capped(1, "r", 1, None).checks
+    assert await store.settle("bill:impression:a", 600, "p1.1", charges)  # confirmed: billable
+    assert await store.settle("bill:impression:a", 600, "p1.1", charges)  # a retry: the same answer
+    store.now[0] += HOLD + 1
+    assert await store.get_many(["c1:cap:r"]) == [1.0]  # a confirmed reservation is never released
+    assert await store.reserve([[capped(1, "r", 1, "p3.1")]], set(), HOLD) == [None]
+
+
+async def test_an_unconfirmed_reservation_is_released_after_the_hold_time(store):
+    assert await store.reserve([[capped(1, "r", 1, "p1.1")]], set(), HOLD) == [0]
+    store.now[0] += HOLD - 1
+    assert await store.reserve([[capped(1, "r", 1, "p2.1")]], set(), HOLD) == [None]
+    store.now[0] += 1
+    assert await store.reserve([[capped(1, "r", 1, "p3.1")]], set(), HOLD) == [0]  # p1.1 released
+    charges = capped(1, "r", 1, None).checks
+    assert not await store.settle("bill:impression:late", 600, "p1.1", charges)  # p3.1 holds the cap
+    assert await store.settle("bill:impression:on-time", 600, "p3.1", charges)
+    assert await store.get_many(["c1:cap:r"]) == [1.0]
+
+
+async def test_a_charge_without_reservation_fits_or_moves_nothing(store):
+    a, b = Limit("a", 4, 2, "click", 600), Limit("b", None, 5, "click", 600)
+    assert await store.settle("bill:click:1", 600, None, (a, b))
+    assert await store.settle("bill:click:2", 600, None, (a, b))
+    assert not await store.settle("bill:click:3", 600, None, (a, b))  # 6 would pass 4
+    assert await store.get_many(["a", "b", "missing"]) == [4.0, 10.0, 0.0]
+
+
+async def test_a_mark_is_new_once_and_can_be_forgotten(store):
+    assert await store.first_time("tok:impression:n1", 600)
+    assert not await store.first_time("tok:impression:n1", 600)
+    await store.forget("tok:impression:n1")
+    assert await store.first_time("tok:impression:n1", 600)
+
+
 async def test_memory_state_expires_keys_without_a_full_pass():
-    now = [1_800_000_000.0]
+    now = [START]
     state = MemoryState(clock=lambda: now[0])
     state.seed([count("cap", 1.0, 120), count("day", 2.0, 86400)], now[0])
     assert await state.first_time("tok", 600) and not await state.first_time("tok", 600)
@@ -25,10 +110,29 @@ async def test_memory_state_expires_keys_without_a_full_pass():
 
 
 async def test_replayed_keys_already_due_are_swept_too():
-    now = [1_800_000_000.0]
+    now = [START]
     state = MemoryState(clock=lambda: now[0])
     state.seed([count("old", 1.0, 60)], now[0] - 3600)  # from an hour-old event
     assert len(state) == 1 and await state.get_many(["old"]) == [0.0]
     now[0] += 120
     state.seed([count("new", 1.0, 60)], now[0])
     assert len(state) == 1
+
+
+async def test_a_checkpoint_leaves_out_what_open_reservations_hold():
+    now = [START]
+    state = MemoryState(clock=lambda: now[0])
+    assert await state.reserve([[capped(1, "r", 2, "p1.1")], [capped(2, "r", 2, "p1.2")]], set(), HOLD) == [0, 0]
+    assert await state.settle("bill:impression:a", 600, "p1.1", capped(1, "r", 2, None).checks)
+    assert {key: value for key, (value, _expires) in state.snapshot().items()} == {
+        "c1:cap:r": 1.0, "c2:cap:r": 0.0, "bill:impression:a": 1.0}
+
+
+async def test_an_open_reservation_keeps_only_keys_and_costs():
+    """A server holds one per answered ad for the hold time: no object of the decision (its
+    options, limits) may stay alive with it, only the counter keys and their costs."""
+    state = MemoryState(clock=lambda: START)
+    option = capped(1, "r", 2, "p1.1")
+    assert await state.reserve([[option]], set(), HOLD) == [0]
+    (held,) = state._reserved.values()
+    assert held == ("c1:cap:r", 1) and all(type(part) in (str, int, float) for part in held)

@@ -1,0 +1,95 @@
+"""The contract every state store keeps, and the walk both stores make to pick per need."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from ..ledger import Limit
+
+
+class Option(NamedTuple):
+    """One candidate of one need, as the store sees it (a tuple: a page makes a dozen)."""
+    names: tuple[str, ...]      # what it takes on the page (its campaign, its advertiser): never twice
+    checks: tuple[Limit, ...]   # the bounded limits; all must fit
+    holds: tuple[Limit, ...]    # bounded impression-metered counters, reserved when it is chosen
+    reservation: str | None     # id of that reservation; None: nothing is reserved
+
+
+class StateUnavailable(Exception):
+    """The shared store cannot be reached; the caller degrades (see ``RedisState``)."""
+
+
+class Replayed:
+    """Counts and token marks read back from the event log, for a store to take in one go."""
+
+    def __init__(self) -> None:
+        self.counts: list[tuple[Limit, float]] = []  # (counter, moment of its event)
+        self.marks: list[tuple[str, int, float]] = []  # (key, ttl, moment)
+
+    def seed(self, counts: Iterable[Limit], now: float) -> None:
+        self.counts += [(count, now) for count in counts]
+
+    def mark(self, key: str, ttl: int, now: float) -> None:
+        self.marks.append((key, ttl, now))
+
+
+# In a need's options: the tier before it was cut short. If nothing fit so far, ``reserve``
+# stops there and the decision asks again with that tier whole.
+CUT = None
+
+
+class StateStore(Protocol):
+    async def reserve(self, needs: list[Iterable[Option | None]], taken: set[str],
+                      hold_seconds: float) -> list[int | None]:
+        """Per need, the index of the first option that fits and is not taken (None: none).
+
+        Fewer answers than needs when a need reached a ``CUT`` with nothing fitting. The
+        options may come lazily: a store reads no further than it needs.
+        """
+
+    async def settle(self, outcome: str, ttl: int, reservation: str | None,
+                     charges: tuple[Limit, ...]) -> bool:
+        """Confirm ``reservation`` if it is still held (and add the unbounded ``charges``, which
+        it did not hold), else add all ``charges`` if they all fit.
+
+        Whether the event is billable; remembered under ``outcome`` for ``ttl`` seconds, so a
+        retried hit gets the same answer and moves nothing twice.
+        """
+
+    async def get_many(self, keys: list[str]) -> list[float]:
+        """Current values (0 for missing or expired keys), in the order asked."""
+
+    async def first_time(self, key: str, ttl: int) -> bool:
+        """True exactly once per key within ``ttl`` seconds: deduplicates tracking tokens."""
+
+    async def forget(self, key: str) -> None:
+        """Drop a mark, e.g. a token whose event could not be written, so its retry counts."""
+
+    async def open(self) -> bool:
+        """Connect; True when the store holds nothing yet (fresh, or restarted without its data)."""
+
+    async def restore(self, replayed: Replayed) -> None:
+        """Take counters and marks rebuilt from the event log."""
+
+    async def close(self) -> None:
+        """Release connections."""
+
+
+def choose(needs: list[Iterable[Option | None]], taken: set[str], allowed: Callable[[Option], bool],
+           take: Callable[[Option], None]) -> list[int | None]:
+    """The walk ``reserve`` makes (the Redis store makes it in Lua, in the same order)."""
+    taken = set(taken)
+    picks: list[int | None] = []
+    for options in needs:
+        pick = None
+        for index, option in enumerate(options):
+            if option is CUT:
+                return picks
+            if taken.isdisjoint(option.names) and allowed(option):
+                take(option)
+                taken.update(option.names)
+                pick = index
+                break
+        picks.append(pick)
+    return picks

@@ -1,0 +1,187 @@
+"""The embedded store: counters, reservations and marks in one process's dicts."""
+
+from __future__ import annotations
+
+import heapq
+import math
+import time
+from typing import TYPE_CHECKING, Iterable
+
+from ..ledger import fits
+from .base import Option, Replayed, choose
+
+if TYPE_CHECKING:
+    from ..ledger import Limit
+
+
+class MemoryState:
+    """The embedded default: one dict, with expiry buckets so expired keys leave a few at a time.
+
+    Each key created is also filed under the minute it expires in; a write drops the buckets
+    whose minute has passed. Expiry work is spread over the writes that cause it, never one
+    pass over the whole dict that would stall the event loop. Nothing awaits between a check
+    and its increment, so both are atomic.
+
+    An open reservation is its id and one flat tuple of the counter keys it holds and their
+    costs (keys shared with the ledger's, a few hundred bytes in all; no objects of the
+    decision), filed under the second it is released in: a server holds one per answered ad
+    for the hold time. Releases come at most a second after the hold time.
+    """
+
+    def __init__(self, clock=time.time) -> None:
+        self._clock = clock
+        self._values: dict[str, tuple[float, float]] = {}  # key -> (value, expires_at)
+        self._expiring: dict[int, list[str]] = {}  # minute -> keys created to expire then
+        self._swept_minute = int(clock() // 60)
+        self._reserved: dict[str, tuple] = {}  # reservation id -> (key, cost, key, cost, ...) it holds
+        self._releasing: dict[int, list[str]] = {}  # second -> reservations released then
+        self._release_seconds: list[int] = []  # heap of the seconds in ``_releasing``
+
+    async def reserve(self, needs: list[Iterable[Option | None]], taken: set[str],
+                      hold_seconds: float) -> list[int | None]:
+        now = self._clock()
+        self._release_due(now)
+
+        def take(option: Option) -> None:
+            if option.reservation is not None:
+                held: list = []
+                for key, _limit, cost, _event, ttl in option.holds:
+                    self._add(key, cost, now, ttl)
+                    held += (key, cost)
+                self._reserved[option.reservation] = tuple(held)
+                second = math.ceil(now + hold_seconds)
+                due = self._releasing.get(second)
+                if due is None:
+                    due = self._releasing[second] = []
+                    heapq.heappush(self._release_seconds, second)
+                due.append(option.reservation)
+
+        picks = choose(needs, taken, lambda option: self._fit(option.checks, now), take)
+        self._sweep(now)
+        return picks
+
+    async def settle(self, outcome: str, ttl: int, reservation: str | None,
+                     charges: tuple[Limit, ...]) -> bool:
+        now = self._clock()
+        self._release_due(now)
+        known = self._value(outcome, now)
+        if known is not None:
+            return known == 1.0
+        billable = reservation is not None and self._reserved.pop(reservation, None) is not None
+        if billable:
+            self.seed([charge for charge in charges if charge.limit is None], now)
+        elif self._fit(charges, now):
+            self.seed(charges, now)
+            billable = True
+        self._create(outcome, 1.0 if billable else 0.0, now + ttl)
+        return billable
+
+    async def get_many(self, keys: list[str]) -> list[float]:
+        now = self._clock()
+        return [self._value(key, now) or 0.0 for key in keys]
+
+    def seed(self, counts: Iterable[Limit], now: float) -> None:
+        """Add each count's cost as of moment ``now``: also how the event log is replayed at start-up."""
+        for count in counts:
+            self._add(count.key, count.cost, now, count.ttl)
+        self._sweep(self._clock())
+
+    def _add(self, key: str, cost: float, now: float, ttl: int) -> None:
+        entry = self._values.get(key)
+        if entry and entry[1] > now:
+            self._values[key] = (entry[0] + cost, entry[1])
+        else:
+            self._create(key, cost, now + ttl)
+
+    def mark(self, key: str, ttl: int, now: float) -> None:
+        """``first_time``'s mark as of moment ``now``: replayed tokens stay counted once."""
+        self._create(key, 1.0, now + ttl)
+
+    async def first_time(self, key: str, ttl: int) -> bool:
+        now = self._clock()
+        if self._value(key, now) is not None:
+            return False
+        self._create(key, 1.0, now + ttl)
+        self._sweep(now)
+        return True
+
+    async def forget(self, key: str) -> None:
+        self._values.pop(key, None)
+
+    def has(self, key: str) -> bool:
+        """Whether ``key`` holds a value now (a replay asks if a hit was billed before the checkpoint)."""
+        return self._value(key, self._clock()) is not None
+
+    def _value(self, key: str, now: float) -> float | None:
+        entry = self._values.get(key)
+        return entry[0] if entry and entry[1] > now else None
+
+    def _fit(self, limits: tuple[Limit, ...], now: float) -> bool:
+        values = self._values
+        for key, limit, cost, _event, _ttl in limits:
+            entry = values.get(key)
+            if not fits(entry[0] if entry and entry[1] > now else 0.0, cost, limit):
+                return False
+        return True
+
+    def _release_due(self, now: float) -> None:
+        """Give back what reservations past their hold time still hold (settled ones are gone)."""
+        while self._release_seconds and self._release_seconds[0] <= now:
+            for reservation in self._releasing.pop(heapq.heappop(self._release_seconds)):
+                self._unhold(self._values, self._reserved.pop(reservation, ()), now)
+
+    @staticmethod
+    def _unhold(values: dict[str, tuple[float, float]], held: tuple, now: float) -> None:
+        for key, cost in zip(held[::2], held[1::2]):
+            entry = values.get(key)
+            if entry and entry[1] > now:
+                values[key] = (entry[0] - cost, entry[1])
+
+    def _create(self, key: str, value: float, expires: float) -> None:
+        self._values[key] = (value, expires)
+        minute = max(int(expires // 60), self._swept_minute)  # replayed keys may be due already
+        self._expiring.setdefault(minute, []).append(key)
+
+    def _sweep(self, now: float) -> None:
+        """Drop the keys of every expiry minute that has passed by ``now`` (the clock's, not an event's)."""
+        minute = int(now // 60)
+        while self._swept_minute < minute:
+            for key in self._expiring.pop(self._swept_minute, ()):
+                entry = self._values.get(key)
+                if entry is not None and entry[1] <= now:
+                    del self._values[key]
+            self._swept_minute += 1
+
+    def snapshot(self) -> dict[str, tuple[float, float]]:
+        """Every key -> (value, expires_at), copied at once: what a checkpoint saves.
+
+        Without what open reservations hold: reservations are not saved, so a restart must not
+        keep their holds either (they would never be released, and their pixels charged again).
+        """
+        values = self._values.copy()
+        now = self._clock()
+        for held in self._reserved.values():
+            self._unhold(values, held, now)
+        return values
+
+    def load_snapshot(self, entries) -> None:
+        """Take back a checkpoint's (key, (value, expires_at)) pairs, except those expired since."""
+        now = self._clock()
+        for key, (value, expires) in entries:
+            if expires > now:
+                self._create(key, value, expires)
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    async def open(self) -> bool:
+        return not self._values
+
+    async def restore(self, replayed: Replayed) -> None:
+        for count, now in replayed.counts:
+            self.seed((count,), now)
+        for key, ttl, now in replayed.marks:
+            self.mark(key, ttl, now)
+
+    async def close(self) -> None:
+        pass

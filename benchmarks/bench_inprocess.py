@@ -1,0 +1,362 @@
+"""A page's cost inside the process, against another checkout's code in the same run.
+
+    python benchmarks/bench_inprocess.py --baseline-ref 5bb1326 [--views 5000 --passes 5] [--record]
+
+Times ``parse_slot_request`` + ``SlotServer.serve`` + encoding the answer per page, no HTTP, on
+the benchmarks' world (1,000 campaigns, 100k articles, a trained model) for bench_slots' light page
+(one 300x250 and a widget of 6) and its heavy page (two display slots and the widget), and
+``Decider.decide`` alone for the light page. Each pass is ``--views`` page views of articles that
+rarely repeat (so nothing is cached per page), in ``--keyword-sets`` x 8 sections x 2 devices x 3
+countries targeting contexts (the wrk benchmark's traffic has 8; raise it to see the cost of
+working out targeting for new contexts), half of them by 1,000 returning readers (so caps refuse)
+and half by readers never seen again; after ``--pixels`` of the pages their ad pixels arrive
+(untimed), so reservations settle and counters move. Times are the serving thread's CPU time:
+wrk numbers say what a worker does under load, this says what a page costs, and stays usable
+while other sessions share the machine, because both codes run alternately.
+
+Each checkout runs in a worker process of its own (PYTHONPATH pointing at it; a baseline ref is
+checked out with ``git worktree add`` under benchmarks/out/) that builds its server once and then
+answers "run a pass" requests, so baseline and current passes alternate. The workers also report
+the bytes held per open reservation (tracemalloc, over decisions whose counters already exist).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import gc
+import inspect
+import json
+import os
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import tracemalloc
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+OUT = ROOT / "out"
+SECRET = "bench-inprocess-secret-0123456789abcdef"
+SECTIONS = ["politics", "world", "economy", "technology", "science", "culture", "sports", "opinion"]
+PASSES = (("light", "pass"), ("heavy", "pass"), ("light", "decide"))  # (page, what is timed)
+KEYWORDS = ["election", "senate", "budget", "tariffs", "climate", "ai", "court", "nato", "jobs",
+            "housing", "transit", "health"]
+
+
+# -- the worker: one checkout's code ----------------------------------------------------------
+
+class Clock:
+    """The wall clock, movable forward: the reservation measurement waits out the hold time."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def __call__(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(time.time() + self.offset, dt.timezone.utc)
+
+
+class Worker:
+    def __init__(self, checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: bool) -> None:
+        sys.path[:0] = [str(checkout), str(checkout / "benchmarks")]
+        import world  # the checkout's own world
+        from adserve.config import load_config
+        from adserve.request import parse_slot_request
+        from adserve.server.app import AdServer
+
+        folder = checkout / "benchmarks" / "out" / "world-1000"
+        if not (folder / "var" / "model.npz").exists():
+            world.build(folder, campaigns=1000, items=100_000)
+        shutil.rmtree(scratch, ignore_errors=True)
+        (scratch / "var").mkdir(parents=True)
+        (scratch / "config").symlink_to(folder / "config")
+        (scratch / "var" / "model.npz").symlink_to(folder / "var" / "model.npz")
+        os.chdir(scratch)  # the log goes to scratch/var/events, not into the world
+        self.clock = Clock()
+        loaded = load_config(Path("config"))
+        assert loaded.ok, loaded.errors[:3]
+        self.server = AdServer(Path("config"), loaded, SECRET.encode(), clock=self.clock,
+                               rng=random.Random(1), writer="bench")
+        self.parse = parse_slot_request
+        extra = inspect.signature(parse_slot_request).parameters
+        self.parse_options = {"consent_required": loaded.config.site.consent_required} \
+            if "consent_required" in extra else {}
+        self.pages = pages
+        self.rng = random.Random(7)
+        self.keywords = [random.Random(n).sample(KEYWORDS, 1 + n % 3) for n in range(keyword_sets)]
+        self.loop = asyncio.new_event_loop()
+        self.views = 0
+        gc.collect()
+        if freeze:
+            gc.freeze()  # as ``serve`` does after start-up (the baseline may predate that: same for both)
+
+    def bodies(self, page: str, n: int) -> list[bytes]:
+        """``n`` page views: rarely repeated contexts, returning and one-time readers."""
+        bodies = []
+        for _ in range(n):
+            self.views += 1
+            section = self.rng.choice(SECTIONS)
+            item = f"{section}-{self.rng.randrange(100_000):05d}"
+            user = f"reader-{self.rng.randrange(1000)}" if self.rng.random() < 0.5 else f"once-{self.views}"
+            body = {**self.pages[page], "user": {"id": user},
+                    "page": {"item_id": item, "section": section,
+                             "keywords": self.rng.choice(self.keywords),
+                             "url": f"https://news.example/{item}"},
+                    "device": self.rng.choice(["desktop", "desktop", "mobile"]),
+                    "country": self.rng.choice(["US", "US", "US", "CA", "GB"])}
+            bodies.append(json.dumps(body).encode())
+        return bodies
+
+    async def _page(self, body: bytes) -> dict:
+        import orjson
+
+        answer = await self.server.slots.serve(self.server.runtime, self._request(body), "http://127.0.0.1:8080")
+        orjson.dumps({"slots": answer})
+        return answer
+
+    async def _pixels(self, answer: dict) -> None:
+        from adserve.server.tracking import Hit
+
+        for slot in answer.values():
+            ads = [slot] if slot["type"] == "display" else [i for i in slot["items"] if i.get("sponsored")]
+            for ad in ads:
+                if ad.get("impression_url"):
+                    payload = self.server.signer.verify(ad["impression_url"].split("t=", 1)[1])
+                    await self.server.tracker.record(Hit.impression(payload), "Mozilla/5.0", self.server.runtime)
+
+    def run_pass(self, page: str, views: int, pixels: float) -> dict:
+        """Per-page CPU times of one pass (µs): parse, serve and encode, pixels untimed.
+
+        CPU time of this thread, not wall time: other sessions' processes preempt this one, and
+        wall time would count their turns as the page's."""
+        bodies = self.bodies(page, views)
+        times, filled = [], 0
+        gc.collect()
+        collecting = self._collections()
+        for body in bodies:
+            started = time.thread_time()
+            answer = self.loop.run_until_complete(self._page(body))
+            times.append((time.thread_time() - started) * 1e6)
+            ad = answer.get("side", {})
+            filled += bool(ad.get("fill"))
+            if self.rng.random() < pixels:
+                self.loop.run_until_complete(self._pixels(answer))
+        gc.callbacks.remove(collecting)
+        return {"mean": statistics.fmean(times), "median": statistics.median(times),
+                "fill": filled / len(bodies), "gc": collecting.spent / len(bodies)}
+
+    @staticmethod
+    def _collections():
+        """A gc callback that adds up the CPU µs the collector spends (objects that open
+        reservations keep alive are walked by every full collection)."""
+        def collecting(phase: str, _info: dict) -> None:
+            if phase == "start":
+                collecting.started = time.thread_time()
+            else:
+                collecting.spent += (time.thread_time() - collecting.started) * 1e6
+        collecting.spent = 0.0
+        gc.callbacks.append(collecting)
+        return collecting
+
+    def decide_pass(self, page: str, views: int) -> dict:
+        """CPU µs of ``Decider.decide`` alone for the needs ``serve`` makes of the page (the
+        display slots, then the widget's sponsored positions), awaited in one task as a handler does."""
+        from adserve.decision import AdNeed
+
+        decider = self.server.runtime.decider
+        placements = self.server.runtime.config.placements
+        pages = []
+        for body in self.bodies(page, views):
+            request = self._request(body)
+            needs = [AdNeed(s.id, s.sizes, s.placement) for s in request.slots if s.type == "display"]
+            needs += [AdNeed(f"{s.id}#{p}", ("native",), s.placement) for s in request.slots if s.type == "recs"
+                      for p in placements[s.placement].sponsored_positions if p <= s.count]
+            pages.append((request, needs))
+
+        async def decide_all() -> tuple[list[float], int]:
+            times, filled = [], 0
+            for request, needs in pages:
+                started = time.thread_time()
+                fills = await decider.decide(request, needs)
+                times.append((time.thread_time() - started) * 1e6)
+                filled += fills[needs[0].key] is not None
+            return times, filled
+
+        times, filled = self.loop.run_until_complete(decide_all())
+        return {"mean": statistics.fmean(times), "median": statistics.median(times), "fill": filled / len(pages)}
+
+    def reservation_bytes(self, n: int = 3000) -> dict:
+        """Bytes held per open reservation: decisions whose counters already exist, measured by
+        tracemalloc after the earlier reservations were released (the clock jumps past the hold)."""
+        import dataclasses
+
+        from adserve.decision import AdNeed, Fill
+
+        if "reservation" not in {f.name for f in dataclasses.fields(Fill)}:
+            return {"bytes": None, "reservations": 0}
+        decider = self.server.runtime.decider
+        requests = [self._request(body) for body in self.bodies("heavy", n)]
+        for _round in range(2):  # the first round creates the counters, then its holds are released
+            self.clock.offset += decider.hold_seconds + 1
+            gc.collect()
+            tracemalloc.start()
+            before = tracemalloc.get_traced_memory()[0]
+            reservations = 0
+            for request in requests:  # the display slots: what the decisions keep, fills dropped
+                fills = self.loop.run_until_complete(decider.decide(
+                    request, [AdNeed(s.id, s.sizes, s.placement) for s in request.slots if s.type == "display"]))
+                reservations += sum(1 for fill in fills.values() if fill is not None and fill.reservation)
+            del fills
+            gc.collect()
+            held = tracemalloc.get_traced_memory()[0] - before
+            tracemalloc.stop()
+        return {"bytes": held / max(reservations, 1), "reservations": reservations}
+
+    def _request(self, body: bytes):
+        import orjson
+
+        config = self.server.runtime.config
+        return self.parse(orjson.loads(body), config.placements, config.server.max_slots, **self.parse_options)
+
+
+def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: bool) -> None:
+    """Answer JSON commands on stdin, one JSON line each on stdout."""
+    out = sys.stdout
+    sys.stdout = sys.stderr  # nothing the code prints may break the protocol
+    worker = Worker(checkout, scratch, keyword_sets, pages, freeze)
+    print(json.dumps({"ready": True}), file=out, flush=True)
+    for line in sys.stdin:
+        command = json.loads(line)
+        if command["do"] == "pass":
+            result = worker.run_pass(command["page"], command["views"], command["pixels"])
+        elif command["do"] == "decide":
+            result = worker.decide_pass(command["page"], command["views"])
+        else:
+            result = worker.reservation_bytes()
+        print(json.dumps(result), file=out, flush=True)
+
+
+# -- the parent: alternate the checkouts ----------------------------------------------------
+
+class Remote:
+    def __init__(self, label: str, checkout: Path, keyword_sets: int, pages: dict, freeze: bool) -> None:
+        self.label = label
+        env = {**os.environ, "PYTHONPATH": str(checkout)}
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--worker", str(checkout), str(OUT / f"inprocess-{label}"),
+             str(keyword_sets), json.dumps(pages), str(int(freeze))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=checkout)
+        self.ask(None)
+
+    def ask(self, command: dict | None) -> dict:
+        if command is not None:
+            self.process.stdin.write(json.dumps(command) + "\n")
+            self.process.stdin.flush()
+        line = self.process.stdout.readline()
+        if not line:
+            raise SystemExit(f"{self.label} worker failed (see its stderr above)")
+        return json.loads(line)
+
+    def close(self) -> None:
+        self.process.stdin.close()
+        self.process.wait(timeout=60)
+
+
+def baseline_checkout(ref: str) -> Path:
+    path = OUT / f"baseline-{ref}"
+    if not path.exists():
+        subprocess.run(["git", "-C", str(ROOT.parent), "worktree", "add", "--detach", str(path), ref],
+                       check=True, capture_output=True)
+    return path
+
+
+def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int, freeze: bool) -> str:
+    from bench_slots import PAGE_REQUEST, PAGES  # this checkout's pages, the same for both codes
+
+    OUT.mkdir(exist_ok=True)
+    pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
+    remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), keyword_sets, pages, freeze),
+               Remote("current", ROOT.parent, keyword_sets, pages, freeze)]
+    results: dict[tuple[str, str], list[dict]] = {}
+    try:
+        for page, do in PASSES:
+            command = {"do": do, "page": page, "views": views, "pixels": pixels}
+            for remote in remotes:  # a warm-up pass each: contexts, counters, caches
+                remote.ask(command)
+            for n in range(passes):
+                for remote in remotes if n % 2 == 0 else remotes[::-1]:
+                    got = remote.ask(command)
+                    results.setdefault((remote.label, f"{page} {do}"), []).append(got)
+                    print(remote.label, page, {k: round(v, 3) for k, v in got.items()}, file=sys.stderr)
+        held = {remote.label: remote.ask({"do": "reservations"}) for remote in remotes}
+    finally:
+        for remote in remotes:
+            remote.close()
+    return report(f"--baseline-ref {ref} --views {views} --passes {passes} --pixels {pixels} "
+                  f"--keyword-sets {keyword_sets}" + ("" if freeze else " --no-freeze"), ref, views, passes, pixels, results, held)
+
+
+def report(options, ref, views, passes, pixels, results, held) -> str:
+    base, cur = f"baseline-{ref}", "current"
+    rows = []
+    for page, do in PASSES:
+        b, c = results[(base, f"{page} {do}")], results[(cur, f"{page} {do}")]
+        page = f"{page} page" if do == "pass" else f"{page} page, `decide` only"
+        ratios = [x["mean"] / y["mean"] for x, y in zip(c, b)]
+        for label, got in ((f"`{ref}`", b), ("this branch", c)):
+            means = sorted(r["mean"] for r in got)
+            collected = f"{statistics.median(r['gc'] for r in got):.1f}" if "gc" in got[0] else ""
+            rows.append(f"| {page} | {label} | {statistics.median(means):.0f} ({means[0]:.0f}–{means[-1]:.0f}) "
+                        f"| {statistics.median(r['median'] for r in got):.0f} | {collected} "
+                        f"| {statistics.median(r['fill'] for r in got):.2f} |")
+        rows.append(f"| {page} | **ratio** | **{statistics.median(ratios):.2f}** "
+                    f"({min(ratios):.2f}–{max(ratios):.2f}) | | | |")
+
+    def per_reservation(label: str) -> str:
+        got = held[label]
+        return "none made" if got["bytes"] is None else f"{got['bytes']:.0f} B ({got['reservations']} open)"
+
+    return "\n".join([
+        f"### In-process page cost: this branch against `{ref}`",
+        f"`python benchmarks/bench_inprocess.py {options}`: "
+        f"parse + serve + encode per page, no HTTP; {passes} alternating passes of {views} page views "
+        f"each after a warm-up pass, pixels for {pixels:.0%} of pages; 1,000 campaigns, 100k articles, "
+        "a trained model. CPU µs per page: median of the passes' means (range), median of the passes' "
+        "per-page medians; the garbage collector's share of the mean; fill is the share of pages whose "
+        "first display slot was filled.",
+        "",
+        "| page | code | µs per page, mean | µs, per-page median | of which collector, µs | display fill |",
+        "|---|---|---:|---:|---:|---:|",
+        *rows,
+        "",
+        f"Held per open reservation (tracemalloc, counters already existing): `{ref}` "
+        f"{per_reservation(base)}, this branch {per_reservation(cur)}.",
+    ])
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        work(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6] == "1")
+        return
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--baseline-ref", required=True, help="git ref whose code is the baseline (e.g. 5bb1326)")
+    parser.add_argument("--views", type=int, default=5000, help="page views per pass")
+    parser.add_argument("--passes", type=int, default=5)
+    parser.add_argument("--pixels", type=float, default=0.6, help="share of pages whose ad pixels arrive")
+    parser.add_argument("--keyword-sets", type=int, default=4, help="distinct keyword sets pages carry")
+    parser.add_argument("--no-freeze", action="store_true",
+                        help="leave start-up objects in the collector's sight (as before serve froze them)")
+    parser.add_argument("--record", action="store_true", help="append the table to RESULTS.md")
+    args = parser.parse_args()
+    table = run(args.baseline_ref, args.views, args.passes, args.pixels, args.keyword_sets, not args.no_freeze)
+    print(table)
+    if args.record:
+        with open(ROOT / "RESULTS.md", "a") as results:
+            results.write("\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
