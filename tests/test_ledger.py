@@ -93,6 +93,59 @@ def test_one_ledger_paces_each_campaign_over_its_own_flight():
     assert [serve_and_count(d, request(), 200) for d in deciders] == [24, 116]  # 23/240 and 23/48 of 240
 
 
+def test_campaigns_of_other_dayparts_weigh_their_own_flight_days():
+    """Whole days of a flight are weighed once per dayparts and day shape: an evening campaign
+    must not take an all-day campaign's weights, nor the other way round."""
+    clock = FakeClock(dt.datetime(2026, 11, 24, 5, 0, tzinfo=UTC))  # local midnight
+    flight = Flight(start=clock(), end=clock() + dt.timedelta(days=10))
+    evening = Targeting(dayparts=[Daypart(start="17:00", end="23:00")])
+    ledger = Ledger("America/New_York")
+    deciders = []
+    for cid, targeting in ((1, Targeting()), (2, evening)):
+        d = decider([campaign(cid, budget=Budget(metric="impressions", total=600), pacing="even",
+                              flight=flight, targeting=targeting)], clock)
+        d.ledger = ledger
+        deciders.append(d)
+    clock.advance(days=1, hours=20, minutes=20)  # 44 1/3 of 240 hours; 9 1/3 of 60 evening hours
+    assert [serve_and_count(d, request(), 200) for d in deciders] == [111, 94]  # of 600, one ahead
+
+
+def test_flight_edges_are_local_days_whatever_the_machines_zone(monkeypatch):
+    """A flight starting at 21:00 in New York starts on that New York day, even when the
+    machine's own zone (Tokyo here) is already in the next one."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        clock = FakeClock(dt.datetime(2026, 11, 24, 2, 0, tzinfo=UTC))  # 21:00 the day before in New York
+        flight = Flight(start=clock(), end=clock() + dt.timedelta(days=10))
+        d = decider([campaign(1, budget=Budget(metric="impressions", total=2400), pacing="even",
+                              flight=flight)], clock)
+        clock.advance(hours=3, minutes=20)
+        served = serve_and_count(d, request(), 100)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert served == 34  # 3 1/3 of 240 hours of 2,400, one ahead
+
+
+def test_a_flight_shorter_than_an_hour_is_paced_too():
+    clock = FakeClock()
+    flight = Flight(start=clock(), end=clock() + dt.timedelta(minutes=30))
+    d = decider([campaign(1, budget=Budget(metric="impressions", total=240), pacing="even",
+                          flight=flight)], clock)
+    assert serve_and_count(d, request(), 300) == 1
+    clock.advance(minutes=12, seconds=20)
+    assert serve_and_count(d, request(), 300) == 98  # 98.7 due, one ahead, less the 1 served at the start
+
+
+def test_pixels_before_a_flight_that_a_reload_moved_later_are_paced_as_at_its_start():
+    clock = FakeClock()
+    flight = Flight(start=clock() + dt.timedelta(days=2), end=clock() + dt.timedelta(days=4))
+    d = decider([campaign(1, budget=Budget(metric="impressions", total=240), pacing="even", flight=flight)], clock)
+    billed = [asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400)) for _ in range(3)]
+    assert billed == [True, False, False]
+
+
 def test_pixels_arriving_after_the_flight_are_billed_within_the_total():
     """A page left open past the flight's end still shows its ad: the pixel counts, up to the total."""
     clock = FakeClock()
