@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import math
 import time
 from fnmatch import fnmatchcase
 
@@ -144,6 +145,30 @@ def test_pixels_before_a_flight_that_a_reload_moved_later_are_paced_as_at_its_st
     d = decider([campaign(1, budget=Budget(metric="impressions", total=240), pacing="even", flight=flight)], clock)
     billed = [asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400)) for _ in range(3)]
     assert billed == [True, False, False]
+
+
+@pytest.mark.parametrize("budget", [Budget(metric="impressions", daily=10), Budget(metric="impressions", total=10)])
+def test_a_pixel_when_the_campaign_has_no_serving_time_is_billed(budget):
+    """A weekday campaign's ad shown on Friday night, its pixel after midnight: Saturday has no
+    serving time (for the total: a reload left none in the flight), so nothing is due by pacing,
+    and the pixel is still billed within the budget."""
+    clock = FakeClock(dt.datetime(2026, 11, 28, 5, 30, tzinfo=UTC))  # Saturday 00:30 in New York
+    weekdays = Targeting(dayparts=[Daypart(days=["mon", "tue", "wed", "thu", "fri"], start="00:00", end="24:00")])
+    flight = Flight(start=dt.datetime(2026, 11, 28, 5, 0, tzinfo=UTC), end=dt.datetime(2026, 11, 30, 5, 0, tzinfo=UTC))
+    d = decider([campaign(1, budget=budget, pacing="even", flight=flight, targeting=weekdays)], clock)
+    assert asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400))
+
+
+def test_a_flight_over_a_dst_change_weighs_the_days_real_hours():
+    """Three weeks from local midnight with the fall-back Sunday inside: 505 hours, not 504 (whole
+    days are weighed once per weekday and day shape, and that Sunday has another shape)."""
+    start = dt.datetime(2026, 10, 24, 4, 0, tzinfo=UTC)  # Saturday 00:00 in New York
+    flight = Flight(start=start, end=start + dt.timedelta(days=21, hours=1))
+    c = campaign(1, budget=Budget(metric="impressions", total=500_000), pacing="even", flight=flight)
+    ledger = decider([c]).ledger
+    moment = ledger.moment(start + dt.timedelta(hours=1, minutes=30))
+    bounds = [limit.limit for limit in ledger.limits(c, None, moment) if limit.limit is not None]
+    assert bounds == [math.floor(500_000 * 1.5 / 505) + 1]
 
 
 def test_pixels_arriving_after_the_flight_are_billed_within_the_total():
