@@ -159,6 +159,22 @@ def test_a_pixel_when_the_campaign_has_no_serving_time_is_billed(budget):
     assert asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400))
 
 
+def test_pixels_before_the_days_serving_time_are_paced_as_at_its_start():
+    """A 09:00-17:00 campaign's ad seen last night, its pixel at 08:00: nothing is due yet today."""
+    clock = FakeClock(dt.datetime(2026, 11, 25, 13, 0, tzinfo=UTC))  # 08:00 in New York
+    office = Targeting(dayparts=[Daypart(start="09:00", end="17:00")])
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=80), pacing="even", targeting=office)], clock)
+    billed = [asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400)) for _ in range(2)]
+    assert billed == [True, False]
+
+
+def test_a_daypart_shorter_than_an_hour_is_paced_too():
+    clock = FakeClock(dt.datetime(2026, 11, 25, 17, 11, 15, tzinfo=UTC))  # 12:11:15 in New York
+    lunch = Targeting(dayparts=[Daypart(start="12:00", end="12:30")])
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=60), pacing="even", targeting=lunch)], clock)
+    assert serve_and_count(d, request(), 100) == 23  # 22.5 of 60 due, one ahead
+
+
 def test_a_flight_over_a_dst_change_weighs_the_days_real_hours():
     """Three weeks from local midnight with the fall-back Sunday inside: 505 hours, not 504 (whole
     days are weighed once per weekday and day shape, and that Sunday has another shape)."""
