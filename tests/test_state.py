@@ -136,3 +136,30 @@ async def test_an_open_reservation_keeps_only_keys_and_costs():
     assert await state.reserve([[option]], set(), HOLD) == [0]
     (held,) = state._reserved.values()
     assert held == ("c1:cap:r", 1) and all(type(part) in (str, int, float) for part in held)
+
+
+async def test_every_hold_of_every_reservation_made_in_one_second_is_released(store):
+    cap, day = Limit("c1:cap:r", 1, 1, "impression", 3600), Limit("c1:day", 10, 1, "impression", 86400)
+    assert await store.reserve([[Option(("c1",), (cap, day), (cap, day), "p1.1")]], set(), HOLD) == [0]
+    assert await store.reserve([[capped(2, "s", 1, "p2.2")]], set(), HOLD) == [0]  # another page
+    keys = ["c1:cap:r", "c1:day", "c2:cap:s"]
+    assert await store.get_many(keys) == [1.0, 1.0, 1.0]
+    store.now[0] += HOLD + 1
+    assert await store.reserve([[capped(9, "z", 1, "p9.9")]], set(), HOLD) == [0]  # releases what is due
+    assert await store.get_many(keys) == [0.0, 0.0, 0.0]
+
+
+async def test_forgetting_what_was_never_marked_is_harmless(store):
+    await store.forget("tok:impression:never")
+    assert await store.first_time("tok:impression:never", 600)
+
+
+async def test_a_hold_on_a_counter_erased_meanwhile_is_released_without_going_below_zero(store):
+    """A reader is forgotten while a reservation holds their cap: its release must neither fail
+    nor leave the counter at -1 (which would allow one impression past the cap)."""
+    assert await store.reserve([[capped(1, "r", 1, "p1.1")]], set(), HOLD) == [0]
+    await store.forget("c1:cap:r")  # erasure of the reader's counters
+    store.now[0] += HOLD + 1
+    assert await store.reserve([[capped(1, "r", 1, "p2.1")]], set(), HOLD) == [0]
+    assert await store.get_many(["c1:cap:r"]) == [1.0]
+    assert await store.reserve([[capped(1, "r", 1, "p3.1")]], set(), HOLD) == [None]
