@@ -27,6 +27,8 @@ import bench_training
 import bench_workers
 from common import ROOT, machine
 
+MUTATION = "### Mutation testing"  # the section docs/mutation-testing.md's runs summarise here
+
 
 def main() -> None:
     parser = argparse.ArgumentParser()
@@ -55,8 +57,11 @@ def main() -> None:
         f"minutes. Machine: {machine()}. The machine is shared and noisy: figures are medians with "
         "(min–max) over repeats, and every comparison is a ratio against a baseline run in the same "
         "process run, on the same machine, at the same time.", ""]
-    (ROOT / "RESULTS.md").write_text("\n".join(header + sections))
-    print((ROOT / "RESULTS.md").read_text())
+    results = ROOT / "RESULTS.md"
+    before = results.read_text() if results.exists() else ""
+    kept = before[before.index(MUTATION):] if MUTATION in before else ""  # written after a mutmut run
+    results.write_text("\n".join(header + sections) + ("\n" + kept if kept else ""))
+    print(results.read_text())
 
 
 if __name__ == "__main__":

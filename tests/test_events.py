@@ -238,6 +238,7 @@ def test_a_failed_day_switch_leaves_no_closed_descriptor_in_use(tmp_path):
 
 def test_a_write_error_mid_line_is_ended_before_the_next_event(tmp_path, monkeypatch):
     log = EventLog(tmp_path, clock=lambda: DAY)
+    assert log.failing is False  # /healthz lists the log while this is true
     log.append({"type": "decision"})
     real_write = os.write
 
@@ -246,8 +247,10 @@ def test_a_write_error_mid_line_is_ended_before_the_next_event(tmp_path, monkeyp
         raise OSError(errno.ENOSPC, "No space left on device")
 
     monkeypatch.setattr(os, "write", half_then_full)
-    with pytest.raises(LogUnavailable):
+    with pytest.raises(LogUnavailable) as refused:
         log.append({"type": "impression", "token": "torn"})
+    assert str(refused.value) == "event log: [Errno 28] No space left on device"  # the server logs why
+    assert log.failing is True
     monkeypatch.setattr(os, "write", real_write)
     log.append({"type": "impression", "token": "whole"})
     log.close()
@@ -316,3 +319,82 @@ async def test_billable_hits_carry_their_charge_in_micro_units(aiohttp_client, m
                 assert type(e["charge"]) is int and e["charge"] == expected[(kind, e["campaign"])]
             else:
                 assert "charge" not in e
+
+
+def test_a_torn_line_that_cannot_be_ended_fails_the_write_and_leaks_nothing(tmp_path, monkeypatch):
+    """Disk full while ending the next day's torn line: the write is refused like any other, the
+    file just opened is closed again, and the next write, once there is space, goes through."""
+    log = EventLog(tmp_path, clock=lambda: DAY)
+    log.append({"type": "decision"})
+    next_day = tmp_path / "events-2026-11-26.main.jsonl"
+    next_day.write_bytes(b'{"type":"click","ts":')  # a crash mid-line
+    real_open, real_write, opened = os.open, os.write, []
+
+    def spied_open(*args):
+        opened.append(real_open(*args))
+        return opened[-1]
+
+    def disk_full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "open", spied_open)
+    monkeypatch.setattr(os, "write", disk_full)
+    with pytest.raises(LogUnavailable):
+        log.append({"type": "impression", "token": "lost", "ts": DAY + 86400})
+    with pytest.raises(OSError):
+        os.fstat(opened[0])  # closed, not leaked
+    monkeypatch.setattr(os, "write", real_write)
+    log.append({"type": "impression", "token": "kept", "ts": DAY + 86400})
+    log.close()
+    report = ReadReport()
+    assert [e.get("token") for e in read_events([next_day], report)] == ["kept"]
+    assert report.skipped == [(str(next_day), 1)]
+
+
+def test_the_batched_fsync_runs_within_a_fraction_of_a_second(tmp_path, monkeypatch):
+    """The durability promise: an acknowledged event is on disk a fraction of a second later."""
+    waits = []
+
+    class Stop(Exception):
+        pass
+
+    async def sleep(seconds):
+        waits.append(seconds)
+        raise Stop
+
+    monkeypatch.setattr(events.asyncio, "sleep", sleep)
+    with pytest.raises(Stop):
+        EventLog(tmp_path).sync_forever().send(None)
+    assert 0 < waits[0] < 1
+
+
+async def test_a_failed_background_fsync_makes_the_next_write_reopen_the_file(tmp_path, monkeypatch):
+    """An fsync error may have lost written pages: the log reports itself failing, and the next
+    write reopens the file (ending a torn line) instead of trusting the descriptor."""
+    def broken_fsync(fd):
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(events.os, "fsync", broken_fsync)
+    log = EventLog(tmp_path)
+    log.append({"type": "click", "ts": DAY})
+    task = asyncio.create_task(log.sync_forever(interval=0.001))
+
+    async def failing():
+        while not log.failing:
+            await asyncio.sleep(0.001)
+
+    try:
+        await asyncio.wait_for(failing(), timeout=10)  # a guard against a hang, not a measurement
+    finally:
+        task.cancel()
+    real_open, opened = os.open, []
+
+    def spied_open(*args):
+        opened.append(args[0])
+        return real_open(*args)
+
+    monkeypatch.setattr(os, "open", spied_open)
+    log.append({"type": "click", "ts": DAY + 1})
+    assert opened == [tmp_path / "events-2026-11-25.main.jsonl"] and log.failing is False
+    log.close()
+    assert [e["ts"] for e in read_events(log_files(tmp_path))] == [DAY, DAY + 1]

@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import itertools
+import math
+import time
+from fnmatch import fnmatchcase
 
 import pytest
 
 from adserve.decision import AdNeed
-from adserve.ledger import Ledger
+from adserve.ledger import Ledger, reader_keys
 from adserve.model import Budget, Daypart, Flight, FrequencyCap, Price, Targeting
 
 from .conftest import FakeClock
@@ -74,6 +77,124 @@ def test_even_pacing_spreads_a_total_budget_over_the_flight():
     assert serve_and_count(d, request(), 100) == 23  # 24 hours of 240
     clock.advance(days=20)
     assert serve_and_count(d, request(), 500) == 0  # the flight is over
+
+
+def test_one_ledger_paces_each_campaign_over_its_own_flight():
+    """Flight weights are kept per dayparts and flight edges: a campaign never takes another's."""
+    clock = FakeClock()
+    ledger = Ledger("America/New_York")
+    deciders = []
+    for cid, days in ((1, 10), (2, 2)):
+        flight = Flight(start=clock(), end=clock() + dt.timedelta(days=days))
+        d = decider([campaign(cid, budget=Budget(metric="impressions", total=240), pacing="even",
+                              flight=flight)], clock)
+        d.ledger = ledger
+        deciders.append(d)
+    clock.advance(hours=23)
+    assert [serve_and_count(d, request(), 200) for d in deciders] == [24, 116]  # 23/240 and 23/48 of 240
+
+
+def test_campaigns_of_other_dayparts_weigh_their_own_flight_days():
+    """Whole days of a flight are weighed once per dayparts and day shape: an evening campaign
+    must not take an all-day campaign's weights, nor the other way round."""
+    clock = FakeClock(dt.datetime(2026, 11, 24, 5, 0, tzinfo=UTC))  # local midnight
+    flight = Flight(start=clock(), end=clock() + dt.timedelta(days=10))
+    evening = Targeting(dayparts=[Daypart(start="17:00", end="23:00")])
+    ledger = Ledger("America/New_York")
+    deciders = []
+    for cid, targeting in ((1, Targeting()), (2, evening)):
+        d = decider([campaign(cid, budget=Budget(metric="impressions", total=600), pacing="even",
+                              flight=flight, targeting=targeting)], clock)
+        d.ledger = ledger
+        deciders.append(d)
+    clock.advance(days=1, hours=20, minutes=20)  # 44 1/3 of 240 hours; 9 1/3 of 60 evening hours
+    assert [serve_and_count(d, request(), 200) for d in deciders] == [111, 94]  # of 600, one ahead
+
+
+def test_flight_edges_are_local_days_whatever_the_machines_zone(monkeypatch):
+    """A flight starting at 21:00 in New York starts on that New York day, even when the
+    machine's own zone (Tokyo here) is already in the next one."""
+    monkeypatch.setenv("TZ", "Asia/Tokyo")
+    time.tzset()
+    try:
+        clock = FakeClock(dt.datetime(2026, 11, 24, 2, 0, tzinfo=UTC))  # 21:00 the day before in New York
+        flight = Flight(start=clock(), end=clock() + dt.timedelta(days=10))
+        d = decider([campaign(1, budget=Budget(metric="impressions", total=2400), pacing="even",
+                              flight=flight)], clock)
+        clock.advance(hours=3, minutes=20)
+        served = serve_and_count(d, request(), 100)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert served == 34  # 3 1/3 of 240 hours of 2,400, one ahead
+
+
+def test_a_flight_shorter_than_an_hour_is_paced_too():
+    clock = FakeClock()
+    flight = Flight(start=clock(), end=clock() + dt.timedelta(minutes=30))
+    d = decider([campaign(1, budget=Budget(metric="impressions", total=240), pacing="even",
+                          flight=flight)], clock)
+    assert serve_and_count(d, request(), 300) == 1
+    clock.advance(minutes=12, seconds=20)
+    assert serve_and_count(d, request(), 300) == 98  # 98.7 due, one ahead, less the 1 served at the start
+
+
+def test_pixels_before_a_flight_that_a_reload_moved_later_are_paced_as_at_its_start():
+    clock = FakeClock()
+    flight = Flight(start=clock() + dt.timedelta(days=2), end=clock() + dt.timedelta(days=4))
+    d = decider([campaign(1, budget=Budget(metric="impressions", total=240), pacing="even", flight=flight)], clock)
+    billed = [asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400)) for _ in range(3)]
+    assert billed == [True, False, False]
+
+
+@pytest.mark.parametrize("budget", [Budget(metric="impressions", daily=10), Budget(metric="impressions", total=10)])
+def test_a_pixel_when_the_campaign_has_no_serving_time_is_billed(budget):
+    """A weekday campaign's ad shown on Friday night, its pixel after midnight: Saturday has no
+    serving time (for the total: a reload left none in the flight), so nothing is due by pacing,
+    and the pixel is still billed within the budget."""
+    clock = FakeClock(dt.datetime(2026, 11, 28, 5, 30, tzinfo=UTC))  # Saturday 00:30 in New York
+    weekdays = Targeting(dayparts=[Daypart(days=["mon", "tue", "wed", "thu", "fri"], start="00:00", end="24:00")])
+    flight = Flight(start=dt.datetime(2026, 11, 28, 5, 0, tzinfo=UTC), end=dt.datetime(2026, 11, 30, 5, 0, tzinfo=UTC))
+    d = decider([campaign(1, budget=budget, pacing="even", flight=flight, targeting=weekdays)], clock)
+    assert asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400))
+
+
+def test_pixels_before_the_days_serving_time_are_paced_as_at_its_start():
+    """A 09:00-17:00 campaign's ad seen last night, its pixel at 08:00: nothing is due yet today."""
+    clock = FakeClock(dt.datetime(2026, 11, 25, 13, 0, tzinfo=UTC))  # 08:00 in New York
+    office = Targeting(dayparts=[Daypart(start="09:00", end="17:00")])
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=80), pacing="even", targeting=office)], clock)
+    billed = [asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400)) for _ in range(2)]
+    assert billed == [True, False]
+
+
+def test_a_daypart_shorter_than_an_hour_is_paced_too():
+    clock = FakeClock(dt.datetime(2026, 11, 25, 17, 11, 15, tzinfo=UTC))  # 12:11:15 in New York
+    lunch = Targeting(dayparts=[Daypart(start="12:00", end="12:30")])
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=60), pacing="even", targeting=lunch)], clock)
+    assert serve_and_count(d, request(), 100) == 23  # 22.5 of 60 due, one ahead
+
+
+def test_a_flight_over_a_dst_change_weighs_the_days_real_hours():
+    """Three weeks from local midnight with the fall-back Sunday inside: 505 hours, not 504 (whole
+    days are weighed once per weekday and day shape, and that Sunday has another shape)."""
+    start = dt.datetime(2026, 10, 24, 4, 0, tzinfo=UTC)  # Saturday 00:00 in New York
+    flight = Flight(start=start, end=start + dt.timedelta(days=21, hours=1))
+    c = campaign(1, budget=Budget(metric="impressions", total=500_000), pacing="even", flight=flight)
+    ledger = decider([c]).ledger
+    moment = ledger.moment(start + dt.timedelta(hours=1, minutes=30))
+    bounds = [limit.limit for limit in ledger.limits(c, None, moment) if limit.limit is not None]
+    assert bounds == [math.floor(500_000 * 1.5 / 505) + 1]
+
+
+def test_pixels_arriving_after_the_flight_are_billed_within_the_total():
+    """A page left open past the flight's end still shows its ad: the pixel counts, up to the total."""
+    clock = FakeClock()
+    flight = Flight(start=clock(), end=clock() + dt.timedelta(days=2))
+    d = decider([campaign(1, budget=Budget(metric="impressions", total=3), pacing="even", flight=flight)], clock)
+    clock.advance(days=3)
+    billed = [asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400)) for _ in range(4)]
+    assert billed == [True, True, True, False]
 
 
 def test_with_a_daily_budget_the_total_is_not_paced_again():
@@ -192,11 +313,19 @@ def test_asap_pacing_spends_at_once():
 
 
 @pytest.mark.parametrize("day, hours", [((2026, 3, 8), 23), ((2026, 11, 1), 25), ((2026, 6, 1), 24)])
-def test_local_day_length_across_dst(day, hours):
-    ledger = Ledger("America/New_York")
-    noon = dt.datetime(*day, 17, 0, tzinfo=UTC)
-    start, end = ledger.day_bounds(noon)
-    assert (end - start) == dt.timedelta(hours=hours)
+@pytest.mark.parametrize("utc_hour", [17, 26])  # noon, and 21:00-22:00 local: the next UTC day
+def test_local_day_length_across_dst(day, hours, utc_hour, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Tokyo")  # the machine's zone must not matter
+    time.tzset()
+    try:
+        ledger = Ledger("America/New_York")
+        now = dt.datetime(*day, tzinfo=UTC) + dt.timedelta(hours=utc_hour)
+        start, end = ledger.day_bounds(now)
+    finally:
+        monkeypatch.delenv("TZ")
+        time.tzset()
+    assert start <= now < end and (end - start) == dt.timedelta(hours=hours)
+    assert start.astimezone(ledger.tz).replace(tzinfo=None) == dt.datetime(*day)  # local midnight
 
 
 def test_daily_budget_resets_at_local_midnight_not_utc():
@@ -271,3 +400,20 @@ def test_a_cap_counts_in_its_local_period(period, bucket, ttl):
     assert increments[f"c1:cap:u:{bucket}"] == 1 and ttls[f"c1:cap:u:{bucket}"] == ttl
     limits = {x.key: x.limit for x in ledger.limits(capped, "u", ledger.moment(clock()))}
     assert limits[f"c1:cap:u:{bucket}"] == 3
+
+
+@pytest.mark.parametrize("period", ["hour", "day", "week", "flight"])
+def test_forgetting_a_reader_finds_their_cap_counters_and_nobody_elses(period):
+    """Erasure scans for the glob (Redis SCAN MATCH) and keeps the keys the exact test accepts:
+    ids may hold ':' or be the start of a longer id, or contain ':cap:' themselves."""
+    c = campaign(1, frequency_cap=FrequencyCap(count=3, period=period))
+    ledger = decider([c]).ledger
+    moment = ledger.moment(FakeClock()())
+    readers = ["reader-1", "reader-10", "a", "a:b", "x:cap:reader-1"]
+    keys = {reader: [limit.key for limit in ledger.limits(c, reader, moment)] for reader in readers}
+    campaign_counters = set.intersection(*(set(k) for k in keys.values()))
+    for reader in readers:
+        glob, exact = reader_keys(reader)
+        found = [key for listed in keys.values() for key in listed if fnmatchcase(key, glob) and exact(key)]
+        assert found == [key for key in keys[reader] if key not in campaign_counters]
+        assert len(found) == 1

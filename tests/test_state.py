@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from adserve.ledger import Limit
-from adserve.state import CUT, MemoryState, Option, RedisState
+from adserve.state import CUT, MemoryState, Option, RedisState, Replayed
 
 HOLD = 300
 START = 1_800_000_000.0
@@ -141,3 +141,81 @@ async def test_an_open_reservation_keeps_only_keys_and_costs():
     assert await state.reserve([[option]], set(), HOLD) == [0]
     (held,) = state._reserved.values()
     assert held == ("c1:cap:r", 1) and all(type(part) in (str, int, float) for part in held)
+
+
+async def test_every_hold_of_every_reservation_made_in_one_second_is_released(store):
+    cap, day = Limit("c1:cap:r", 1, 1, "impression", 3600), Limit("c1:day", 10, 1, "impression", 86400)
+    assert await store.reserve([[Option(("c1",), (cap, day), (cap, day), "p1.1")]], set(), HOLD) == [0]
+    assert await store.reserve([[capped(2, "s", 1, "p2.2")]], set(), HOLD) == [0]  # another page
+    keys = ["c1:cap:r", "c1:day", "c2:cap:s"]
+    assert await store.get_many(keys) == [1.0, 1.0, 1.0]
+    store.now[0] += HOLD + 1
+    assert await store.reserve([[capped(9, "z", 1, "p9.9")]], set(), HOLD) == [0]  # releases what is due
+    assert await store.get_many(keys) == [0.0, 0.0, 0.0]
+
+
+async def test_forgetting_what_was_never_marked_is_harmless(store):
+    await store.forget("tok:impression:never")
+    assert await store.first_time("tok:impression:never", 600)
+
+
+async def test_a_hold_on_a_counter_erased_meanwhile_is_released_without_going_below_zero(store):
+    """A reader is forgotten while a reservation holds their cap: its release must neither fail
+    nor leave the counter at -1 (which would allow one impression past the cap)."""
+    assert await store.reserve([[capped(1, "r", 1, "p1.1")]], set(), HOLD) == [0]
+    await store.forget("c1:cap:r")  # erasure of the reader's counters
+    store.now[0] += HOLD + 1
+    assert await store.reserve([[capped(1, "r", 1, "p2.1")]], set(), HOLD) == [0]
+    assert await store.get_many(["c1:cap:r"]) == [1.0]
+    assert await store.reserve([[capped(1, "r", 1, "p3.1")]], set(), HOLD) == [None]
+
+
+async def test_a_refused_charge_is_refused_again_when_retried(store):
+    a = Limit("a", 1, 2, "click", 600)
+    assert not await store.settle("bill:click:1", 600, None, (a,))
+    assert not await store.settle("bill:click:1", 600, None, (a,))  # the same answer, not a bill
+
+
+async def test_a_store_rebuilt_from_the_log_holds_its_counts_and_marks(store):
+    replayed = Replayed()
+    replayed.seed([count("c1:day", 2.0, 86400)], START - 60)
+    replayed.mark("tok:impression:n1", 600, START - 60)
+    await store.restore(replayed)
+    assert await store.get_many(["c1:day"]) == [2.0]
+    assert not await store.first_time("tok:impression:n1", 600)
+
+
+async def test_memory_marks_and_counters_last_exactly_their_ttl():
+    now = [START]
+    state = MemoryState(clock=lambda: now[0])
+    assert await state.open()  # nothing held yet
+    assert await state.first_time("tok", 600)
+    state.seed([count("cap", 1.0, 60)], now[0])
+    assert not await state.open()
+    now[0] += 60
+    state.seed([count("cap", 1.0, 60)], now[0])  # the first count expired this second
+    assert await state.get_many(["cap"]) == [1.0]
+    now[0] += 540
+    assert await state.first_time("tok", 600)
+
+
+async def test_memory_keys_are_swept_when_they_expire_not_before():
+    now = [START - START % 60]
+    state = MemoryState(clock=lambda: now[0])
+    state.seed([count("a", 1.0, 150)], now[0])
+    now[0] += 90
+    state.seed([count("b", 1.0, 3600)], now[0])  # a sweep while "a" is still live
+    now[0] += 120
+    state.seed([count("c", 1.0, 3600)], now[0])
+    assert len(state) == 2  # "a" expired and was swept
+
+
+async def test_a_checkpoint_loads_back_without_what_expired_since():
+    now = [START]
+    state = MemoryState(clock=lambda: now[0])
+    state.seed([count("a", 1.0, 60), count("b", 3.0, 600)], now[0])
+    saved = state.snapshot()
+    now[0] += 60
+    loaded = MemoryState(clock=lambda: now[0])
+    loaded.load_snapshot(saved.items())
+    assert len(loaded) == 1 and await loaded.get_many(["a", "b"]) == [0.0, 3.0]

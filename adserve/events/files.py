@@ -56,7 +56,7 @@ class EventLog:
         self._ids = EventIds(writer, clock)
         self._fd: int | None = None
         self._span = (0.0, 0.0)  # [start, end) of the open file's day, Unix seconds
-        self._dirty = False
+        self._dirty = False  # pragma: no mutate (only a write opens the file, and it sets this)
         self.failing = False  # the last write failed: the next one reopens the file first
         self.failures = 0
 
