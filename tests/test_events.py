@@ -362,7 +362,7 @@ def test_the_batched_fsync_runs_within_a_fraction_of_a_second(tmp_path, monkeypa
         waits.append(seconds)
         raise Stop
 
-    monkeypatch.setattr(events.asyncio, "sleep", sleep)
+    monkeypatch.setattr(files.asyncio, "sleep", sleep)
     with pytest.raises(Stop):
         EventLog(tmp_path).sync_forever().send(None)
     assert 0 < waits[0] < 1
@@ -374,7 +374,7 @@ async def test_a_failed_background_fsync_makes_the_next_write_reopen_the_file(tm
     def broken_fsync(fd):
         raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(events.os, "fsync", broken_fsync)
+    monkeypatch.setattr(files.os, "fsync", broken_fsync)
     log = EventLog(tmp_path)
     log.append({"type": "click", "ts": DAY})
     task = asyncio.create_task(log.sync_forever(interval=0.001))
