@@ -9,6 +9,7 @@ import uuid
 import pytest
 
 from adserve.ledger import Limit
+from adserve.server import listener
 from adserve.server.app import create_app
 from adserve.state import RedisState
 
@@ -157,3 +158,26 @@ async def test_thompson_assignments_and_counts_are_shared_by_replicas(redis_url)
     finally:
         for replica in replicas:
             await replica.state.close()
+
+
+BUSY = """local t0 = redis.call('TIME')
+repeat local t = redis.call('TIME') until (t[1] - t0[1]) * 1e6 + (t[2] - t0[2]) > tonumber(ARGV[1])"""
+
+
+async def test_waiting_on_redis_is_not_counted_as_work_queued_behind(aiohttp_client, make_server, redis_url):
+    """The shedder refuses requests queued behind too much admitted work. Requests suspended on a
+    Redis round trip are not work: 16 of them held 300 ms by a busy Redis must not count as 16 x
+    300 ms (at 32 connections on Redis that read as overload and refused a quarter of the pages)."""
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
+    client = await aiohttp_client(create_app(make_server(state=state)))
+    await post_slots(client, EXAMPLE_REQUEST)  # connected, scripts loaded
+    blocker = RedisState(redis_url, prefix="blocker:")
+    before = listener.Work.done
+    busy = asyncio.create_task(blocker._redis.eval(BUSY, 0, 300_000))
+    await asyncio.sleep(0.02)  # the busy script holds Redis; every request below waits behind it
+    bodies = [{**EXAMPLE_REQUEST, "user_id": f"reader-{n}"} for n in range(16)]
+    answers = await asyncio.gather(*(client.post("/v1/slots", json=body) for body in bodies))
+    await busy
+    assert [answer.status for answer in answers] == [200] * 16
+    assert listener.Work.done - before < 1.0  # their own work: milliseconds; their waits: ~4.8 s
+    await blocker.close()

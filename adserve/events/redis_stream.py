@@ -30,6 +30,7 @@ from pathlib import Path
 
 import orjson
 
+from ..iowait import waited_on
 from .files import EventLog, LogUnavailable, first_copies, log_files, serialised
 from .ids import EventIds
 
@@ -71,7 +72,7 @@ class StreamSink:
         lines = serialised(events, self._ids, now)
         if not self.down:
             try:
-                await self._add(lines, now)
+                await waited_on(self._add(lines, now))
                 return
             except self._faults as exc:
                 if not self.down:  # concurrent writes fail together: say it once

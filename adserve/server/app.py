@@ -21,7 +21,7 @@ from pathlib import Path
 import orjson
 from aiohttp import web
 
-from .. import retention
+from .. import iowait, retention
 from ..catalog import Catalog, CatalogError, item_from_dict
 from ..catalog_discovery import CatalogDiscovery
 from ..config import LoadResult
@@ -352,12 +352,13 @@ async def shed_middleware(request: web.Request, handler) -> web.StreamResponse:
         server.metrics.count(server.metrics.shed, reason)
         return json_error(503, "overloaded", "try again shortly", {"Retry-After": "1"})
     server.in_flight += 1
+    waits = iowait.track()
     started = time.perf_counter()
     try:
         return await handler(request)
     finally:
         server.in_flight -= 1
-        listener.Work.add(started)
+        listener.Work.add(started, waits[0])
 
 
 @web.middleware

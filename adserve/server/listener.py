@@ -43,8 +43,10 @@ class Work:
     done = 0.0
 
     @classmethod
-    def add(cls, started: float) -> None:
-        cls.done += time.perf_counter() - started
+    def add(cls, started: float, waited: float = 0.0) -> None:
+        """Count a request's time in its handler since ``started``, less ``waited`` on other
+        processes (others ran meanwhile, and count their own work)."""
+        cls.done += time.perf_counter() - started - waited
 
 
 class StampedHandler(web.RequestHandler):

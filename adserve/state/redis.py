@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable, Iterable
 
 import orjson
 
+from ..iowait import waited_on
 from .base import CUT, Option, Replayed, StateUnavailable, choose
 
 if TYPE_CHECKING:
@@ -129,7 +130,7 @@ class RedisState:
             command.close()
             raise StateUnavailable("redis is down")
         try:
-            return await command
+            return await waited_on(command)
         except self._faults as exc:
             self.down = True
             raise StateUnavailable(f"redis: {exc}") from exc
