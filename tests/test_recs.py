@@ -89,6 +89,16 @@ def test_a_readers_reads_of_an_article_are_capped_per_day(tmp_path):
         ("u1", "pushed"): pytest.approx(3 * 0.5), ("u2", "pushed"): pytest.approx(0.5)}
 
 
+def test_a_readers_counted_clicks_on_an_article_are_capped_per_day(tmp_path):
+    """Every page answer signs a fresh widget token: a reader who asks for 50 pages and clicks the
+    same article in each has 50 counted clicks, which must not weigh 50 in "You Might Like"."""
+    clicks = [{"ts": DAY + 60 * n, "type": "click", "user": "u1", "item": "pushed", "token": f"n{n}:0",
+               "counted": True} for n in range(50)]
+    next_day = {"ts": DAY + 86400, "type": "click", "user": "u1", "item": "pushed", "token": "m:0",
+                "counted": True}
+    assert weights_of(tmp_path, *clicks, next_day) == {("u1", "pushed"): pytest.approx(3.0)}
+
+
 def test_files_with_their_own_vocabularies_merge_into_one_matrix(tmp_path):
     """Each day file codes ids in its own first-seen order; the merge must still line rows up."""
     days = [[("u2", "b"), ("u1", "a"), ("u2", "a")], [("u3", "c"), ("u1", "b"), ("u2", "b")]]

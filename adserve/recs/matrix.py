@@ -3,10 +3,11 @@
 Each event contributes (user, item, weight) triples: a click on a recommended item, reading an
 article (the page of a decision), and, with a small weight, items shown in a widget. Only what
 could not be bought cheaply trains: no click or impression the server logged as not counted (a
-replayed token is logged, not counted), and at most ``READS_PER_DAY`` reads of an article per
-reader and UTC day of a file (slot requests, hence reads, can be sent by anyone; each replica
-writes its own files, so R replicas allow R times that; on simulated logs a second read still
-carries taste: a cap of one made personal no better than popular). Parsing is one
+replayed token is logged, not counted), and at most ``PER_DAY`` reads, clicks or impressions of
+an article per reader and UTC day of a file (slot requests, hence reads and fresh widget tokens
+to click, can be sent by anyone; each replica writes its own files, so R replicas allow R times
+that; on simulated logs a second read still carries taste: a cap of one made personal no better
+than popular). Parsing is one
 pass over the lines (cached per file) that codes ids per file against that file's vocabulary;
 merging files maps the small vocabularies, not every row, and the rows stay integer arrays
 through to the COO to CSR conversion.
@@ -66,8 +67,8 @@ class UserItems:
 
 
 KINDS = ("click", "decision", "impression")
-CACHE_VERSION = 3
-READS_PER_DAY = 2  # a reader's reads of one article that count in a day
+CACHE_VERSION = 4
+PER_DAY = 2  # a reader's events of one kind on one article that count in a day
 
 
 def read_interactions(files: Iterable[Path], recs: Recs, report: ReadReport | None = None,
@@ -149,8 +150,7 @@ def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
     items: list[int] = []
     kinds: list[int] = []
     stamps: list[float] = []
-    reads: dict[tuple[int, int, int], int] = {}  # (reader, page, UTC day) -> reads seen
-    read = codes.get("decision")
+    seen: dict[tuple[int, int, int, int], int] = {}  # (kind, reader, item, UTC day) -> events seen
     add_user, add_item, add_kind, add_ts = users.append, items.append, kinds.append, stamps.append
     loads = orjson.loads
     with open(path, "rb") as f:
@@ -172,11 +172,10 @@ def _parse(path: Path, unused: tuple[str, ...], report: ReadReport) -> dict:
             user_code = user_vocab.setdefault(user, len(user_vocab))
             for target in _targets(kind, event):
                 item_code = item_vocab.setdefault(target, len(item_vocab))
-                if code == read:
-                    key = (user_code, item_code, int(ts // 86400))
-                    reads[key] = count = reads.get(key, 0) + 1
-                    if count > READS_PER_DAY:
-                        continue  # this reader's reads of this article are all in for the day
+                key = (code, user_code, item_code, int(ts // 86400))
+                seen[key] = count = seen.get(key, 0) + 1
+                if count > PER_DAY:
+                    continue  # this reader's events of this kind on this article are all in for the day
                 add_user(user_code)
                 add_item(item_code)
                 add_kind(code)
