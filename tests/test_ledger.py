@@ -288,6 +288,20 @@ def test_even_pacing_follows_the_sites_hourly_traffic():
     assert Ledger("America/New_York", traffic={start_hour: 500}).hourly == (1.0,) * 24  # too little log
 
 
+def test_hourly_traffic_is_averaged_per_local_hour_over_the_days_the_log_saw_it():
+    """One whole day of log is enough, 23 hours are not; an hour missing from the log still plans
+    1% of an average hour; three and a half days count each hour over the days that showed it."""
+    first = int(NY_MIDNIGHT.timestamp()) // 3600
+    day = {h: 400 if (h - first) % 24 == 19 else 100 for h in range(first, first + 24) if h - first != 3}
+    hourly = Ledger("America/New_York", traffic=day).hourly
+    assert hourly[19] == 400 and hourly[3] == pytest.approx(0.01 * (22 * 100 + 400) / 24)
+    assert hourly[:3] + hourly[4:19] + hourly[20:] == (100.0,) * 22
+    short = {h: 100 * (h - first + 1) for h in range(first, first + 23)}
+    assert Ledger("America/New_York", traffic=short).hourly == (1.0,) * 24
+    noon_peak = {h: 200 if (h - first) % 24 == 12 else 100 for h in range(first, first + 84)}  # 00-11 seen 4 times
+    assert Ledger("America/New_York", traffic=noon_peak).hourly == (100.0,) * 12 + (200.0,) + (100.0,) * 11
+
+
 def test_even_pacing_of_a_total_runs_over_the_flights_eligible_hours():
     clock = FakeClock(NY_MIDNIGHT)
     flight = Flight(start=NY_MIDNIGHT, end=NY_MIDNIGHT + dt.timedelta(days=2))
