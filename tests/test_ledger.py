@@ -431,3 +431,13 @@ def test_forgetting_a_reader_finds_their_cap_counters_and_nobody_elses(period):
         found = [key for listed in keys.values() for key in listed if fnmatchcase(key, glob) and exact(key)]
         assert found == [key for key in keys[reader] if key not in campaign_counters]
         assert len(found) == 1
+
+
+def test_dayparts_are_paced_in_local_minutes_when_hours_start_on_the_half_hour():
+    """Lord Howe Island moves its clocks by half an hour: after the spring change every hour of
+    the day starts at :30, and a 12:00-13:00 lunch daypart spans two of them."""
+    clock = FakeClock(dt.datetime(2026, 10, 4, 1, 15, tzinfo=UTC))  # Sunday 12:15 there, the change at 02:00
+    lunch = Targeting(dayparts=[Daypart(start="12:00", end="13:00")])
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=60), pacing="even", targeting=lunch)],
+                clock, timezone="Australia/Lord_Howe")
+    assert serve_and_count(d, request(), 100) == 16  # 15 of 60 due, one ahead
