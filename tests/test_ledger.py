@@ -61,6 +61,13 @@ def test_frequency_cap_without_reader_fails_closed():
     assert serve_and_count(d, request(user={}), 5) == 0
 
 
+def test_a_capped_campaign_may_serve_readers_without_an_id_and_counts_them_nowhere():
+    """``without_consent: serve``: the cap cannot be checked, so it is not; no reader counter moves."""
+    d = decider([campaign(1, frequency_cap=FrequencyCap(count=3, without_consent="serve"))])
+    assert serve_and_count(d, request(user={}), 5) == 5
+    assert serve_and_count(d, request(user={"id": "a"}), 5) == 3  # a known reader is still capped
+
+
 def test_total_impression_budget_asap():
     d = decider([campaign(1, budget=Budget(metric="impressions", total=25), pacing="asap")])
     assert serve_and_count(d, request(), 100) == 25
