@@ -175,6 +175,31 @@ def test_pixels_before_the_days_serving_time_are_paced_as_at_its_start():
     assert billed == [True, False]
 
 
+@pytest.mark.parametrize("fields, local, due", [
+    ({}, (0, 30), 0.5 / 24),  # a stretch of the plan must end where the next one starts
+    ({"targeting": Targeting(dayparts=[Daypart(start="06:30", end="08:00")])}, (7, 15), 0.5),  # from mid-hour
+])
+def test_the_paced_limit_is_the_exact_share_of_the_serving_time_due(fields, local, due):
+    """A budget of a million resolves the plan to a millionth: no second of serving time is
+    counted twice or left out."""
+    c = campaign(1, budget=Budget(metric="impressions", daily=1_000_000), pacing="even", **fields)
+    ledger = Ledger("America/New_York")
+    moment = ledger.moment(dt.datetime(2026, 11, 25, 5 + local[0], local[1], tzinfo=UTC))
+    assert [x.limit for x in ledger.limits(c, None, moment) if x.limit is not None] == [
+        math.floor(1_000_000 * due) + 1]
+
+
+@pytest.mark.parametrize("budget", [Budget(metric="impressions", daily=10), Budget(metric="impressions", total=10)])
+def test_a_pixel_at_the_second_the_flight_ends_is_billed(budget):
+    """The flight ends on a local hour: the plan's last stretch ends there, and a pixel that
+    very second is paced as at the end of the flight, not refused or failed."""
+    end = dt.datetime(2026, 11, 25, 22, 0, tzinfo=UTC)  # 17:00 in New York
+    clock = FakeClock(end)
+    flight = Flight(start=end - dt.timedelta(days=2), end=end)
+    d = decider([campaign(1, budget=budget, pacing="even", flight=flight)], clock)
+    assert asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400))
+
+
 def test_a_daypart_shorter_than_an_hour_is_paced_too():
     clock = FakeClock(dt.datetime(2026, 11, 25, 17, 11, 15, tzinfo=UTC))  # 12:11:15 in New York
     lunch = Targeting(dayparts=[Daypart(start="12:00", end="12:30")])
@@ -307,6 +332,9 @@ def test_hourly_traffic_is_averaged_per_local_hour_over_the_days_the_log_saw_it(
     assert Ledger("America/New_York", traffic=short).hourly == (1.0,) * 24
     noon_peak = {h: 200 if (h - first) % 24 == 12 else 100 for h in range(first, first + 84)}  # 00-11 seen 4 times
     assert Ledger("America/New_York", traffic=noon_peak).hourly == (100.0,) * 12 + (200.0,) + (100.0,) * 11
+    spring = int(dt.datetime(2026, 3, 8, 5, 0, tzinfo=UTC).timestamp()) // 3600  # local midnight; no 02:00
+    hourly = Ledger("America/New_York", traffic={h: 100 for h in range(spring, spring + 24)}).hourly
+    assert hourly[2] == pytest.approx(0.01 * 23 * 100 / 24) and hourly[:2] + hourly[3:] == (100.0,) * 23
 
 
 def test_even_pacing_of_a_total_runs_over_the_flights_eligible_hours():
@@ -346,6 +374,7 @@ def test_local_day_length_across_dst(day, hours, utc_hour, monkeypatch):
         monkeypatch.delenv("TZ")
         time.tzset()
     assert start <= now < end and (end - start) == dt.timedelta(hours=hours)
+    assert start.utcoffset() == end.utcoffset() == dt.timedelta(0)  # in UTC, not the machine's zone
     assert start.astimezone(ledger.tz).replace(tzinfo=None) == dt.datetime(*day)  # local midnight
 
 
