@@ -68,6 +68,22 @@ def test_a_capped_campaign_may_serve_readers_without_an_id_and_counts_them_nowhe
     assert serve_and_count(d, request(user={"id": "a"}), 5) == 3  # a known reader is still capped
 
 
+def test_a_pixel_of_a_capped_campaign_without_a_reader_is_not_billed():
+    """The cap cannot be checked for an impression token without a reader: it fails closed."""
+    d = decider([campaign(1, frequency_cap=FrequencyCap(count=3, period="day"))])
+    assert not asyncio.run(d.bill("impression", 1, None, f"hit{next(HITS)}", 86400))
+    assert asyncio.run(d.bill("impression", 1, "a", f"hit{next(HITS)}", 86400))
+
+
+@pytest.mark.parametrize("budget", [Budget(metric="clicks", daily=7), Budget(metric="clicks", total=7)])
+def test_a_click_budget_never_limits_impressions(budget):
+    c = campaign(1, budget=budget, pacing="asap")
+    c.price = Price(model="cpc", amount=1.0)
+    d = decider([c])
+    assert serve_and_count(d, request(), 20) == 20  # shown, never clicked: nothing spent
+    assert serve_and_count(d, request(), 20, click=True) == 7
+
+
 def test_total_impression_budget_asap():
     d = decider([campaign(1, budget=Budget(metric="impressions", total=25), pacing="asap")])
     assert serve_and_count(d, request(), 100) == 25
