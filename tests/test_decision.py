@@ -13,7 +13,7 @@ import pytest
 from adserve import decision
 from adserve.decision import DRAWS, AdNeed, Decider, Inventory
 from adserve.ledger import Ledger
-from adserve.model import (Campaign, Config, Creative, Daypart, Flight, FrequencyCap, KeywordRule,
+from adserve.model import (Budget, Campaign, Config, Creative, Daypart, Flight, FrequencyCap, KeywordRule,
                            Placement, Price, Site, Targeting, Variant)
 from adserve.request import parse_slot_request
 from adserve.state import MemoryState
@@ -315,3 +315,41 @@ def test_kept_targeting_outcomes_agree_with_a_fresh_server_across_dst(night, win
         served += answer == [1]
         clock.advance(minutes=1)
     assert served == served_minutes
+
+
+def test_a_thompson_creative_splits_new_readers_by_its_shares_and_remembers_each():
+    """No counted events yet: the variants split new readers evenly (not 1:3 by weight), and
+    each reader's first variant is kept in the store and shown again."""
+    d = decider([campaign(1, variants=(("A", 1.0), ("B", 3.0)), variant_optimization="thompson")])
+    need = [AdNeed("s0", ("300x250",), None)]
+    first = {f"r{i}": asyncio.run(d.decide(request(user={"id": f"r{i}"}), need))["s0"].variant.id
+             for i in range(1000)}
+    assert Counter(first.values())["B"] / 1000 == pytest.approx(0.5, abs=0.06)
+    for reader in ("r1", "r2", "r3"):
+        assert asyncio.run(d.state.assign(f"ab:r:cr-1:{reader}", "other", 600)) == first[reader]
+        again = {asyncio.run(d.decide(request(user={"id": reader}), need))["s0"].variant.id for _ in range(10)}
+        assert again == {first[reader]}
+
+
+def test_readers_without_an_id_split_variants_by_weight_afresh_each_time():
+    d = decider([campaign(1, variants=(("A", 1.0), ("B", 3.0)))])
+    creative = d.inventory.campaigns[1].creatives[0]
+    shares = Counter(d.variant(creative, None).id for _ in range(4000))
+    assert shares["B"] / 4000 == pytest.approx(0.75, abs=0.03)
+
+
+def test_each_billable_event_charges_its_campaigns_price_model():
+    cpc = campaign(2)
+    cpc.price = Price(model="cpc", amount=0.5)
+    d = decider([campaign(1, price=4.0), cpc])
+    assert [d.charge_micros(kind, cid) for cid in (1, 2, 99) for kind in ("impression", "click")] == [
+        4000, 0, 0, 500_000, 0, 0]  # CPM 4.00 a thousand; CPC 0.50 a click; an unknown campaign nothing
+
+
+def test_a_click_before_its_impression_pixel_leaves_the_reservation_to_the_pixel():
+    """The click may arrive first (the pixel is slow): it is charged on its own, and the pixel
+    still confirms what the decision reserved, within a daily budget of one."""
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=1), pacing="asap")])
+    fill = asyncio.run(d.decide(request(), [AdNeed("s0", ("300x250",), None)]))["s0"]
+    assert asyncio.run(d.bill("click", 1, "reader-1", "hit-click", 86400, fill.reservation))
+    assert asyncio.run(d.bill("impression", 1, "reader-1", "hit-view", 86400, fill.reservation))
