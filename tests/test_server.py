@@ -251,6 +251,24 @@ async def test_health_openapi_and_metrics_count_known_traffic(client):
     assert after[("adserve_config_reload_errors_total", ())] == 0  # and nothing shed: no change above
 
 
+def test_slot_latency_histogram_exposes_what_prometheus_client_would():
+    """The lock-free histogram's scrape equals prometheus_client's for the same observations,
+    values on a bucket's bound included (a bucket counts values <= its bound)."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from adserve.server.metrics import LATENCY_BUCKETS, Metrics
+
+    metrics, registry = Metrics(), CollectorRegistry()
+    reference = Histogram("adserve_slot_request_duration_seconds",
+                          metrics.slot_request_seconds.documentation, buckets=LATENCY_BUCKETS, registry=registry)
+    for seconds in (*LATENCY_BUCKETS, 0.0, 0.00049, 0.0051, 0.3, 7.5, LATENCY_BUCKETS[-1] * 2):
+        metrics.slot_request_seconds.observe(seconds)
+        reference.observe(seconds)
+    ours = [family for family in text_string_to_metric_families(metrics.exposition()[0].decode())
+            if family.name == "adserve_slot_request_duration_seconds"]
+    assert ours == list(text_string_to_metric_families(generate_latest(registry).decode()))
+
+
 async def test_cms_upsert_requires_the_token_and_refusals_write_nothing(client, workdir):
     server = client.server.app[SERVER]
     journal = workdir / "var" / "events" / "catalog-updates.jsonl"
