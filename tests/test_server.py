@@ -154,6 +154,22 @@ BAD_BODIES = [
 ]
 
 
+async def test_a_body_sent_compressed_or_in_chunks_is_read_whole(client):
+    """A body that came with its head is taken as buffered; gzip and chunked ones are read whole."""
+    import gzip
+
+    plain = orjson.dumps(EXAMPLE_REQUEST)
+
+    async def chunks():
+        for start in range(0, len(plain), 7):
+            yield plain[start:start + 7]
+
+    for data, headers in ((gzip.compress(plain), {"Content-Encoding": "gzip"}), (chunks(), {})):
+        response = await client.post("/v1/slots", data=data, headers={"Content-Type": "application/json", **headers})
+        assert response.status == 200, await response.text()
+        assert set((await response.json())["slots"]) == {slot["id"] for slot in EXAMPLE_REQUEST["slots"]}
+
+
 @pytest.mark.parametrize("body, status, fragment", BAD_BODIES)
 async def test_bad_requests_get_a_clear_4xx(client, body, status, fragment):
     response = await client.post("/v1/slots", data=body, headers={"Content-Type": "application/json"})
