@@ -18,6 +18,8 @@ _ID = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")  # no spaces, quotes or CR/LF: ids
 _COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
 MAX_KEYWORDS = 50
 MALFORMED_PRIVACY = Signals(gdpr_applies=True)  # a CMP answer that says nothing: no consent
+NO_SIGNAL, GPC_ONLY = Signals(), Signals(gpc=True)  # the usual requests', made once
+PAGE_TEXTS = ("url", "title", "section", "image_url", "published")  # optional strings of up to 2,048
 
 
 class BadRequest(ValueError):
@@ -71,7 +73,7 @@ def parse_slot_request(body: object, placements: dict, max_slots: int, gpc_heade
         raise BadRequest("slots", "expected a non-empty list")
     if len(slots) > max_slots:
         raise BadRequest("slots", f"at most {max_slots} slots per request")
-    parsed = tuple(_slot(s, i, placements) for i, s in enumerate(slots))
+    parsed = tuple([_slot(s, i, placements) for i, s in enumerate(slots)])
     if len({s.id for s in parsed}) != len(parsed):
         raise BadRequest("slots", "slot ids must be unique")
     device = _optional(body, "device", str, "body")
@@ -90,7 +92,7 @@ def _signals(raw: object, gpc_header: bool) -> Signals:
     """The ``privacy`` object. A malformed one allows nothing but is never a 400: a CMP that
     answers oddly must not blank the page."""
     if raw is None:
-        return Signals(gpc=gpc_header)
+        return GPC_ONLY if gpc_header else NO_SIGNAL
     if not isinstance(raw, dict):
         return MALFORMED_PRIVACY
     gdpr_applies, tc_string, gpc = raw.get("gdpr_applies"), raw.get("tc_string"), raw.get("gpc")
@@ -108,11 +110,14 @@ def _page(raw: object) -> Page:
         if len(keywords) > MAX_KEYWORDS or not all(isinstance(k, str) and len(k) <= 64 for k in keywords):
             raise BadRequest("page.keywords", f"expected at most {MAX_KEYWORDS} strings of up to 64 characters")
         keywords = frozenset(k.lower() for k in keywords)
-    texts = {name: _optional(raw, name, str, "page", limit=2048)
-             for name in ("url", "title", "section", "image_url", "published")}
-    section = texts.pop("section")
-    return Page(item_id=_id(raw, "item_id", "page"), keywords=keywords,
-                section=section.lower() if section else None, **texts)
+    for name in PAGE_TEXTS:  # checked in one pass; a value that is not a short string is looked at again
+        value = raw.get(name)
+        if value is not None and (type(value) is not str or len(value) > 2048):
+            _optional(raw, name, str, "page", limit=2048)
+    section = raw.get("section")
+    return Page(item_id=_id(raw, "item_id", "page"), keywords=keywords, url=raw.get("url"),
+                title=raw.get("title"), section=section.lower() if section else None,
+                image_url=raw.get("image_url"), published=raw.get("published"))
 
 
 def _slot(raw: object, index: int, placements: dict) -> Slot:
@@ -149,6 +154,8 @@ def _optional(raw: dict, key: str, kind: type, where: str, limit: int = 256):
     value = raw.get(key)
     if value is None:
         return None
+    if type(value) is kind and (kind is not str or len(value) <= limit):
+        return value  # the usual case, settled in one test
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise BadRequest(f"{where}.{key}", f"expected {kind.__name__}")
     if isinstance(value, str) and len(value) > limit:

@@ -154,6 +154,22 @@ BAD_BODIES = [
 ]
 
 
+async def test_a_body_sent_compressed_or_in_chunks_is_read_whole(client):
+    """A body that came with its head is taken as buffered; gzip and chunked ones are read whole."""
+    import gzip
+
+    plain = orjson.dumps(EXAMPLE_REQUEST)
+
+    async def chunks():
+        for start in range(0, len(plain), 7):
+            yield plain[start:start + 7]
+
+    for data, headers in ((gzip.compress(plain), {"Content-Encoding": "gzip"}), (chunks(), {})):
+        response = await client.post("/v1/slots", data=data, headers={"Content-Type": "application/json", **headers})
+        assert response.status == 200, await response.text()
+        assert set((await response.json())["slots"]) == {slot["id"] for slot in EXAMPLE_REQUEST["slots"]}
+
+
 @pytest.mark.parametrize("body, status, fragment", BAD_BODIES)
 async def test_bad_requests_get_a_clear_4xx(client, body, status, fragment):
     response = await client.post("/v1/slots", data=body, headers={"Content-Type": "application/json"})
@@ -249,6 +265,24 @@ async def test_health_openapi_and_metrics_count_known_traffic(client):
     }
     assert after[("adserve_slot_request_duration_seconds_bucket", (("le", "+Inf"),))] == 1
     assert after[("adserve_config_reload_errors_total", ())] == 0  # and nothing shed: no change above
+
+
+def test_slot_latency_histogram_exposes_what_prometheus_client_would():
+    """The lock-free histogram's scrape equals prometheus_client's for the same observations,
+    values on a bucket's bound included (a bucket counts values <= its bound)."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    from adserve.server.metrics import LATENCY_BUCKETS, Metrics
+
+    metrics, registry = Metrics(), CollectorRegistry()
+    reference = Histogram("adserve_slot_request_duration_seconds",
+                          metrics.slot_request_seconds.documentation, buckets=LATENCY_BUCKETS, registry=registry)
+    for seconds in (*LATENCY_BUCKETS, 0.0, 0.00049, 0.0051, 0.3, 7.5, LATENCY_BUCKETS[-1] * 2):
+        metrics.slot_request_seconds.observe(seconds)
+        reference.observe(seconds)
+    ours = [family for family in text_string_to_metric_families(metrics.exposition()[0].decode())
+            if family.name == "adserve_slot_request_duration_seconds"]
+    assert ours == list(text_string_to_metric_families(generate_latest(registry).decode()))
 
 
 async def test_cms_upsert_requires_the_token_and_refusals_write_nothing(client, workdir):

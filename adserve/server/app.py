@@ -10,7 +10,6 @@ reloads; the link to a shared store is ``state_link.py``, catalog sharing ``cata
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import os
@@ -274,14 +273,14 @@ async def read_json(request: web.Request, settings: ServerSettings) -> object:
     limit = settings.max_body_bytes
     if request.content_length is not None and request.content_length > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    # A body that came with the head has nothing left to wait for: no timer (~4 µs a request).
-    waiting = (contextlib.nullcontext() if request.content.is_eof()
-               else asyncio.timeout(settings.body_timeout_seconds))
-    try:
-        async with waiting:
-            raw = await request.read()
-    except TimeoutError:
-        raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
+    if request.content.is_eof():  # it came with the head: all buffered, no timer, no read loop
+        raw = request.content.read_nowait()
+    else:
+        try:
+            async with asyncio.timeout(settings.body_timeout_seconds):
+                raw = await request.read()
+        except TimeoutError:
+            raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
     if len(raw) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
     try:
@@ -291,9 +290,65 @@ async def read_json(request: web.Request, settings: ServerSettings) -> object:
 
 
 @web.middleware
-async def errors_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Every failure becomes a JSON error; nothing ever answers with a traceback."""
+async def front_middleware(request: web.Request, handler) -> web.StreamResponse:
+    """What every request passes through: CORS, then load shedding (slot requests), then
+    JSON error answers.
+
+    One layer with the three concerns as plain calls, not three middlewares: each middleware is a
+    coroutine and a call through aiohttp's wrapper per request (PROFILE.md, sixth round).
+    """
     server = request.app[SERVER]
+    origin = request.headers.get("Origin")
+    allowed = origin is not None and origin in server.runtime.config.site.allowed_origins
+    if request.method == "OPTIONS" and origin is not None:
+        response = _preflight(origin, allowed)
+    elif not request.path.startswith("/v1/slots"):
+        response = await _answer(server, request, handler)
+    elif (refusal := _overloaded(server, request)) is not None:
+        response = refusal
+    else:
+        server.in_flight += 1
+        waits = iowait.track()
+        started = time.perf_counter()
+        try:
+            response = await _answer(server, request, handler)
+        finally:
+            server.in_flight -= 1
+            listener.Work.add(started, waits[0])
+    if allowed:  # CORS for the configured page origins only; others get no CORS headers at all
+        response.headers["Access-Control-Allow-Origin"] = origin
+        response.headers["Vary"] = ", ".join(filter(None, (response.headers.get("Vary"), "Origin")))
+    return response
+
+
+def _preflight(origin: str, allowed: bool) -> web.Response:
+    if not allowed:
+        return json_error(403, "forbidden", f"origin {origin} is not allowed")
+    return web.Response(status=204, headers={
+        "Access-Control-Allow-Methods": "GET, POST, PUT",
+        "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "600"})
+
+
+def _overloaded(server: AdServer, request: web.Request) -> web.Response | None:
+    """Past capacity, a slot request's 503 at once instead of queueing without bound.
+
+    Two signals, both about the request itself: how many slot requests are already admitted and
+    unanswered (``max_pending``: work waiting on I/O), and how much admitted work this one queued
+    behind since its bytes arrived (``max_queue_ms``: waiting for the CPU). Refusals do not add
+    to that work, so past overload the server keeps spending most of its time answering; a
+    refusal costs microseconds.
+    """
+    settings = server.runtime.config.server
+    reason = ("pending" if server.in_flight >= settings.max_pending
+              else "waited" if listener.queued_behind(request) * 1000 > settings.max_queue_ms else None)
+    if reason is None:
+        return None
+    server.metrics.count(server.metrics.shed, reason)
+    return json_error(503, "overloaded", "try again shortly", {"Retry-After": "1"})
+
+
+async def _answer(server: AdServer, request: web.Request, handler) -> web.StreamResponse:
+    """The handler's response, or its failure as a JSON error: never a traceback; counted by route."""
     try:
         response = await handler(request)
     except BadRequest as exc:
@@ -332,58 +387,10 @@ async def _unmatched_route(request: web.Request) -> str:
     return resource.canonical if resource is not None else "none"
 
 
-@web.middleware
-async def shed_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Past capacity, answer a slot request 503 at once instead of queueing without bound.
-
-    Two signals, both about the request itself: how many slot requests are already admitted and
-    unanswered (``max_pending``: work waiting on I/O), and how much admitted work this one queued
-    behind since its bytes arrived (``max_queue_ms``: waiting for the CPU). Refusals do not add
-    to that work, so past overload the server keeps spending most of its time answering; a
-    refusal costs microseconds.
-    """
-    server = request.app[SERVER]
-    if not request.path.startswith("/v1/slots"):
-        return await handler(request)
-    settings = server.runtime.config.server
-    reason = ("pending" if server.in_flight >= settings.max_pending
-              else "waited" if listener.queued_behind(request) * 1000 > settings.max_queue_ms else None)
-    if reason is not None:
-        server.metrics.count(server.metrics.shed, reason)
-        return json_error(503, "overloaded", "try again shortly", {"Retry-After": "1"})
-    server.in_flight += 1
-    waits = iowait.track()
-    started = time.perf_counter()
-    try:
-        return await handler(request)
-    finally:
-        server.in_flight -= 1
-        listener.Work.add(started, waits[0])
-
-
-@web.middleware
-async def cors_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """CORS for the configured page origins only; others get no CORS headers at all."""
-    origin = request.headers.get("Origin")
-    allowed = origin is not None and origin in request.app[SERVER].runtime.config.site.allowed_origins
-    if request.method == "OPTIONS" and origin is not None:
-        if not allowed:
-            return json_error(403, "forbidden", f"origin {origin} is not allowed")
-        response: web.StreamResponse = web.Response(status=204, headers={
-            "Access-Control-Allow-Methods": "GET, POST, PUT",
-            "Access-Control-Allow-Headers": "Content-Type", "Access-Control-Max-Age": "600"})
-    else:
-        response = await handler(request)
-    if allowed:
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = ", ".join(filter(None, (response.headers.get("Vary"), "Origin")))
-    return response
-
-
 def create_app(server: AdServer) -> web.Application:
     settings = server.runtime.config.server
     app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[cors_middleware, shed_middleware, errors_middleware])
+                          middlewares=[front_middleware])
     app[SERVER] = server
     app.router.add_post("/v1/slots", server.handle_slots)
     app.router.add_put("/v1/items/{item_id}", server.handle_item)
