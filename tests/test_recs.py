@@ -438,3 +438,34 @@ def test_the_current_article_is_never_recommended_without_a_model_or_as_a_fresh_
     for _ in range(20):
         rec = recommender.recommend("personal", "reader", PAGE, 3, set())
         assert PAGE not in rec.items and OTHERS[3] in rec.items  # the one other fresh article
+
+
+# -- memoized candidate lists ------------------------------------------------------------------
+def test_memoized_candidates_follow_the_clock_the_catalog_the_config_and_the_model_at_once():
+    """A reader's (and an article's) candidates are worked out once and reused: ageing past
+    ``max_age_hours``, an upsert, a changed setting and a model swap must all show on the next
+    widget. No heat, no exploration: the answer is the model's order, so stale candidates show."""
+    start = time.time()
+    now = [start]
+    ages = {"a0": 1, "a1": 100, "a2": 167.5, "a3": 200}  # hours; max_age_hours is 168
+    catalog = Catalog({i: Item(item_id=i, url=f"/articles/{i}", title=i, published=start - age * 3600)
+                       for i, age in ages.items()})
+    recommender = Recommender(catalog, Recs(explore_share=0.0), random.Random(1), clock=lambda: now[0])
+    recommender.use_model(one_reader_model("reader", ["a2", "a3", "a1", "a0"]))
+
+    def widget_of(count: int) -> list[str]:
+        rec = recommender.recommend("personal", "reader", None, count, set())
+        assert rec.strategy == "personal"
+        return rec.items
+
+    assert widget_of(3) == widget_of(3) == ["a2", "a1", "a0"]
+    now[0] += 3600  # a2 is now too old
+    assert widget_of(2) == ["a1", "a0"]
+    catalog.upsert(dataclasses.replace(catalog.items["a3"], published=now[0] - 7200), persist=False)
+    assert widget_of(3) == ["a3", "a1", "a0"]
+    recommender.recs = dataclasses.replace(recommender.recs, max_age_hours=500.0)
+    assert widget_of(4) == ["a2", "a3", "a1", "a0"]
+    recommender.use_model(one_reader_model("reader", ["a1", "a0"]))
+    assert widget_of(2) == ["a1", "a0"]
+    recommender.model = None
+    assert recommender.recommend("personal", "reader", None, 2, set()).strategy == "popular"
