@@ -282,6 +282,27 @@ async def test_new_reader_is_folded_in_from_recent_clicks(recs_client):
     assert after["strategy"] == "personal"
 
 
+async def test_an_upserted_article_shows_as_it_now_is_in_the_next_widget(recs_client):
+    """Widget items are built from per-article parts worked out once: an upsert must show at once."""
+    client, server = recs_client
+    without_exploration(server)
+    server.cms_token = "cms"
+    model = server.recommender.model
+    reader, page = model.artifact.user_ids.tolist()[0], model.item_ids[0]
+    first = (await widget(client, recs_request(reader, page)))["items"][0]
+    item = server.catalog.items[first["item_id"]]
+    changed = {"url": f"/articles/moved-{item.item_id}", "title": "A new headline", "section": item.section,
+               "image_url": "https://img.example/new.jpg", "published": item.published}
+    response = await client.put(f"/v1/items/{item.item_id}", json=changed, headers={"Authorization": "Bearer cms"})
+    assert response.status == 200
+    again = (await widget(client, recs_request(reader, page)))["items"][0]
+    assert again["item_id"] == first["item_id"] and again["title"] == "A new headline"
+    assert again["url"].endswith(changed["url"]) and again["image_url"] == changed["image_url"]
+    response = await client.post("/v1/slots", json=recs_request(reader, page), headers={"Host": "other.example"})
+    elsewhere = (await response.json())["slots"]["w"]["items"][0]  # no public_url: the request's host
+    assert elsewhere["url"] == f"http://other.example{changed['url']}"
+
+
 def one_reader_model(reader: str, items: list[str]) -> ModelArtifact:
     """A model that knows one reader, whose top-N is ``items``."""
     rng = np.random.default_rng(0)
