@@ -86,6 +86,7 @@ class Catalog:
         self._by_time = sorted((i.published, i.item_id) for i in self.items.values() if i.published is not None)
         self._urls = {i.url for i in self.items.values()}  # one item per page: discovery checks here
         self.on_change: Callable[[Item], None] = lambda item: None  # told of each change made here
+        self.version = 0  # moves on each upsert: what was worked out from the items before is stale
 
     @classmethod
     def load(cls, path: str | Path, journal: str | Path | None = None) -> "Catalog":
@@ -118,6 +119,7 @@ class Catalog:
             bisect.insort(self._by_time, (item.published, item.item_id))
         self.items[item.item_id] = item
         self._urls.add(item.url)
+        self.version += 1
         if persist:
             self.on_change(item)
 

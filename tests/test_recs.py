@@ -282,6 +282,27 @@ async def test_new_reader_is_folded_in_from_recent_clicks(recs_client):
     assert after["strategy"] == "personal"
 
 
+async def test_an_upserted_article_shows_as_it_now_is_in_the_next_widget(recs_client):
+    """Widget items are built from per-article parts worked out once: an upsert must show at once."""
+    client, server = recs_client
+    without_exploration(server)
+    server.cms_token = "cms"
+    model = server.recommender.model
+    reader, page = model.artifact.user_ids.tolist()[0], model.item_ids[0]
+    first = (await widget(client, recs_request(reader, page)))["items"][0]
+    item = server.catalog.items[first["item_id"]]
+    changed = {"url": f"/articles/moved-{item.item_id}", "title": "A new headline", "section": item.section,
+               "image_url": "https://img.example/new.jpg", "published": item.published}
+    response = await client.put(f"/v1/items/{item.item_id}", json=changed, headers={"Authorization": "Bearer cms"})
+    assert response.status == 200
+    again = (await widget(client, recs_request(reader, page)))["items"][0]
+    assert again["item_id"] == first["item_id"] and again["title"] == "A new headline"
+    assert again["url"].endswith(changed["url"]) and again["image_url"] == changed["image_url"]
+    response = await client.post("/v1/slots", json=recs_request(reader, page), headers={"Host": "other.example"})
+    elsewhere = (await response.json())["slots"]["w"]["items"][0]  # no public_url: the request's host
+    assert elsewhere["url"] == f"http://other.example{changed['url']}"
+
+
 def one_reader_model(reader: str, items: list[str]) -> ModelArtifact:
     """A model that knows one reader, whose top-N is ``items``."""
     rng = np.random.default_rng(0)
@@ -438,3 +459,34 @@ def test_the_current_article_is_never_recommended_without_a_model_or_as_a_fresh_
     for _ in range(20):
         rec = recommender.recommend("personal", "reader", PAGE, 3, set())
         assert PAGE not in rec.items and OTHERS[3] in rec.items  # the one other fresh article
+
+
+# -- memoized candidate lists ------------------------------------------------------------------
+def test_memoized_candidates_follow_the_clock_the_catalog_the_config_and_the_model_at_once():
+    """A reader's (and an article's) candidates are worked out once and reused: ageing past
+    ``max_age_hours``, an upsert, a changed setting and a model swap must all show on the next
+    widget. No heat, no exploration: the answer is the model's order, so stale candidates show."""
+    start = time.time()
+    now = [start]
+    ages = {"a0": 1, "a1": 100, "a2": 167.5, "a3": 200}  # hours; max_age_hours is 168
+    catalog = Catalog({i: Item(item_id=i, url=f"/articles/{i}", title=i, published=start - age * 3600)
+                       for i, age in ages.items()})
+    recommender = Recommender(catalog, Recs(explore_share=0.0), random.Random(1), clock=lambda: now[0])
+    recommender.use_model(one_reader_model("reader", ["a2", "a3", "a1", "a0"]))
+
+    def widget_of(count: int) -> list[str]:
+        rec = recommender.recommend("personal", "reader", None, count, set())
+        assert rec.strategy == "personal"
+        return rec.items
+
+    assert widget_of(3) == widget_of(3) == ["a2", "a1", "a0"]
+    now[0] += 3600  # a2 is now too old
+    assert widget_of(2) == ["a1", "a0"]
+    catalog.upsert(dataclasses.replace(catalog.items["a3"], published=now[0] - 7200), persist=False)
+    assert widget_of(3) == ["a3", "a1", "a0"]
+    recommender.recs = dataclasses.replace(recommender.recs, max_age_hours=500.0)
+    assert widget_of(4) == ["a2", "a3", "a1", "a0"]
+    recommender.use_model(one_reader_model("reader", ["a1", "a0"]))
+    assert widget_of(2) == ["a1", "a0"]
+    recommender.model = None
+    assert recommender.recommend("personal", "reader", None, 2, set()).strategy == "popular"
