@@ -29,6 +29,7 @@ from .targeting import CompiledTargeting
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 _DAY_TTL = 2 * 86400
 TRAFFIC_FLOOR = 0.01  # an hour the log shows empty still plans this share of an average hour
+MOVE_MARGIN = 1.0  # seconds: counters are worked out again this long before a paced limit moves (float error)
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,17 @@ class _Plan:
         total = self.total
         return self.done(now) / total if total > 0 else 1.0
 
+    def reaches(self, weight: float) -> float:
+        """The first moment the weight done reaches ``weight`` (inf: never)."""
+        i = bisect.bisect_left(self.before, weight) - 1
+        if i < 0:
+            return -math.inf
+        if weight > self.before[i] + self.weights[i]:
+            return math.inf
+        if self.weights[i] <= 0:
+            return self.starts[i]
+        return self.starts[i] + (weight - self.before[i]) / self.weights[i] * (self.ends[i] - self.starts[i])
+
 
 EVENTS = ("impression", "click")
 
@@ -90,8 +102,11 @@ class Limit(NamedTuple):
 
 @dataclass(frozen=True, slots=True)
 class _Counters:
-    """A campaign's reader-independent counters at one moment, as decisions and charges read them."""
-    moment: Moment
+    """A campaign's reader-independent counters, as decisions and charges read them, from one
+    moment until a paced limit moves (or the local day ends)."""
+    campaign: Campaign
+    moment: Moment             # when they were worked out
+    until: float               # Unix seconds: a paced limit may move from then on
     every: tuple[Limit, ...]   # bounded or not: an event moves each of its own
     checks: tuple[Limit, ...]  # the bounded ones: a decision checks each
     holds: tuple[Limit, ...]   # the bounded impression-metered ones: a decision reserves each
@@ -145,16 +160,32 @@ class Ledger:
 
     def flight_share(self, campaign: Campaign, moment: Moment) -> float:
         """The share of the flight's total budget even pacing allows by now."""
-        key = (self._compiled(campaign).dayparts, campaign.flight.start, campaign.flight.end)
-        known = self._flight_weights.get(key)
-        if known is None:
-            known = self._flight_weights[key] = self._weigh_flight(campaign)
-        total, before = known
+        total, before = self._flight_plan(campaign)
         today = moment.local.date()
         done = before.get(today, total if moment.now >= campaign.flight.end else 0.0)
         if today in before:
             done += self._day_plan(campaign, today).done(moment.now.timestamp())
         return min(1.0, done / total) if total > 0 else 1.0
+
+    def _day_reaches(self, campaign: Campaign, moment: Moment, share: float) -> float:
+        """When today's plan reaches ``share`` of the day (inf: not today)."""
+        plan = self._day_plan(campaign, moment.local.date())
+        return plan.reaches(share * plan.total) if plan.total > 0 else math.inf
+
+    def _flight_reaches(self, campaign: Campaign, moment: Moment, share: float) -> float:
+        """When the flight's plan reaches ``share`` of the flight, if that is today (else inf)."""
+        total, before = self._flight_plan(campaign)
+        today = moment.local.date()
+        if total <= 0 or today not in before:
+            return math.inf
+        return self._day_plan(campaign, today).reaches(share * total - before[today])
+
+    def _flight_plan(self, campaign: Campaign) -> tuple[float, dict[dt.date, float]]:
+        key = (self._compiled(campaign).dayparts, campaign.flight.start, campaign.flight.end)
+        known = self._flight_weights.get(key)
+        if known is None:
+            known = self._flight_weights[key] = self._weigh_flight(campaign)
+        return known
 
     def _weigh_flight(self, campaign: Campaign) -> tuple[float, dict[dt.date, float]]:
         """The flight's whole plan weight, and the weight of its days before each day.
@@ -263,25 +294,35 @@ class Ledger:
                                 "impression", counters.cap_ttl),)
 
     def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
-        """The reader-independent counters, worked out once per campaign and second; their keys
-        once per campaign and day (a decision reads them, and reservations keep them)."""
+        """The reader-independent counters, worked out again only when a paced limit may have
+        moved, on a new local day, or when the clock went back; their keys once per campaign
+        and day (a decision reads them, and reservations keep them).
+
+        A paced limit moves when the budget's share of the pacing line passes its next whole
+        unit: a daily 48 every half hour, so a big book's campaigns do not each redo this
+        every second. Counters created later keep the expiry worked out then: a little longer.
+        """
         known = self._known.get(campaign.id)
-        if known is not None and known.moment is moment:
+        if known is not None and (known.moment is moment or (
+                known.campaign is campaign and known.moment.day == moment.day
+                and known.moment.now <= moment.now and moment.now.timestamp() < known.until)):
             return known
         flight_left = _flight_left(campaign, moment)
         keys = iter(() if known is None or known.moment.day != moment.day else [c.key for c in known.every])
-        every = []
+        every, until = [], math.inf
         for event in EVENTS:
             for metric, cost in _costs(campaign, event).items():
-                every.append(Limit(next(keys, None) or _total_key(campaign, metric),
-                                   self._total_limit(campaign, metric, cost, moment), cost, event, flight_left))
-                every.append(Limit(next(keys, None) or _day_key(campaign, metric, moment),
-                                   self._daily_limit(campaign, metric, cost, moment), cost, event, _DAY_TTL))
+                total, total_until = self._total_limit(campaign, metric, cost, moment)
+                daily, daily_until = self._daily_limit(campaign, metric, cost, moment)
+                every.append(Limit(next(keys, None) or _total_key(campaign, metric), total, cost, event, flight_left))
+                every.append(Limit(next(keys, None) or _day_key(campaign, metric, moment), daily, cost, event, _DAY_TTL))
+                until = min(until, total_until, daily_until)
         checks = tuple(c for c in every if c.limit is not None)
         cap = campaign.frequency_cap
         cap_ttl = 0 if cap is None else (_PERIOD_SECONDS.get(cap.period) or flight_left) + 3600
         known = self._known[campaign.id] = _Counters(
-            moment, tuple(every), checks, tuple(c for c in checks if c.event == "impression"),
+            campaign, moment, until - MOVE_MARGIN, tuple(every), checks,
+            tuple(c for c in checks if c.event == "impression"),
             known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl)
         return known
 
@@ -291,20 +332,34 @@ class Ledger:
         limits = self.limits(campaign, user, moment)
         return None if limits is None else tuple(limit for limit in limits if limit.event == event)
 
-    def _total_limit(self, campaign: Campaign, metric: str, cost: int, moment: Moment) -> int | None:
+    def _total_limit(self, campaign: Campaign, metric: str, cost: int, moment: Moment) -> tuple[int | None, float]:
+        """The flight-long limit and when it may move (Unix seconds; inf: not today)."""
         budget = campaign.budget
         if budget is None or budget.metric != metric or budget.total is None:
-            return None
+            return None, math.inf
         # with a daily budget, the daily pacing spreads the total
-        even = campaign.pacing == "even" and budget.daily is None
-        return _paced(budget.in_units(budget.total), self.flight_share(campaign, moment) if even else 1.0, cost)
+        if campaign.pacing != "even" or budget.daily is not None:
+            return _paced(budget.in_units(budget.total), 1.0, cost), math.inf
+        return self._paced_step(budget.in_units(budget.total), self.flight_share(campaign, moment), cost,
+                                lambda share: self._flight_reaches(campaign, moment, share))
 
-    def _daily_limit(self, campaign: Campaign, metric: str, cost: int, moment: Moment) -> int | None:
+    def _daily_limit(self, campaign: Campaign, metric: str, cost: int, moment: Moment) -> tuple[int | None, float]:
+        """Today's limit and when it may move (Unix seconds; inf: not today)."""
         budget = campaign.budget
         if budget is None or budget.metric != metric or budget.daily is None:
-            return None
-        even = campaign.pacing == "even"
-        return _paced(budget.in_units(budget.daily), self.day_share(campaign, moment) if even else 1.0, cost)
+            return None, math.inf
+        if campaign.pacing != "even":
+            return _paced(budget.in_units(budget.daily), 1.0, cost), math.inf
+        return self._paced_step(budget.in_units(budget.daily), self.day_share(campaign, moment), cost,
+                                lambda share: self._day_reaches(campaign, moment, share))
+
+    @staticmethod
+    def _paced_step(cap: Decimal, share: float, unit: int, reaches: Callable[[float], float]) -> tuple[int, float]:
+        """``_paced``'s limit, and when the line reaches the share where it moves next."""
+        limit = _paced(cap, share, unit)
+        if limit >= int(cap):
+            return limit, math.inf
+        return limit, reaches(float((limit - unit + 1) / cap))
 
 
 def bounded(campaign: Campaign) -> bool:

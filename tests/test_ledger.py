@@ -10,6 +10,8 @@ import time
 from fnmatch import fnmatchcase
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adserve.decision import AdNeed
 from adserve.ledger import Ledger, reader_keys
@@ -493,3 +495,54 @@ def test_dayparts_are_paced_in_local_minutes_when_hours_start_on_the_half_hour()
     d = decider([campaign(1, budget=Budget(metric="impressions", daily=60), pacing="even", targeting=lunch)],
                 clock, timezone="Australia/Lord_Howe")
     assert serve_and_count(d, request(), 100) == 16  # 15 of 60 due, one ahead
+
+
+budgets = st.builds(Budget, metric=st.sampled_from(["impressions", "clicks", "spend"]),
+                    daily=st.one_of(st.none(), st.sampled_from([3, 48, 1000, 10**6])),
+                    total=st.one_of(st.none(), st.sampled_from([7, 500, 10**8])))
+paced = st.builds(lambda budget, pacing, daypart, price, cap, start, days: campaign(
+    1, budget=budget, pacing=pacing, price=price,
+    frequency_cap=FrequencyCap(count=3, period=cap) if cap else None,
+    targeting=Targeting(dayparts=[Daypart(start=daypart, end="23:00")]) if daypart else Targeting(),
+    flight=Flight(start=NY_MIDNIGHT + dt.timedelta(minutes=start), end=NY_MIDNIGHT + dt.timedelta(days=days))),
+    budgets, st.sampled_from(["even", "asap"]), st.sampled_from([None, "06:30", "17:00"]),
+    st.sampled_from([0.5, 2.0]), st.sampled_from([None, "hour", "flight"]),
+    st.integers(-3000, 3000), st.integers(1, 5))
+steps = st.lists(st.integers(-600, 4 * 3600), min_size=1, max_size=40)  # seconds: mostly forward
+
+
+@settings(max_examples=150, deadline=None)
+@given(paced, steps)
+def test_a_ledger_kept_across_seconds_allows_what_a_fresh_one_allows(c, steps):
+    """What a long-lived ledger answers at each moment is what a new ledger answers then (counter
+    expiries aside: a counter may live on a little longer), whatever it worked out before."""
+    def bounds(limits):
+        return None if limits is None else [limit[:4] for limit in limits]
+
+    kept, now = Ledger("America/New_York"), NY_MIDNIGHT
+    for step in steps:
+        now += dt.timedelta(seconds=step, microseconds=250_000)
+        fresh = Ledger("America/New_York")
+        for user in ("u", None):
+            found = kept.reservable(c, user, kept.moment(now))
+            expected = fresh.reservable(c, user, fresh.moment(now))
+            assert found is None if expected is None else [bounds(part) for part in found] == [
+                bounds(part) for part in expected]
+            for event in ("impression", "click"):
+                assert bounds(kept.charge(c, event, user, kept.moment(now))) == bounds(
+                    fresh.charge(c, event, user, fresh.moment(now)))
+
+
+@pytest.mark.parametrize("line, budget", [("day_share", Budget(metric="impressions", daily=48)),
+                                          ("flight_share", Budget(metric="impressions", total=96))])
+def test_the_pacing_line_is_worked_out_again_only_when_the_limit_can_move(line, budget, monkeypatch):
+    """48 a day (or 96 over a two-day flight) moves the paced limit every half hour: a ledger
+    asked every second for an hour works the line out about once per move, not every second."""
+    ledger = Ledger("America/New_York")
+    worked = []
+    share = getattr(ledger, line)
+    monkeypatch.setattr(ledger, line, lambda *args: worked.append(args) or share(*args))
+    c = campaign(1, budget=budget, pacing="even", flight=Flight(start=NY_MIDNIGHT, end=NY_MIDNIGHT + dt.timedelta(days=2)))
+    for second in range(3600):
+        assert ledger.reservable(c, "u", ledger.moment(NY_MIDNIGHT + dt.timedelta(hours=9, seconds=second)))
+    assert len(worked) <= 6

@@ -8,12 +8,12 @@ Expressions" (VLDB 2009), made exact for the rule language of ``rules.py``:
   key), never of the others; an entry without rules in an "any" list. A context gathers the lists
   of its own values: the entries that pass their most selective rules, a small superset of the
   matches.
-- Every rule is then applied to that superset with set operations (which run in C): of the
-  gathered entries that set a rule, those missing from the rule's posting lists for the
-  context's values drop out; excluded keywords subtract their lists.
+- Every other rule is then applied to each entry of that superset, from a small record made at
+  build time (the rules its filing did not decide): the work grows with the gathered entries and
+  never reads a structure the size of the book, so it stays in the CPU's caches.
 - URL globs are filed under their literal prefix (up to the first ``*``, ``?`` or ``[``). A glob
   that is such a prefix and one trailing ``*`` is decided by the prefix; any other glob is
-  checked with its regex last, on the few entries still in.
+  checked with its regex.
 - Flights and dayparts are never checked per context: ``Activations`` keeps the set of live
   entries, which changes only at an entry's edge.
 """
@@ -24,9 +24,10 @@ import datetime as dt
 import heapq
 import itertools
 import math
+import re
 from collections import defaultdict
 from dataclasses import dataclass
-from typing import Iterable, Sequence
+from typing import Iterable, NamedTuple, Sequence
 
 from .rules import CompiledTargeting, Context
 
@@ -45,45 +46,23 @@ class Entry:
 
 class TargetingIndex:
     def __init__(self, entries: Sequence[Entry]) -> None:
-        self._rules = [entry.rules for entry in entries]
-        self._activations = Activations([entry.flight for entry in entries], self._rules)
-        self._postings: dict[str, dict[str | None, set[int]]] = {}  # attribute -> value -> entries
-        self._ruled: dict[str, set[int]] = {}  # attribute -> entries that set a rule on it
-        self._excluded: dict[str, set[int]] = defaultdict(set)  # keyword -> entries excluding it
-        self._keyworded: set[int] = set()  # entries with keyword rules: they need the page's keywords
-        self._url_checked: set[int] = set()  # entries with a glob that its prefix does not decide
-        ruled_values = [_rule_values(rules) for rules in self._rules]
-        for i, (rules, values) in enumerate(zip(self._rules, ruled_values)):
+        rules = [entry.rules for entry in entries]
+        self._activations = Activations([entry.flight for entry in entries], rules)
+        ruled_values = [_rule_values(r) for r in rules]
+        known: dict[str, set] = defaultdict(set)  # attribute -> every value some entry admits
+        for values in ruled_values:
             for attribute, allowed in values.items():
-                self._ruled.setdefault(attribute, set()).add(i)
-                for value in allowed:
-                    self._postings.setdefault(attribute, defaultdict(set))[value].add(i)
-            for keyword in rules.exclude:
-                self._excluded[keyword].add(i)
-            if rules.include or rules.exclude:
-                self._keyworded.add(i)
-            if not all(glob.endswith("*") and _prefix(glob) == glob[:-1] for glob in rules.urls):
-                self._url_checked.add(i)
-        self._url_lengths = sorted({len(prefix) for prefix in self._postings.get("url", ())})
+                known[attribute] |= allowed
+        self._url_lengths = sorted({len(prefix) for prefix in known.get("url", ())})
         # the attributes of the entries' most selective rules (one or two) -> (size, *values) -> entries
         self._primary: dict[tuple[str, ...], dict[tuple, set[int]]] = defaultdict(lambda: defaultdict(set))
+        self._residues: list[_Residue | None] = []  # per entry: the rules its filing leaves to check
         for i, (entry, values) in enumerate(zip(entries, ruled_values)):
-            attributes = self._most_selective(values)
+            attributes = _most_selective(values, known)
             for size in entry.sizes:
                 for combination in itertools.product(*(values[a] for a in attributes)):
                     self._primary[attributes][(size, *combination)].add(i)
-
-    def _most_selective(self, values: dict[str, frozenset]) -> tuple[str, ...]:
-        """The attributes whose rules let the smallest share of their known values through: the
-        best two together (a section and a keyword pass together far less often than either),
-        unless their values multiply past a few keys; none for an entry without rules.
-
-        A URL rule comes only alone: its prefix may be the whole site's (``https://news.example/*/a1``).
-        """
-        ranked = sorted((a for a in values if a != "url"), key=lambda a: len(values[a]) / len(self._postings[a]))
-        if len(ranked) >= 2 and len(values[ranked[0]]) * len(values[ranked[1]]) <= PAIR_KEYS:
-            return tuple(sorted(ranked[:2]))
-        return tuple(ranked[:1]) or tuple(values)
+            self._residues.append(_Residue.left(entry.rules, attributes))
 
     def matches(self, context: Context, now: float, local: dt.datetime) -> tuple[list[int], float]:
         """The entries (by position, ascending) that match ``context`` at ``now``, and until when
@@ -91,31 +70,23 @@ class TargetingIndex:
 
         ``local`` is ``now`` in the site timezone, for dayparts.
         """
-        self._activations.advance(now, local)
+        activations = self._activations
+        activations.advance(now, local)
         values = self._context_values(context)
-        found = set().union(*(filed[key] for attributes, filed in self._primary.items()
-                              for combination in itertools.product(*(values[a] for a in attributes))
-                              for key in ((size, *combination) for size in context.sizes) if key in filed))
-        for attribute, postings in self._postings.items():
-            ruled = found & self._ruled[attribute]
-            if ruled:
-                given = values[attribute]
-                if len(given) == 1:  # one value (a section, a device...): one posting list
-                    passed = postings.get(given[0])
-                    found -= ruled - passed if passed else ruled
-                else:
-                    found -= ruled.difference(*(ruled & postings[value] for value in given if value in postings))
-        if context.keywords is None:
-            found -= found & self._keyworded
-        else:
-            for keyword in context.keywords:
-                if keyword in self._excluded:
-                    found -= found & self._excluded[keyword]
-        for i in found & self._url_checked:
-            if not self._rules[i].url_matches(context.url):
-                found.discard(i)
-        until = min(map(self._activations.edges.__getitem__, found), default=math.inf)
-        return sorted(found & self._activations.live), until
+        gathered = set().union(*(filed.get((size, *combination), ()) for attributes, filed in self._primary.items()
+                                 for combination in itertools.product(*(values[a] for a in attributes))
+                                 for size in context.sizes))
+        singles = (context.section, context.device, context.country, context.placement)
+        residues, live, edges = self._residues, activations.live, activations.edges
+        matched, until = [], math.inf
+        for i in gathered:
+            residue = residues[i]
+            if residue is None or residue.admits(singles, context.keywords, context.url):
+                until = min(until, edges[i])
+                if i in live:
+                    matched.append(i)
+        matched.sort()
+        return matched, until
 
     def _context_values(self, context: Context) -> dict[str, Sequence]:
         """The values a context offers each attribute (a URL offers its prefixes of indexed lengths)."""
@@ -124,6 +95,60 @@ class TargetingIndex:
                 "devices": (context.device,),
                 "countries": (context.country,), "placements": (context.placement,),
                 "url": [url[:n] for n in self._url_lengths if n <= len(url)] if url is not None else ()}
+
+
+def _most_selective(values: dict[str, frozenset], known: dict[str, set]) -> tuple[str, ...]:
+    """The attributes whose rules let the smallest share of their known values through: the
+    best two together (a section and a keyword pass together far less often than either),
+    unless their values multiply past a few keys; none for an entry without rules.
+
+    A URL rule comes only alone: its prefix may be the whole site's (``https://news.example/*/a1``).
+    """
+    ranked = sorted((a for a in values if a != "url"), key=lambda a: len(values[a]) / len(known[a]))
+    if len(ranked) >= 2 and len(values[ranked[0]]) * len(values[ranked[1]]) <= PAIR_KEYS:
+        return tuple(sorted(ranked[:2]))
+    return tuple(ranked[:1]) or tuple(values)
+
+
+SINGLES = ("sections", "devices", "countries", "placements")  # the attributes a context has one value of
+
+
+class _Residue(NamedTuple):
+    """The rules of one entry that its filing does not decide, checked on each gathered context."""
+    singles: tuple[tuple[int, frozenset[str]], ...]  # (position in ``SINGLES``, values allowed)
+    include: frozenset[str] | None  # one of these keywords is needed
+    exclude: frozenset[str] | None  # none of these may be there; set (maybe empty) if keywords are needed
+    prefixes: tuple[str, ...] | None  # the URL must start with one of these (globs its filing left)
+    pattern: re.Pattern | None  # or match this (globs that a prefix does not decide)
+
+    @classmethod
+    def left(cls, rules: CompiledTargeting, filed: tuple[str, ...]) -> _Residue | None:
+        """What is left to check of ``rules`` for an entry filed under ``filed``; None: nothing."""
+        singles = tuple((n, allowed) for n, attribute in enumerate(SINGLES)
+                        for allowed in (getattr(rules, attribute),) if allowed and attribute not in filed)
+        keyworded = bool(rules.include or rules.exclude)
+        prefixes = pattern = None
+        if not all(glob.endswith("*") and _prefix(glob) == glob[:-1] for glob in rules.urls):
+            pattern = rules.url_pattern
+        elif rules.urls and "url" not in filed:
+            prefixes = tuple(glob[:-1] for glob in rules.urls)
+        if not (singles or keyworded or prefixes or pattern):
+            return None
+        return cls(singles, rules.include if rules.include and "keywords" not in filed else None,
+                   rules.exclude if keyworded else None, prefixes, pattern)
+
+    def admits(self, singles: tuple[str | None, ...], keywords: frozenset[str] | None, url: str | None) -> bool:
+        """Whether a context with these values passes the rules left (``singles`` as ``SINGLES``)."""
+        for n, allowed in self.singles:
+            if singles[n] not in allowed:
+                return False
+        if self.exclude is not None and (keywords is None or not self.exclude.isdisjoint(keywords)):
+            return False
+        if self.include is not None and self.include.isdisjoint(keywords):
+            return False
+        if self.prefixes is not None and (url is None or not url.startswith(self.prefixes)):
+            return False
+        return self.pattern is None or (url is not None and self.pattern.fullmatch(url) is not None)
 
 
 def _rule_values(rules: CompiledTargeting) -> dict[str, frozenset]:
