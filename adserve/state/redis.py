@@ -96,6 +96,33 @@ return billable
 """
 
 
+FIRST_READ = 2  # options of a need the first round trip carries
+
+
+class _Reading:
+    """One need's options read so far from its lazy source, and how many of them were refused."""
+
+    __slots__ = ("source", "read", "refused")
+
+    def __init__(self, options: Iterable[Option | None]) -> None:
+        self.source = iter(options)
+        self.read: list[Option | None] = []
+        self.refused = 0
+
+    def next(self) -> tuple[list[Option | None], bool]:
+        """The options to send, twice as many as were refused (at least ``FIRST_READ``), and whether
+        more may follow: then a CUT ends them, so the script stops there if none fits."""
+        while len(self.read) - self.refused < max(FIRST_READ, 2 * self.refused):
+            if self.read and self.read[-1] is CUT:
+                return self.read[self.refused:], False
+            option = next(self.source, self)
+            if option is self:
+                return self.read[self.refused:], False
+            self.read.append(option)
+        more = self.read[-1] is not CUT
+        return self.read[self.refused:] + [CUT] * more, more
+
+
 FEED_KEPT = 100_000  # changes a feed keeps for processes that start later
 
 
@@ -134,9 +161,31 @@ class RedisState:
 
     async def reserve(self, needs: list[Iterable[Option | None]], taken: set[str],
                       hold_seconds: float) -> list[int | None]:
-        needs = [list(options) for options in needs]  # one round trip: every option goes at once
+        """The script walks a few options per need (working each out costs the ledger's checks; the
+        first or second fits on nearly every page); only when a need refused all it was sent does
+        the next round trip carry more of its options, from that need on."""
+        readings = [_Reading(options) for options in needs]
+        picks: list[int | None] = []
+        taken = set(taken)
+        while len(picks) < len(needs):
+            sent = [reading.next() for reading in readings[len(picks):]]
+            walked = await self._walk([options for options, _ in sent], taken, hold_seconds)
+            for reading, pick in zip(readings[len(picks):], walked):
+                if pick is not None:
+                    pick += reading.refused
+                    taken.update(reading.read[pick].names)
+                picks.append(pick)
+            if len(walked) < len(sent):  # stopped at a CUT, or where the options sent ran out
+                if not sent[len(walked)][1]:
+                    return picks
+                readings[len(picks)].refused = len(readings[len(picks)].read)
+        return picks
+
+    async def _walk(self, needs: list[list[Option | None]], taken: set[str],
+                    hold_seconds: float) -> list[int | None]:
+        """One round trip of the reserve script (none when no option has a counter to read)."""
         if not any(option is not CUT and option.checks for options in needs for option in options):
-            return choose(needs, taken, lambda option: True, lambda option: None)  # no counter to read
+            return choose(needs, taken, lambda option: True, lambda option: None)
         request = orjson.dumps([sorted(taken), hold_seconds, needs], default=tuple)  # Options, Limits: arrays
         try:
             picks = await self._call(self._redis.run(self._reserve, self._prefix, self._clock(), request))
