@@ -60,12 +60,14 @@ class Clock:
 
 
 class Worker:
-    def __init__(self, checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: bool) -> None:
+    def __init__(self, checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: bool,
+                 redis_url: str | None) -> None:
         sys.path[:0] = [str(checkout), str(checkout / "benchmarks")]
         import world  # the checkout's own world
         from adserve.config import load_config
         from adserve.request import parse_slot_request
         from adserve.server.app import AdServer
+        from adserve.state import RedisState
 
         folder = checkout / "benchmarks" / "out" / "world-1000"
         if not (folder / "var" / "model.npz").exists():
@@ -78,7 +80,8 @@ class Worker:
         self.clock = Clock()
         loaded = load_config(Path("config"))
         assert loaded.ok, loaded.errors[:3]
-        self.server = AdServer(Path("config"), loaded, SECRET.encode(), clock=self.clock,
+        state = RedisState(redis_url, f"{scratch.name}:", lambda: self.clock().timestamp()) if redis_url else None
+        self.server = AdServer(Path("config"), loaded, SECRET.encode(), state=state, clock=self.clock,
                                rng=random.Random(1), writer="bench")
         self.parse = parse_slot_request
         extra = inspect.signature(parse_slot_request).parameters
@@ -88,6 +91,8 @@ class Worker:
         self.rng = random.Random(7)
         self.keywords = [random.Random(n).sample(KEYWORDS, 1 + n % 3) for n in range(keyword_sets)]
         self.loop = asyncio.new_event_loop()
+        if redis_url:
+            self.loop.run_until_complete(self.server.state.open())
         self.views = 0
         gc.collect()
         if freeze:
@@ -222,11 +227,11 @@ class Worker:
         return self.parse(orjson.loads(body), config.placements, config.server.max_slots, **self.parse_options)
 
 
-def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: bool) -> None:
+def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: bool, redis_url: str | None) -> None:
     """Answer JSON commands on stdin, one JSON line each on stdout."""
     out = sys.stdout
     sys.stdout = sys.stderr  # nothing the code prints may break the protocol
-    worker = Worker(checkout, scratch, keyword_sets, pages, freeze)
+    worker = Worker(checkout, scratch, keyword_sets, pages, freeze, redis_url)
     print(json.dumps({"ready": True}), file=out, flush=True)
     for line in sys.stdin:
         command = json.loads(line)
@@ -242,12 +247,13 @@ def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: 
 # -- the parent: alternate the checkouts ----------------------------------------------------
 
 class Remote:
-    def __init__(self, label: str, checkout: Path, keyword_sets: int, pages: dict, freeze: bool) -> None:
+    def __init__(self, label: str, checkout: Path, keyword_sets: int, pages: dict, freeze: bool,
+                 redis_url: str) -> None:
         self.label = label
         env = {**os.environ, "PYTHONPATH": str(checkout)}
         self.process = subprocess.Popen(
             [sys.executable, __file__, "--worker", str(checkout), str(OUT / f"inprocess-{label}"),
-             str(keyword_sets), json.dumps(pages), str(int(freeze))],
+             str(keyword_sets), json.dumps(pages), str(int(freeze)), redis_url],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=checkout)
         self.ask(None)
 
@@ -265,6 +271,28 @@ class Remote:
         self.process.wait(timeout=60)
 
 
+class Redis:
+    """A redis-server of the run's own; it counts the reads it processed (one per round trip of a
+    client that waits for each reply: the pages here come one at a time)."""
+
+    def __init__(self) -> None:
+        from tests.conftest import free_port, start_redis
+
+        port = free_port()
+        self.process = start_redis(port, OUT)
+        self.url = f"redis://127.0.0.1:{port}/0"
+
+    def reads(self) -> int:
+        import redis
+
+        with redis.Redis.from_url(self.url) as client:
+            return client.info("stats")["total_reads_processed"]
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
 def baseline_checkout(ref: str) -> Path:
     path = OUT / f"baseline-{ref}"
     if not path.exists():
@@ -273,13 +301,15 @@ def baseline_checkout(ref: str) -> Path:
     return path
 
 
-def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int, freeze: bool) -> str:
+def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int, freeze: bool, on_redis: bool) -> str:
     from bench_slots import PAGE_REQUEST, PAGES  # this checkout's pages, the same for both codes
 
     OUT.mkdir(exist_ok=True)
     pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
-    remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), keyword_sets, pages, freeze),
-               Remote("current", ROOT.parent, keyword_sets, pages, freeze)]
+    redis = Redis() if on_redis else None
+    url = redis.url if redis else ""
+    remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), keyword_sets, pages, freeze, url),
+               Remote("current", ROOT.parent, keyword_sets, pages, freeze, url)]
     results: dict[tuple[str, str], list[dict]] = {}
     try:
         for page, do in PASSES:
@@ -288,15 +318,21 @@ def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int, fre
                 remote.ask(command)
             for n in range(passes):
                 for remote in remotes if n % 2 == 0 else remotes[::-1]:
+                    reads = redis.reads() if redis else 0
                     got = remote.ask(command)
+                    if redis:
+                        got["round trips"] = (redis.reads() - reads) / views
                     results.setdefault((remote.label, f"{page} {do}"), []).append(got)
                     print(remote.label, page, {k: round(v, 3) for k, v in got.items()}, file=sys.stderr)
         held = {remote.label: remote.ask({"do": "reservations"}) for remote in remotes}
     finally:
         for remote in remotes:
             remote.close()
+        if redis:
+            redis.stop()
     return report(f"--baseline-ref {ref} --views {views} --passes {passes} --pixels {pixels} "
-                  f"--keyword-sets {keyword_sets}" + ("" if freeze else " --no-freeze"), ref, views, passes, pixels, results, held)
+                  f"--keyword-sets {keyword_sets}" + ("" if freeze else " --no-freeze")
+                  + (" --redis" if on_redis else ""), ref, views, passes, pixels, results, held)
 
 
 def report(options, ref, views, passes, pixels, results, held) -> str:
@@ -314,6 +350,10 @@ def report(options, ref, views, passes, pixels, results, held) -> str:
                         f"| {statistics.median(r['fill'] for r in got):.2f} |")
         rows.append(f"| {page} | **ratio** | **{statistics.median(ratios):.2f}** "
                     f"({min(ratios):.2f}–{max(ratios):.2f}) | | | |")
+
+    trips = [f"{page} {do}: `{ref}` {statistics.median(r['round trips'] for r in results[(base, f'{page} {do}')]):.2f}, "
+             f"this branch {statistics.median(r['round trips'] for r in results[(cur, f'{page} {do}')]):.2f}"
+             for page, do in PASSES if "round trips" in results[(cur, f"{page} {do}")][0]]
 
     def per_reservation(label: str) -> str:
         got = held[label]
@@ -334,12 +374,15 @@ def report(options, ref, views, passes, pixels, results, held) -> str:
         "",
         f"Held per open reservation (tracemalloc, counters already existing): `{ref}` "
         f"{per_reservation(base)}, this branch {per_reservation(cur)}.",
+        *([f"Round trips to Redis per page (the redis-server's reads, medians; pixels included): "
+           + "; ".join(trips) + "."] if trips else []),
     ])
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
-        work(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6] == "1")
+        work(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), json.loads(sys.argv[5]), sys.argv[6] == "1",
+             sys.argv[7] or None)
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-ref", required=True, help="git ref whose code is the baseline (e.g. 5bb1326)")
@@ -349,9 +392,12 @@ def main() -> None:
     parser.add_argument("--keyword-sets", type=int, default=4, help="distinct keyword sets pages carry")
     parser.add_argument("--no-freeze", action="store_true",
                         help="leave start-up objects in the collector's sight (as before serve froze them)")
+    parser.add_argument("--redis", action="store_true",
+                        help="both codes on RedisState in one local redis-server (round trips per page counted)")
     parser.add_argument("--record", action="store_true", help="append the table to RESULTS.md")
     args = parser.parse_args()
-    table = run(args.baseline_ref, args.views, args.passes, args.pixels, args.keyword_sets, not args.no_freeze)
+    table = run(args.baseline_ref, args.views, args.passes, args.pixels, args.keyword_sets, not args.no_freeze,
+                args.redis)
     print(table)
     if args.record:
         with open(ROOT / "RESULTS.md", "a") as results:

@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import signal
 import uuid
 
 import pytest
+import redis as sync_redis
+import redis.asyncio
 
 from adserve.ledger import Limit
 from adserve.server import listener
 from adserve.server.app import create_app
-from adserve.state import RedisState
+from adserve.state import RedisState, StateUnavailable
 
 from .conftest import EXAMPLE_REQUEST, start_redis
 from .live import free_port
@@ -19,6 +22,11 @@ from .test_accounting import LIMITED, limited_book, page
 from .test_server import local, logged, post_slots
 
 pytestmark = pytest.mark.redis
+
+
+def ttl_ms(url: str, state: RedisState, key: str) -> int:
+    with sync_redis.Redis.from_url(url) as client:
+        return client.pttl(state._prefix + key)
 
 
 async def test_counters_add_expire_and_mark_once(redis_url):
@@ -32,8 +40,8 @@ async def test_counters_add_expire_and_mark_once(redis_url):
         assert not await state.settle("hit3", 60, None, (a,))  # 4.5 would pass the limit of 4
         assert await state.get_many(["a", "b"]) == [3.0, 2.0]
         # each key expires after the TTL it was created with; a later charge does not extend it
-        assert 0 < await state._redis.pttl(state._prefix + "b") <= 1000
-        assert 59_000 < await state._redis.pttl(state._prefix + "a") <= 60_000
+        assert 0 < ttl_ms(redis_url, state, "b") <= 1000
+        assert 59_000 < ttl_ms(redis_url, state, "a") <= 60_000
         assert await state.first_time("tok", 60) is True
         assert await state.first_time("tok", 60) is False
     finally:
@@ -114,11 +122,11 @@ async def test_redis_killed_and_restarted_empty_mid_load(aiohttp_client, make_se
     assert sum(f.get("campaign_id") == LIMITED for f in more) == 20
 
 
-async def test_more_concurrent_calls_than_connections_wait_for_one(redis_url):
-    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:", pool_size=2)
+async def test_concurrent_calls_share_one_connection_each_with_its_own_answer(redis_url):
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
     try:
-        marks = await asyncio.gather(*(state.first_time(f"tok{n}", 60) for n in range(50)))
-        assert all(marks) and not state.down
+        marks = await asyncio.gather(*(state.first_time(f"tok{n % 25}", 60) for n in range(50)))
+        assert marks == [True] * 25 + [False] * 25 and not state.down
     finally:
         await state.close()
 
@@ -128,7 +136,7 @@ async def test_redis_assigns_a_value_once_with_its_ttl(redis_url):
     try:
         assert await state.assign("ab:r:x:reader", "A", 60) == "A"
         assert await state.assign("ab:r:x:reader", "B", 60) == "A"  # a second visit keeps the first
-        assert 59_000 < await state._redis.pttl(state._prefix + "ab:r:x:reader") <= 60_000
+        assert 59_000 < ttl_ms(redis_url, state, "ab:r:x:reader") <= 60_000
     finally:
         await state.close()
 
@@ -171,13 +179,64 @@ async def test_waiting_on_redis_is_not_counted_as_work_queued_behind(aiohttp_cli
     state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
     client = await aiohttp_client(create_app(make_server(state=state)))
     await post_slots(client, EXAMPLE_REQUEST)  # connected, scripts loaded
-    blocker = RedisState(redis_url, prefix="blocker:")
+    blocker = redis.asyncio.Redis.from_url(redis_url)
     before = listener.Work.done
-    busy = asyncio.create_task(blocker._redis.eval(BUSY, 0, 300_000))
+    busy = asyncio.create_task(blocker.eval(BUSY, 0, 300_000))
     await asyncio.sleep(0.02)  # the busy script holds Redis; every request below waits behind it
     bodies = [{**EXAMPLE_REQUEST, "user_id": f"reader-{n}"} for n in range(16)]
     answers = await asyncio.gather(*(client.post("/v1/slots", json=body) for body in bodies))
     await busy
     assert [answer.status for answer in answers] == [200] * 16
     assert listener.Work.done - before < 1.0  # their own work: milliseconds; their waits: ~4.8 s
-    await blocker.close()
+    await blocker.aclose()
+
+
+async def test_scripts_run_again_after_redis_forgot_them(redis_url):
+    """A restarted Redis has no scripts cached: the call sends the script whole, once."""
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
+    a = Limit("a", 2, 1, "impression", 60)
+    try:
+        assert await state.settle("hit1", 60, None, (a,))
+        with sync_redis.Redis.from_url(redis_url) as client:
+            client.script_flush()
+        assert await state.settle("hit2", 60, None, (a,))
+        assert not await state.settle("hit3", 60, None, (a,))
+        assert not state.down
+    finally:
+        await state.close()
+
+
+async def test_a_cancelled_call_leaves_the_answers_of_the_others_in_order(redis_url):
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
+    try:
+        assert await state.assign("k1", "A", 60) == "A"
+        cancelled = asyncio.create_task(state.assign("k2", "B", 60))
+        await asyncio.sleep(0)  # sent, its reply not read yet
+        cancelled.cancel()
+        answers = await asyncio.gather(state.assign("k1", "X", 60), state.assign("k2", "C", 60),
+                                       state.assign("k3", "D", 60))
+        assert answers == ["A", "B", "D"] and not state.down
+    finally:
+        await state.close()
+
+
+async def test_a_redis_that_stops_answering_marks_the_store_down_within_the_wait(tmp_path):
+    """Every call in flight fails (after ``wait``, not never); once Redis answers again, ``open``
+    reconnects and calls work."""
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    state = RedisState(f"redis://127.0.0.1:{port}/0", prefix="t:", wait=0.3)
+    try:
+        assert await state.open() and await state.first_time("tok0", 60)
+        redis.send_signal(signal.SIGSTOP)
+        calls = await asyncio.wait_for(asyncio.gather(  # the guard: 100 times the wait, against a hang
+            *(state.first_time(f"tok{n}", 60) for n in range(1, 4)), return_exceptions=True), 30)
+        assert all(isinstance(call, StateUnavailable) for call in calls) and state.down
+        redis.send_signal(signal.SIGCONT)
+        assert not await state.open()  # its data kept
+        assert await state.first_time("tok4", 60) and not await state.first_time("tok0", 60)
+    finally:
+        redis.send_signal(signal.SIGCONT)
+        redis.kill()
+        redis.wait(timeout=10)
+        await state.close()

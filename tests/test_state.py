@@ -4,6 +4,7 @@ and the embedded store's expiry that never stalls the loop."""
 from __future__ import annotations
 
 import uuid
+from typing import Iterator
 
 import pytest
 
@@ -219,3 +220,29 @@ async def test_a_checkpoint_loads_back_without_what_expired_since():
     loaded = MemoryState(clock=lambda: now[0])
     loaded.load_snapshot(saved.items())
     assert len(loaded) == 1 and await loaded.get_many(["a", "b"]) == [0.0, 3.0]
+
+
+def counted(options: list, read: list) -> Iterator:
+    """``options`` one by one, each appended to ``read`` when the store takes it."""
+    for option in options:
+        read.append(option)
+        yield option
+
+
+async def test_options_are_read_only_as_far_as_the_walk_needs(store):
+    """A decision's options are worked out lazily (each costs the ledger's checks): a store that
+    finds a fit early leaves the rest unread, the Redis store too (a few per need per round trip)."""
+    read: list = []
+    needs = [counted([free(n) for n in range(1, 50)], read), counted([free(n) for n in range(50, 99)], read)]
+    assert await store.reserve(needs, set(), HOLD) == [0, 0]
+    assert len(read) <= 8
+
+
+async def test_a_fit_deep_in_the_options_is_found_and_each_pick_is_reserved_once(store):
+    full = [capped(n, "r", 0, f"p1.{n}") for n in range(1, 12)]  # cap 0: never fits
+    needs = [[capped(20, "r", 1, "p1.20"), free(21)],
+             counted(full + [free(30), free(31)], []),
+             [free(30), capped(32, "r", 0, "p1.32"), free(33)]]
+    assert await store.reserve(needs, set(), HOLD) == [0, 11, 2]  # 30 is taken by the second need
+    assert await store.reserve([[capped(20, "r", 1, "p2.20")]], set(), HOLD) == [None]  # held once, not twice
+    assert await store.reserve([counted(full + [CUT, free(40)], []), [free(41)]], set(), HOLD) == []

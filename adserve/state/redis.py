@@ -1,4 +1,4 @@
-"""The shared store for several replicas: each call one round trip, its checks and writes in Lua."""
+"""The shared store for several replicas: each call one command, its checks and writes in Lua."""
 
 from __future__ import annotations
 
@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 
 
 # Shared by both scripts: release reservations past their hold time (a bounded batch per call,
-# so a backlog is worked off over a few calls), check bounds, add with an expiry.
+# so a backlog is worked off over a few calls), check bounds, add with an expiry. A limit comes
+# as the ledger's ``Limit`` tuple: {key, limit (null: none), cost, event, ttl}.
 _LUA_COMMON = """
-local p, now = ARGV[1], tonumber(ARGV[2])
+local p, now, null = ARGV[1], tonumber(ARGV[2]), cjson.null
 local function release_due()
   for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'reserved', '-inf', now, 'LIMIT', 0, 256)) do
     local held = redis.call('GET', p .. 'res:' .. id)
@@ -30,9 +31,9 @@ local function release_due()
     redis.call('ZREM', p .. 'reserved', id)
   end
 end
-local function fit(limits)  -- each {key, limit (-1: none), cost, ttl}: value + cost <= limit
+local function fit(limits)  -- value + cost <= limit, for each bounded one
   for _, c in ipairs(limits) do
-    if c[2] >= 0 and tonumber(redis.call('GET', p .. c[1]) or '0') + c[3] > c[2] then
+    if c[2] ~= null and tonumber(redis.call('GET', p .. c[1]) or '0') + c[3] > c[2] then
       return false
     end
   end
@@ -41,29 +42,31 @@ end
 local function add(limits)
   for _, c in ipairs(limits) do
     redis.call('INCRBYFLOAT', p .. c[1], c[3])
-    redis.call('EXPIRE', p .. c[1], c[4], 'NX')
+    redis.call('EXPIRE', p .. c[1], c[5], 'NX')
   end
 end
 release_due()
 """
 
+# ARGV[3]: [taken names, hold seconds, needs]; a need is its options in order, each an ``Option``
+# tuple {names, checks, holds, reservation (null: none)} or null for a ``CUT``.
 _LUA_RESERVE = _LUA_COMMON + """
 local request = cjson.decode(ARGV[3])
-local taken, picks = {}, {}
-for _, name in ipairs(request.taken) do taken[name] = true end
-for _, options in ipairs(request.needs) do
+local taken, hold, picks = {}, request[2], {}
+for _, name in ipairs(request[1]) do taken[name] = true end
+for _, options in ipairs(request[3]) do
   local pick = 0
   for index, o in ipairs(options) do
-    if o == 0 then return picks end
+    if o == null then return picks end
     local free = true
-    for _, name in ipairs(o.n) do if taken[name] then free = false end end
-    if free and fit(o.c) then
-      if o.r ~= '' then
-        add(o.h)
-        redis.call('SET', p .. 'res:' .. o.r, cjson.encode(o.h), 'EX', math.ceil(request.hold) + 3600)
-        redis.call('ZADD', p .. 'reserved', now + request.hold, o.r)
+    for _, name in ipairs(o[1]) do if taken[name] then free = false end end
+    if free and fit(o[2]) then
+      if o[4] ~= null then
+        add(o[3])
+        redis.call('SET', p .. 'res:' .. o[4], cjson.encode(o[3]), 'EX', math.ceil(hold) + 3600)
+        redis.call('ZADD', p .. 'reserved', now + hold, o[4])
       end
-      for _, name in ipairs(o.n) do taken[name] = true end
+      for _, name in ipairs(o[1]) do taken[name] = true end
       pick = index
       break
     end
@@ -81,7 +84,7 @@ local billable = 0
 if reservation ~= '' and redis.call('ZREM', p .. 'reserved', reservation) == 1 then
   redis.call('DEL', p .. 'res:' .. reservation)
   for _, c in ipairs(charges) do
-    if c[2] < 0 then add({c}) end
+    if c[2] == null then add({c}) end
   end
   billable = 1
 elseif fit(charges) then
@@ -93,35 +96,56 @@ return billable
 """
 
 
-def _lua(limits: tuple[Limit, ...]) -> list:
-    return [[lim.key, -1 if lim.limit is None else lim.limit, lim.cost, lim.ttl] for lim in limits]
+FIRST_READ = 2  # options of a need the first round trip carries
+
+
+class _Reading:
+    """One need's options read so far from its lazy source, and how many of them were refused."""
+
+    __slots__ = ("source", "read", "refused")
+
+    def __init__(self, options: Iterable[Option | None]) -> None:
+        self.source = iter(options)
+        self.read: list[Option | None] = []
+        self.refused = 0
+
+    def next(self) -> tuple[list[Option | None], bool]:
+        """The options to send, twice as many as were refused (at least ``FIRST_READ``), and whether
+        more may follow: then a CUT ends them, so the script stops there if none fits."""
+        while len(self.read) - self.refused < max(FIRST_READ, 2 * self.refused):
+            if self.read and self.read[-1] is CUT:
+                return self.read[self.refused:], False
+            option = next(self.source, self)
+            if option is self:
+                return self.read[self.refused:], False
+            self.read.append(option)
+        more = self.read[-1] is not CUT
+        return self.read[self.refused:] + [CUT] * more, more
 
 
 FEED_KEPT = 100_000  # changes a feed keeps for processes that start later
 
 
 class RedisState:
-    """Shared counters for several replicas; one round trip per call (a script, MGET or SET).
+    """Shared counters for several replicas; one command per call (a script, MGET or SET), all on
+    one pipelined connection (``redis_pipe``).
 
-    Faults degrade, never break: connections come from a bounded pool that waits (up to
-    ``wait`` seconds) instead of failing, and once Redis cannot be reached the store is
-    ``down``: calls fail at once with ``StateUnavailable`` (a decision serves only campaigns
-    without limits) until ``open`` succeeds again.
+    Faults degrade, never break: a command without a reply within ``wait`` seconds fails, and once
+    Redis cannot be reached the store is ``down``: calls fail at once with ``StateUnavailable`` (a
+    decision serves only campaigns without limits) until ``open`` succeeds again.
     """
 
-    def __init__(self, url: str, prefix: str = "adserve:", clock=time.time, pool_size: int = 64,
-                 wait: float = 1.0) -> None:
-        import redis.asyncio as redis  # optional dependency, only for multi-replica setups
-        from redis.exceptions import RedisError
+    def __init__(self, url: str, prefix: str = "adserve:", clock=time.time, wait: float = 1.0) -> None:
+        from redis.exceptions import RedisError  # optional dependency, only for multi-replica setups
 
-        pool = redis.BlockingConnectionPool.from_url(url, max_connections=pool_size, timeout=wait,
-                                                     socket_timeout=wait, socket_connect_timeout=wait)
-        self._redis = redis.Redis(connection_pool=pool)
+        from ..redis_pipe import Pipe, Script
+
+        self._redis = Pipe(url, wait)
         self._faults = (RedisError, OSError)
+        self._reserve = Script(_LUA_RESERVE)
+        self._settle = Script(_LUA_SETTLE)
         self._prefix = prefix
         self._clock = clock
-        self._reserve = self._redis.register_script(_LUA_RESERVE)
-        self._settle = self._redis.register_script(_LUA_SETTLE)
         self.down = False
 
     async def _call(self, command):
@@ -137,50 +161,69 @@ class RedisState:
 
     async def reserve(self, needs: list[Iterable[Option | None]], taken: set[str],
                       hold_seconds: float) -> list[int | None]:
-        needs = [list(options) for options in needs]  # one round trip: every option goes at once
+        """The script walks a few options per need (working each out costs the ledger's checks; the
+        first or second fits on nearly every page); only when a need refused all it was sent does
+        the next round trip carry more of its options, from that need on."""
+        readings = [_Reading(options) for options in needs]
+        picks: list[int | None] = []
+        taken = set(taken)
+        while len(picks) < len(needs):
+            sent = [reading.next() for reading in readings[len(picks):]]
+            walked = await self._walk([options for options, _ in sent], taken, hold_seconds)
+            for reading, pick in zip(readings[len(picks):], walked):
+                if pick is not None:
+                    pick += reading.refused
+                    taken.update(reading.read[pick].names)
+                picks.append(pick)
+            if len(walked) < len(sent):  # stopped at a CUT, or where the options sent ran out
+                if not sent[len(walked)][1]:
+                    return picks
+                readings[len(picks)].refused = len(readings[len(picks)].read)
+        return picks
+
+    async def _walk(self, needs: list[list[Option | None]], taken: set[str],
+                    hold_seconds: float) -> list[int | None]:
+        """One round trip of the reserve script (none when no option has a counter to read)."""
         if not any(option is not CUT and option.checks for options in needs for option in options):
-            return choose(needs, taken, lambda option: True, lambda option: None)  # no counter to read
-        request = {"taken": sorted(taken), "hold": hold_seconds, "needs": [
-            [0 if o is CUT else {"n": o.names, "c": _lua(o.checks), "h": _lua(o.holds), "r": o.reservation or ""}
-             for o in options] for options in needs]}
+            return choose(needs, taken, lambda option: True, lambda option: None)
+        request = orjson.dumps([sorted(taken), hold_seconds, needs], default=tuple)  # Options, Limits: arrays
         try:
-            picks = await self._call(self._reserve(args=[self._prefix, self._clock(), orjson.dumps(request)]))
+            picks = await self._call(self._redis.run(self._reserve, self._prefix, self._clock(), request))
         except StateUnavailable:  # serve what no counter limits: uncapped and house campaigns
             return choose(needs, taken, lambda option: not option.checks, lambda option: None)
         return [pick - 1 if pick else None for pick in picks]
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
                      charges: tuple[Limit, ...]) -> bool:
-        billable = await self._call(self._settle(args=[self._prefix, self._clock(), outcome, ttl,
-                                                       reservation or "", orjson.dumps(_lua(charges))]))
+        billable = await self._call(self._redis.run(self._settle, self._prefix, self._clock(), outcome, ttl,
+                                                    reservation or "", orjson.dumps(charges, default=tuple)))
         return billable == 1
 
     async def get_many(self, keys: list[str]) -> list[float]:
         if not keys:
             return []
-        values = await self._call(self._redis.mget([self._prefix + k for k in keys]))
+        values = await self._call(self._redis.call(b"MGET", *[self._prefix + k for k in keys]))
         return [float(v) if v is not None else 0.0 for v in values]
 
     async def first_time(self, key: str, ttl: int) -> bool:
-        return bool(await self._call(self._redis.set(self._prefix + key, 1, ex=ttl, nx=True)))
+        return await self._call(self._redis.call(b"SET", self._prefix + key, 1, b"EX", ttl, b"NX")) is not None
 
     async def forget(self, key: str) -> None:
-        await self._call(self._redis.delete(self._prefix + key))
+        await self._call(self._redis.call(b"DEL", self._prefix + key))
 
     async def assign(self, key: str, value: str, ttl: int) -> str:
-        kept = await self._call(self._redis.set(self._prefix + key, value, ex=ttl, nx=True, get=True))
+        kept = await self._call(self._redis.call(b"SET", self._prefix + key, value, b"EX", ttl, b"NX", b"GET"))
         return value if kept is None else kept.decode()
 
     async def open(self) -> bool:
         """Reach Redis again; True when it lost its data (its marker key is gone) and needs a rebuild.
 
-        Only one replica gets True for one loss: the marker is set with NX. Every pooled connection
-        is dropped first: after an outage they may all point at the dead server, and the first
-        command on each would fail and mark the store down again.
+        Only one replica gets True for one loss: the marker is set with NX. The connection is
+        dropped first: after an outage it may still point at the dead server.
         """
         try:
-            await self._redis.connection_pool.disconnect()
-            empty = bool(await self._redis.set(self._prefix + "alive", 1, nx=True))
+            await self._redis.reset()
+            empty = await self._redis.call(b"SET", self._prefix + "alive", 1, b"NX") is not None
         except self._faults as exc:
             self.down = True
             raise StateUnavailable(f"redis: {exc}") from exc
@@ -193,38 +236,41 @@ class RedisState:
         commands = [(count.key, count.cost, int(count.ttl - (now - ts)), False) for count, ts in replayed.counts]
         commands += [(key, 1, int(ttl - (now - ts)), True) for key, ttl, ts in replayed.marks]
         for start in range(0, len(commands), batch):
-            pipe = self._redis.pipeline(transaction=False)
+            pipelined = []
             for key, amount, left, mark in commands[start:start + batch]:
                 if left <= 0:
                     continue  # it would have expired by now
                 if mark:
-                    pipe.set(self._prefix + key, 1, ex=left, nx=True)
+                    pipelined.append((b"SET", self._prefix + key, 1, b"EX", left, b"NX"))
                 else:
-                    pipe.incrbyfloat(self._prefix + key, amount)
-                    pipe.expire(self._prefix + key, left, nx=True)
-            await self._call(pipe.execute())
+                    pipelined += [(b"INCRBYFLOAT", self._prefix + key, amount),
+                                  (b"EXPIRE", self._prefix + key, left, b"NX")]
+            await self._call(self._redis.call_many(pipelined))
 
     async def publish(self, feed: str, payload: bytes) -> None:
         """XADD to a stream that keeps about the last ``FEED_KEPT`` changes."""
-        await self._call(self._redis.xadd(self._prefix + feed, {"v": payload}, maxlen=FEED_KEPT,
-                                          approximate=True))
+        await self._call(self._redis.call(b"XADD", self._prefix + feed, b"MAXLEN", b"~", FEED_KEPT,
+                                          b"*", b"v", payload))
 
     async def follow(self, feed: str, after: str, batch: int = 1000) -> tuple[str, list[bytes]]:
-        """One XREAD without blocking: a blocked read would hold a pooled connection past its timeout."""
-        found = await self._call(self._redis.xread({self._prefix + feed: after}, count=batch))
-        entries = found[0][1] if found else []
-        return (entries[-1][0].decode() if entries else after), [fields[b"v"] for _, fields in entries]
+        """One XREAD without blocking: a blocked read would hold up every command behind it."""
+        found = await self._call(self._redis.call(b"XREAD", b"COUNT", batch, b"STREAMS",
+                                                  self._prefix + feed, after))
+        entries = found[0][1] if found else []  # [[id, [field, value]], ...]
+        return (entries[-1][0].decode() if entries else after), [fields[1] for _, fields in entries]
 
     async def delete_matching(self, pattern: str, wanted: Callable[[str], bool]) -> list[str]:
         """Delete the keys that match a glob and ``wanted`` (erasure of one reader's counters)."""
-        keys = []
-        async for raw in self._redis.scan_iter(match=self._prefix + pattern, count=1000):
-            key = raw.decode()[len(self._prefix):]
-            if wanted(key):
-                keys.append(key)
+        keys, cursor = [], b"0"
+        while True:
+            cursor, found = await self._redis.call(b"SCAN", cursor, b"MATCH", self._prefix + pattern,
+                                                   b"COUNT", 1000)
+            keys += [key for key in (raw.decode()[len(self._prefix):] for raw in found) if wanted(key)]
+            if cursor == b"0":
+                break
         if keys:
-            await self._redis.delete(*(self._prefix + k for k in keys))
+            await self._redis.call(b"DEL", *(self._prefix + k for k in keys))
         return keys
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.close()

@@ -1,0 +1,153 @@
+"""One pipelined connection to Redis, shared by every request of a process (state and event stream).
+
+redis-py costs ~100 µs of Python per command (a pool checkout under a lock and a timeout, a task
+for the send's timeout, a timeout context for the read, metrics hooks): on a page backed by Redis
+that was more than the page's own Redis work. Here each command is written to one connection as
+it is issued, without waiting for the replies of others (Redis answers a connection's commands in
+order), and hiredis's C parser hands each reply to its caller's future: ~15 µs a command, and one
+connection per process however many requests are in flight.
+
+redis-py still opens the connection (every URL form, TLS, AUTH, SELECT), in RESP2, the protocol
+parsed here. A broken connection, or a reply later than ``wait`` seconds, fails every command in
+flight (later replies could no longer be matched to their callers) and drops the connection; the
+next command opens a new one. A caller cancelled mid-command only leaves its reply unread.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections import deque
+from typing import Any
+
+import hiredis
+from redis.asyncio.connection import ConnectionPool
+from redis.exceptions import ConnectionError, ResponseError, TimeoutError
+
+
+class Script:
+    """A Lua script, run by its SHA1 (sent whole only when Redis does not know it yet)."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source.encode()
+        self.sha = hashlib.sha1(self.source).hexdigest().encode()
+
+
+class Pipe:
+    def __init__(self, url: str, wait: float = 1.0) -> None:
+        self._connections = ConnectionPool.from_url(url, protocol=2, socket_timeout=wait,
+                                                    socket_connect_timeout=wait)  # only opens them
+        self._wait = wait
+        self._writer: asyncio.StreamWriter | None = None  # set while a connection is open
+        self._opening: asyncio.Future | None = None
+        self._reading: asyncio.Task | None = None
+        self._pending: deque[tuple[asyncio.Future, float]] = deque()  # (caller, reply deadline), in order
+        self._watch: asyncio.TimerHandle | None = None  # fires at the oldest pending deadline
+
+    async def call(self, *args: bytes | str | int | float) -> Any:
+        """One command's reply: bytes, int, None or a list of them; a Redis error raises ResponseError."""
+        if self._writer is None:
+            await self._open()
+        return await self._issue(args)
+
+    async def call_many(self, commands: list[tuple]) -> list[Any]:
+        """Several commands written at once, their replies in order (one round trip)."""
+        if self._writer is None:
+            await self._open()
+        return await asyncio.gather(*[self._issue(args) for args in commands])
+
+    async def run(self, script: Script, *args: bytes | str | int | float) -> Any:
+        try:
+            return await self.call(b"EVALSHA", script.sha, 0, *args)
+        except ResponseError as exc:
+            if not str(exc).startswith("NOSCRIPT"):
+                raise
+            return await self.call(b"EVAL", script.source, 0, *args)  # EVAL also caches it
+
+    async def reset(self) -> None:
+        """Drop the connection (the next command opens a new one), failing what is in flight."""
+        self._drop(ConnectionError("connection reset"))
+
+    async def close(self) -> None:
+        await self.reset()
+
+    def _issue(self, args: tuple) -> asyncio.Future:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        deadline = loop.time() + self._wait
+        self._pending.append((future, deadline))
+        self._writer.write(_packed(args))
+        if self._watch is None:
+            self._watch = loop.call_at(deadline, self._check)
+        return future
+
+    async def _open(self) -> None:
+        if self._opening is None:
+            self._opening = asyncio.ensure_future(self._connect())
+        await asyncio.shield(self._opening)
+
+    async def _connect(self) -> None:
+        try:
+            connection = self._connections.make_connection()
+            await connection.connect()
+            # redis-py's handshake is done: its streams are ours from here on (and closed by us)
+            reader, self._writer = connection._reader, connection._writer
+            connection._reader = connection._writer = None
+            self._reading = asyncio.create_task(self._read(reader, self._writer))
+        finally:
+            self._opening = None
+
+    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        parser = hiredis.Reader(replyError=ResponseError)
+        try:
+            while data := await reader.read(1 << 16):
+                parser.feed(data)
+                while (reply := parser.gets()) is not False:
+                    future = self._pending.popleft()[0]
+                    if future.done():  # its caller was cancelled
+                        continue
+                    if isinstance(reply, ResponseError):
+                        future.set_exception(reply)
+                    else:
+                        future.set_result(reply)
+            fault = ConnectionError("Redis closed the connection")
+        except (OSError, hiredis.ProtocolError) as exc:
+            fault = ConnectionError(f"reading from Redis: {exc}")
+        if self._writer is writer:
+            self._drop(fault)
+
+    def _check(self) -> None:
+        """The oldest command past its deadline: the connection is stuck; else look again then."""
+        self._watch = None
+        if self._pending:
+            deadline = self._pending[0][1]
+            if asyncio.get_running_loop().time() >= deadline:
+                self._drop(TimeoutError(f"no reply from Redis within {self._wait} s"))
+            else:
+                self._watch = asyncio.get_running_loop().call_at(deadline, self._check)
+
+    def _drop(self, fault: Exception) -> None:
+        writer, self._writer = self._writer, None
+        if writer is None:
+            return
+        if self._reading is not None and self._reading is not asyncio.current_task():
+            self._reading.cancel()
+        self._reading = None
+        writer.close()
+        if self._watch is not None:
+            self._watch.cancel()
+            self._watch = None
+        pending, self._pending = self._pending, deque()
+        for future, _ in pending:
+            if not future.done():
+                future.set_exception(fault)
+
+
+def _packed(args: tuple) -> bytes:
+    """A command in RESP: an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        if not isinstance(arg, bytes):
+            arg = str(arg).encode()
+        parts.append(b"$%d\r\n%s\r\n" % (len(arg), arg))
+    return b"".join(parts)
