@@ -9,10 +9,10 @@ readable checkpoint (a log older than checkpoints) the whole log is read once. A
 (Redis) keeps its own counters and gets no checkpoint; when it comes back empty, ``rebuild``
 reads the whole log into a ``Replayed`` for it.
 
-The snapshot and the offsets are taken together on the event-loop thread, where the tracker
-settles a hit with the embedded store and then logs it without yielding in between (the store's
-calls never suspend): every logged hit before the offsets is in the snapshot, every one after is
-replayed. A hit billed before the snapshot but logged after it (its first write failed, a retry
+The snapshot's moment and the offsets are taken together on the event-loop thread, where the
+tracker settles a hit with the embedded store and then logs it without yielding in between (the
+store's calls never suspend): every logged hit before the offsets is in the snapshot, every one
+after is replayed. A hit billed before the snapshot but logged after it (its first write failed, a retry
 logged it) has its billing outcome in the snapshot, so it is not charged again. Reservations are
 not saved: a snapshot leaves out what open reservations hold, so after a restart their pixels
 are billed as late ones, if their limits still fit.
@@ -25,6 +25,7 @@ import datetime as dt
 import logging
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 from .. import checkpoint
 from ..decision import Decider, bill_key
@@ -134,14 +135,21 @@ class Replay:
     def save(self) -> None:
         """Write the checkpoint now (at shutdown)."""
         if isinstance(self.state, MemoryState):
-            checkpoint.write(self.checkpoint, *self._capture())
+            header, counters = self._capture()
+            checkpoint.write(self.checkpoint, header, counters())
 
     async def save_forever(self, interval: float = CHECKPOINT_SECONDS) -> None:
-        """Every ``interval`` seconds: capture on the loop thread, write in a worker thread."""
         while isinstance(self.state, MemoryState):
             await asyncio.sleep(interval)
-            await asyncio.to_thread(checkpoint.write, self.checkpoint, *self._capture())
+            await self.write_checkpoint()
 
-    def _capture(self) -> tuple[dict, dict]:
+    async def write_checkpoint(self) -> None:
+        """Take the moment on the loop thread; the pass over keys and reservations and the
+        writing run in a worker thread, so answers keep flowing meanwhile."""
+        header, counters = self._capture()
+        await asyncio.to_thread(lambda: checkpoint.write(self.checkpoint, header, counters()))
+
+    def _capture(self) -> tuple[dict, Callable[[], dict]]:
+        """The log offsets and the store's counters at one moment (see the module docstring)."""
         header = {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder)}
-        return header, self.state.snapshot()
+        return header, self.state.capture()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 from ..ledger import fits
 from .base import Option, Replayed, choose
@@ -167,11 +167,23 @@ class MemoryState:
         Without what open reservations hold: reservations are not saved, so a restart must not
         keep their holds either (they would never be released, and their pixels charged again).
         """
-        values = self._values.copy()
-        now = self._clock()
-        for held in self._reserved.values():
-            self._unhold(values, held, now)
-        return values
+        return self.capture()()
+
+    def capture(self) -> Callable[[], dict[str, tuple[float, float]]]:
+        """``snapshot`` in two steps, so that a checkpoint does not stall the event loop.
+
+        This call fixes the moment with two copies made in C (call it on the loop thread, between
+        two requests); the call it returns takes the holds out of the copy, a Python pass over
+        every open reservation (a busy server's five minutes of them took 350-800 ms), and only
+        touches the copies, so a worker thread may run it.
+        """
+        values, holds, now = self._values.copy(), list(self._reserved.values()), self._clock()
+
+        def without_holds() -> dict[str, tuple[float, float]]:
+            for held in holds:
+                self._unhold(values, held, now)
+            return values
+        return without_holds
 
     def load_snapshot(self, entries) -> None:
         """Take back a checkpoint's (key, (value, expires_at)) pairs, except those expired since."""
