@@ -25,7 +25,6 @@ import datetime as dt
 import logging
 from collections import Counter
 from pathlib import Path
-from typing import Callable
 
 from .. import checkpoint
 from ..decision import Decider, bill_key
@@ -135,8 +134,7 @@ class Replay:
     def save(self) -> None:
         """Write the checkpoint now (at shutdown)."""
         if isinstance(self.state, MemoryState):
-            header, counters = self._capture()
-            checkpoint.write(self.checkpoint, header, counters())
+            checkpoint.write(self.checkpoint, self._header(), self.state.snapshot())
 
     async def save_forever(self, interval: float = CHECKPOINT_SECONDS) -> None:
         while isinstance(self.state, MemoryState):
@@ -144,12 +142,19 @@ class Replay:
             await self.write_checkpoint()
 
     async def write_checkpoint(self) -> None:
-        """Take the moment on the loop thread; the pass over keys and reservations and the
-        writing run in a worker thread, so answers keep flowing meanwhile."""
-        header, counters = self._capture()
-        await asyncio.to_thread(lambda: checkpoint.write(self.checkpoint, header, counters()))
+        """Take the moment, then finish the copy and encode it a slice per step of the loop, so
+        answers keep flowing meanwhile; only the writing goes to a worker thread (Python there
+        would hold the interpreter lock as long, and the loop would wait for it)."""
+        header = self._header()
+        counters, steps = self.state.capture()  # the same moment as the header's offsets
+        for _ in steps:
+            await asyncio.sleep(0)
+        lines = []
+        for line in checkpoint.encoded(header, counters):
+            lines.append(line)
+            await asyncio.sleep(0)
+        await asyncio.to_thread(checkpoint.replace, self.checkpoint, lines)
 
-    def _capture(self) -> tuple[dict, Callable[[], dict]]:
-        """The log offsets and the store's counters at one moment (see the module docstring)."""
-        header = {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder)}
-        return header, self.state.capture()
+    def _header(self) -> dict:
+        """The log offsets: taken with the store's copy, in one step (see the module docstring)."""
+        return {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder)}
