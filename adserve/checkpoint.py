@@ -16,7 +16,7 @@ import itertools
 import os
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterable, Iterator
 
 import orjson
 
@@ -34,13 +34,23 @@ def path_for(event_dir: str | Path, writer: str) -> Path:
 
 def write(path: Path, header: dict, counters: dict[str, tuple[float, float]]) -> None:
     """Replace ``path`` with ``header`` (plus the key count) and ``counters``."""
+    replace(path, encoded(header, counters))
+
+
+def encoded(header: dict, counters: dict[str, tuple[float, float]]) -> Iterator[bytes]:
+    """The file's lines, one at a time: the server encodes one per step of its event loop."""
+    yield orjson.dumps({**header, "keys": len(counters)}) + b"\n"
+    entries = iter(counters.items())
+    while chunk := list(itertools.islice(entries, CHUNK)):
+        yield orjson.dumps(chunk) + b"\n"
+
+
+def replace(path: Path, lines: Iterable[bytes]) -> None:
+    """Make ``lines`` the content of ``path`` atomically."""
     fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=".counters-")
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(orjson.dumps({**header, "keys": len(counters)}) + b"\n")
-            entries = iter(counters.items())
-            while chunk := list(itertools.islice(entries, CHUNK)):
-                f.write(orjson.dumps(chunk) + b"\n")
+            f.writelines(lines)
             f.flush()
             os.fsync(f.fileno())
         os.replace(temporary, path)

@@ -21,6 +21,7 @@ from adserve.recs.evaluate import evaluate
 from adserve.recs.matrix import build_matrix, read_interactions
 from adserve.recs.recommender import Recommender
 from adserve.recs.simulate import SimulationSpec, simulate
+from adserve.recs import train as recs_train
 from adserve.recs.train import train
 from adserve.server.app import create_app
 
@@ -388,6 +389,19 @@ async def test_scheduled_retrain_writes_and_swaps_a_model(recs_client, workdir):
     await until(lambda: server.recommender.model is not first)  # the model watcher swaps it in
     await served_from(client, server.recommender.model)
 
+
+
+async def test_scheduled_retraining_leaves_the_serving_process_alone(recs_client, workdir, monkeypatch):
+    """Reading the log is Python line by line: in a thread of the serving process it held the
+    interpreter lock for seconds, and the event loop waited for it at every socket call."""
+    client, server = recs_client
+
+    def in_the_serving_process(*args, **kwargs):
+        raise AssertionError("the log was read in the serving process")
+    monkeypatch.setattr(recs_train, "read_log", in_the_serving_process)
+    before = (workdir / "var" / "model.npz").stat().st_mtime_ns
+    await server.retrain()
+    assert (workdir / "var" / "model.npz").stat().st_mtime_ns != before
 
 async def test_fresh_articles_get_their_exploration_share(recs_client):
     client, server = recs_client

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import shutil
+import sys
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 
+import adserve
+from adserve import checkpoint
+from adserve.ledger import Limit
 from adserve.server.app import SERVER, create_app
+from adserve.state import Option
 
 from .test_server import local, post_slots
 
@@ -162,3 +170,60 @@ async def test_a_hit_billed_before_a_checkpoint_and_logged_after_it_is_charged_o
     state = second.server.app[SERVER].state
     assert await state.get_many(["c777:total:impressions"]) == [1]
     assert sum(await state.get_many([key for key in state.snapshot() if key.startswith("c778:cap:")])) == 1
+
+
+
+class InlineExecutor(ThreadPoolExecutor):
+    """Runs what the server hands to a worker thread at once, on the calling thread."""
+
+    def submit(self, fn, /, *args, **kwargs):
+        future = Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+async def longest_loop_step(awaitable) -> int:
+    """The most lines of adserve's own code run between two returns to the event loop while
+    ``awaitable`` is awaited, what it gives worker threads included (run inline here): Python in a
+    thread holds the interpreter lock too, and the loop waits for it. A measure of stalls that no
+    machine load can change."""
+    asyncio.get_running_loop().set_default_executor(InlineExecutor())
+    package = str(Path(adserve.__file__).parent)
+    steps, depth = [0], 0
+
+    def trace(frame, event, _arg):
+        nonlocal depth
+        if not frame.f_code.co_filename.startswith(package):
+            return None
+        if event == "call":  # also a coroutine resumed by the loop
+            steps.append(0) if depth == 0 else None
+            depth += 1
+        elif event == "return":  # also a coroutine suspended
+            depth -= 1
+        elif event == "line":
+            steps[-1] += 1
+        return trace
+    previous = sys.gettrace()  # a coverage run's tracer comes back afterwards
+    sys.settrace(trace)
+    try:
+        await awaitable
+    finally:
+        sys.settrace(previous)
+    return max(steps)
+
+
+async def test_a_checkpoint_stalls_the_event_loop_no_longer_however_much_the_store_holds(make_server):
+    """A busy server holds five minutes of reservations and a day of reader caps: one pass over
+    them stalled every answer for 350-800 ms once a minute (in a worker thread too, which holds
+    the interpreter lock). The loop takes the moment at once, then the holds are taken out and
+    the lines encoded a slice per step; only the file's writing is left to a thread."""
+    longest = []
+    for size in (1000, 3000):  # one slice of holds, three slices
+        server = make_server()
+        for n in range(size):
+            cap = Limit(f"c1:cap:reader-{n}", 3, 1, "impression", 3600)
+            await server.state.reserve([[Option(("c1",), (cap,), (cap,), f"p{n}.1")]], set(), 300)
+        longest.append(await longest_loop_step(server.replay.write_checkpoint()))
+        _header, saved = checkpoint.read(server.replay.checkpoint)
+        assert len(saved) == size and all(value == 0 for _key, (value, _expires) in saved)  # holds left out
+    assert longest[0] == longest[1]

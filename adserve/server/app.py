@@ -30,7 +30,6 @@ from ..ledger import Ledger
 from ..model import Config, Recs
 from ..model import Server as ServerSettings
 from ..recs.recommender import Recommender
-from ..recs.train import train
 from ..recs.tune import TUNED_FILE, tuned
 from ..request import BadRequest, parse_slot_request
 from ..serving import Runtime, SlotServer
@@ -43,6 +42,7 @@ from .metrics import Metrics
 from .openapi import openapi_spec
 from .reload import Reloader
 from .replay import Replay
+from .retraining import train_elsewhere
 from .state_link import StateLink
 
 log = logging.getLogger("adserve")
@@ -203,13 +203,10 @@ class AdServer:
             pass  # not the main thread (tests) or no signals on this platform
 
     async def retrain(self) -> None:
-        """Fit a new model on the event log, in a thread; the model watcher then swaps it in."""
-        config = self.runtime.config
-        try:
-            events = await asyncio.to_thread(self.replay.history)
-            await asyncio.to_thread(train, events, self._recs(config), self.model_path)
-        except ValueError as exc:  # e.g. no interactions yet
-            log.warning("scheduled retrain skipped: %s", exc)
+        """Fit a new model on the event log in another process (``retraining.py``); the model
+        watcher then swaps it in."""
+        events = await asyncio.to_thread(self.replay.history)
+        await train_elsewhere(self.config_dir, events, self.model_path)
 
     async def _retrain_on_schedule(self) -> None:
         """``recs.retrain_minutes`` (read at each round, so a reload can change it)."""

@@ -20,13 +20,14 @@ whose body was still on its way got a 408 instead of its answer.
 from __future__ import annotations
 
 import asyncio
-import gc
 import resource
 import signal
 import socket
 import time
 
 from aiohttp import web
+
+from . import gcpolicy
 
 DRAIN_SECONDS = 30.0  # the longest a stop waits for requests being answered
 FD_HEADROOM = 64  # descriptors kept for the event log, the catalog journal, Redis and the like
@@ -143,10 +144,7 @@ async def serve(app: web.Application, sock: socket.socket, max_connections: int,
     app.middlewares.insert(0, mark_answering)
     runner = web.AppRunner(app, handle_signals=False, **handler_args)
     await runner.setup()
-    # What start-up loaded (catalog, model, config, replayed counters) lives as long as the
-    # process: out of the collector's sight, a full collection no longer walks millions of
-    # objects (120-190 ms pauses every few seconds under load, seen as p99 and as 503s).
-    gc.freeze()
+    gcpolicy.start()  # full collections walk only what is new (gcpolicy.py)
     loop = asyncio.get_running_loop()
     listener = Listener(runner.server, connection_cap(max_connections), on_refusal, **handler_args)
     sockets = await loop.create_server(listener, sock=sock, backlog=1024)

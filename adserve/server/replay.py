@@ -9,10 +9,10 @@ readable checkpoint (a log older than checkpoints) the whole log is read once. A
 (Redis) keeps its own counters and gets no checkpoint; when it comes back empty, ``rebuild``
 reads the whole log into a ``Replayed`` for it.
 
-The snapshot and the offsets are taken together on the event-loop thread, where the tracker
-settles a hit with the embedded store and then logs it without yielding in between (the store's
-calls never suspend): every logged hit before the offsets is in the snapshot, every one after is
-replayed. A hit billed before the snapshot but logged after it (its first write failed, a retry
+The snapshot's moment and the offsets are taken together on the event-loop thread, where the
+tracker settles a hit with the embedded store and then logs it without yielding in between (the
+store's calls never suspend): every logged hit before the offsets is in the snapshot, every one
+after is replayed. A hit billed before the snapshot but logged after it (its first write failed, a retry
 logged it) has its billing outcome in the snapshot, so it is not charged again. Reservations are
 not saved: a snapshot leaves out what open reservations hold, so after a restart their pixels
 are billed as late ones, if their limits still fit.
@@ -134,14 +134,27 @@ class Replay:
     def save(self) -> None:
         """Write the checkpoint now (at shutdown)."""
         if isinstance(self.state, MemoryState):
-            checkpoint.write(self.checkpoint, *self._capture())
+            checkpoint.write(self.checkpoint, self._header(), self.state.snapshot())
 
     async def save_forever(self, interval: float = CHECKPOINT_SECONDS) -> None:
-        """Every ``interval`` seconds: capture on the loop thread, write in a worker thread."""
         while isinstance(self.state, MemoryState):
             await asyncio.sleep(interval)
-            await asyncio.to_thread(checkpoint.write, self.checkpoint, *self._capture())
+            await self.write_checkpoint()
 
-    def _capture(self) -> tuple[dict, dict]:
-        header = {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder)}
-        return header, self.state.snapshot()
+    async def write_checkpoint(self) -> None:
+        """Take the moment, then finish the copy and encode it a slice per step of the loop, so
+        answers keep flowing meanwhile; only the writing goes to a worker thread (Python there
+        would hold the interpreter lock as long, and the loop would wait for it)."""
+        header = self._header()
+        counters, steps = self.state.capture()  # the same moment as the header's offsets
+        for _ in steps:
+            await asyncio.sleep(0)
+        lines = []
+        for line in checkpoint.encoded(header, counters):
+            lines.append(line)
+            await asyncio.sleep(0)
+        await asyncio.to_thread(checkpoint.replace, self.checkpoint, lines)
+
+    def _header(self) -> dict:
+        """The log offsets: taken with the store's copy, in one step (see the module docstring)."""
+        return {"version": 1, "saved_at": self.clock().timestamp(), "logs": log_sizes(self.folder)}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import heapq
 import math
 import time
-from typing import TYPE_CHECKING, Iterable
+from typing import TYPE_CHECKING, Iterable, Iterator
 
 from ..ledger import fits
 from .base import Option, Replayed, choose
@@ -167,11 +167,27 @@ class MemoryState:
         Without what open reservations hold: reservations are not saved, so a restart must not
         keep their holds either (they would never be released, and their pixels charged again).
         """
-        values = self._values.copy()
-        now = self._clock()
-        for held in self._reserved.values():
-            self._unhold(values, held, now)
+        values, steps = self.capture()
+        for _ in steps:
+            pass
         return values
+
+    def capture(self, step: int = 1000) -> tuple[dict[str, tuple[float, float]], Iterator[None]]:
+        """``snapshot`` in slices, so that a checkpoint never stalls the event loop.
+
+        The copy is taken at once, in C (a few ms per 100,000 keys), so it is one moment; it is
+        complete once the returned steps are exhausted, each taking ``step`` open reservations'
+        holds out of it (all of them in one Python pass took 350-800 ms on a busy server). The
+        steps only touch the copy: anything may run between them.
+        """
+        values, holds, now = self._values.copy(), list(self._reserved.values()), self._clock()
+
+        def steps() -> Iterator[None]:
+            for start in range(0, len(holds), step):
+                for held in holds[start:start + step]:
+                    self._unhold(values, held, now)
+                yield
+        return values, steps()
 
     def load_snapshot(self, entries) -> None:
         """Take back a checkpoint's (key, (value, expires_at)) pairs, except those expired since."""

@@ -1,0 +1,50 @@
+"""The garbage collector's policy in a serving process: a full collection walks only what is new.
+
+A full collection walks every container the collector tracks and stops the event loop meanwhile.
+What start-up loads (catalog, model, config, replayed counters) lives as long as the process, so
+it is frozen out of the collector's sight at start (before: 120-190 ms pauses every few seconds
+under load). Serving builds long-lived containers of its own, which the start-up freeze misses:
+the embedded store's open reservations (five minutes of answers) and expiry lists (a day of
+reader caps). Walked by every full collection, they make its pause grow with traffic (16-66 ms
+after 100 s of load, a million references a few minutes later). So the survivors of each full
+collection are frozen too, and the next one walks only what was promoted since.
+
+A frozen object is still freed by reference counting, but never as cyclic garbage: what was alive
+at a freeze and later dies in a cycle (a connection, a request in flight) stays (about 100 objects
+a freeze, measured under load). So every ``LOOK_AGAIN_SECONDS`` the survivors are given back to
+the collector instead, and the next full collection frees that garbage: one long pause an hour,
+in place of one every few seconds.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+
+LOOK_AGAIN_SECONDS = 3600.0  # how long cyclic garbage that was alive at a freeze may stay
+OLDEST = 2  # the generation a full collection collects
+
+
+class FreezeSurvivors:
+    """A ``gc.callbacks`` entry: freeze what each full collection leaves, except once every
+    ``look_again`` seconds, when everything frozen goes back to the collector."""
+
+    def __init__(self, look_again: float = LOOK_AGAIN_SECONDS, clock=time.monotonic) -> None:
+        self.look_again = look_again
+        self.clock = clock
+        self.looked_at = clock()
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase != "stop" or info["generation"] != OLDEST:
+            return
+        if self.clock() - self.looked_at < self.look_again:
+            gc.freeze()
+        else:
+            self.looked_at = self.clock()
+            gc.unfreeze()
+
+
+def start() -> None:
+    """At the end of start-up: freeze what it loaded, then the survivors of each full collection."""
+    gc.freeze()
+    gc.callbacks.append(FreezeSurvivors())
