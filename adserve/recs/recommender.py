@@ -235,8 +235,9 @@ class Recommender:
         if not n:
             return
         fresh = [i for i in self.fresh_items() if i not in banned]
-        # one pick (n is 0 or 1 below 7 organic items) is the draw ``sample`` makes, at a tenth of its cost
-        chosen = [fresh[self.rng.randrange(len(fresh))]] if n == 1 and fresh else self.rng.sample(fresh, min(n, len(fresh)))
+        # one pick (n is 0 or 1 below 7 organic items): the draw ``sample`` makes, at a tenth of its cost
+        chosen = ([fresh[self.rng.randrange(len(fresh))]] if n == 1 and fresh
+                  else self.rng.sample(fresh, min(n, len(fresh))))
         for item in chosen:
             if len(picked) < count:
                 picked.append(item)
