@@ -20,8 +20,6 @@ from .recs.recommender import Recommender
 from .request import Slot, SlotRequest
 from .tokens import Signer
 
-ARTICLES_KEPT = 20_000  # widget items' article parts remembered (a 100k catalog shows far fewer)
-
 
 @dataclass
 class Runtime:
@@ -39,7 +37,6 @@ class SlotServer:
         self.recommender = recommender
         self.discovery = discovery
         self._clock = clock  # Unix seconds: the server's clock, which the log and tracking use too
-        self._articles: dict[str, tuple] = {}  # item id -> (item, base URL, its parts of a widget item)
 
     async def serve(self, runtime: Runtime, request: SlotRequest, base_url: str) -> dict:
         page = request.page
@@ -127,20 +124,10 @@ class SlotServer:
 
     def _organic(self, item_ids: list[str], click: str, base_url: str):
         for position, item_id in enumerate(item_ids):
-            yield {**self._article(item_id, base_url), "click_url": f"{click}&i={position}"}
-
-    def _article(self, item_id: str, base_url: str) -> dict:
-        """What a widget item shows of its article, its URLs made absolute: built once per version
-        of the article (an upsert replaces the item), as widgets show the same articles again and again."""
-        item = self.catalog.items[item_id]
-        known = self._articles.get(item_id)
-        if known is None or known[0] is not item or known[1] != base_url:
-            if len(self._articles) >= ARTICLES_KEPT:
-                self._articles.clear()  # a bound, not an LRU: the shown articles come back at once
-            known = self._articles[item_id] = (item, base_url, {
-                "item_id": item_id, "title": item.title, "url": absolute(item.url, base_url),
-                "image_url": absolute(item.image_url, base_url), "section": item.section, "sponsored": False})
-        return known[2]
+            item = self.catalog.items[item_id]
+            yield {"item_id": item_id, "title": item.title, "url": absolute(item.url, base_url),
+                   "image_url": absolute(item.image_url, base_url), "section": item.section,
+                   "sponsored": False, "click_url": f"{click}&i={position}"}
 
     def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str, strategy: str) -> dict:
         impression, click = self._ad_urls(slot, fill, request, base_url, strategy)

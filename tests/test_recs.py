@@ -504,3 +504,11 @@ def test_memoized_candidates_follow_the_clock_the_catalog_the_config_and_the_mod
     assert widget_of(2) == ["a1", "a0"]
     recommender.model = None
     assert recommender.recommend("personal", "reader", None, 2, set()).strategy == "popular"
+
+
+def test_memoized_candidates_are_bounded_least_recently_used_first(monkeypatch):
+    monkeypatch.setattr("adserve.recs.recommender.CANDIDATES_KEPT", 2)
+    recommender = hand_made_recommender()
+    for page in (OTHERS[1], OTHERS[2], OTHERS[1], OTHERS[3]):  # an anonymous reader: the page's neighbours
+        assert recommender.recommend("related", None, page, 2, set()).strategy == "related"
+    assert list(recommender.model.candidates) == [("related", OTHERS[1], ()), ("related", OTHERS[3], ())]

@@ -395,6 +395,27 @@ async def test_frequency_counters_survive_a_reload(client, workdir):
     assert (await post_slots(client, body))["s1"]["campaign_id"] == 90001
 
 
+async def test_an_edited_creative_shows_as_edited_after_a_reload(client, workdir):
+    """Display answers and native items reuse each creative's parts: a reload must show its edits."""
+    server = client.server.app[SERVER]
+    body = copy.deepcopy(EXAMPLE_REQUEST)
+    body["slots"] = [EXAMPLE_REQUEST["slots"][0], {"id": "w", "placement": "you-might-like"}]
+    before = await post_slots(client, body)
+    assert before["s1"]["campaign_id"] == 12174
+    assert [i["advertiser"] for i in before["w"]["items"] if i["sponsored"]]
+    edit(workdir, "campaigns/display.yaml", "creatives/harbor-300x250-a.svg", "creatives/harbor-300x250-edited.svg")
+    edit(workdir, "campaigns/display.yaml", "creatives/harbor-300x250-b.svg", "creatives/harbor-300x250-edited.svg")
+    text = (workdir / "config" / "campaigns" / "native.yaml").read_text()
+    (workdir / "config" / "campaigns" / "native.yaml").write_text(
+        text.replace("advertiser: Brightnest", "advertiser: Brightnest Homes")
+            .replace("advertiser: Coastline Rail", "advertiser: Coastline Railways"))
+    await server.reload_config()
+    after = await post_slots(client, body)
+    assert after["s1"]["campaign_id"] == 12174 and after["s1"]["image_url"].endswith("harbor-300x250-edited.svg")
+    edited = [i["advertiser"] for i in after["w"]["items"] if i["sponsored"]]
+    assert edited and all(name in ("Brightnest Homes", "Coastline Railways") for name in edited)
+
+
 async def test_counters_and_dedup_are_rebuilt_from_the_log_after_a_restart(aiohttp_client, make_server):
     first = await aiohttp_client(create_app(make_server()))
     body = copy.deepcopy(EXAMPLE_REQUEST)
