@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import itertools
 import random
 import statistics
@@ -199,6 +200,8 @@ async def measure(shape: str, store: str, make_state, repeats: int, views: int) 
     matched = {}
     for n, r in runs.items():  # unmeasured: the index's first activation, Redis scripts, the warm contexts
         await r.decide(page_views(200, 1, pages, tag=True) + warm)
+    gc.collect()
+    gc.freeze()  # as ``serve`` does after start-up: the book lives as long as the process
     for repeat in range(repeats):
         new_views = page_views(views, 10 + repeat, pages, tag=True)
         for n in (BOOKS if repeat % 2 == 0 else BOOKS[::-1]):
