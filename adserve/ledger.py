@@ -110,6 +110,7 @@ class _Counters:
     every: tuple[Limit, ...]   # bounded or not: an event moves each of its own
     checks: tuple[Limit, ...]  # the bounded ones: a decision checks each
     holds: tuple[Limit, ...]   # the bounded impression-metered ones: a decision reserves each
+    paced: tuple[tuple[int, Decimal, str], ...]  # (position in ``every``, budget, its pacing line)
     cap_prefix: str            # a reader's frequency-cap key is this + reader + ":" + period bucket
     cap_ttl: int               # seconds a cap counter created now lives
 
@@ -295,8 +296,8 @@ class Ledger:
 
     def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
         """The reader-independent counters, worked out again only when a paced limit may have
-        moved, on a new local day, or when the clock went back; their keys once per campaign
-        and day (a decision reads them, and reservations keep them).
+        moved, on a new local day, or when the clock went back; within a day only the paced
+        limits are (a decision reads them, and reservations keep the keys).
 
         A paced limit moves when the budget's share of the pacing line passes its next whole
         unit: a daily 48 every half hour, so a big book's campaigns do not each redo this
@@ -307,22 +308,36 @@ class Ledger:
                 known.campaign is campaign and known.moment.day == moment.day
                 and known.moment.now <= moment.now and moment.now.timestamp() < known.until)):
             return known
-        flight_left = _flight_left(campaign, moment)
-        keys = iter(() if known is None or known.moment.day != moment.day else [c.key for c in known.every])
-        every, until = [], math.inf
-        for event in EVENTS:
-            for metric, cost in _costs(campaign, event).items():
-                total, total_until = self._total_limit(campaign, metric, cost, moment)
-                daily, daily_until = self._daily_limit(campaign, metric, cost, moment)
-                every.append(Limit(next(keys, None) or _total_key(campaign, metric), total, cost, event, flight_left))
-                every.append(Limit(next(keys, None) or _day_key(campaign, metric, moment), daily, cost, event, _DAY_TTL))
-                until = min(until, total_until, daily_until)
+        until = math.inf
+        if known is not None and known.campaign is campaign and known.moment.day == moment.day:
+            every, paced = list(known.every), known.paced
+            for position, cap, line in paced:
+                limit, moves = self._bound(campaign, cap, line, every[position].cost, moment)
+                every[position] = every[position]._replace(limit=limit)
+                until = min(until, moves)
+            cap_ttl = known.cap_ttl
+        else:
+            flight_left = _flight_left(campaign, moment)
+            every, lines = [], []
+            for event in EVENTS:
+                for metric, cost in _costs(campaign, event).items():
+                    for key, ttl, period in ((_total_key(campaign, metric), flight_left, "total"),
+                                             (_day_key(campaign, metric, moment), _DAY_TTL, "day")):
+                        bound = self._budget(campaign, metric, period)
+                        limit = None
+                        if bound is not None:
+                            limit, moves = self._bound(campaign, *bound, cost, moment)
+                            until = min(until, moves)
+                            if bound[1] is not None:
+                                lines.append((len(every), *bound))
+                        every.append(Limit(key, limit, cost, event, ttl))
+            paced = tuple(lines)
+            cap = campaign.frequency_cap
+            cap_ttl = 0 if cap is None else (_PERIOD_SECONDS.get(cap.period) or flight_left) + 3600
         checks = tuple(c for c in every if c.limit is not None)
-        cap = campaign.frequency_cap
-        cap_ttl = 0 if cap is None else (_PERIOD_SECONDS.get(cap.period) or flight_left) + 3600
         known = self._known[campaign.id] = _Counters(
             campaign, moment, until - MOVE_MARGIN, tuple(every), checks,
-            tuple(c for c in checks if c.event == "impression"),
+            tuple(c for c in checks if c.event == "impression"), paced,
             known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl)
         return known
 
@@ -332,34 +347,32 @@ class Ledger:
         limits = self.limits(campaign, user, moment)
         return None if limits is None else tuple(limit for limit in limits if limit.event == event)
 
-    def _total_limit(self, campaign: Campaign, metric: str, cost: int, moment: Moment) -> tuple[int | None, float]:
-        """The flight-long limit and when it may move (Unix seconds; inf: not today)."""
-        budget = campaign.budget
-        if budget is None or budget.metric != metric or budget.total is None:
-            return None, math.inf
-        # with a daily budget, the daily pacing spreads the total
-        if campaign.pacing != "even" or budget.daily is not None:
-            return _paced(budget.in_units(budget.total), 1.0, cost), math.inf
-        return self._paced_step(budget.in_units(budget.total), self.flight_share(campaign, moment), cost,
-                                lambda share: self._flight_reaches(campaign, moment, share))
-
-    def _daily_limit(self, campaign: Campaign, metric: str, cost: int, moment: Moment) -> tuple[int | None, float]:
-        """Today's limit and when it may move (Unix seconds; inf: not today)."""
-        budget = campaign.budget
-        if budget is None or budget.metric != metric or budget.daily is None:
-            return None, math.inf
-        if campaign.pacing != "even":
-            return _paced(budget.in_units(budget.daily), 1.0, cost), math.inf
-        return self._paced_step(budget.in_units(budget.daily), self.day_share(campaign, moment), cost,
-                                lambda share: self._day_reaches(campaign, moment, share))
-
     @staticmethod
-    def _paced_step(cap: Decimal, share: float, unit: int, reaches: Callable[[float], float]) -> tuple[int, float]:
-        """``_paced``'s limit, and when the line reaches the share where it moves next."""
-        limit = _paced(cap, share, unit)
+    def _budget(campaign: Campaign, metric: str, period: str) -> tuple[Decimal, str | None] | None:
+        """The budget bounding ``metric`` over ``period`` ("total" or "day") in its counter's
+        units, and the pacing line that spreads it ("day", "flight"; None: all at once)."""
+        budget = campaign.budget
+        amount = None if budget is None or budget.metric != metric else (
+            budget.total if period == "total" else budget.daily)
+        if amount is None:
+            return None
+        even = campaign.pacing == "even"
+        if period == "total":  # with a daily budget, the daily pacing spreads the total
+            return budget.in_units(amount), "flight" if even and budget.daily is None else None
+        return budget.in_units(amount), "day" if even else None
+
+    def _bound(self, campaign: Campaign, cap: Decimal, line: str | None, unit: int,
+               moment: Moment) -> tuple[int, float]:
+        """``_paced``'s limit now, and when the line reaches the share where it moves next
+        (Unix seconds; inf: not today)."""
+        if line is None:
+            return _paced(cap, 1.0, unit), math.inf
+        daily = line == "day"
+        limit = _paced(cap, self.day_share(campaign, moment) if daily else self.flight_share(campaign, moment), unit)
         if limit >= int(cap):
             return limit, math.inf
-        return limit, reaches(float((limit - unit + 1) / cap))
+        share = float((limit - unit + 1) / cap)
+        return limit, (self._day_reaches if daily else self._flight_reaches)(campaign, moment, share)
 
 
 def bounded(campaign: Campaign) -> bool:

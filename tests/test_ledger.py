@@ -542,7 +542,8 @@ def test_the_pacing_line_is_worked_out_again_only_when_the_limit_can_move(line, 
     worked = []
     share = getattr(ledger, line)
     monkeypatch.setattr(ledger, line, lambda *args: worked.append(args) or share(*args))
-    c = campaign(1, budget=budget, pacing="even", flight=Flight(start=NY_MIDNIGHT, end=NY_MIDNIGHT + dt.timedelta(days=2)))
+    c = campaign(1, budget=budget, pacing="even",
+                 flight=Flight(start=NY_MIDNIGHT, end=NY_MIDNIGHT + dt.timedelta(days=2)))
     for second in range(3600):
         assert ledger.reservable(c, "u", ledger.moment(NY_MIDNIGHT + dt.timedelta(hours=9, seconds=second)))
     assert len(worked) <= 6

@@ -20,6 +20,7 @@ Expressions" (VLDB 2009), made exact for the rule language of ``rules.py``:
 
 from __future__ import annotations
 
+import bisect
 import datetime as dt
 import heapq
 import itertools
@@ -53,16 +54,18 @@ class TargetingIndex:
         for values in ruled_values:
             for attribute, allowed in values.items():
                 known[attribute] |= allowed
-        self._url_lengths = sorted({len(prefix) for prefix in known.get("url", ())})
         # the attributes of the entries' most selective rules (one or two) -> (size, *values) -> entries
         self._primary: dict[tuple[str, ...], dict[tuple, set[int]]] = defaultdict(lambda: defaultdict(set))
         self._residues: list[_Residue | None] = []  # per entry: the rules its filing leaves to check
+        urls = sorted(known.get("url", ()))
         for i, (entry, values) in enumerate(zip(entries, ruled_values)):
-            attributes = _most_selective(values, known)
+            attributes = _most_selective(values, known, urls)
             for size in entry.sizes:
                 for combination in itertools.product(*(values[a] for a in attributes)):
                     self._primary[attributes][(size, *combination)].add(i)
             self._residues.append(_Residue.left(entry.rules, attributes))
+        # a context's URL is looked up by its prefixes of the lengths filed (other globs are residues)
+        self._url_lengths = sorted({len(prefix) for (_size, prefix) in self._primary.get(("url",), ())})
 
     def matches(self, context: Context, now: float, local: dt.datetime) -> tuple[list[int], float]:
         """The entries (by position, ascending) that match ``context`` at ``now``, and until when
@@ -82,7 +85,8 @@ class TargetingIndex:
         for i in gathered:
             residue = residues[i]
             if residue is None or residue.admits(singles, context.keywords, context.url):
-                until = min(until, edges[i])
+                if edges[i] < until:
+                    until = edges[i]
                 if i in live:
                     matched.append(i)
         matched.sort()
@@ -97,17 +101,28 @@ class TargetingIndex:
                 "url": [url[:n] for n in self._url_lengths if n <= len(url)] if url is not None else ()}
 
 
-def _most_selective(values: dict[str, frozenset], known: dict[str, set]) -> tuple[str, ...]:
+def _most_selective(values: dict[str, frozenset], known: dict[str, set], urls: list[str]) -> tuple[str, ...]:
     """The attributes whose rules let the smallest share of their known values through: the
     best two together (a section and a keyword pass together far less often than either),
     unless their values multiply past a few keys; none for an entry without rules.
 
-    A URL rule comes only alone: its prefix may be the whole site's (``https://news.example/*/a1``).
+    A URL rule comes only alone, when its prefixes are rarer than the best other rule's values:
+    a prefix counts as the share of known prefixes that start with it, so an article's
+    (``https://news.example/politics/a12``) is rare and the whole site's (``https://news.example/``) is not.
     """
-    ranked = sorted((a for a in values if a != "url"), key=lambda a: len(values[a]) / len(known[a]))
+    share = {a: len(values[a]) / len(known[a]) for a in values if a != "url"}
+    ranked = sorted(share, key=share.__getitem__)
+    if "url" in values and (not ranked or _url_share(values["url"], urls) < share[ranked[0]]):
+        return ("url",)
     if len(ranked) >= 2 and len(values[ranked[0]]) * len(values[ranked[1]]) <= PAIR_KEYS:
         return tuple(sorted(ranked[:2]))
-    return tuple(ranked[:1]) or tuple(values)
+    return tuple(ranked[:1])
+
+
+def _url_share(prefixes: frozenset[str], urls: list[str]) -> float:
+    """The share of the known prefixes (``urls``, sorted) that start with one of ``prefixes``."""
+    return sum(bisect.bisect_left(urls, prefix + "\U0010ffff") - bisect.bisect_left(urls, prefix)
+               for prefix in prefixes) / len(urls)
 
 
 SINGLES = ("sections", "devices", "countries", "placements")  # the attributes a context has one value of
@@ -116,8 +131,8 @@ SINGLES = ("sections", "devices", "countries", "placements")  # the attributes a
 class _Residue(NamedTuple):
     """The rules of one entry that its filing does not decide, checked on each gathered context."""
     singles: tuple[tuple[int, frozenset[str]], ...]  # (position in ``SINGLES``, values allowed)
-    include: frozenset[str] | None  # one of these keywords is needed
-    exclude: frozenset[str] | None  # none of these may be there; set (maybe empty) if keywords are needed
+    include: frozenset[str] | None  # one of these keywords is needed (the page must have keywords)
+    exclude: frozenset[str] | None  # none of these may be there (the page must have keywords)
     prefixes: tuple[str, ...] | None  # the URL must start with one of these (globs its filing left)
     pattern: re.Pattern | None  # or match this (globs that a prefix does not decide)
 
@@ -126,25 +141,24 @@ class _Residue(NamedTuple):
         """What is left to check of ``rules`` for an entry filed under ``filed``; None: nothing."""
         singles = tuple((n, allowed) for n, attribute in enumerate(SINGLES)
                         for allowed in (getattr(rules, attribute),) if allowed and attribute not in filed)
-        keyworded = bool(rules.include or rules.exclude)
+        include = rules.include if rules.include and "keywords" not in filed else None
         prefixes = pattern = None
         if not all(glob.endswith("*") and _prefix(glob) == glob[:-1] for glob in rules.urls):
             pattern = rules.url_pattern
         elif rules.urls and "url" not in filed:
             prefixes = tuple(glob[:-1] for glob in rules.urls)
-        if not (singles or keyworded or prefixes or pattern):
+        if not (singles or include or rules.exclude or prefixes or pattern):
             return None
-        return cls(singles, rules.include if rules.include and "keywords" not in filed else None,
-                   rules.exclude if keyworded else None, prefixes, pattern)
+        return cls(singles, include, rules.exclude or None, prefixes, pattern)
 
     def admits(self, singles: tuple[str | None, ...], keywords: frozenset[str] | None, url: str | None) -> bool:
         """Whether a context with these values passes the rules left (``singles`` as ``SINGLES``)."""
         for n, allowed in self.singles:
             if singles[n] not in allowed:
                 return False
-        if self.exclude is not None and (keywords is None or not self.exclude.isdisjoint(keywords)):
+        if self.include is not None and (keywords is None or self.include.isdisjoint(keywords)):
             return False
-        if self.include is not None and self.include.isdisjoint(keywords):
+        if self.exclude is not None and (keywords is None or not self.exclude.isdisjoint(keywords)):
             return False
         if self.prefixes is not None and (url is None or not url.startswith(self.prefixes)):
             return False
