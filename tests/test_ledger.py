@@ -519,9 +519,9 @@ def test_a_ledger_kept_across_seconds_allows_what_a_fresh_one_allows(c, steps):
     def bounds(limits):
         return None if limits is None else [limit[:4] for limit in limits]
 
-    kept, now = Ledger("America/New_York"), NY_MIDNIGHT
-    for step in steps:
-        now += dt.timedelta(seconds=step, microseconds=250_000)
+    kept, now = Ledger("America/New_York"), NY_MIDNIGHT + dt.timedelta(microseconds=250_000)
+    for step in steps:  # whole seconds: a ledger works its bounds out at most once a second
+        now += dt.timedelta(seconds=step)
         fresh = Ledger("America/New_York")
         for user in ("u", None):
             found = kept.reservable(c, user, kept.moment(now))
