@@ -10,7 +10,10 @@ the middlewares, ``read_json``, metrics and the event log are in; ``send()``/``r
 (they cost the same for the bare handler). In the same worker, passes of the bare aiohttp handler
 (``bare_server.py``'s: read the body, answer the same bytes) alternate with the page's, so each
 code's CPU µs per request come with the bare handler's: ``bare / page`` is this machine's in-process
-counterpart of bench_slots' throughput ratio (wrk adds the sockets to both sides).
+counterpart of bench_slots' throughput ratio (wrk adds the sockets to both sides). A third pass
+sends the same requests with ``SlotServer.serve`` answering a fixed answer: what remains is the
+request path outside serving (aiohttp, middlewares, reading and parsing the request, metrics,
+encoding the answer).
 
 The world, the page views and the baseline worker are bench_inprocess's.
 """
@@ -27,6 +30,8 @@ from pathlib import Path
 
 import bench_inprocess
 from bench_inprocess import OUT, ROOT, baseline_checkout
+
+KEEP_ALIVE = 24 * 3600.0
 
 
 class Transport:
@@ -64,10 +69,10 @@ class Connection:
     def __init__(self, loop: asyncio.AbstractEventLoop, app, protocol) -> None:
         from aiohttp import web
 
-        async def open_():
-            runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=15, access_log=None)
+        async def open_():  # kept alive between passes, however long the other passes take
+            runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=KEEP_ALIVE, access_log=None)
             await runner.setup()
-            return protocol(runner.server, loop=loop, keepalive_timeout=15, access_log=None)
+            return protocol(runner.server, loop=loop, keepalive_timeout=KEEP_ALIVE, access_log=None)
 
         self.loop = loop
         self.handler = loop.run_until_complete(open_())
@@ -102,6 +107,7 @@ class Worker(bench_inprocess.Worker):
 
     def __init__(self, *args) -> None:
         super().__init__(*args)
+        import orjson
         from aiohttp import web
 
         from adserve.server import listener
@@ -113,7 +119,12 @@ class Worker(bench_inprocess.Worker):
         app.on_cleanup.clear()
         app.middlewares.insert(0, listener.mark_answering)  # as listener.serve does
         self.page = Connection(self.loop, app, listener.StampedHandler)
-        body = self.loop.run_until_complete(self._answer())  # a sample answer's bytes
+        answer = self.loop.run_until_complete(self._answer())  # a sample answer
+        body = orjson.dumps({"slots": answer})
+
+        async def fixed_answer(*_args) -> dict:
+            return answer
+        self._fixed_answer = fixed_answer
 
         async def bare(request: web.Request) -> web.Response:
             await request.read()
@@ -123,15 +134,20 @@ class Worker(bench_inprocess.Worker):
         bare_app.router.add_route("*", "/{tail:.*}", bare)
         self.bare = Connection(self.loop, bare_app, web.RequestHandler)
 
-    async def _answer(self) -> bytes:
-        import orjson
-
-        return orjson.dumps({"slots": await self.server.slots.serve(
-            self.server.runtime, self._request(self.bodies("light", 1)[0]), "http://127.0.0.1:8080")})
+    async def _answer(self) -> dict:
+        return await self.server.slots.serve(self.server.runtime, self._request(self.bodies("light", 1)[0]),
+                                             "http://127.0.0.1:8080")
 
     def http_pass(self, which: str, views: int) -> dict:
+        """``page``: the page's requests; ``front``: the same with ``serve`` answering a fixed
+        answer (what is left is the request path outside serving); ``bare``: the bare handler."""
         requests = [http_request(body) for body in self.bodies("light", views)]
-        times = (self.page if which == "page" else self.bare).times(requests)
+        if which == "front":
+            self.server.slots.serve = self._fixed_answer
+        try:
+            times = (self.bare if which == "bare" else self.page).times(requests)
+        finally:
+            vars(self.server.slots).pop("serve", None)
         return {"mean": statistics.fmean(times), "median": statistics.median(times)}
 
 
@@ -162,7 +178,7 @@ def run(ref: str, views: int, passes: int) -> str:
 
     pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
     remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), pages), Remote("current", ROOT.parent, pages)]
-    runs = [(remote, which) for remote in remotes for which in ("page", "bare")]
+    runs = [(remote, which) for remote in remotes for which in ("page", "front", "bare")]
     got: dict[tuple[str, str], list[float]] = {}
     try:
         for n in range(passes + 1):  # the first round warms up
@@ -176,19 +192,26 @@ def run(ref: str, views: int, passes: int) -> str:
             remote.close()
     rows = []
     for remote in remotes:
-        page, bare = got[(remote.label, "page")], got[(remote.label, "bare")]
+        page, front, bare = (got[(remote.label, which)] for which in ("page", "front", "bare"))
         share = statistics.median(b / p for b, p in zip(bare, page))
         name = f"`{ref}`" if remote is remotes[0] else "this branch"
         rows.append(f"| {name} | {statistics.median(page):.0f} ({min(page):.0f}–{max(page):.0f}) "
+                    f"| {statistics.median(front):.0f} ({min(front):.0f}–{max(front):.0f}) "
                     f"| {statistics.median(bare):.0f} | {share:.2f} |")
-    ratio = statistics.median(c / b for c, b in zip(got[("current", "page")], got[(remotes[0].label, "page")]))
+
+    def ratio(which: str) -> str:
+        ratios = [c / b for c, b in zip(got[("current", which)], got[(remotes[0].label, which)])]
+        return f"**{statistics.median(ratios):.2f}** ({min(ratios):.2f}–{max(ratios):.2f})"
     return "\n".join([
         f"### In-process HTTP request cost: this branch against `{ref}` and the bare handler",
         f"`python benchmarks/bench_http.py --baseline-ref {ref} --views {views} --passes {passes}`: the light "
         f"page's raw request through aiohttp's connection handler, no sockets; {passes} alternating passes of "
-        f"{views} page views after a warm-up round. CPU µs per request, median of the passes' means (range).",
-        "", "| code | page µs | bare handler µs | bare / page |", "|---|---:|---:|---:|", *rows, "",
-        f"This branch / `{ref}`, page: **{ratio:.2f}** (median of the passes' ratios).",
+        f"{views} page views after a warm-up round. CPU µs per request, median of the passes' means (range); "
+        "'outside serving' is the same request with `serve` answering a fixed answer.",
+        "", "| code | page µs | outside serving µs | bare handler µs | bare / page |", "|---|---:|---:|---:|---:|",
+        *rows, "",
+        f"This branch / `{ref}` (median of the passes' ratios, range): page {ratio('page')}, "
+        f"outside serving {ratio('front')}.",
     ])
 
 
