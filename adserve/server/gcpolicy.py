@@ -18,8 +18,10 @@ in place of one every few seconds.
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
+from typing import Iterator
 
 LOOK_AGAIN_SECONDS = 3600.0  # how long cyclic garbage that was alive at a freeze may stay
 OLDEST = 2  # the generation a full collection collects
@@ -48,3 +50,17 @@ def start() -> None:
     """At the end of start-up: freeze what it loaded, then the survivors of each full collection."""
     gc.freeze()
     gc.callbacks.append(FreezeSurvivors())
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No automatic collection meanwhile: for a big short-lived container (a checkpoint's copy of
+    the store), which each collection would walk whole while it lives. Garbage waits until the
+    end; so does nothing else."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
