@@ -12,10 +12,12 @@ reads the whole log into a ``Replayed`` for it.
 The snapshot's moment and the offsets are taken together on the event-loop thread, where the
 tracker settles a hit with the embedded store and then logs it without yielding in between (the
 store's calls never suspend): every logged hit before the offsets is in the snapshot, every one
-after is replayed. A hit billed before the snapshot but logged after it (its first write failed, a retry
-logged it) has its billing outcome in the snapshot, so it is not charged again. Reservations are
-not saved: a snapshot leaves out what open reservations hold, so after a restart their pixels
-are billed as late ones, if their limits still fit.
+after is replayed. A hit billed before the snapshot but logged after it (its first write failed,
+a retry logged it) has its billing outcome in the snapshot, so it is not charged again.
+Reservations are not saved: a snapshot leaves out what open reservations hold, so after a
+restart their pixels are billed as late ones, if their limits still fit. The rest of a
+checkpoint (taking those holds out of the copy, encoding it) runs a slice per step of the loop,
+so that a busy store never stalls the answers.
 """
 
 from __future__ import annotations
