@@ -6,9 +6,9 @@ Four bench_inprocess workers (each its own process: the baseline's code or this 
 the embedded store or on a redis-server of the run's own) answer bench_inprocess' light page in
 alternating passes without pixels, as the wrk traffic has none; once for the whole page and once
 for ``Decider.decide`` alone. The CPU a page costs on Redis minus what it costs on the embedded
-store, paired pass by pass, is the Redis path's own cost in this process (Redis's own CPU is not
-in it). Pages come one at a time, so every round trip also pays an idle loop's wake-up, which a
-loaded server shares among the requests in flight.
+store, paired pass by pass, is the Redis path's own cost in this process (Redis's CPU is not in
+it: its column is the redis-server's own). Pages come one at a time, so every round trip also
+pays an idle loop's wake-up, which a loaded server shares among the requests in flight.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import sys
 
 from bench_inprocess import ROOT, Redis, Remote, baseline_checkout
 from bench_slots import PAGE_REQUEST, PAGES
+from bench_workers import cpu_seconds
 
 STATES = ("memory", "redis")
 
@@ -37,16 +38,21 @@ def run(ref: str, views: int, passes: int) -> str:
             for remote in remotes.values():  # warm-up: contexts, counters, the connection
                 remote.ask(command)
             means: dict[tuple[str, str], list[float]] = {key: [] for key in remotes}
+            server: dict[str, list[float]] = {code: [] for code in codes}  # redis-server CPU µs per page
             for n in range(passes):
                 for key, remote in (list(remotes.items()) if n % 2 == 0 else list(remotes.items())[::-1]):
+                    before = cpu_seconds([redis.process.pid])
                     means[key].append(remote.ask(command)["mean"])
+                    if key[1] == "redis":
+                        server[key[0]].append((cpu_seconds([redis.process.pid]) - before) * 1e6 / views)
                     print(key, do, round(means[key][-1]), file=sys.stderr)
             part = "whole light page" if do == "pass" else "`decide` only"
             for code in codes:
                 memory, on_redis = means[(code, "memory")], means[(code, "redis")]
                 added = [r - m for m, r in zip(memory, on_redis)]
                 rows.append(f"| {part} | {code} | {statistics.median(memory):.0f} | {statistics.median(on_redis):.0f} "
-                            f"| **{statistics.median(added):.0f}** ({min(added):.0f}–{max(added):.0f}) |")
+                            f"| **{statistics.median(added):.0f}** ({min(added):.0f}–{max(added):.0f}) "
+                            f"| {statistics.median(server[code]):.0f} |")
     finally:
         for remote in remotes.values():
             remote.close()
@@ -55,8 +61,10 @@ def run(ref: str, views: int, passes: int) -> str:
         f"### Redis path: what Redis state adds to a light page, `{ref}` and this branch",
         f"`python benchmarks/bench_redis_path.py --baseline-ref {ref} --views {views} --passes {passes}`: "
         f"{passes} alternating passes of {views} light pages (no pixels) per worker; CPU µs per page, "
-        "medians of the passes' means; added: Redis minus memory, paired pass by pass (range).", "",
-        "| timed | code | memory µs | Redis µs | added by Redis, µs |", "|---|---|---:|---:|---:|", *rows])
+        "medians of the passes' means; added: Redis minus memory, paired pass by pass (range); "
+        "redis-server: its own CPU per page (from /proc, 10 ms ticks: use enough views).", "",
+        "| timed | code | memory µs | Redis µs | added by Redis, µs | redis-server µs |",
+        "|---|---|---:|---:|---:|---:|", *rows])
 
 
 def main() -> None:
