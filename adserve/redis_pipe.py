@@ -34,6 +34,8 @@ class Script:
 
 
 class Pipe:
+    """Every command of the process on one connection, each reply handed to its own caller."""
+
     def __init__(self, url: str, wait: float = 1.0) -> None:
         self._connections = ConnectionPool.from_url(url, protocol=2, socket_timeout=wait,
                                                     socket_connect_timeout=wait)  # only opens them
@@ -64,12 +66,9 @@ class Pipe:
                 raise
             return await self.call(b"EVAL", script.source, 0, *args)  # EVAL also caches it
 
-    async def reset(self) -> None:
-        """Drop the connection (the next command opens a new one), failing what is in flight."""
-        self._drop(self._connection, ConnectionError("connection reset"))
-
     async def close(self) -> None:
-        await self.reset()
+        """Drop the connection, failing what is in flight; a later command opens a new one."""
+        self._drop(self._connection, ConnectionError("connection closed"))
 
     def _issue(self, args: tuple) -> asyncio.Future:
         if self._connection is None:  # lost since it was opened
