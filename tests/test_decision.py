@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from adserve import decision
-from adserve.decision import DRAWS, AdNeed, Decider, Inventory
+from adserve.decision import DRAWS, WHOLE_TIER, AdNeed, Decider, Inventory
 from adserve.ledger import Ledger
 from adserve.model import (Budget, Campaign, Config, Creative, Daypart, Flight, FrequencyCap, KeywordRule,
                            Placement, Price, Site, Targeting, Variant)
@@ -353,3 +353,54 @@ def test_a_click_before_its_impression_pixel_leaves_the_reservation_to_the_pixel
     fill = asyncio.run(d.decide(request(), [AdNeed("s0", ("300x250",), None)]))["s0"]
     assert asyncio.run(d.bill("click", 1, "reader-1", "hit-click", 86400, fill.reservation))
     assert asyncio.run(d.bill("impression", 1, "reader-1", "hit-view", 86400, fill.reservation))
+
+
+def test_a_tier_whose_campaigns_are_all_refused_gives_way_to_the_next():
+    """Small tier or big (drawn, then offered whole), once every campaign in it is refused by its
+    cap the next tier fills: the page is neither left empty nor asked forever."""
+    for size in (1, WHOLE_TIER + 4):
+        book = [campaign(n, tier="sponsorship", frequency_cap=FrequencyCap(count=1, period="day"))
+                for n in range(1, size + 1)]
+        d = decider(book + [campaign(99, tier="house", price=0)])
+        moment = d.ledger.moment(d.clock())
+        for seen in book[1:]:  # all but campaign 1 already seen today
+            d.state.seed(d.ledger.charge(seen, "impression", "reader-1", moment), time.time())  # the store's clock
+        assert serve_and_bill(d, request(), 3) == [1, 99, 99]
+
+
+def test_a_higher_tiers_campaign_on_one_slot_leaves_the_next_slot_to_the_next_tier():
+    d = decider([campaign(1, tier="sponsorship"), campaign(2, tier="standard")])
+    for _ in range(5):
+        assert fill_ids(d, request(slots=2)) == [1, 2]
+
+
+def test_a_store_that_reads_every_option_at_once_fills_every_slot():
+    """The Redis store gets each need's options in one call: a campaign asked for by one need
+    and not taken must still be offered, unchanged, to the next."""
+    d = decider([campaign(1), campaign(2)])
+    original = d.state.reserve
+
+    async def eager(needs, taken, hold):
+        return await original([list(options) for options in needs], taken, hold)
+
+    d.state.reserve = eager
+    for _ in range(10):
+        assert sorted(fill_ids(d, request(slots=2))) == [1, 2]
+
+
+def test_a_decision_holds_the_readers_cap_until_its_pixel():
+    """Two pages before the first pixel arrives: a cap of one serves only one of them."""
+    d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="day"))])
+    assert [fill_ids(d, request()) for _ in range(2)] == [[1], [None]]
+
+
+def serve_and_bill(d, req, times: int) -> list:
+    """The campaign each of ``times`` decisions filled, each impression billed at once."""
+    served = []
+    for i in range(times):
+        fill = asyncio.run(d.decide(req, [AdNeed("s0", ("300x250",), None)]))["s0"]
+        served.append(fill and fill.campaign.id)
+        if fill is not None:
+            assert asyncio.run(d.bill("impression", fill.campaign.id, req.user_id, f"bill-{i}", 86400,
+                                      fill.reservation))
+    return served
