@@ -404,3 +404,77 @@ def serve_and_bill(d, req, times: int) -> list:
             assert asyncio.run(d.bill("impression", fill.campaign.id, req.user_id, f"bill-{i}", 86400,
                                       fill.reservation))
     return served
+
+
+def test_the_same_seed_makes_the_same_choices_and_a_decider_needs_no_clock():
+    book = [campaign(n, price=float(n)) for n in range(1, 6)]
+    runs = [[fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(40)]
+            for d in (decider(book, seed=7), decider(book, seed=7))]
+    assert runs[0] == runs[1] and len(set(runs[0])) > 1
+    now = dt.datetime.now(UTC)
+    live = campaign(1, flight=Flight(start=now - dt.timedelta(days=1), end=now + dt.timedelta(days=1)))
+    config = Config(site=Site(timezone="UTC"), placements=PLACEMENTS, campaigns=[live])
+    assert fill_ids(Decider(Inventory(config), Ledger("UTC"), MemoryState()), request()) == [1]  # the real time
+
+
+def test_a_creative_of_weight_zero_never_serves_even_as_the_only_one_of_the_slots_size():
+    d = decider([with_creatives(campaign(1), ("300x250", 1.0), ("728x90", 0.0))])
+    assert fill_ids(d, request(), [AdNeed("s0", ("728x90",), None)]) == [None]
+
+
+def test_a_slot_gets_only_creatives_of_its_sizes():
+    d = decider([with_creatives(campaign(1), ("300x250", 1.0), ("160x600", 1.0))])
+    sizes = {asyncio.run(d.decide(request(user={"id": f"r{i}"}), [AdNeed("s0", ("160x600",), None)]))["s0"].creative.size
+             for i in range(30)}
+    assert sizes == {"160x600"}
+
+
+def test_cheap_campaigns_keep_their_shares_too():
+    """Scores under 1 (eCPM 0.25 against 0.75) are weighted like any other."""
+    d = decider([campaign(1, price=0.25), campaign(2, price=0.75)])
+    counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(3000))
+    assert counts[2] / 3000 == pytest.approx(0.75, abs=0.03)
+
+
+def test_every_campaign_of_a_big_tier_gets_its_draws():
+    d = decider([campaign(n) for n in range(1, 3 * WHOLE_TIER + 1)])  # last in the tier too
+    served = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(1500))
+    assert set(served) == set(range(1, 3 * WHOLE_TIER + 1))
+
+
+def test_pages_from_two_replicas_keep_their_own_reservations():
+    """Two deciders (replicas) on one store, each reader capped at one: every page's pixel
+    confirms its own reservation, none is mistaken for the other replica's."""
+    store = MemoryState()
+    fills = []
+    for readers in (("a", "b"), ("c", "d")):
+        d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="day"))])
+        d.state = store
+        fills += [(d, reader, asyncio.run(d.decide(request(user={"id": reader}),
+                                                   [AdNeed("s0", ("300x250",), None)]))["s0"]) for reader in readers]
+    assert all(fill is not None for _d, _reader, fill in fills)
+    assert [asyncio.run(d.bill("impression", 1, reader, f"pixel-{reader}", 86400, fill.reservation))
+            for d, reader, fill in fills] == [True] * 4
+
+
+def test_an_unconfirmed_decision_holds_the_cap_for_five_minutes_by_default():
+    clock = FakeClock()
+    d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="day"))], clock)
+    d.state = MemoryState(clock=lambda: clock().timestamp())
+    assert fill_ids(d, request()) == [1]
+    clock.advance(seconds=299)
+    assert fill_ids(d, request()) == [None]
+    clock.advance(seconds=1)
+    assert fill_ids(d, request()) == [1]
+
+
+def test_pages_of_other_articles_share_the_targeting_outcome_when_no_campaign_reads_urls():
+    d = decider([campaign(1, targeting=Targeting(sections=["politics"]))])
+    looked_up = []
+    original = d.inventory.lookup
+    d.inventory.lookup = lambda *a: looked_up.append(a) or original(*a)
+    for n in range(3):
+        page = {"item_id": f"a{n}", "section": "politics", "keywords": ["senate"],
+                "url": f"https://news.example/politics/a{n}"}
+        assert fill_ids(d, request(page=page)) == [1]
+    assert len(looked_up) == 1
