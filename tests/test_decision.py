@@ -388,9 +388,11 @@ def test_a_store_that_reads_every_option_at_once_fills_every_slot():
         assert sorted(fill_ids(d, request(slots=2))) == [1, 2]
 
 
-def test_a_decision_holds_the_readers_cap_until_its_pixel():
-    """Two pages before the first pixel arrives: a cap of one serves only one of them."""
-    d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="day"))])
+@pytest.mark.parametrize("limit", [{"frequency_cap": FrequencyCap(count=1, period="day")},
+                                   {"budget": Budget(metric="impressions", daily=1), "pacing": "asap"}])
+def test_a_decision_holds_its_counters_until_its_pixel(limit):
+    """Two pages before the first pixel arrives: a cap or a budget of one serves only one of them."""
+    d = decider([campaign(1, **limit)])
     assert [fill_ids(d, request()) for _ in range(2)] == [[1], [None]]
 
 
