@@ -219,3 +219,59 @@ async def test_a_checkpoint_loads_back_without_what_expired_since():
     loaded = MemoryState(clock=lambda: now[0])
     loaded.load_snapshot(saved.items())
     assert len(loaded) == 1 and await loaded.get_many(["a", "b"]) == [0.0, 3.0]
+
+
+@pytest.fixture
+async def redis_pair(redis_url):
+    """Two Redis stores sharing one fresh prefix: two replicas of one deployment."""
+    prefix = f"t{uuid.uuid4().hex}:"
+    pair = [RedisState(redis_url, prefix=prefix, clock=lambda: START) for _ in range(2)]
+    yield pair
+    for state in pair:
+        await state.close()
+
+
+@pytest.mark.redis
+async def test_only_the_first_replica_to_reach_an_empty_redis_is_told_to_rebuild(redis_pair):
+    first, second = redis_pair
+    assert await first.open()
+    assert not await second.open() and not await first.open()
+
+
+@pytest.mark.redis
+async def test_a_published_change_reaches_every_replica_once_in_order(redis_pair):
+    writer, reader = redis_pair
+    await writer.publish("feed", b"one")
+    await writer.publish("feed", b"two")
+    await writer.publish("other", b"elsewhere")
+    position, changes = await reader.follow("feed", "0")
+    assert changes == [b"one", b"two"]
+    assert await reader.follow("feed", position) == (position, [])  # nothing new
+    first, changes = await reader.follow("feed", "0", batch=1)
+    assert changes == [b"one"] and (await reader.follow("feed", first, batch=1))[1] == [b"two"]
+
+
+@pytest.mark.redis
+async def test_erasure_deletes_the_matching_keys_it_wants_and_nothing_else(redis_pair):
+    state, _ = redis_pair
+    for key in ("c1:cap:r1:20261125", "c1:cap:r10:20261125", "c1:cap:r2:20261125"):
+        assert await state.first_time(key, 600)
+    deleted = await state.delete_matching("*:r1*", lambda key: key.split(":")[2] == "r1")
+    assert deleted == ["c1:cap:r1:20261125"]
+    assert await state.first_time("c1:cap:r1:20261125", 600)  # gone
+    assert not await state.first_time("c1:cap:r10:20261125", 600)  # kept
+    assert await state.delete_matching("*:nobody*", lambda key: True) == []
+
+
+@pytest.mark.redis
+async def test_a_rebuild_skips_what_expired_and_works_in_batches(redis_pair):
+    state, _ = redis_pair
+    replayed = Replayed()
+    for n in range(5):
+        replayed.seed([count(f"live{n}", 1.0, 600)], START - 10)
+    replayed.seed([count("expired", 1.0, 600)], START - 600)  # its last second has passed
+    replayed.mark("tok:live", 600, START - 599)
+    replayed.mark("tok:expired", 600, START - 600)
+    await state.restore(replayed, batch=2)
+    assert await state.get_many([f"live{n}" for n in range(5)] + ["expired"]) == [1.0] * 5 + [0.0]
+    assert not await state.first_time("tok:live", 600) and await state.first_time("tok:expired", 600)
