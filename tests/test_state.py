@@ -280,20 +280,25 @@ async def test_a_rebuild_skips_what_expired_and_works_in_batches(redis_pair):
 async def test_memory_keys_of_every_minute_are_swept_whenever_the_store_started():
     """Started mid-minute, written to within the minute its first key expires in: each key is
     dropped once its minute has passed, none left behind."""
-    now = [START + 10]
-    state = MemoryState(clock=lambda: now[0])
-    state.seed([count("x", 1.0, 30), count("y", 1.0, 90), count("z", 1.0, 150)], now[0])  # 3 minutes
-    now[0] += 10
-    state.seed([count("early", 1.0, 3600)], now[0])  # a sweep before x is due
-    now[0] += 230
-    state.seed([count("late", 1.0, 3600)], now[0])
+    state = memory_from(START + 10)
+    state.seed([count("x", 1.0, 30), count("y", 1.0, 90), count("z", 1.0, 150)], state.now[0])  # 3 minutes
+    for seconds, key in ((10, "early"), (230, "late")):  # the first sweeps before x is due
+        state.now[0] += seconds
+        state.seed([count(key, 1.0, 3600)], state.now[0])
     assert len(state) == 2
 
 
 async def test_a_memory_counter_stops_counting_against_its_limit_the_second_it_expires():
-    now = [START]
-    state = MemoryState(clock=lambda: now[0])
-    state.seed([count("c1:cap:r", 1.0, 60)], now[0])
+    state = memory_from(START)
+    state.seed([count("c1:cap:r", 1.0, 60)], START)
     assert await state.reserve([[capped(1, "r", 1, "p1.1")]], set(), HOLD) == [None]
-    now[0] += 60
+    state.now[0] += 60
     assert await state.reserve([[capped(1, "r", 1, "p2.1")]], set(), HOLD) == [0]
+
+
+def memory_from(start: float) -> MemoryState:
+    """An embedded store on a clock the test moves through ``state.now``."""
+    now = [start]
+    state = MemoryState(clock=lambda: now[0])
+    state.now = now
+    return state
