@@ -3,12 +3,15 @@ and the embedded store's expiry that never stalls the loop."""
 
 from __future__ import annotations
 
+import math
 import uuid
 
 import pytest
 
 from adserve.ledger import Limit
-from adserve.state import CUT, MemoryState, Option, RedisState, Replayed
+from adserve.state import CUT, MemoryState, Option, RedisState, Replayed, StateUnavailable
+
+from .live import free_port
 
 HOLD = 300
 START = 1_800_000_000.0
@@ -231,6 +234,23 @@ async def redis_pair(redis_url):
         await state.close()
 
 
+
+@pytest.mark.redis
+async def test_redis_keys_expire_after_the_ttl_they_were_created_with(redis_url):
+    """Read from Redis itself: marks, assignments, outcomes and counters each carry their TTL."""
+    import redis.asyncio as redis
+    prefix = f"t{uuid.uuid4().hex}:"
+    state, raw = RedisState(redis_url, prefix=prefix), redis.from_url(redis_url)
+    try:
+        assert await state.first_time("tok", 60)
+        assert await state.assign("ab:r:cr1:reader", "A", 120) == "A"
+        assert await state.settle("bill:click:1", 180, None, (Limit("c1:clicks", 4, 1, "click", 240),))
+        ttls = [await raw.pttl(prefix + key) for key in ("tok", "ab:r:cr1:reader", "bill:click:1", "c1:clicks")]
+        assert [math.ceil(ttl / 1000) for ttl in ttls] == [60, 120, 180, 240]
+    finally:
+        await state.close()
+        await raw.aclose()
+
 @pytest.mark.redis
 async def test_only_the_first_replica_to_reach_an_empty_redis_is_told_to_rebuild(redis_pair):
     first, second = redis_pair
@@ -295,6 +315,25 @@ async def test_a_memory_counter_stops_counting_against_its_limit_the_second_it_e
     state.now[0] += 60
     assert await state.reserve([[capped(1, "r", 1, "p2.1")]], set(), HOLD) == [0]
 
+
+
+async def test_an_unreachable_redis_is_down_at_once_and_serves_only_what_no_counter_limits():
+    """Nothing listens on the port: the first call marks the store down, later calls fail at
+    once without trying, and a decision's reserve still places the options without counters."""
+    state = RedisState(f"redis://127.0.0.1:{free_port()}/0", prefix="t:", wait=0.5)
+    try:
+        with pytest.raises(StateUnavailable):
+            await state.get_many(["a"])
+        assert state.down
+        with pytest.raises(StateUnavailable, match="down"):
+            await state.first_time("tok", 600)
+        assert await state.reserve([[capped(1, "r", 5, "p1.1"), free(2)], [capped(3, "r", 5, "p1.3")]],
+                                   set(), HOLD) == [1, None]
+        with pytest.raises(StateUnavailable):
+            await state.open()
+        assert state.down
+    finally:
+        await state.close()
 
 def memory_from(start: float) -> MemoryState:
     """An embedded store on a clock the test moves through ``state.now``."""
