@@ -3,7 +3,6 @@ and the embedded store's expiry that never stalls the loop."""
 
 from __future__ import annotations
 
-import math
 import uuid
 
 import pytest
@@ -57,6 +56,7 @@ async def test_each_need_takes_the_first_option_that_fits_and_is_free(store):
 async def test_a_cut_tier_stops_the_walk_only_when_nothing_fit_before_it(store):
     assert await store.reserve([[capped(1, "r", 0, "p1.1"), CUT, free(2)], [free(3)]], set(), HOLD) == []
     assert await store.reserve([[free(1), CUT], [capped(2, "r", 0, "p2.2"), CUT]], set(), HOLD) == [0]
+    assert await store.reserve([[capped(4, "r", 1, "p4.4"), CUT], [capped(5, "r", 1, "p5.5")]], set(), HOLD) == [0, 0]
 
 
 async def test_a_reservation_holds_its_counters_until_its_pixel_confirms_it(store):
@@ -101,6 +101,7 @@ async def test_a_mark_is_new_once_and_can_be_forgotten(store):
 async def test_an_assignment_keeps_its_first_value(store):
     assert await store.assign("ab:r:cr1:reader", "A", 600) == "A"
     assert await store.assign("ab:r:cr1:reader", "B", 600) == "A"
+    assert await store.assign("ab:r:cr1:reader", "C", 600) == "A"  # "B" was never written either
 
 
 async def test_memory_state_expires_keys_without_a_full_pass():
@@ -240,13 +241,19 @@ async def test_redis_keys_expire_after_the_ttl_they_were_created_with(redis_url)
     """Read from Redis itself: marks, assignments, outcomes and counters each carry their TTL."""
     import redis.asyncio as redis
     prefix = f"t{uuid.uuid4().hex}:"
-    state, raw = RedisState(redis_url, prefix=prefix), redis.from_url(redis_url)
+    state, raw = RedisState(redis_url, prefix=prefix, clock=lambda: START), redis.from_url(redis_url)
     try:
         assert await state.first_time("tok", 60)
         assert await state.assign("ab:r:cr1:reader", "A", 120) == "A"
         assert await state.settle("bill:click:1", 180, None, (Limit("c1:clicks", 4, 1, "click", 240),))
-        ttls = [await raw.pttl(prefix + key) for key in ("tok", "ab:r:cr1:reader", "bill:click:1", "c1:clicks")]
-        assert [math.ceil(ttl / 1000) for ttl in ttls] == [60, 120, 180, 240]
+        replayed = Replayed()  # a rebuild: each key lives as long as its first event left it
+        replayed.seed([count("c1:day", 1.0, 600)], START - 100)
+        replayed.seed([count("c1:day", 1.0, 600)], START - 10)
+        replayed.mark("tok:old", 600, START - 300)
+        await state.restore(replayed)
+        keys = ("tok", "ab:r:cr1:reader", "bill:click:1", "c1:clicks", "c1:day", "tok:old")
+        ttls = [await raw.pttl(prefix + key) for key in keys]
+        assert [round(ttl / 1000) for ttl in ttls] == [60, 120, 180, 240, 500, 300]
     finally:
         await state.close()
         await raw.aclose()
@@ -256,6 +263,7 @@ async def test_only_the_first_replica_to_reach_an_empty_redis_is_told_to_rebuild
     first, second = redis_pair
     assert await first.open()
     assert not await second.open() and not await first.open()
+    assert await first.get_many(["c1:day"]) == [0.0]  # and it is up
 
 
 @pytest.mark.redis
@@ -287,9 +295,9 @@ async def test_erasure_deletes_the_matching_keys_it_wants_and_nothing_else(redis
 async def test_a_rebuild_skips_what_expired_and_works_in_batches(redis_pair):
     state, _ = redis_pair
     replayed = Replayed()
+    replayed.seed([count("expired", 1.0, 600)], START - 600)  # its last second has passed
     for n in range(5):
         replayed.seed([count(f"live{n}", 1.0, 600)], START - 10)
-    replayed.seed([count("expired", 1.0, 600)], START - 600)  # its last second has passed
     replayed.mark("tok:live", 600, START - 599)
     replayed.mark("tok:expired", 600, START - 600)
     await state.restore(replayed, batch=2)
