@@ -11,7 +11,7 @@ from collections import Counter
 import pytest
 
 from adserve import decision
-from adserve.decision import DRAWS, AdNeed, Decider, Inventory
+from adserve.decision import DRAWS, WHOLE_TIER, AdNeed, Decider, Inventory
 from adserve.ledger import Ledger
 from adserve.model import (Budget, Campaign, Config, Creative, Daypart, Flight, FrequencyCap, KeywordRule,
                            Placement, Price, Site, Targeting, Variant)
@@ -353,3 +353,130 @@ def test_a_click_before_its_impression_pixel_leaves_the_reservation_to_the_pixel
     fill = asyncio.run(d.decide(request(), [AdNeed("s0", ("300x250",), None)]))["s0"]
     assert asyncio.run(d.bill("click", 1, "reader-1", "hit-click", 86400, fill.reservation))
     assert asyncio.run(d.bill("impression", 1, "reader-1", "hit-view", 86400, fill.reservation))
+
+
+def test_a_tier_whose_campaigns_are_all_refused_gives_way_to_the_next():
+    """Small tier or big (drawn, then offered whole), once every campaign in it is refused by its
+    cap the next tier fills: the page is neither left empty nor asked forever."""
+    for size in (1, WHOLE_TIER + 4):
+        book = [campaign(n, tier="sponsorship", frequency_cap=FrequencyCap(count=1, period="day"))
+                for n in range(1, size + 1)]
+        d = decider(book + [campaign(99, tier="house", price=0)])
+        moment = d.ledger.moment(d.clock())
+        for seen in book[1:]:  # all but campaign 1 already seen today
+            d.state.seed(d.ledger.charge(seen, "impression", "reader-1", moment), time.time())  # the store's clock
+        assert serve_and_bill(d, request(), 3) == [1, 99, 99]
+
+
+def test_a_higher_tiers_campaign_on_one_slot_leaves_the_next_slot_to_the_next_tier():
+    d = decider([campaign(1, tier="sponsorship"), campaign(2, tier="standard")])
+    for _ in range(5):
+        assert fill_ids(d, request(slots=2)) == [1, 2]
+
+
+def test_a_store_that_reads_every_option_at_once_fills_every_slot():
+    """The Redis store gets each need's options in one call: a campaign asked for by one need
+    and not taken must still be offered, unchanged, to the next."""
+    d = decider([campaign(1), campaign(2)])
+    original = d.state.reserve
+
+    async def eager(needs, taken, hold):
+        return await original([list(options) for options in needs], taken, hold)
+
+    d.state.reserve = eager
+    for _ in range(10):
+        assert sorted(fill_ids(d, request(slots=2))) == [1, 2]
+
+
+@pytest.mark.parametrize("limit", [{"frequency_cap": FrequencyCap(count=1, period="day")},
+                                   {"budget": Budget(metric="impressions", daily=1), "pacing": "asap"}])
+def test_a_decision_holds_its_counters_until_its_pixel(limit):
+    """Two pages before the first pixel arrives: a cap or a budget of one serves only one of them."""
+    d = decider([campaign(1, **limit)])
+    assert [fill_ids(d, request()) for _ in range(2)] == [[1], [None]]
+
+
+def serve_and_bill(d, req, times: int) -> list:
+    """The campaign each of ``times`` decisions filled, each impression billed at once."""
+    served = []
+    for i in range(times):
+        fill = asyncio.run(d.decide(req, [AdNeed("s0", ("300x250",), None)]))["s0"]
+        served.append(fill and fill.campaign.id)
+        if fill is not None:
+            assert asyncio.run(d.bill("impression", fill.campaign.id, req.user_id, f"bill-{i}", 86400,
+                                      fill.reservation))
+    return served
+
+
+def test_the_same_seed_makes_the_same_choices_and_a_decider_needs_no_clock():
+    book = [campaign(n, price=float(n)) for n in range(1, 6)]
+    runs = [[fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(40)]
+            for d in (decider(book, seed=7), decider(book, seed=7))]
+    assert runs[0] == runs[1] and len(set(runs[0])) > 1
+    now = dt.datetime.now(UTC)
+    live = campaign(1, flight=Flight(start=now - dt.timedelta(days=1), end=now + dt.timedelta(days=1)))
+    config = Config(site=Site(timezone="UTC"), placements=PLACEMENTS, campaigns=[live])
+    assert fill_ids(Decider(Inventory(config), Ledger("UTC"), MemoryState()), request()) == [1]  # the real time
+
+
+def test_a_creative_of_weight_zero_never_serves_even_as_the_only_one_of_the_slots_size():
+    d = decider([with_creatives(campaign(1), ("300x250", 1.0), ("728x90", 0.0))])
+    assert fill_ids(d, request(), [AdNeed("s0", ("728x90",), None)]) == [None]
+
+
+def test_a_slot_gets_only_creatives_of_its_sizes():
+    d = decider([with_creatives(campaign(1), ("300x250", 1.0), ("160x600", 1.0))])
+    sizes = {asyncio.run(d.decide(request(user={"id": f"r{i}"}), [AdNeed("s0", ("160x600",), None)]))["s0"].creative.size
+             for i in range(30)}
+    assert sizes == {"160x600"}
+
+
+def test_cheap_campaigns_keep_their_shares_too():
+    """Scores under 1 (eCPM 0.25 against 0.75) are weighted like any other."""
+    d = decider([campaign(1, price=0.25), campaign(2, price=0.75)])
+    counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(3000))
+    assert counts[2] / 3000 == pytest.approx(0.75, abs=0.03)
+
+
+def test_every_campaign_of_a_big_tier_gets_its_draws():
+    d = decider([campaign(n) for n in range(1, 3 * WHOLE_TIER + 1)])  # last in the tier too
+    served = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(1500))
+    assert set(served) == set(range(1, 3 * WHOLE_TIER + 1))
+
+
+def test_pages_from_two_replicas_keep_their_own_reservations():
+    """Two deciders (replicas) on one store, each reader capped at one: every page's pixel
+    confirms its own reservation, none is mistaken for the other replica's."""
+    store = MemoryState()
+    fills = []
+    for readers in (("a", "b"), ("c", "d")):
+        d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="day"))])
+        d.state = store
+        fills += [(d, reader, asyncio.run(d.decide(request(user={"id": reader}),
+                                                   [AdNeed("s0", ("300x250",), None)]))["s0"]) for reader in readers]
+    assert all(fill is not None for _d, _reader, fill in fills)
+    assert [asyncio.run(d.bill("impression", 1, reader, f"pixel-{reader}", 86400, fill.reservation))
+            for d, reader, fill in fills] == [True] * 4
+
+
+def test_an_unconfirmed_decision_holds_the_cap_for_five_minutes_by_default():
+    clock = FakeClock()
+    d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="day"))], clock)
+    d.state = MemoryState(clock=lambda: clock().timestamp())
+    assert fill_ids(d, request()) == [1]
+    clock.advance(seconds=299)
+    assert fill_ids(d, request()) == [None]
+    clock.advance(seconds=1)
+    assert fill_ids(d, request()) == [1]
+
+
+def test_pages_of_other_articles_share_the_targeting_outcome_when_no_campaign_reads_urls():
+    d = decider([campaign(1, targeting=Targeting(sections=["politics"]))])
+    looked_up = []
+    original = d.inventory.lookup
+    d.inventory.lookup = lambda *a: looked_up.append(a) or original(*a)
+    for n in range(3):
+        page = {"item_id": f"a{n}", "section": "politics", "keywords": ["senate"],
+                "url": f"https://news.example/politics/a{n}"}
+        assert fill_ids(d, request(page=page)) == [1]
+    assert len(looked_up) == 1

@@ -9,8 +9,10 @@ from typing import Iterator
 import pytest
 
 from adserve.ledger import Limit
-from adserve.state import CUT, MemoryState, Option, RedisState, Replayed
+from adserve.state import CUT, MemoryState, Option, RedisState, Replayed, StateUnavailable
 from adserve.state.memory import STEP
+
+from .live import free_port
 
 HOLD = 300
 START = 1_800_000_000.0
@@ -56,6 +58,7 @@ async def test_each_need_takes_the_first_option_that_fits_and_is_free(store):
 async def test_a_cut_tier_stops_the_walk_only_when_nothing_fit_before_it(store):
     assert await store.reserve([[capped(1, "r", 0, "p1.1"), CUT, free(2)], [free(3)]], set(), HOLD) == []
     assert await store.reserve([[free(1), CUT], [capped(2, "r", 0, "p2.2"), CUT]], set(), HOLD) == [0]
+    assert await store.reserve([[capped(4, "r", 1, "p4.4"), CUT], [capped(5, "r", 1, "p5.5")]], set(), HOLD) == [0, 0]
 
 
 async def test_a_reservation_holds_its_counters_until_its_pixel_confirms_it(store):
@@ -100,6 +103,7 @@ async def test_a_mark_is_new_once_and_can_be_forgotten(store):
 async def test_an_assignment_keeps_its_first_value(store):
     assert await store.assign("ab:r:cr1:reader", "A", 600) == "A"
     assert await store.assign("ab:r:cr1:reader", "B", 600) == "A"
+    assert await store.assign("ab:r:cr1:reader", "C", 600) == "A"  # "B" was never written either
 
 
 async def test_memory_state_expires_keys_without_a_full_pass():
@@ -276,3 +280,129 @@ async def test_a_call_releases_a_bounded_step_of_a_busy_seconds_reservations():
         await state.reserve([], set(), HOLD)  # each call releases a step
         held.append(sum(await state.get_many([f"c{n}:cap:r" for n in range(3 * STEP)])))
     assert held == [2 * STEP, STEP, 0, 0]
+
+
+@pytest.fixture
+async def redis_pair(redis_url):
+    """Two Redis stores sharing one fresh prefix: two replicas of one deployment."""
+    prefix = f"t{uuid.uuid4().hex}:"
+    pair = [RedisState(redis_url, prefix=prefix, clock=lambda: START) for _ in range(2)]
+    yield pair
+    for state in pair:
+        await state.close()
+
+
+
+@pytest.mark.redis
+async def test_redis_keys_expire_after_the_ttl_they_were_created_with(redis_url):
+    """Read from Redis itself: marks, assignments, outcomes and counters each carry their TTL."""
+    import redis.asyncio as redis
+    prefix = f"t{uuid.uuid4().hex}:"
+    state, raw = RedisState(redis_url, prefix=prefix, clock=lambda: START), redis.from_url(redis_url)
+    try:
+        assert await state.first_time("tok", 60)
+        assert await state.assign("ab:r:cr1:reader", "A", 120) == "A"
+        assert await state.settle("bill:click:1", 180, None, (Limit("c1:clicks", 4, 1, "click", 240),))
+        replayed = Replayed()  # a rebuild: each key lives as long as its first event left it
+        replayed.seed([count("c1:day", 1.0, 600)], START - 100)
+        replayed.seed([count("c1:day", 1.0, 600)], START - 10)
+        replayed.mark("tok:old", 600, START - 300)
+        await state.restore(replayed)
+        keys = ("tok", "ab:r:cr1:reader", "bill:click:1", "c1:clicks", "c1:day", "tok:old")
+        ttls = [await raw.pttl(prefix + key) for key in keys]
+        assert [round(ttl / 1000) for ttl in ttls] == [60, 120, 180, 240, 500, 300]
+    finally:
+        await state.close()
+        await raw.aclose()
+
+@pytest.mark.redis
+async def test_only_the_first_replica_to_reach_an_empty_redis_is_told_to_rebuild(redis_pair):
+    first, second = redis_pair
+    assert await first.open()
+    assert not await second.open() and not await first.open()
+    assert await first.get_many(["c1:day"]) == [0.0]  # and it is up
+
+
+@pytest.mark.redis
+async def test_a_published_change_reaches_every_replica_once_in_order(redis_pair):
+    writer, reader = redis_pair
+    await writer.publish("feed", b"one")
+    await writer.publish("feed", b"two")
+    await writer.publish("other", b"elsewhere")
+    position, changes = await reader.follow("feed", "0")
+    assert changes == [b"one", b"two"]
+    assert await reader.follow("feed", position) == (position, [])  # nothing new
+    first, changes = await reader.follow("feed", "0", batch=1)
+    assert changes == [b"one"] and (await reader.follow("feed", first, batch=1))[1] == [b"two"]
+
+
+@pytest.mark.redis
+async def test_erasure_deletes_the_matching_keys_it_wants_and_nothing_else(redis_pair):
+    state, _ = redis_pair
+    for key in ("c1:cap:r1:20261125", "c1:cap:r10:20261125", "c1:cap:r2:20261125"):
+        assert await state.first_time(key, 600)
+    deleted = await state.delete_matching("*:r1*", lambda key: key.split(":")[2] == "r1")
+    assert deleted == ["c1:cap:r1:20261125"]
+    assert await state.first_time("c1:cap:r1:20261125", 600)  # gone
+    assert not await state.first_time("c1:cap:r10:20261125", 600)  # kept
+    assert await state.delete_matching("*:nobody*", lambda key: True) == []
+
+
+@pytest.mark.redis
+async def test_a_rebuild_skips_what_expired_and_works_in_batches(redis_pair):
+    state, _ = redis_pair
+    replayed = Replayed()
+    replayed.seed([count("expired", 1.0, 600)], START - 600)  # its last second has passed
+    for n in range(5):
+        replayed.seed([count(f"live{n}", 1.0, 600)], START - 10)
+    replayed.mark("tok:live", 600, START - 599)
+    replayed.mark("tok:expired", 600, START - 600)
+    await state.restore(replayed, batch=2)
+    assert await state.get_many([f"live{n}" for n in range(5)] + ["expired"]) == [1.0] * 5 + [0.0]
+    assert not await state.first_time("tok:live", 600) and await state.first_time("tok:expired", 600)
+
+
+async def test_memory_keys_of_every_minute_are_swept_whenever_the_store_started():
+    """Started mid-minute, written to within the minute its first key expires in: each key is
+    dropped once its minute has passed, none left behind."""
+    state = memory_from(START + 10)
+    state.seed([count("x", 1.0, 30), count("y", 1.0, 90), count("z", 1.0, 150)], state.now[0])  # 3 minutes
+    for seconds, key in ((10, "early"), (230, "late")):  # the first sweeps before x is due
+        state.now[0] += seconds
+        state.seed([count(key, 1.0, 3600)], state.now[0])
+    assert len(state) == 2
+
+
+async def test_a_memory_counter_stops_counting_against_its_limit_the_second_it_expires():
+    state = memory_from(START)
+    state.seed([count("c1:cap:r", 1.0, 60)], START)
+    assert await state.reserve([[capped(1, "r", 1, "p1.1")]], set(), HOLD) == [None]
+    state.now[0] += 60
+    assert await state.reserve([[capped(1, "r", 1, "p2.1")]], set(), HOLD) == [0]
+
+
+
+async def test_an_unreachable_redis_is_down_at_once_and_serves_only_what_no_counter_limits():
+    """Nothing listens on the port: the first call marks the store down, later calls fail at
+    once without trying, and a decision's reserve still places the options without counters."""
+    state = RedisState(f"redis://127.0.0.1:{free_port()}/0", prefix="t:", wait=0.5)
+    try:
+        with pytest.raises(StateUnavailable):
+            await state.get_many(["a"])
+        assert state.down
+        with pytest.raises(StateUnavailable, match="down"):
+            await state.first_time("tok", 600)
+        assert await state.reserve([[capped(1, "r", 5, "p1.1"), free(2)], [capped(3, "r", 5, "p1.3")]],
+                                   set(), HOLD) == [1, None]
+        with pytest.raises(StateUnavailable):
+            await state.open()
+        assert state.down
+    finally:
+        await state.close()
+
+def memory_from(start: float) -> MemoryState:
+    """An embedded store on a clock the test moves through ``state.now``."""
+    now = [start]
+    state = MemoryState(clock=lambda: now[0])
+    state.now = now
+    return state
