@@ -78,6 +78,23 @@ def test_the_index_matches_a_plain_scan_and_says_until_when(entries, queries):
             assert scan(entries, c, (now + until) / 2) == matched
 
 
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(entry, min_size=1, max_size=30), st.integers(3, 12), st.lists(st.tuples(context, moment), min_size=1, max_size=4))
+def test_a_book_of_many_words_matches_a_plain_scan(entries, copies, queries):
+    """The index keeps its lists as bitsets over the entries' positions: a book spanning several
+    64-bit words and a last byte filled in part (copies of the same entries, so matches spread
+    over every word, down to the first and last position) answers as the scan does."""
+    book = entries * copies + entries[:1]
+    index = TargetingIndex(book)
+    for c, now in queries:
+        assert ask(index, c, now)[0] == scan(book, c, now)
+
+
+def test_an_empty_book_matches_nothing_ever():
+    assert ask(TargetingIndex([]), Context(("300x250",), None, None, None, "https://x.example/", None, None),
+               BASE) == ([], float("inf"))
+
 def test_activations_switch_at_each_edge_through_a_dst_night():
     """Minute by minute over the spring-forward night, flights and dayparts switch on and off at
     their edges, and the index, advancing only past edges, agrees with the scan at every step."""
