@@ -200,7 +200,7 @@ class Decider:
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
-        self._names: dict[int, tuple[str, ...]] = {}  # campaign id -> what it takes on a page
+        self._shared: dict[int, tuple] = {}  # campaign id -> (moment, campaign, names, bounds, Option)
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
@@ -242,13 +242,14 @@ class Decider:
         Ranking by weighted draws, then taking the first allowed, gives each allowed candidate
         exactly its share among the allowed ones: refused draws only drop out of the lottery.
         """
+        taken = page.taken  # empty but on a page asked again after a CUT
         for tier, group in enumerate(tiers):
             whole = len(group.candidates) <= WHOLE_TIER or group.total <= 0 or (index, tier) in page.whole
             ranked = group.order(self.rng) if whole else group.draw(self.rng, DRAWS)
             unbounded = False  # an option no counter refuses: lower tiers would not be reached
             for candidate in ranked:
                 option = self._option(candidate.campaign, page)
-                if option is not None and page.taken.isdisjoint(option.names):
+                if option is not None and (not taken or taken.isdisjoint(option.names)):
                     seen.append((candidate, option))
                     yield option
                     unbounded |= not option.checks
@@ -259,19 +260,29 @@ class Decider:
                 return
 
     def _option(self, campaign: Campaign, page: _Page) -> Option | None:
-        """The campaign as the store sees it (None: it may not serve this reader); once per page."""
+        """The campaign as the store sees it (None: it may not serve this reader); once per page.
+
+        Without a frequency cap its limits are the same for every reader within a ledger moment
+        (one second): kept per campaign then, with its Option when it reserves nothing, so most
+        pages only add their reservation id.
+        """
         option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
         if option is not self:
             return option
-        names = self._names.get(campaign.id)
-        if names is None:
-            names = self._names[campaign.id] = (f"c{campaign.id}", f"a:{campaign.advertiser}") \
-                if self.unique_advertiser else (f"c{campaign.id}",)
-        bounds = self.ledger.reservable(campaign, page.reader, page.moment) if bounded(campaign) else ((), ())
-        option = None
-        if bounds is not None:
-            checks, holds = bounds
-            option = Option(names, checks, holds, f"{page.reservation}{campaign.id}" if holds else None)
+        shared = self._shared.get(campaign.id)
+        if shared is None or shared[0] is not page.moment or shared[1] is not campaign:
+            names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
+                else (f"c{campaign.id}",)
+            bounds = None  # a reader's cap: asked per page
+            if campaign.frequency_cap is None:
+                bounds = self.ledger.reservable(campaign, None, page.moment) if bounded(campaign) else ((), ())
+            unreserved = Option(names, *bounds, None) if bounds is not None and not bounds[1] else None
+            shared = self._shared[campaign.id] = (page.moment, campaign, names, bounds, unreserved)
+        _moment, _campaign, names, bounds, option = shared
+        if option is None:
+            bounds = bounds or self.ledger.reservable(campaign, page.reader, page.moment)
+            if bounds is not None:
+                option = Option(names, *bounds, f"{page.reservation}{campaign.id}" if bounds[1] else None)
         page.options[campaign.id] = option
         return option
 
