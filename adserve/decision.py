@@ -105,6 +105,7 @@ class Group:
         self.candidates = candidates
         self.cumulative = list(itertools.accumulate(c.score for c in candidates))
         self.total = self.cumulative[-1] if candidates else 0.0
+        self.whole = len(candidates) <= WHOLE_TIER or self.total <= 0  # offered whole, never drawn
 
     def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
         """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
@@ -244,7 +245,7 @@ class Decider:
         """
         taken = page.taken  # empty but on a page asked again after a CUT
         for tier, group in enumerate(tiers):
-            whole = len(group.candidates) <= WHOLE_TIER or group.total <= 0 or (index, tier) in page.whole
+            whole = group.whole or (index, tier) in page.whole
             ranked = group.order(self.rng) if whole else group.draw(self.rng, DRAWS)
             unbounded = False  # an option no counter refuses: lower tiers would not be reached
             for candidate in ranked:
