@@ -34,25 +34,27 @@ class Script:
 
 
 class Pipe:
+    """Every command of the process on one connection, each reply handed to its own caller."""
+
     def __init__(self, url: str, wait: float = 1.0) -> None:
         self._connections = ConnectionPool.from_url(url, protocol=2, socket_timeout=wait,
                                                     socket_connect_timeout=wait)  # only opens them
         self._wait = wait
-        self._writer: asyncio.StreamWriter | None = None  # set while a connection is open
+        self._connection: _Connection | None = None
         self._opening: asyncio.Future | None = None
-        self._reading: asyncio.Task | None = None
+        self._outgoing: list[bytes] = []  # commands issued in this turn of the loop, written at its end
         self._pending: deque[tuple[asyncio.Future, float]] = deque()  # (caller, reply deadline), in order
         self._watch: asyncio.TimerHandle | None = None  # fires at the oldest pending deadline
 
     async def call(self, *args: bytes | str | int | float) -> Any:
         """One command's reply: bytes, int, None or a list of them; a Redis error raises ResponseError."""
-        if self._writer is None:
+        if self._connection is None:
             await self._open()
         return await self._issue(args)
 
     async def call_many(self, commands: list[tuple]) -> list[Any]:
         """Several commands written at once, their replies in order (one round trip)."""
-        if self._writer is None:
+        if self._connection is None:
             await self._open()
         return await asyncio.gather(*[self._issue(args) for args in commands])
 
@@ -64,22 +66,28 @@ class Pipe:
                 raise
             return await self.call(b"EVAL", script.source, 0, *args)  # EVAL also caches it
 
-    async def reset(self) -> None:
-        """Drop the connection (the next command opens a new one), failing what is in flight."""
-        self._drop(ConnectionError("connection reset"))
-
     async def close(self) -> None:
-        await self.reset()
+        """Drop the connection, failing what is in flight; a later command opens a new one."""
+        self._drop(self._connection, ConnectionError("connection closed"))
 
     def _issue(self, args: tuple) -> asyncio.Future:
+        if self._connection is None:  # lost since it was opened
+            raise ConnectionError("the connection to Redis was lost")
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         deadline = loop.time() + self._wait
         self._pending.append((future, deadline))
-        self._writer.write(_packed(args))
+        if not self._outgoing:  # one write (one syscall) for every command of this turn
+            loop.call_soon(self._flush, self._connection)
+        self._outgoing.append(_packed(args))
         if self._watch is None:
             self._watch = loop.call_at(deadline, self._check)
         return future
+
+    def _flush(self, connection: _Connection) -> None:
+        if connection is self._connection:  # else they failed with the connection they were for
+            connection.transport.write(b"".join(self._outgoing))
+            self._outgoing = []
 
     async def _open(self) -> None:
         if self._opening is None:
@@ -88,33 +96,22 @@ class Pipe:
 
     async def _connect(self) -> None:
         try:
-            connection = self._connections.make_connection()
-            await connection.connect()
-            # redis-py's handshake is done: its streams are ours from here on (and closed by us)
-            reader, self._writer = connection._reader, connection._writer
-            connection._reader = connection._writer = None
-            self._reading = asyncio.create_task(self._read(reader, self._writer))
+            opened = self._connections.make_connection()
+            await opened.connect()
+            # redis-py's handshake is done: its stream is ours from here on (and closed by us)
+            self._connection = _Connection(self, opened._writer)
+            opened._reader = opened._writer = None
         finally:
             self._opening = None
 
-    async def _read(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        parser = hiredis.Reader(replyError=ResponseError)
-        try:
-            while data := await reader.read(1 << 16):
-                parser.feed(data)
-                while (reply := parser.gets()) is not False:
-                    future = self._pending.popleft()[0]
-                    if future.done():  # its caller was cancelled
-                        continue
-                    if isinstance(reply, ResponseError):
-                        future.set_exception(reply)
-                    else:
-                        future.set_result(reply)
-            fault = ConnectionError("Redis closed the connection")
-        except (OSError, hiredis.ProtocolError) as exc:
-            fault = ConnectionError(f"reading from Redis: {exc}")
-        if self._writer is writer:
-            self._drop(fault)
+    def _answer(self, reply: Any) -> None:
+        future = self._pending.popleft()[0]
+        if future.done():  # its caller was cancelled
+            return
+        if isinstance(reply, ResponseError):
+            future.set_exception(reply)
+        else:
+            future.set_result(reply)
 
     def _check(self) -> None:
         """The oldest command past its deadline: the connection is stuck; else look again then."""
@@ -122,18 +119,17 @@ class Pipe:
         if self._pending:
             deadline = self._pending[0][1]
             if asyncio.get_running_loop().time() >= deadline:
-                self._drop(TimeoutError(f"no reply from Redis within {self._wait} s"))
+                self._drop(self._connection, TimeoutError(f"no reply from Redis within {self._wait} s"))
             else:
                 self._watch = asyncio.get_running_loop().call_at(deadline, self._check)
 
-    def _drop(self, fault: Exception) -> None:
-        writer, self._writer = self._writer, None
-        if writer is None:
+    def _drop(self, connection: _Connection | None, fault: Exception) -> None:
+        """Close ``connection`` if it is still the current one, and fail every command in flight."""
+        if connection is None or connection is not self._connection:
             return
-        if self._reading is not None and self._reading is not asyncio.current_task():
-            self._reading.cancel()
-        self._reading = None
-        writer.close()
+        self._connection = None
+        connection.transport.close()
+        self._outgoing = []
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
@@ -141,6 +137,28 @@ class Pipe:
         for future, _ in pending:
             if not future.done():
                 future.set_exception(fault)
+
+
+class _Connection(asyncio.Protocol):
+    """One connection's replies, parsed as they arrive and handed to the pipe's callers in order."""
+
+    def __init__(self, pipe: Pipe, stream: asyncio.StreamWriter) -> None:
+        self.pipe = pipe
+        self.stream = stream  # kept: the stream closes its transport when it is collected
+        self.transport = stream.transport
+        self.parser = hiredis.Reader(replyError=ResponseError)
+        self.transport.set_protocol(self)  # replies come here, not to the stream's reader
+
+    def data_received(self, data: bytes) -> None:
+        self.parser.feed(data)
+        try:
+            while (reply := self.parser.gets()) is not False:
+                self.pipe._answer(reply)
+        except hiredis.ProtocolError as exc:
+            self.pipe._drop(self, ConnectionError(f"reading from Redis: {exc}"))
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.pipe._drop(self, ConnectionError(f"Redis closed the connection: {exc}"))
 
 
 def _packed(args: tuple) -> bytes:

@@ -24,6 +24,14 @@ from .test_server import local, logged, post_slots
 pytestmark = pytest.mark.redis
 
 
+@pytest.fixture
+async def state(redis_url):
+    """A store with keys of its own in the session's Redis."""
+    store = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
+    yield store
+    await store.close()
+
+
 def ttl_ms(url: str, state: RedisState, key: str) -> int:
     with sync_redis.Redis.from_url(url) as client:
         return client.pttl(state._prefix + key)
@@ -122,23 +130,15 @@ async def test_redis_killed_and_restarted_empty_mid_load(aiohttp_client, make_se
     assert sum(f.get("campaign_id") == LIMITED for f in more) == 20
 
 
-async def test_concurrent_calls_share_one_connection_each_with_its_own_answer(redis_url):
-    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
-    try:
-        marks = await asyncio.gather(*(state.first_time(f"tok{n % 25}", 60) for n in range(50)))
-        assert marks == [True] * 25 + [False] * 25 and not state.down
-    finally:
-        await state.close()
+async def test_concurrent_calls_share_one_connection_each_with_its_own_answer(state):
+    marks = await asyncio.gather(*(state.first_time(f"tok{n % 25}", 60) for n in range(50)))
+    assert marks == [True] * 25 + [False] * 25 and not state.down
 
 
-async def test_redis_assigns_a_value_once_with_its_ttl(redis_url):
-    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
-    try:
-        assert await state.assign("ab:r:x:reader", "A", 60) == "A"
-        assert await state.assign("ab:r:x:reader", "B", 60) == "A"  # a second visit keeps the first
-        assert 59_000 < ttl_ms(redis_url, state, "ab:r:x:reader") <= 60_000
-    finally:
-        await state.close()
+async def test_redis_assigns_a_value_once_with_its_ttl(state, redis_url):
+    assert await state.assign("ab:r:x:reader", "A", 60) == "A"
+    assert await state.assign("ab:r:x:reader", "B", 60) == "A"  # a second visit keeps the first
+    assert 59_000 < ttl_ms(redis_url, state, "ab:r:x:reader") <= 60_000
 
 
 async def test_thompson_assignments_and_counts_are_shared_by_replicas(redis_url):
@@ -206,18 +206,14 @@ async def test_scripts_run_again_after_redis_forgot_them(redis_url):
         await state.close()
 
 
-async def test_a_cancelled_call_leaves_the_answers_of_the_others_in_order(redis_url):
-    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:")
-    try:
-        assert await state.assign("k1", "A", 60) == "A"
-        cancelled = asyncio.create_task(state.assign("k2", "B", 60))
-        await asyncio.sleep(0)  # sent, its reply not read yet
-        cancelled.cancel()
-        answers = await asyncio.gather(state.assign("k1", "X", 60), state.assign("k2", "C", 60),
-                                       state.assign("k3", "D", 60))
-        assert answers == ["A", "B", "D"] and not state.down
-    finally:
-        await state.close()
+async def test_a_cancelled_call_leaves_the_answers_of_the_others_in_order(state):
+    assert await state.assign("k1", "A", 60) == "A"
+    cancelled = asyncio.create_task(state.assign("k2", "B", 60))
+    await asyncio.sleep(0)  # sent, its reply not read yet
+    cancelled.cancel()
+    answers = await asyncio.gather(state.assign("k1", "X", 60), state.assign("k2", "C", 60),
+                                   state.assign("k3", "D", 60))
+    assert answers == ["A", "B", "D"] and not state.down
 
 
 async def test_a_redis_that_stops_answering_marks_the_store_down_within_the_wait(tmp_path):

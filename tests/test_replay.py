@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import shutil
 import sys
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -227,3 +228,29 @@ async def test_a_checkpoint_stalls_the_event_loop_no_longer_however_much_the_sto
         _header, saved = checkpoint.read(server.replay.checkpoint)
         assert len(saved) == size and all(value == 0 for _key, (value, _expires) in saved)  # holds left out
     assert longest[0] == longest[1]
+
+
+async def test_no_collection_walks_a_checkpoints_copy_of_the_store(make_server, monkeypatch):
+    """The copy is one container holding every key: each collection while it lived walked all
+    of it (20-40 ms steps of the loop, once a minute)."""
+    server = make_server()
+    for n in range(3000):  # its holds come out as 3,000 new tuples: collections would run
+        cap = Limit(f"c1:cap:reader-{n}", 3, 1, "impression", 3600)
+        await server.state.reserve([[Option(("c1",), (cap,), (cap,), f"p{n}.1")]], set(), 300)
+    collections, lifetime = [], []  # collections run so far, when the copy is made and last read
+    capture, encoded = server.state.capture, checkpoint.encoded
+
+    def last_read(*args):
+        yield from encoded(*args)
+        lifetime.append(len(collections))
+    monkeypatch.setattr(server.state, "capture", lambda: lifetime.append(len(collections)) or capture())
+    monkeypatch.setattr(checkpoint, "encoded", last_read)
+
+    def count(phase, _info):
+        collections.append(phase) if phase == "start" else None
+    gc.callbacks.append(count)
+    try:
+        await server.replay.write_checkpoint()
+    finally:
+        gc.callbacks.remove(count)
+    assert len(lifetime) == 2 and lifetime[0] == lifetime[1] and gc.isenabled()

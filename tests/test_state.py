@@ -10,6 +10,7 @@ import pytest
 
 from adserve.ledger import Limit
 from adserve.state import CUT, MemoryState, Option, RedisState, Replayed, choose
+from adserve.state.memory import STEP
 
 HOLD = 300
 START = 1_800_000_000.0
@@ -260,3 +261,32 @@ def test_the_walk_asks_take_once_per_free_option_in_order_until_one_takes():
     needs = [[free(1), free(3)], [free(1), free(2), free(3), free(4)], [CUT, free(5)]]
     assert choose(needs, {"c9"}, take) == [0, 2]
     assert asked == ["c1", "c2", "c3"]
+
+
+async def test_a_write_sweeps_a_bounded_step_of_a_busy_minutes_expired_keys():
+    """A minute of a busy server's reader caps expires together (60,000-240,000 keys at 1,000-4,000
+    pages a second): removed by one write, they stalled its answer for 15-60 ms once a minute."""
+    now = [START - START % 60]
+    state = MemoryState(clock=lambda: now[0])
+    state.seed([count(f"cap:{n}", 1.0, 60) for n in range(3 * STEP)], now[0])
+    now[0] += 120
+    left = []
+    for _ in range(4):
+        state.seed([count("day", 1.0, 86400)], now[0])  # each write sweeps a step
+        left.append(len(state) - 1)
+    assert left == [2 * STEP, STEP, 0, 0]
+
+
+async def test_a_call_releases_a_bounded_step_of_a_busy_seconds_reservations():
+    """Each second of answers comes due together five minutes later (3,000-12,000 reservations a
+    second at 1,000-4,000 pages): released by one call, they stalled its answer for 2-9 ms."""
+    now = [START]
+    state = MemoryState(clock=lambda: now[0])
+    for n in range(3 * STEP):
+        assert await state.reserve([[capped(n, "r", 1, f"p{n}")]], set(), HOLD) == [0]
+    now[0] += HOLD + 1
+    held = []
+    for _ in range(4):
+        await state.reserve([], set(), HOLD)  # each call releases a step
+        held.append(sum(await state.get_many([f"c{n}:cap:r" for n in range(3 * STEP)])))
+    assert held == [2 * STEP, STEP, 0, 0]

@@ -2,10 +2,10 @@
 
 A write is one XADD (a field ``e``, the event's JSON line, and ``w``, the writer) that also trims
 entries older than ``server.retention_days`` (``MINID ~``: Redis drops whole blocks, so trimming
-costs the append nothing). Writes that arrive while a round trip is in flight go together in the
-next one (a group commit): at most one round trip per answer, fewer under load. The event records
-what the counters decided (counted, billable, the slots filled), so it is written after the
-counter scripts, not pipelined with them.
+costs the append nothing). Writes go down the process's one pipelined connection (``redis_pipe``):
+none waits for another's reply, and the writes of one turn of the loop leave in one syscall. The
+event records what the counters decided (counted, billable, the slots filled), so it is written
+after the counter scripts, not pipelined with them.
 
 The ack promise: a write returns once its events are in the stream or in the spool (the file
 sink's files, with its fsync). An XADD that fails (Redis gone, a timeout) writes the same lines,
@@ -42,12 +42,11 @@ SHIP_BYTES = 1 << 20  # spool read per shipping round trip
 class StreamSink:
     def __init__(self, url: str, spool: EventLog, retention_days: int | None = None,
                  key: str = STREAM_KEY, clock=time.time, wait: float = 1.0) -> None:
-        import redis.asyncio as redis  # optional dependency, only for multi-replica setups
-        from redis.exceptions import RedisError
+        from redis.exceptions import RedisError  # optional dependency, only for multi-replica setups
 
-        pool = redis.BlockingConnectionPool.from_url(url, max_connections=64, timeout=wait,
-                                                     socket_timeout=wait, socket_connect_timeout=wait)
-        self._redis = redis.Redis(connection_pool=pool)
+        from ..redis_pipe import Pipe
+
+        self._redis = Pipe(url, wait)
         self._faults = (RedisError, OSError)
         self.key = key
         self.source = url
@@ -57,8 +56,6 @@ class StreamSink:
         self._clock = clock
         self._ids = EventIds(self.writer, clock)
         self._keep_ms = retention_days * 86_400_000 if retention_days else None
-        self._waiting: list[tuple[list[bytes], asyncio.Future]] = []  # for the next round trip
-        self._sending: asyncio.Task | None = None
         self._shipped_path = self.folder / f"stream-shipped.{self.writer}.json"
         self._shipped = self._load_shipped()
         self.down = any(size > done for _, done, size in self._spooled())  # ship what a crash left
@@ -72,7 +69,7 @@ class StreamSink:
         lines = serialised(events, self._ids, now)
         if not self.down:
             try:
-                await waited_on(self._add(lines, now))
+                await waited_on(self._send(lines, now))
                 return
             except self._faults as exc:
                 if not self.down:  # concurrent writes fail together: say it once
@@ -85,8 +82,9 @@ class StreamSink:
         found = await self.spool.recent(since, types)
         start = str(int(since * 1000))
         try:
-            while entries := await self._redis.xrange(self.key, min=start, count=1000):
-                for _, fields in entries:
+            while entries := await self._redis.call(b"XRANGE", self.key, start, b"+", b"COUNT", 1000):
+                for _, pairs in entries:
+                    fields = dict(zip(pairs[::2], pairs[1::2]))
                     if fields[b"w"].decode() == self.writer:
                         event = orjson.loads(fields[b"e"])
                         if event["type"] in types and event["ts"] >= since:
@@ -96,40 +94,14 @@ class StreamSink:
             raise LogUnavailable(f"event stream: {exc}") from exc
         return first_copies(found)
 
-    async def _add(self, lines: list[bytes], now: float) -> None:
-        """Send ``lines`` with the next round trip; return once Redis has them."""
-        done = asyncio.get_running_loop().create_future()
-        self._waiting.append((lines, done))
-        if self._sending is None:
-            self._sending = asyncio.create_task(self._send_waiting())
-        await done
-
-    async def _send_waiting(self) -> None:
-        """Round trips until no write waits: each carries every write queued during the last."""
-        try:
-            while self._waiting:
-                batch, self._waiting = self._waiting, []
-                try:
-                    await self._send([line for lines, _ in batch for line in lines], self._clock())
-                except self._faults as exc:
-                    for _, done in batch:
-                        done.set_exception(exc)
-                else:
-                    for _, done in batch:
-                        done.set_result(None)
-        finally:
-            self._sending = None
-
     async def _send(self, lines: list[bytes], now: float) -> None:
         """One round trip for any number of lines."""
-        minid = int(now * 1000) - self._keep_ms if self._keep_ms else None
-        if len(lines) == 1:  # a pipeline of one costs more than the command
-            await self._redis.xadd(self.key, {"w": self.writer, "e": lines[0]}, minid=minid, approximate=True)
-            return
-        pipe = self._redis.pipeline(transaction=False)
-        for line in lines:
-            pipe.xadd(self.key, {"w": self.writer, "e": line}, minid=minid, approximate=True)
-        await pipe.execute()
+        trim = (b"MINID", b"~", int(now * 1000) - self._keep_ms) if self._keep_ms else ()
+        commands = [(b"XADD", self.key, *trim, b"*", b"w", self.writer, b"e", line) for line in lines]
+        if len(commands) == 1:
+            await self._redis.call(*commands[0])
+        else:
+            await self._redis.call_many(commands)
 
     async def sync_forever(self, interval: float = 0.2) -> None:
         """fsync the spool in batches; while down, ship it whenever the stream answers again."""
@@ -206,10 +178,8 @@ class StreamSink:
         partial.replace(self._shipped_path)
 
     async def aclose(self) -> None:
-        if self._sending is not None:
-            await asyncio.gather(self._sending, return_exceptions=True)
         self.spool.close()
-        await self._redis.aclose()
+        await self._redis.close()
 
 
 def erase_reader(url: str, reader: str, key: str = STREAM_KEY) -> int:

@@ -4,22 +4,26 @@ A full collection walks every container the collector tracks and stops the event
 What start-up loads (catalog, model, config, replayed counters) lives as long as the process, so
 it is frozen out of the collector's sight at start (before: 120-190 ms pauses every few seconds
 under load). Serving builds long-lived containers of its own, which the start-up freeze misses:
-the embedded store's open reservations (five minutes of answers) and expiry lists (a day of
-reader caps). Walked by every full collection, they make its pause grow with traffic (16-66 ms
-after 100 s of load, a million references a few minutes later). So the survivors of each full
-collection are frozen too, and the next one walks only what was promoted since.
+the embedded store's lists of keys by expiry minute (a day of reader caps) and of reservations
+by release second (five minutes of answers). Walked by every full collection, they make its
+pause grow with traffic and uptime (7-42 ms of CPU within 100 s of load). So the survivors of
+each full collection are frozen too, and the next one walks only what was promoted since. (The
+store's dicts of tuples escape a freeze: each full collection untracks them, the next insert
+tracks them again as young objects; see benchmarks/PROFILE.md.)
 
 A frozen object is still freed by reference counting, but never as cyclic garbage: what was alive
 at a freeze and later dies in a cycle (a connection, a request in flight) stays (about 100 objects
 a freeze, measured under load). So every ``LOOK_AGAIN_SECONDS`` the survivors are given back to
-the collector instead, and the next full collection frees that garbage: one long pause an hour,
-in place of one every few seconds.
+the collector instead, and the next full collection frees that garbage: one full walk of
+everything an hour.
 """
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import time
+from typing import Iterator
 
 LOOK_AGAIN_SECONDS = 3600.0  # how long cyclic garbage that was alive at a freeze may stay
 OLDEST = 2  # the generation a full collection collects
@@ -48,3 +52,17 @@ def start() -> None:
     """At the end of start-up: freeze what it loaded, then the survivors of each full collection."""
     gc.freeze()
     gc.callbacks.append(FreezeSurvivors())
+
+
+@contextlib.contextmanager
+def paused() -> Iterator[None]:
+    """No automatic collection meanwhile: for a big short-lived container (a checkpoint's copy of
+    the store), which each collection would walk whole while it lives. Garbage waits until the
+    end; so does nothing else."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()

@@ -12,10 +12,12 @@ reads the whole log into a ``Replayed`` for it.
 The snapshot's moment and the offsets are taken together on the event-loop thread, where the
 tracker settles a hit with the embedded store and then logs it without yielding in between (the
 store's calls never suspend): every logged hit before the offsets is in the snapshot, every one
-after is replayed. A hit billed before the snapshot but logged after it (its first write failed, a retry
-logged it) has its billing outcome in the snapshot, so it is not charged again. Reservations are
-not saved: a snapshot leaves out what open reservations hold, so after a restart their pixels
-are billed as late ones, if their limits still fit.
+after is replayed. A hit billed before the snapshot but logged after it (its first write failed,
+a retry logged it) has its billing outcome in the snapshot, so it is not charged again.
+Reservations are not saved: a snapshot leaves out what open reservations hold, so after a
+restart their pixels are billed as late ones, if their limits still fit. The rest of a
+checkpoint (taking those holds out of the copy, encoding it) runs a slice per step of the loop,
+so that a busy store never stalls the answers.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from ..events import (EventSink, StreamUnreachable, local_copy, log_files, log_s
 from ..ledger import Ledger
 from ..recs.recommender import Recommender
 from ..state import MemoryState, Replayed, StateStore
-from . import tracking
+from . import gcpolicy, tracking
 
 log = logging.getLogger("adserve.replay")
 RECENT_DAYS = 7      # reader history and popularity look this far back
@@ -145,6 +147,11 @@ class Replay:
         """Take the moment, then finish the copy and encode it a slice per step of the loop, so
         answers keep flowing meanwhile; only the writing goes to a worker thread (Python there
         would hold the interpreter lock as long, and the loop would wait for it)."""
+        with gcpolicy.paused():  # the copy is gone before collections resume
+            lines = await self._encoded()
+        await asyncio.to_thread(checkpoint.replace, self.checkpoint, lines)
+
+    async def _encoded(self) -> list[bytes]:
         header = self._header()
         counters, steps = self.state.capture()  # the same moment as the header's offsets
         for _ in steps:
@@ -153,7 +160,7 @@ class Replay:
         for line in checkpoint.encoded(header, counters):
             lines.append(line)
             await asyncio.sleep(0)
-        await asyncio.to_thread(checkpoint.replace, self.checkpoint, lines)
+        return lines
 
     def _header(self) -> dict:
         """The log offsets: taken with the store's copy, in one step (see the module docstring)."""

@@ -13,19 +13,21 @@ from .base import Option, Replayed, choose
 if TYPE_CHECKING:
     from ..ledger import Limit
 
+STEP = 1000  # expired keys, or reservations come due, that one call removes at most
+
 
 class MemoryState:
     """The embedded default: one dict, with expiry buckets so expired keys leave a few at a time.
 
-    Each key created is also filed under the minute it expires in; a write drops the buckets
-    whose minute has passed. Expiry work is spread over the writes that cause it, never one
-    pass over the whole dict that would stall the event loop. Nothing awaits between a check
-    and its increment, so both are atomic.
+    Each key created is also filed under the minute it expires in; a write drops the keys of
+    buckets whose minute has passed, ``STEP`` at most. Expiry work is spread over the writes,
+    never one pass over the whole dict, nor over a busy minute's keys, that would stall the
+    event loop. Nothing awaits between a check and its increment, so both are atomic.
 
     An open reservation is its id and one flat tuple of the counter keys it holds and their
     costs (keys shared with the ledger's, a few hundred bytes in all; no objects of the
     decision), filed under the second it is released in: a server holds one per answered ad
-    for the hold time. Releases come at most a second after the hold time.
+    for the hold time. Releases come about a second after the hold time, ``STEP`` per call.
     """
 
     def __init__(self, clock=time.time) -> None:
@@ -142,10 +144,18 @@ class MemoryState:
         return True
 
     def _release_due(self, now: float) -> None:
-        """Give back what reservations past their hold time still hold (settled ones are gone)."""
-        while self._release_seconds and self._release_seconds[0] <= now:
-            for reservation in self._releasing.pop(heapq.heappop(self._release_seconds)):
-                self._unhold(self._values, self._reserved.pop(reservation, ()), now)
+        """Give back what reservations past their hold time still hold (settled ones are gone),
+        ``STEP`` of them per call: a busy second's answers all come due together."""
+        if self._release_seconds and self._release_seconds[0] <= now:
+            step = STEP
+            while self._release_seconds and self._release_seconds[0] <= now:
+                due = self._releasing[self._release_seconds[0]]
+                while due and step:
+                    self._unhold(self._values, self._reserved.pop(due.pop(), ()), now)
+                    step -= 1
+                if due:
+                    return  # the rest at the next call
+                del self._releasing[heapq.heappop(self._release_seconds)]
 
     @staticmethod
     def _unhold(values: dict[str, tuple[float, float]], held: tuple, now: float) -> None:
@@ -160,14 +170,23 @@ class MemoryState:
         self._expiring.setdefault(minute, []).append(key)
 
     def _sweep(self, now: float) -> None:
-        """Drop the keys of every expiry minute that has passed by ``now`` (the clock's, not an event's)."""
+        """Drop the keys of every expiry minute that has passed by ``now`` (the clock's, not an
+        event's), ``STEP`` of them per call: a busy minute's keys all expire together."""
         minute = int(now // 60)
-        while self._swept_minute < minute:
-            for key in self._expiring.pop(self._swept_minute, ()):
-                entry = self._values.get(key)
-                if entry is not None and entry[1] <= now:
-                    del self._values[key]
-            self._swept_minute += 1
+        if self._swept_minute < minute:
+            step = STEP
+            while self._swept_minute < minute:
+                due = self._expiring.get(self._swept_minute, [])
+                while due and step:
+                    key = due.pop()
+                    entry = self._values.get(key)
+                    if entry is not None and entry[1] <= now:
+                        del self._values[key]
+                    step -= 1
+                if due:
+                    return  # the rest at the next write
+                self._expiring.pop(self._swept_minute, None)
+                self._swept_minute += 1
 
     def snapshot(self) -> dict[str, tuple[float, float]]:
         """Every key -> (value, expires_at), copied at once: what a checkpoint saves.

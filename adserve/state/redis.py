@@ -222,7 +222,7 @@ class RedisState:
         dropped first: after an outage it may still point at the dead server.
         """
         try:
-            await self._redis.reset()
+            await self._redis.close()
             empty = await self._redis.call(b"SET", self._prefix + "alive", 1, b"NX") is not None
         except self._faults as exc:
             self.down = True
