@@ -167,7 +167,7 @@ class Inventory:
 class _Page:
     """What one request has learned so far: campaign options, names taken, tiers to ask whole."""
 
-    def __init__(self, request: SlotRequest, moment: Moment, reservation: str) -> None:
+    def __init__(self, request: SlotRequest, moment: Moment, reservation: str, shared: dict[int, tuple]) -> None:
         self.request = request
         self.reader = request.consent.ads_reader(request.user_id)
         self.moment = moment
@@ -175,6 +175,7 @@ class _Page:
         self.local = moment.local
         self.reservation = reservation  # prefix of this page's reservation ids
         self.options: dict[int, Option | None] = {}  # campaign id -> what the store sees
+        self.shared = shared  # campaign id -> what the store sees of it for any reader in this moment
         self.taken: set[str] = set()  # campaigns (and advertisers, when the site asks) on the page
         self.whole: set[tuple[int, int]] = set()  # (need, tier) whose draws were all refused
 
@@ -201,7 +202,8 @@ class Decider:
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
-        self._shared: dict[int, tuple] = {}  # campaign id -> (moment, campaign, names, bounds, Option)
+        self._moment = None  # the ledger moment of the newest page
+        self._shared: dict[int, tuple] = {}  # its campaign id -> (names, bounds without a cap, Option)
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
@@ -213,7 +215,9 @@ class Decider:
         is the rest of the page asked again, with that tier whole.
         """
         moment = self.ledger.moment(self.clock())
-        page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.")
+        if moment is not self._moment:  # a new second: pages of the last one keep theirs
+            self._moment, self._shared = moment, {}
+        page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
         tiers = [self._targeted(need, page).tiers for need in needs]
         fills: dict[str, Fill | None] = {}
         done = 0
@@ -264,22 +268,23 @@ class Decider:
         """The campaign as the store sees it (None: it may not serve this reader); once per page.
 
         Without a frequency cap its limits are the same for every reader within a ledger moment
-        (one second): kept per campaign then, with its Option when it reserves nothing, so most
-        pages only add their reservation id.
+        (one second): kept per campaign for the pages of that moment (a page still walking when
+        the next second starts keeps its own), with its Option when it reserves nothing, so
+        most pages only add their reservation id.
         """
         option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
         if option is not self:
             return option
-        shared = self._shared.get(campaign.id)
-        if shared is None or shared[0] is not page.moment or shared[1] is not campaign:
+        shared = page.shared.get(campaign.id)
+        if shared is None:
             names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
                 else (f"c{campaign.id}",)
             bounds = None  # a reader's cap: asked per page
             if campaign.frequency_cap is None:
                 bounds = self.ledger.reservable(campaign, None, page.moment) if bounded(campaign) else ((), ())
             unreserved = Option(names, *bounds, None) if bounds is not None and not bounds[1] else None
-            shared = self._shared[campaign.id] = (page.moment, campaign, names, bounds, unreserved)
-        _moment, _campaign, names, bounds, option = shared
+            shared = page.shared[campaign.id] = (names, bounds, unreserved)
+        names, bounds, option = shared
         if option is None:
             bounds = bounds or self.ledger.reservable(campaign, page.reader, page.moment)
             if bounds is not None:
