@@ -105,6 +105,7 @@ class Group:
         self.candidates = candidates
         self.cumulative = list(itertools.accumulate(c.score for c in candidates))
         self.total = self.cumulative[-1] if candidates else 0.0
+        self.whole = len(candidates) <= WHOLE_TIER or self.total <= 0  # offered whole, never drawn
 
     def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
         """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
@@ -166,7 +167,7 @@ class Inventory:
 class _Page:
     """What one request has learned so far: campaign options, names taken, tiers to ask whole."""
 
-    def __init__(self, request: SlotRequest, moment: Moment, reservation: str) -> None:
+    def __init__(self, request: SlotRequest, moment: Moment, reservation: str, shared: dict[int, tuple]) -> None:
         self.request = request
         self.reader = request.consent.ads_reader(request.user_id)
         self.moment = moment
@@ -174,6 +175,7 @@ class _Page:
         self.local = moment.local
         self.reservation = reservation  # prefix of this page's reservation ids
         self.options: dict[int, Option | None] = {}  # campaign id -> what the store sees
+        self.shared = shared  # campaign id -> what the store sees of it for any reader in this moment
         self.taken: set[str] = set()  # campaigns (and advertisers, when the site asks) on the page
         self.whole: set[tuple[int, int]] = set()  # (need, tier) whose draws were all refused
 
@@ -200,7 +202,8 @@ class Decider:
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
-        self._names: dict[int, tuple[str, ...]] = {}  # campaign id -> what it takes on a page
+        self._moment = None  # the ledger moment of the newest page
+        self._shared: dict[int, tuple] = {}  # its campaign id -> (names, bounds without a cap, Option)
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
@@ -212,7 +215,9 @@ class Decider:
         is the rest of the page asked again, with that tier whole.
         """
         moment = self.ledger.moment(self.clock())
-        page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.")
+        if moment is not self._moment:  # a new second: pages of the last one keep theirs
+            self._moment, self._shared = moment, {}
+        page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
         tiers = [self._targeted(need, page).tiers for need in needs]
         fills: dict[str, Fill | None] = {}
         done = 0
@@ -242,13 +247,14 @@ class Decider:
         Ranking by weighted draws, then taking the first allowed, gives each allowed candidate
         exactly its share among the allowed ones: refused draws only drop out of the lottery.
         """
+        taken = page.taken  # empty but on a page asked again after a CUT
         for tier, group in enumerate(tiers):
-            whole = len(group.candidates) <= WHOLE_TIER or group.total <= 0 or (index, tier) in page.whole
+            whole = group.whole or (index, tier) in page.whole
             ranked = group.order(self.rng) if whole else group.draw(self.rng, DRAWS)
             unbounded = False  # an option no counter refuses: lower tiers would not be reached
             for candidate in ranked:
                 option = self._option(candidate.campaign, page)
-                if option is not None and page.taken.isdisjoint(option.names):
+                if option is not None and (not taken or taken.isdisjoint(option.names)):
                     seen.append((candidate, option))
                     yield option
                     unbounded |= not option.checks
@@ -259,19 +265,30 @@ class Decider:
                 return
 
     def _option(self, campaign: Campaign, page: _Page) -> Option | None:
-        """The campaign as the store sees it (None: it may not serve this reader); once per page."""
+        """The campaign as the store sees it (None: it may not serve this reader); once per page.
+
+        Without a frequency cap its limits are the same for every reader within a ledger moment
+        (one second): kept per campaign for the pages of that moment (a page still walking when
+        the next second starts keeps its own), with its Option when it reserves nothing, so
+        most pages only add their reservation id.
+        """
         option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
         if option is not self:
             return option
-        names = self._names.get(campaign.id)
-        if names is None:
-            names = self._names[campaign.id] = (f"c{campaign.id}", f"a:{campaign.advertiser}") \
-                if self.unique_advertiser else (f"c{campaign.id}",)
-        bounds = self.ledger.reservable(campaign, page.reader, page.moment) if bounded(campaign) else ((), ())
-        option = None
-        if bounds is not None:
-            checks, holds = bounds
-            option = Option(names, checks, holds, f"{page.reservation}{campaign.id}" if holds else None)
+        shared = page.shared.get(campaign.id)
+        if shared is None:
+            names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
+                else (f"c{campaign.id}",)
+            bounds = None  # a reader's cap: asked per page
+            if campaign.frequency_cap is None:
+                bounds = self.ledger.reservable(campaign, None, page.moment) if bounded(campaign) else ((), ())
+            unreserved = Option(names, *bounds, None) if bounds is not None and not bounds[1] else None
+            shared = page.shared[campaign.id] = (names, bounds, unreserved)
+        names, bounds, option = shared
+        if option is None:
+            bounds = bounds or self.ledger.reservable(campaign, page.reader, page.moment)
+            if bounds is not None:
+                option = Option(names, *bounds, f"{page.reservation}{campaign.id}" if bounds[1] else None)
         page.options[campaign.id] = option
         return option
 

@@ -480,3 +480,19 @@ def test_pages_of_other_articles_share_the_targeting_outcome_when_no_campaign_re
                 "url": f"https://news.example/politics/a{n}"}
         assert fill_ids(d, request(page=page)) == [1]
     assert len(looked_up) == 1
+
+
+def test_pages_in_one_second_share_a_campaigns_bounds_but_not_a_readers_cap_nor_a_reservation():
+    """The decision keeps a campaign's reader-free limits for the ledger's second: the pages of
+    that second still each reserve their own, and each reader meets their own cap."""
+    d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="day")),
+                 campaign(2, budget=Budget(metric="impressions", daily=3), pacing="asap"),
+                 campaign(3, tier="house")])
+    needs = [AdNeed("s0", ("300x250",), None), AdNeed("s1", ("300x250",), None)]
+    pages, reservations = [], []
+    for reader in ["a", "b", "a", "b", "c", None]:
+        fills = asyncio.run(d.decide(request(user={"id": reader} if reader else {}), needs)).values()
+        pages.append(sorted((f.campaign.id for f in fills if f), key=str) + [None] * (None in fills))
+        reservations += [f.reservation for f in fills if f and f.reservation]
+    assert pages == [[1, 2], [1, 2], [2, 3], [3, None], [1, 3], [3, None]]  # no reader id: the cap skips
+    assert len(set(reservations)) == len(reservations) == 6  # the house campaign reserves nothing

@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 
 from adserve.ledger import Limit
-from adserve.state import CUT, MemoryState, Option, RedisState, Replayed, StateUnavailable
+from adserve.state import CUT, MemoryState, Option, RedisState, Replayed, StateUnavailable, choose
 from adserve.state.memory import STEP
 
 from .live import free_port
@@ -251,6 +251,20 @@ async def test_a_fit_deep_in_the_options_is_found_and_each_pick_is_reserved_once
     assert await store.reserve(needs, set(), HOLD) == [0, 11, 2]  # 30 is taken by the second need
     assert await store.reserve([[capped(20, "r", 1, "p2.20")]], set(), HOLD) == [None]  # held once, not twice
     assert await store.reserve([counted(full + [CUT, free(40)], []), [free(41)]], set(), HOLD) == []
+
+
+def test_the_walk_asks_take_once_per_free_option_in_order_until_one_takes():
+    """``take`` checks and reserves in one call (the walk is most of a light page's decision):
+    asked in order, once per option whose names are free, and never for a need's later options."""
+    asked: list[str] = []
+
+    def take(option: Option) -> bool:
+        asked.append(option.names[0])
+        return option.names[0] != "c2"
+
+    needs = [[free(1), free(3)], [free(1), free(2), free(3), free(4)], [CUT, free(5)]]
+    assert choose(needs, {"c9"}, take) == [0, 2]
+    assert asked == ["c1", "c2", "c3"]
 
 
 async def test_a_write_sweeps_a_bounded_step_of_a_busy_minutes_expired_keys():

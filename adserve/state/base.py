@@ -88,20 +88,25 @@ class StateStore(Protocol):
         """Release connections."""
 
 
-def choose(needs: list[Iterable[Option | None]], taken: set[str], allowed: Callable[[Option], bool],
-           take: Callable[[Option], None]) -> list[int | None]:
-    """The walk ``reserve`` makes (the Redis store makes it in Lua, in the same order)."""
+def choose(needs: list[Iterable[Option | None]], taken: set[str],
+           take: Callable[[Option], bool]) -> list[int | None]:
+    """The walk ``reserve`` makes (the Redis store makes it in Lua, in the same order).
+
+    ``take`` reserves an option not taken yet if its limits allow, and says whether it did: one
+    call per option, as the walk is most of a light page's decision.
+    """
     taken = set(taken)
     picks: list[int | None] = []
     for options in needs:
         pick = None
-        for index, option in enumerate(options):
+        index = 0
+        for option in options:
             if option is CUT:
                 return picks
-            if taken.isdisjoint(option.names) and allowed(option):
-                take(option)
+            if taken.isdisjoint(option.names) and take(option):
                 taken.update(option.names)
                 pick = index
                 break
+            index += 1
         picks.append(pick)
     return picks

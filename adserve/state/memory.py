@@ -43,22 +43,30 @@ class MemoryState:
                       hold_seconds: float) -> list[int | None]:
         now = self._clock()
         self._release_due(now)
+        reserved = self._reserved
+        second = math.ceil(now + hold_seconds)  # when what this call reserves is released
+        due: list[str] | None = None
 
-        def take(option: Option) -> None:
+        def take(option: Option) -> bool:
+            """Check and hold in one call per option: nothing awaits in between, so it is atomic."""
+            nonlocal due
+            if not self._fit(option.checks, now):
+                return False
             if option.reservation is not None:
                 held: list = []
                 for key, _limit, cost, _event, ttl in option.holds:
                     self._add(key, cost, now, ttl)
                     held += (key, cost)
-                self._reserved[option.reservation] = tuple(held)
-                second = math.ceil(now + hold_seconds)
-                due = self._releasing.get(second)
+                reserved[option.reservation] = tuple(held)
                 if due is None:
-                    due = self._releasing[second] = []
-                    heapq.heappush(self._release_seconds, second)
+                    due = self._releasing.get(second)
+                    if due is None:
+                        due = self._releasing[second] = []
+                        heapq.heappush(self._release_seconds, second)
                 due.append(option.reservation)
+            return True
 
-        picks = choose(needs, taken, lambda option: self._fit(option.checks, now), take)
+        picks = choose(needs, taken, take)
         self._sweep(now)
         return picks
 

@@ -185,12 +185,12 @@ class RedisState:
                     hold_seconds: float) -> list[int | None]:
         """One round trip of the reserve script (none when no option has a counter to read)."""
         if not any(option is not CUT and option.checks for options in needs for option in options):
-            return choose(needs, taken, lambda option: True, lambda option: None)
+            return choose(needs, taken, lambda option: True)
         request = orjson.dumps([sorted(taken), hold_seconds, needs], default=tuple)  # Options, Limits: arrays
         try:
             picks = await self._call(self._redis.run(self._reserve, self._prefix, self._clock(), request))
         except StateUnavailable:  # serve what no counter limits: uncapped and house campaigns
-            return choose(needs, taken, lambda option: not option.checks, lambda option: None)
+            return choose(needs, taken, lambda option: not option.checks)
         return [pick - 1 if pick else None for pick in picks]
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
