@@ -496,3 +496,22 @@ def test_pages_in_one_second_share_a_campaigns_bounds_but_not_a_readers_cap_nor_
         reservations += [f.reservation for f in fills if f and f.reservation]
     assert pages == [[1, 2], [1, 2], [2, 3], [3, None], [1, 3], [3, None]]  # no reader id: the cap skips
     assert len(set(reservations)) == len(reservations) == 6  # the house campaign reserves nothing
+
+
+def scored(*scores: float) -> list[decision.Candidate]:
+    return [decision.Candidate(campaign(n), (), score) for n, score in enumerate(scores, 1)]
+
+
+def test_a_weighted_order_puts_zero_weights_last():
+    group = decision.Group(scored(0.0, 1.0, 2.0))
+    rng = random.Random(5)
+    orders = [[c.campaign.id for c in group.order(rng)] for _ in range(200)]
+    assert {o[-1] for o in orders} == {1} and {o[0] for o in orders} == {2, 3}
+
+
+def test_free_campaigns_of_one_tier_share_it_equally():
+    """House campaigns cost nothing (score = weight x the 0.001 floor): a weighted order by
+    ``random() ** (1 / score)`` underflowed to 0.0 for most draws and the tie went to the first."""
+    d = decider([campaign(n, tier="house", price=0.0) for n in (1, 2)])
+    counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(3000))
+    assert counts[1] / 3000 == pytest.approx(0.5, abs=0.03)
