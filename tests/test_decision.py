@@ -515,3 +515,20 @@ def test_free_campaigns_of_one_tier_share_it_equally():
     d = decider([campaign(n, tier="house", price=0.0) for n in (1, 2)])
     counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(3000))
     assert counts[1] / 3000 == pytest.approx(0.5, abs=0.03)
+
+
+def test_group_draws_drop_repeats_in_draw_order():
+    """A store is offered each campaign once per tier: the likely one is drawn often, offered once."""
+    group = decision.Group(scored(100.0, 1.0))
+    rng = random.Random(5)
+    for _ in range(50):
+        drawn = list(group.draw(rng, DRAWS))
+        assert len(drawn) == len(set(drawn)) and drawn[0] is group.candidates[0]
+
+
+def test_a_draw_rounded_onto_the_top_of_the_sums_takes_the_last_candidate():
+    """Scores so small (subnormal) that ``random() * total`` rounds to the total itself: the draw
+    lands past the last running sum and must still pick the last candidate, not fail."""
+    group = decision.Group(scored(5e-324, 5e-324))
+    drawn = Counter(c.campaign.id for seed in range(40) for c in group.draw(random.Random(seed), 1))
+    assert set(drawn) == {1, 2}
