@@ -532,3 +532,34 @@ def test_a_draw_rounded_onto_the_top_of_the_sums_takes_the_last_candidate():
     group = decision.Group(scored(5e-324, 5e-324))
     drawn = Counter(c.campaign.id for seed in range(40) for c in group.draw(random.Random(seed), 1))
     assert set(drawn) == {1, 2}
+
+
+def test_variants_split_by_their_own_weights_beyond_two():
+    d = decider([campaign(1, variants=(("A", 1.0), ("B", 1.0), ("C", 1.0)))])
+    creative = d.inventory.campaigns[1].creatives[0]
+    shares = Counter(d.variant(creative, f"reader-{i}").id for i in range(3000))
+    assert all(shares[v] / 3000 == pytest.approx(1 / 3, abs=0.03) for v in "ABC")
+
+
+class FixedRandom(random.Random):
+    """A generator whose every ``random()`` is one point: the edges of a split, exactly."""
+
+    def __init__(self, point: float) -> None:
+        super().__init__(0)
+        self.point = point
+
+    def random(self) -> float:
+        return self.point
+
+
+def test_a_variant_of_weight_zero_never_serves_even_at_the_bottom_of_the_range():
+    d = decider([campaign(1, variants=(("A", 0.0), ("B", 1.0)))])
+    d.rng = FixedRandom(0.0)
+    assert d.variant(d.inventory.campaigns[1].creatives[0], None).id == "B"
+
+
+def test_the_top_of_the_range_goes_to_the_last_variant_when_the_shares_sum_under_one():
+    """Seven equal shares add up to 0.9999999999999998: the largest ``random()`` lands past them."""
+    d = decider([campaign(1, variants=tuple((v, 1.0) for v in "ABCDEFG"))])
+    d.rng = FixedRandom(1 - 2**-53)
+    assert d.variant(d.inventory.campaigns[1].creatives[0], None).id == "G"
