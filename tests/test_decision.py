@@ -563,3 +563,17 @@ def test_the_top_of_the_range_goes_to_the_last_variant_when_the_shares_sum_under
     d = decider([campaign(1, variants=tuple((v, 1.0) for v in "ABCDEFG"))])
     d.rng = FixedRandom(1 - 2**-53)
     assert d.variant(d.inventory.campaigns[1].creatives[0], None).id == "G"
+
+
+def test_billing_an_unknown_campaign_is_refused():
+    """A pixel of a campaign removed from the config since (or a forged id) bills nothing."""
+    d = decider([campaign(1)])
+    assert not asyncio.run(d.bill("impression", 99, "reader-1", "hit", 86400))
+    assert not asyncio.run(d.bill("click", "1", "reader-1", "hit", 86400))
+
+
+def test_an_impression_and_a_click_of_one_hit_are_billed_apart():
+    """Idempotency is per event kind: the impression of a hit does not make its click a retry."""
+    d = decider([campaign(1, budget=Budget(metric="clicks", daily=1), pacing="asap")])
+    bill = lambda kind, hit: asyncio.run(d.bill(kind, 1, "reader-1", hit, 86400))  # noqa: E731
+    assert [bill("impression", "h1"), bill("click", "h1"), bill("click", "h2")] == [True, True, False]
