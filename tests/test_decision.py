@@ -517,6 +517,11 @@ def test_free_campaigns_of_one_tier_share_it_equally():
     assert counts[1] / 3000 == pytest.approx(0.5, abs=0.03)
 
 
+def test_an_empty_group_scores_nothing_and_orders_nothing():
+    group = decision.Group([])
+    assert group.total == 0 and group.whole and group.order(random.Random(1)) == []
+
+
 def test_group_draws_drop_repeats_in_draw_order():
     """A store is offered each campaign once per tier: the likely one is drawn often, offered once."""
     group = decision.Group(scored(100.0, 1.0))
