@@ -21,6 +21,7 @@ import bisect
 import datetime as dt
 import hashlib
 import itertools
+import math
 import random
 import secrets
 from collections import OrderedDict
@@ -119,9 +120,14 @@ class Group:
                 yield candidate
 
     def order(self, rng: random.Random) -> list[Candidate]:
-        """All candidates in a weighted random order (Efraimidis-Spirakis keys; zero weights last)."""
-        return sorted(self.candidates, reverse=True,
-                      key=lambda c: rng.random() ** (1.0 / c.score) if c.score > 0 else -rng.random())
+        """All candidates in a weighted random order (zero weights last).
+
+        An exponential race: each candidate's time is exponential at its score's rate, the
+        earliest first, so each leads with its share of the scores. (Efraimidis-Spirakis keys
+        ``random() ** (1 / score)`` are the same race, but underflow to 0.0 for scores near the
+        0.001 floor, and a tie went to the first listed.)
+        """
+        return sorted(self.candidates, key=lambda c: rng.expovariate(c.score) if c.score > 0 else math.inf)
 
 
 class Inventory:

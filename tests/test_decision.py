@@ -496,3 +496,89 @@ def test_pages_in_one_second_share_a_campaigns_bounds_but_not_a_readers_cap_nor_
         reservations += [f.reservation for f in fills if f and f.reservation]
     assert pages == [[1, 2], [1, 2], [2, 3], [3, None], [1, 3], [3, None]]  # no reader id: the cap skips
     assert len(set(reservations)) == len(reservations) == 6  # the house campaign reserves nothing
+
+
+def scored(*scores: float) -> list[decision.Candidate]:
+    return [decision.Candidate(campaign(n), (), score) for n, score in enumerate(scores, 1)]
+
+
+def test_a_weighted_order_puts_zero_weights_last():
+    group = decision.Group(scored(0.0, 1.0, 2.0))
+    rng = random.Random(5)
+    orders = [[c.campaign.id for c in group.order(rng)] for _ in range(200)]
+    assert {o[-1] for o in orders} == {1} and {o[0] for o in orders} == {2, 3}
+
+
+def test_free_campaigns_of_one_tier_share_it_equally():
+    """House campaigns cost nothing (score = weight x the 0.001 floor): a weighted order by
+    ``random() ** (1 / score)`` underflowed to 0.0 for most draws and the tie went to the first."""
+    d = decider([campaign(n, tier="house", price=0.0) for n in (1, 2)])
+    counts = Counter(fill_ids(d, request(user={"id": f"r{i}"}))[0] for i in range(3000))
+    assert counts[1] / 3000 == pytest.approx(0.5, abs=0.03)
+
+
+def test_an_empty_group_scores_nothing_and_orders_nothing():
+    group = decision.Group([])
+    assert group.total == 0 and group.whole and group.order(random.Random(1)) == []
+
+
+def test_group_draws_drop_repeats_in_draw_order():
+    """A store is offered each campaign once per tier: the likely one is drawn often, offered once."""
+    group = decision.Group(scored(100.0, 1.0))
+    rng = random.Random(5)
+    for _ in range(50):
+        drawn = list(group.draw(rng, DRAWS))
+        assert len(drawn) == len(set(drawn)) and drawn[0] is group.candidates[0]
+
+
+def test_a_draw_rounded_onto_the_top_of_the_sums_takes_the_last_candidate():
+    """Scores so small (subnormal) that ``random() * total`` rounds to the total itself: the draw
+    lands past the last running sum and must still pick the last candidate, not fail."""
+    group = decision.Group(scored(5e-324, 5e-324))
+    drawn = Counter(c.campaign.id for seed in range(40) for c in group.draw(random.Random(seed), 1))
+    assert set(drawn) == {1, 2}
+
+
+def test_variants_split_by_their_own_weights_beyond_two():
+    d = decider([campaign(1, variants=(("A", 1.0), ("B", 1.0), ("C", 1.0)))])
+    creative = d.inventory.campaigns[1].creatives[0]
+    shares = Counter(d.variant(creative, f"reader-{i}").id for i in range(3000))
+    assert all(shares[v] / 3000 == pytest.approx(1 / 3, abs=0.03) for v in "ABC")
+
+
+class FixedRandom(random.Random):
+    """A generator whose every ``random()`` is one point: the edges of a split, exactly."""
+
+    def __init__(self, point: float) -> None:
+        super().__init__(0)
+        self.point = point
+
+    def random(self) -> float:
+        return self.point
+
+
+def test_a_variant_of_weight_zero_never_serves_even_at_the_bottom_of_the_range():
+    d = decider([campaign(1, variants=(("A", 0.0), ("B", 1.0)))])
+    d.rng = FixedRandom(0.0)
+    assert d.variant(d.inventory.campaigns[1].creatives[0], None).id == "B"
+
+
+def test_the_top_of_the_range_goes_to_the_last_variant_when_the_shares_sum_under_one():
+    """Seven equal shares add up to 0.9999999999999998: the largest ``random()`` lands past them."""
+    d = decider([campaign(1, variants=tuple((v, 1.0) for v in "ABCDEFG"))])
+    d.rng = FixedRandom(1 - 2**-53)
+    assert d.variant(d.inventory.campaigns[1].creatives[0], None).id == "G"
+
+
+def test_billing_an_unknown_campaign_is_refused():
+    """A pixel of a campaign removed from the config since (or a forged id) bills nothing."""
+    d = decider([campaign(1)])
+    assert not asyncio.run(d.bill("impression", 99, "reader-1", "hit", 86400))
+    assert not asyncio.run(d.bill("click", "1", "reader-1", "hit", 86400))
+
+
+def test_an_impression_and_a_click_of_one_hit_are_billed_apart():
+    """Idempotency is per event kind: the impression of a hit does not make its click a retry."""
+    d = decider([campaign(1, budget=Budget(metric="clicks", daily=1), pacing="asap")])
+    bill = lambda kind, hit: asyncio.run(d.bill(kind, 1, "reader-1", hit, 86400))  # noqa: E731
+    assert [bill("impression", "h1"), bill("click", "h1"), bill("click", "h2")] == [True, True, False]
