@@ -199,7 +199,7 @@ class MemoryState:
             pass
         return values
 
-    def capture(self, step: int = 1000) -> tuple[dict[str, tuple[float, float]], Iterator[None]]:
+    def capture(self, step: int = STEP) -> tuple[dict[str, tuple[float, float]], Iterator[None]]:
         """``snapshot`` in slices, so that a checkpoint never stalls the event loop.
 
         The copy is taken at once, in C (a few ms per 100,000 keys), so it is one moment; it is
