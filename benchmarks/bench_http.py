@@ -153,7 +153,7 @@ class Worker(bench_inprocess.Worker):
 
 def work(checkout: Path, scratch: Path) -> None:
     out, sys.stdout = sys.stdout, sys.stderr
-    worker = Worker(checkout, scratch, 4, json.loads(sys.argv[4]), True)
+    worker = Worker(checkout, scratch, 4, json.loads(sys.argv[4]), True, None)
     print(json.dumps({"ready": True}), file=out, flush=True)
     for line in sys.stdin:
         command = json.loads(line)
