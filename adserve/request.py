@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+import orjson
+
 from .model import IAB_SIZES
 from .privacy import UNSIGNALLED, Consent, Signals, consent
 
@@ -40,8 +42,8 @@ class Page:
     published: str | None = None
 
 
-@dataclass(slots=True)
-class Slot:
+@dataclass(frozen=True, slots=True)
+class Slot:  # frozen: one parse serves every view of a layout (``_Layouts``)
     id: str
     type: str
     placement: str | None = None
@@ -64,28 +66,77 @@ def parse_slot_request(body: object, placements: dict, max_slots: int, gpc_heade
     """Turn the decoded JSON body into a ``SlotRequest``; ``placements`` fills slot defaults.
 
     ``gpc_header`` is the request's ``Sec-GPC: 1``; ``consent_required`` is the site's setting.
+    Fields are checked in a fixed order (user, slots, device, country, user id, page), so a body
+    with several faults always gets the same 400.
     """
     if not isinstance(body, dict):
         raise BadRequest("body", "expected a JSON object")
-    user = _optional(body, "user", dict, "body") or {}
+    user = body.get("user")
+    if user is None:
+        user = {}
+    elif not isinstance(user, dict):
+        raise BadRequest("body.user", "expected dict")
     slots = body.get("slots")
     if not isinstance(slots, list) or not slots:
         raise BadRequest("slots", "expected a non-empty list")
     if len(slots) > max_slots:
         raise BadRequest("slots", f"at most {max_slots} slots per request")
-    parsed = tuple([_slot(s, i, placements) for i, s in enumerate(slots)])
-    if len({s.id for s in parsed}) != len(parsed):
-        raise BadRequest("slots", "slot ids must be unique")
-    device = _optional(body, "device", str, "body")
+    parsed = _LAYOUTS.slots(slots, placements)
+    device = body.get("device")
     if device is not None and device not in DEVICES:
+        _optional(body, "device", str, "body")  # not a short string: that is the 400
         raise BadRequest("device", f"expected one of {', '.join(DEVICES)}")
-    country = _optional(body, "country", str, "body")
-    if country is not None and not _COUNTRY.fullmatch(country):
+    country = body.get("country")
+    if country is not None and not (isinstance(country, str) and _COUNTRY.fullmatch(country)):
+        _optional(body, "country", str, "body")
         raise BadRequest("country", "expected ISO alpha-2")
     allowed = consent(_signals(body.get("privacy"), gpc_header), consent_required)
     user_id = _id(user, "id", "user")
     return SlotRequest(page=_page(body.get("page") or {}), user_id=user_id if allowed.reader else None,
                        device=device, country=country, slots=parsed, consent=allowed)
+
+
+class _Layouts:
+    """The slots of the page layouts seen lately, parsed once each, for one table of placements.
+
+    Every view of a layout sends the same slot list (the loader's ids, placements and sizes), and
+    checking it always gives the same ``Slot`` tuple, so each is checked once and then looked up
+    by its JSON text: for a decoded JSON body (lists, never tuples) equal text means equal values,
+    types included (``true`` is not ``1``, ``6.0`` is not ``6``). Values that JSON text does not
+    tell apart (subclasses) are checked every time. Layouts made up per request could fill it:
+    past ``MAX_LAYOUTS`` it starts over.
+    """
+
+    MAX_LAYOUTS = 64
+
+    def __init__(self) -> None:
+        self.placements: dict | None = None
+        self.known: dict[bytes, tuple[Slot, ...]] = {}
+
+    def slots(self, raw: list, placements: dict) -> tuple[Slot, ...]:
+        if placements is not self.placements:  # a reload: new placements, new defaults
+            self.placements, self.known = placements, {}
+        try:
+            text = orjson.dumps(raw, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
+        except TypeError:
+            return _slots(raw, placements)
+        parsed = self.known.get(text)
+        if parsed is None:
+            parsed = _slots(raw, placements)
+            if len(self.known) >= self.MAX_LAYOUTS:
+                self.known.clear()
+            self.known[text] = parsed
+        return parsed
+
+
+_LAYOUTS = _Layouts()
+
+
+def _slots(raw: list, placements: dict) -> tuple[Slot, ...]:
+    parsed = tuple([_slot(s, i, placements) for i, s in enumerate(raw)])
+    if len({s.id for s in parsed}) != len(parsed):
+        raise BadRequest("slots", "slot ids must be unique")
+    return parsed
 
 
 def _signals(raw: object, gpc_header: bool) -> Signals:
@@ -105,19 +156,28 @@ def _signals(raw: object, gpc_header: bool) -> Signals:
 def _page(raw: object) -> Page:
     if not isinstance(raw, dict):
         raise BadRequest("page", "expected an object")
-    keywords = _optional(raw, "keywords", list, "page")
+    keywords = raw.get("keywords")
     if keywords is not None:
-        if len(keywords) > MAX_KEYWORDS or not all(isinstance(k, str) and len(k) <= 64 for k in keywords):
-            raise BadRequest("page.keywords", f"expected at most {MAX_KEYWORDS} strings of up to 64 characters")
-        keywords = frozenset(k.lower() for k in keywords)
-    for name in PAGE_TEXTS:  # checked in one pass; a value that is not a short string is looked at again
-        value = raw.get(name)
+        keywords = _keywords(keywords)
+    url, title, section, image_url, published = texts = tuple(map(raw.get, PAGE_TEXTS))
+    for value in texts:  # checked in one pass; a value that is not a short string is looked at again
         if value is not None and (type(value) is not str or len(value) > 2048):
-            _optional(raw, name, str, "page", limit=2048)
-    section = raw.get("section")
-    return Page(item_id=_id(raw, "item_id", "page"), keywords=keywords, url=raw.get("url"),
-                title=raw.get("title"), section=section.lower() if section else None,
-                image_url=raw.get("image_url"), published=raw.get("published"))
+            for name in PAGE_TEXTS:
+                _optional(raw, name, str, "page", limit=2048)
+    return Page(_id(raw, "item_id", "page"), url, title, section.lower() if section else None, keywords,
+                image_url, published)
+
+
+def _keywords(raw: object) -> frozenset[str]:
+    """The page's keywords, lowercased: a list of up to ``MAX_KEYWORDS`` strings of up to 64."""
+    if not isinstance(raw, list):
+        raise BadRequest("page.keywords", "expected list")
+    try:
+        if len(raw) <= MAX_KEYWORDS and max(map(len, raw), default=0) <= 64:
+            return frozenset(map(str.lower, raw))  # a TypeError unless every one is a string
+    except TypeError:
+        pass
+    raise BadRequest("page.keywords", f"expected at most {MAX_KEYWORDS} strings of up to 64 characters")
 
 
 def _slot(raw: object, index: int, placements: dict) -> Slot:

@@ -178,3 +178,18 @@ def test_privacy_signals_decide_what_the_request_allows(privacy, gpc_header, req
     request = parse(body, gpc_header=gpc_header, consent_required=required)
     assert request.consent == consent
     assert request.user_id == ("reader-1" if consent.reader else None)  # no storage: anonymous
+
+
+def test_a_layout_seen_before_is_checked_against_the_current_placements_and_its_exact_values():
+    """Slot lists are parsed once per layout (``_Layouts``); a repeat must still answer as a first
+    parse would: new placements (a reload) give new defaults, and values equal in Python but not
+    in JSON (``true`` and ``1``, ``6.0`` and ``6``) are not the same slot."""
+    layout = [{"id": "s1", "placement": "more"}, {"id": "s2", "type": "display", "sizes": ["300x250"], "count": 1}]
+    first = parse_slot_request({"slots": layout}, PLACEMENTS, 4)
+    assert parse_slot_request({"slots": layout}, PLACEMENTS, 4) == first
+    assert first.slots[0].count == 4
+    for count in (True, 1.0):
+        assert refusal({"slots": [layout[0], {**layout[1], "count": count}]}) == ("slots[1].count", "expected int")
+    assert refusal({"slots": layout + [{"id": "s1", "type": "recs"}]}) == ("slots", "slot ids must be unique")
+    reloaded = {**PLACEMENTS, "more": Placement(id="more", type="recs", count=9)}
+    assert parse_slot_request({"slots": layout}, reloaded, 4).slots[0].count == 9
