@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import math
@@ -97,6 +98,7 @@ MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free 
 WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random order
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
+_new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
 
 
 class Group:
@@ -245,21 +247,23 @@ class Decider:
         page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
         tiers = [self._targeted(need, page).tiers for need in needs]
         fills: dict[str, Fill | None] = {}
+        rng, allocation, taken = self.rng, self.allocation, page.taken
         done = 0
         while done < len(needs):
             offered: list[list[tuple]] = [[] for _ in range(done, len(needs))]
             picks = await self.state.reserve([self._offer(index, tiers[index], page, seen)
-                                              for index, seen in zip(range(done, len(needs)), offered)],
-                                             page.taken, self.hold_seconds)
+                                              for index, seen in enumerate(offered, done)],
+                                             taken, self.hold_seconds)
             for need, seen, pick in zip(needs[done:], offered, picks):
-                fills[need.key] = None
-                if pick is not None:
-                    chosen, option = seen[pick]
-                    creative = chosen.creative(self.rng)
-                    variant = (await self.allocation.variant(creative, page.reader, self.rng)
-                               if creative.id in self.allocation.floors else self.variant(creative, page.reader))
-                    fills[need.key] = Fill(chosen.campaign, creative, variant, option.reservation)
-                    page.taken.update(option.names)
+                if pick is None:
+                    fills[need.key] = None
+                    continue
+                chosen, option = seen[pick]
+                creative = chosen.creative(rng)
+                variant = (await allocation.variant(creative, page.reader, rng)
+                           if creative.id in allocation.floors else self.variant(creative, page.reader))
+                fills[need.key] = Fill(chosen.campaign, creative, variant, option.reservation)
+                taken.update(option.names)
             done += len(picks)
             if done < len(needs):
                 page.whole.add((done, next(tier for tier, option in offered[len(picks)] if option is CUT)))
@@ -272,10 +276,10 @@ class Decider:
         Ranking by weighted draws, then taking the first allowed, gives each allowed candidate
         exactly its share among the allowed ones: refused draws only drop out of the lottery.
         """
-        taken = page.taken  # empty but on a page asked again after a CUT
+        taken, rng = page.taken, self.rng  # taken: empty but on a page asked again after a CUT
         for tier, group in enumerate(tiers):
             whole = group.whole or (index, tier) in page.whole
-            ranked = group.order(self.rng) if whole else group.draw(self.rng, DRAWS)
+            ranked = group.order(rng) if whole else group.draw(rng, DRAWS)
             unbounded = False  # an option no counter refuses: lower tiers would not be reached
             for candidate in ranked:
                 option = self._option(candidate.campaign, page)
@@ -312,7 +316,7 @@ class Decider:
             if option is self:
                 bounds = bounds or self.ledger.reservable(campaign, page.reader, page.moment)
                 option = None if bounds is None else \
-                    Option(names, *bounds, f"{page.reservation}{campaign.id}" if bounds[1] else None)
+                    _new_option((names, *bounds, f"{page.reservation}{campaign.id}" if bounds[1] else None))
                 page.options[campaign.id] = option
         return option
 
