@@ -370,17 +370,18 @@ class Decider:
         if len(variants) == 1:
             return variants[0]
         point = _unit_hash(f"{user}:{creative.id}") if user else self.rng.random()
-        return variants[min(bisect.bisect_right(self._split(creative), point), len(variants) - 1)]
+        split = self._splits.get(id(creative))
+        if split is None or split[0] is not creative:  # (an id may be reused once its creative is gone)
+            split = self._split(creative)
+        return variants[min(bisect.bisect_right(split[1], point), len(variants) - 1)]
 
-    def _split(self, creative: Creative) -> list[float]:
-        """The running shares of the creative's variants, worked out once per creative: the top
-        of the last may fall short of 1.0 by rounding, and that sliver goes to the last variant."""
-        known = self._splits.get(id(creative))
-        if known is None or known[0] is not creative:  # (an id may be reused once its creative is gone)
-            total = sum(v.weight for v in creative.variants)
-            known = self._splits[id(creative)] = (creative, list(itertools.accumulate(
-                v.weight / total for v in creative.variants)))
-        return known[1]
+    def _split(self, creative: Creative) -> tuple[Creative, list[float]]:
+        """The creative and the running shares of its variants, kept: the top of the last may
+        fall short of 1.0 by rounding, and that sliver goes to the last variant."""
+        total = sum(v.weight for v in creative.variants)
+        split = self._splits[id(creative)] = (creative, list(itertools.accumulate(
+            v.weight / total for v in creative.variants)))
+        return split
 
 
 def bill_key(kind: str, hit: str) -> str:

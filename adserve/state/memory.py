@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from ..ledger import Limit
 
 STEP = 1000  # expired keys, or reservations come due, that one call removes at most
+_ABSENT = (0.0, -math.inf)  # a missing key reads as a counter expired long ago
 
 
 class MemoryState:
@@ -137,8 +138,8 @@ class MemoryState:
     def _fit(self, limits: tuple[Limit, ...], now: float) -> bool:
         values = self._values
         for key, limit, cost, _event, _ttl in limits:
-            entry = values.get(key)  # below: ``fits``, inline (a decision checks a few per page)
-            if limit is not None and (entry[0] if entry and entry[1] > now else 0.0) + cost > limit:
+            value, expires = values.get(key, _ABSENT)  # below: ``fits``, inline (a page checks a few)
+            if limit is not None and (value if expires > now else 0.0) + cost > limit:
                 return False
         return True
 
