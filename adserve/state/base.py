@@ -99,12 +99,14 @@ def choose(needs: list[Iterable[Option | None]], taken: set[str],
     picks: list[int | None] = []
     for options in needs:
         pick = None
-        for index, option in enumerate(options):
+        index = 0
+        for option in options:
             if option is CUT:
                 return picks
             if taken.isdisjoint(option.names) and take(option):
                 taken.update(option.names)
                 pick = index
                 break
+            index += 1
         picks.append(pick)
     return picks
