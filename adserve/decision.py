@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import hashlib
 import itertools
 import math
@@ -97,6 +98,7 @@ MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free 
 WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random order
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
+_new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
 
 
 class Group:
@@ -107,27 +109,43 @@ class Group:
         self.cumulative = list(itertools.accumulate(c.score for c in candidates))
         self.total = self.cumulative[-1] if candidates else 0.0
         self.whole = len(candidates) <= WHOLE_TIER or self.total <= 0  # offered whole, never drawn
+        # where a draw rounded onto the top of the sums lands: the last candidate with a score
+        self.last = max((i for i, c in enumerate(candidates) if c.score > 0), default=len(candidates) - 1)
 
     def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
         """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
         takes the first draw that fits (the embedded one) stops drawing there."""
-        last = len(self.candidates) - 1
         drawn: set[Candidate] = set()
         for _ in range(n):
-            candidate = self.candidates[min(bisect.bisect_right(self.cumulative, rng.random() * self.total), last)]
+            candidate = self.candidates[self._drawn(rng)]
             if candidate not in drawn:
                 drawn.add(candidate)
                 yield candidate
 
-    def order(self, rng: random.Random) -> list[Candidate]:
-        """All candidates in a weighted random order (zero weights last).
+    def order(self, rng: random.Random) -> Iterator[Candidate]:
+        """All candidates in a weighted random order (zero weights last); lazily, as the
+        embedded store usually takes the first.
 
-        An exponential race: each candidate's time is exponential at its score's rate, the
-        earliest first, so each leads with its share of the scores. (Efraimidis-Spirakis keys
-        ``random() ** (1 / score)`` are the same race, but underflow to 0.0 for scores near the
-        0.001 floor, and a tie went to the first listed.)
+        The first is one weighted draw; the rest follow in an exponential race (each one's time
+        exponential at its score's rate, the earliest first). Racing them all is the same
+        distribution, since the race is memoryless, but costs a logarithm per candidate where
+        a page mostly needs one draw. (Efraimidis-Spirakis keys ``random() ** (1 / score)``
+        are the same race, but underflow to 0.0 for scores near the 0.001 floor.)
         """
-        return sorted(self.candidates, key=lambda c: rng.expovariate(c.score) if c.score > 0 else math.inf)
+        candidates = self.candidates
+        if len(candidates) < 2 or self.total <= 0:  # nothing to order, or every weight zero
+            yield from candidates
+            return
+        first = self._drawn(rng)
+        yield candidates[first]
+        rest = candidates[:first] + candidates[first + 1:]
+        if len(rest) > 1:
+            rest.sort(key=lambda c: -math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf)
+        yield from rest
+
+    def _drawn(self, rng: random.Random) -> int:
+        """The position of one weighted draw: each candidate with its share of the total."""
+        return min(bisect.bisect_right(self.cumulative, rng.random() * self.total), self.last)
 
 
 class Inventory:
@@ -172,6 +190,8 @@ class Inventory:
 
 class _Page:
     """What one request has learned so far: campaign options, names taken, tiers to ask whole."""
+    __slots__ = ("request", "reader", "moment", "now", "local", "reservation", "options", "shared", "taken",
+                 "whole")
 
     def __init__(self, request: SlotRequest, moment: Moment, reservation: str, shared: dict[int, tuple]) -> None:
         self.request = request
@@ -180,7 +200,7 @@ class _Page:
         self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
         self.local = moment.local
         self.reservation = reservation  # prefix of this page's reservation ids
-        self.options: dict[int, Option | None] = {}  # campaign id -> what the store sees
+        self.options: dict[int, Option | None] = {}  # campaign id -> what the store sees, if per page
         self.shared = shared  # campaign id -> what the store sees of it for any reader in this moment
         self.taken: set[str] = set()  # campaigns (and advertisers, when the site asks) on the page
         self.whole: set[tuple[int, int]] = set()  # (need, tier) whose draws were all refused
@@ -210,6 +230,7 @@ class Decider:
         self._pages = itertools.count()
         self._moment = None  # the ledger moment of the newest page
         self._shared: dict[int, tuple] = {}  # its campaign id -> (names, bounds without a cap, Option)
+        self._splits: dict[int, tuple[Creative, list[float]]] = {}  # id(creative) -> it, its running shares
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
@@ -226,21 +247,23 @@ class Decider:
         page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
         tiers = [self._targeted(need, page).tiers for need in needs]
         fills: dict[str, Fill | None] = {}
+        rng, allocation, taken = self.rng, self.allocation, page.taken
         done = 0
         while done < len(needs):
             offered: list[list[tuple]] = [[] for _ in range(done, len(needs))]
             picks = await self.state.reserve([self._offer(index, tiers[index], page, seen)
-                                              for index, seen in zip(range(done, len(needs)), offered)],
-                                             page.taken, self.hold_seconds)
+                                              for index, seen in enumerate(offered, done)],
+                                             taken, self.hold_seconds)
             for need, seen, pick in zip(needs[done:], offered, picks):
-                fills[need.key] = None
-                if pick is not None:
-                    chosen, option = seen[pick]
-                    creative = chosen.creative(self.rng)
-                    variant = (await self.allocation.variant(creative, page.reader, self.rng)
-                               if creative.id in self.allocation.floors else self.variant(creative, page.reader))
-                    fills[need.key] = Fill(chosen.campaign, creative, variant, option.reservation)
-                    page.taken.update(option.names)
+                if pick is None:
+                    fills[need.key] = None
+                    continue
+                chosen, option = seen[pick]
+                creative = chosen.creative(rng)
+                variant = (await allocation.variant(creative, page.reader, rng)
+                           if creative.id in allocation.floors else self.variant(creative, page.reader))
+                fills[need.key] = Fill(chosen.campaign, creative, variant, option.reservation)
+                taken.update(option.names)
             done += len(picks)
             if done < len(needs):
                 page.whole.add((done, next(tier for tier, option in offered[len(picks)] if option is CUT)))
@@ -253,10 +276,10 @@ class Decider:
         Ranking by weighted draws, then taking the first allowed, gives each allowed candidate
         exactly its share among the allowed ones: refused draws only drop out of the lottery.
         """
-        taken = page.taken  # empty but on a page asked again after a CUT
+        taken, rng = page.taken, self.rng  # taken: empty but on a page asked again after a CUT
         for tier, group in enumerate(tiers):
             whole = group.whole or (index, tier) in page.whole
-            ranked = group.order(self.rng) if whole else group.draw(self.rng, DRAWS)
+            ranked = group.order(rng) if whole else group.draw(rng, DRAWS)
             unbounded = False  # an option no counter refuses: lower tiers would not be reached
             for candidate in ranked:
                 option = self._option(candidate.campaign, page)
@@ -278,9 +301,6 @@ class Decider:
         the next second starts keeps its own), with its Option when it reserves nothing, so
         most pages only add their reservation id.
         """
-        option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
-        if option is not self:
-            return option
         shared = page.shared.get(campaign.id)
         if shared is None:
             names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
@@ -291,11 +311,13 @@ class Decider:
             unreserved = Option(names, *bounds, None) if bounds is not None and not bounds[1] else None
             shared = page.shared[campaign.id] = (names, bounds, unreserved)
         names, bounds, option = shared
-        if option is None:
-            bounds = bounds or self.ledger.reservable(campaign, page.reader, page.moment)
-            if bounds is not None:
-                option = Option(names, *bounds, f"{page.reservation}{campaign.id}" if bounds[1] else None)
-        page.options[campaign.id] = option
+        if option is None:  # it reserves, or reads the reader's cap: worked out per page
+            option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
+            if option is self:
+                bounds = bounds or self.ledger.reservable(campaign, page.reader, page.moment)
+                option = None if bounds is None else \
+                    _new_option((names, *bounds, f"{page.reservation}{campaign.id}" if bounds[1] else None))
+                page.options[campaign.id] = option
         return option
 
     async def bill(self, kind: str, campaign_id: object, user: str | None, hit: str, ttl: int,
@@ -348,13 +370,18 @@ class Decider:
         if len(variants) == 1:
             return variants[0]
         point = _unit_hash(f"{user}:{creative.id}") if user else self.rng.random()
-        total = sum(v.weight for v in variants)
-        cumulative = 0.0
-        for v in variants:
-            cumulative += v.weight / total
-            if point < cumulative:
-                return v
-        return variants[-1]
+        split = self._splits.get(id(creative))
+        if split is None or split[0] is not creative:  # (an id may be reused once its creative is gone)
+            split = self._split(creative)
+        return variants[min(bisect.bisect_right(split[1], point), len(variants) - 1)]
+
+    def _split(self, creative: Creative) -> tuple[Creative, list[float]]:
+        """The creative and the running shares of its variants, kept: the top of the last may
+        fall short of 1.0 by rounding, and that sliver goes to the last variant."""
+        total = sum(v.weight for v in creative.variants)
+        split = self._splits[id(creative)] = (creative, list(itertools.accumulate(
+            v.weight / total for v in creative.variants)))
+        return split
 
 
 def bill_key(kind: str, hit: str) -> str:

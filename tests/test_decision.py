@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import itertools
 import random
 import time
 from collections import Counter
@@ -509,6 +510,20 @@ def test_a_weighted_order_puts_zero_weights_last():
     assert {o[-1] for o in orders} == {1} and {o[0] for o in orders} == {2, 3}
 
 
+def test_a_weighted_order_ranks_each_place_by_the_shares_of_those_left():
+    """Every order of a small tier comes with the probability of drawing it one by one without
+    replacement (score over the scores still left), whichever way the order is produced."""
+    group = decision.Group(scored(1.0, 2.0, 3.0, 0.0))
+    rng = random.Random(11)
+    n = 12000
+    orders = Counter(tuple(c.campaign.id for c in group.order(rng)) for _ in range(n))
+    scores = {1: 1.0, 2: 2.0, 3: 3.0}
+    assert all(order[-1] == 4 for order in orders)
+    for first, second, third in itertools.permutations(scores):
+        expected = scores[first] / 6 * scores[second] / (6 - scores[first])
+        assert orders[(first, second, third, 4)] / n == pytest.approx(expected, abs=0.015)
+
+
 def test_free_campaigns_of_one_tier_share_it_equally():
     """House campaigns cost nothing (score = weight x the 0.001 floor): a weighted order by
     ``random() ** (1 / score)`` underflowed to 0.0 for most draws and the tie went to the first."""
@@ -519,7 +534,7 @@ def test_free_campaigns_of_one_tier_share_it_equally():
 
 def test_an_empty_group_scores_nothing_and_orders_nothing():
     group = decision.Group([])
-    assert group.total == 0 and group.whole and group.order(random.Random(1)) == []
+    assert group.total == 0 and group.whole and list(group.order(random.Random(1))) == []
 
 
 def test_group_draws_drop_repeats_in_draw_order():

@@ -7,13 +7,13 @@ import math
 import time
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from ..ledger import fits
 from .base import Option, Replayed, choose
 
 if TYPE_CHECKING:
     from ..ledger import Limit
 
 STEP = 1000  # expired keys, or reservations come due, that one call removes at most
+_ABSENT = (0.0, -math.inf)  # a missing key reads as a counter expired long ago
 
 
 class MemoryState:
@@ -43,19 +43,19 @@ class MemoryState:
                       hold_seconds: float) -> list[int | None]:
         now = self._clock()
         self._release_due(now)
-        reserved = self._reserved
+        reserved, fit, add = self._reserved, self._fit, self._add
         second = math.ceil(now + hold_seconds)  # when what this call reserves is released
         due: list[str] | None = None
 
         def take(option: Option) -> bool:
             """Check and hold in one call per option: nothing awaits in between, so it is atomic."""
             nonlocal due
-            if not self._fit(option.checks, now):
+            if option.checks and not fit(option.checks, now):
                 return False
             if option.reservation is not None:
                 held: list = []
                 for key, _limit, cost, _event, ttl in option.holds:
-                    self._add(key, cost, now, ttl)
+                    add(key, cost, now, ttl)
                     held += (key, cost)
                 reserved[option.reservation] = tuple(held)
                 if due is None:
@@ -138,8 +138,8 @@ class MemoryState:
     def _fit(self, limits: tuple[Limit, ...], now: float) -> bool:
         values = self._values
         for key, limit, cost, _event, _ttl in limits:
-            entry = values.get(key)
-            if not fits(entry[0] if entry and entry[1] > now else 0.0, cost, limit):
+            value, expires = values.get(key, _ABSENT)  # below: ``fits``, inline (a page checks a few)
+            if limit is not None and (value if expires > now else 0.0) + cost > limit:
                 return False
         return True
 
