@@ -21,6 +21,7 @@ ITEM_ID = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")  # patterns are used with full
 URL = re.compile(r"(https?://|/)[^\x00-\x20\x7f]*")  # an http(s) URL or a site path, no whitespace
 LATEST_PUBLISHED = 253402300799.0  # 9999-12-31 23:59:59 UTC, the last moment a page can print
 _TEXT_FIELDS = ("url", "title", "image_url", "section")
+CARDS_KEPT = 20_000  # widget cards remembered; past that the memo starts afresh
 
 
 @dataclass(slots=True)
@@ -87,6 +88,7 @@ class Catalog:
         self._urls = {i.url for i in self.items.values()}  # one item per page: discovery checks here
         self.on_change: Callable[[Item], None] = lambda item: None  # told of each change made here
         self.version = 0  # moves on each upsert: what was worked out from the items before is stale
+        self._cards: dict[str, tuple[Item, str, dict]] = {}  # item id -> (item, base URL, its card)
 
     @classmethod
     def load(cls, path: str | Path, journal: str | Path | None = None) -> "Catalog":
@@ -130,6 +132,23 @@ class Catalog:
     def live(self, item_id: str) -> Item | None:
         item = self.items.get(item_id)
         return item if item is not None and item.live else None
+
+    def card(self, item: Item, base_url: str) -> dict:
+        """What a widget shows of ``item`` (id, title, URLs made absolute, section); callers copy it.
+
+        Remade for every article of every widget, it cost two new URL strings and a dict each;
+        it is kept per item object and base URL instead. An upsert stores a new item object, so
+        the next widget shows the article as it now is.
+        """
+        kept = self._cards.get(item.item_id)
+        if kept is not None and kept[0] is item and kept[1] == base_url:
+            return kept[2]
+        card = {"item_id": item.item_id, "title": item.title, "url": absolute(item.url, base_url),
+                "image_url": absolute(item.image_url, base_url), "section": item.section}
+        if len(self._cards) >= CARDS_KEPT:
+            self._cards.clear()
+        self._cards[item.item_id] = (item, base_url, card)
+        return card
 
     def published_since(self, cutoff: float) -> list[str]:
         """Live items published at or after ``cutoff`` (Unix seconds), oldest first."""

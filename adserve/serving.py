@@ -122,12 +122,15 @@ class SlotServer:
                         "items": rec.items,
                         "sponsored": [f.campaign.id for f in sponsored.values()]}
 
-    def _organic(self, item_ids: list[str], click: str, base_url: str):
+    def _organic(self, item_ids: list[str], click: str, base_url: str) -> list[dict]:
+        items, card = self.catalog.items, self.catalog.card
+        entries = []
         for position, item_id in enumerate(item_ids):
-            item = self.catalog.items[item_id]
-            yield {"item_id": item_id, "title": item.title, "url": absolute(item.url, base_url),
-                   "image_url": absolute(item.image_url, base_url), "section": item.section,
-                   "sponsored": False, "click_url": f"{click}&i={position}"}
+            entry = card(items[item_id], base_url).copy()  # a small dict's copy is one memcpy
+            entry["sponsored"] = False
+            entry["click_url"] = f"{click}&i={position}"
+            entries.append(entry)
+        return entries
 
     def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str, strategy: str) -> dict:
         impression, click = self._ad_urls(slot, fill, request, base_url, strategy)

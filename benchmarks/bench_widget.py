@@ -1,15 +1,18 @@
 """The widget's and the answer's assembly against another ref's code, in ONE process.
 
-    python benchmarks/bench_widget.py --baseline-ref main [--part widget|recommend --views 500 --passes 30]
+    python benchmarks/bench_widget.py --baseline-ref main [--part widget|organic|recommend --views 500 --passes 30]
 
 ``bench_inprocess.py`` compares whole pages in two processes; a few µs of a ~300 µs page drown in
 the load of a shared machine there. This builds one server of the benchmarks' world and swaps in,
-per pass of light pages, either this checkout's ``SlotServer`` and ``Recommender`` or the ones of
-``adserve/serving.py`` and ``adserve/recs/recommender.py`` at ``--baseline-ref`` (loaded from git
-into this package, so the other modules are this checkout's: the ref's files must still fit them).
+per pass of light pages, either this checkout's ``SlotServer``, ``Recommender`` and ``Popularity`` or
+the ones of ``adserve/serving.py``, ``adserve/recs/recommender.py`` and ``adserve/recs/popularity.py``
+at ``--baseline-ref`` (loaded from git into this package, so the other modules are this checkout's:
+the ref's files must still fit them).
 Both see the same catalog, model, popularity and counters. Timed (thread CPU time) is ``--part``:
-``widget`` is ``SlotServer._recs`` + ``_display``, ``recommend`` is ``Recommender.recommend``;
-passes alternate in order, and the median of the pairs' differences is what to read.
+``widget`` is ``SlotServer._recs`` + ``_display``, ``organic`` is ``_recs`` less its sponsored
+natives and its signed token (``_native`` and ``_urls``, not timed): the widget's recommendation and
+its articles' entries; ``recommend`` is ``Recommender.recommend``. Passes alternate in order, and the
+median of the pairs' differences is what to read.
 """
 
 from __future__ import annotations
@@ -24,7 +27,12 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-PARTS = {"widget": ("SlotServer", ("_recs", "_display")), "recommend": ("Recommender", ("recommend",))}
+LEFT_OUT_DEPTH = [0]  # left-out calls open: one nested in another (``_native``'s ``_urls``) is not taken off twice
+PARTS = {  # name -> (class, its methods timed, its methods whose time inside those is left out)
+    "widget": ("SlotServer", ("_recs", "_display"), ()),
+    "organic": ("SlotServer", ("_recs",), ("_native", "_urls")),
+    "recommend": ("Recommender", ("recommend",), ()),
+}
 
 
 def baseline_module(ref: str, path: str, name: str, folder: Path):
@@ -51,33 +59,40 @@ def main() -> None:
     import bench_inprocess
     from bench_slots import PAGE_REQUEST, PAGES
 
+    import adserve.recs.popularity as popularity
     import adserve.recs.recommender as recommender
     import adserve.serving as serving
 
     pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
-    worker = bench_inprocess.Worker(ROOT.parent, ROOT / "out" / "widget-ab", 4, pages, True)
+    worker = bench_inprocess.Worker(ROOT.parent, ROOT / "out" / "widget-ab", 4, pages, True, None)
     with tempfile.TemporaryDirectory() as folder:
         old = {"serving": baseline_module(args.baseline_ref, "adserve/serving.py", "adserve._base_serving",
                                           Path(folder)),
                "recommender": baseline_module(args.baseline_ref, "adserve/recs/recommender.py",
-                                              "adserve.recs._base_recommender", Path(folder))}
+                                              "adserve.recs._base_recommender", Path(folder)),
+               "popularity": baseline_module(args.baseline_ref, "adserve/recs/popularity.py",
+                                             "adserve.recs._base_popularity", Path(folder))}
     spent = [0.0]
-    owner, methods = PARTS[args.part]
+    owner, methods, left_out = PARTS[args.part]
     for module in (serving, recommender, old["serving"], old["recommender"]):
         cls = getattr(module, owner, None)
         if cls is not None and cls.__module__ == module.__name__:  # not the one it imports
             for name in methods:
                 setattr(cls, name, timed(getattr(cls, name), spent))
+            for name in left_out:
+                setattr(cls, name, timed(getattr(cls, name), spent, -1))
     server = worker.server
     current = server.slots
     baseline = old["serving"].SlotServer(current.signer, current.events, current.catalog, current.recommender,
                                          current.discovery, current._clock)
-    codes = {"baseline": (baseline, old["recommender"]), "current": (current, recommender)}
+    codes = {"baseline": (baseline, old["recommender"], old["popularity"]),
+             "current": (current, recommender, popularity)}
 
     def use(code: str) -> None:
-        slots, module = codes[code]
+        slots, module, heat = codes[code]
         server.slots = slots
         server.recommender.__class__ = module.Recommender
+        server.recommender.popularity.__class__ = heat.Popularity
         if server.recommender.model is not None:
             server.recommender.model.__class__ = module.LoadedModel
 
@@ -99,13 +114,20 @@ def main() -> None:
           f"({min(ratios):.2f}-{max(ratios):.2f})")
 
 
-def timed(method, spent: list[float]):
+def timed(method, spent: list[float], sign: int = 1):
+    """``method`` adding its CPU time to ``spent`` (``sign`` -1: taking it off, once however deeply
+    such methods nest)."""
     def timing(*args, **kwargs):
+        if sign < 0 and timing.depth[0]:
+            return method(*args, **kwargs)
+        timing.depth[0] += sign < 0
         started = time.thread_time()
         try:
             return method(*args, **kwargs)
         finally:
-            spent[0] += time.thread_time() - started
+            spent[0] += sign * (time.thread_time() - started)
+            timing.depth[0] -= sign < 0
+    timing.depth = LEFT_OUT_DEPTH
     return timing
 
 

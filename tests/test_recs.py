@@ -17,6 +17,7 @@ from adserve.catalog import Catalog, Item
 from adserve.events import EventLog, log_files
 from adserve.model import Recs
 from adserve.recs.artifact import ArtifactError, ModelArtifact
+from adserve.recs.popularity import Popularity
 from adserve.recs.evaluate import evaluate
 from adserve.recs.matrix import build_matrix, read_interactions
 from adserve.recs.recommender import Recommender
@@ -512,3 +513,14 @@ def test_memoized_candidates_are_bounded_least_recently_used_first(monkeypatch):
     for page in (OTHERS[1], OTHERS[2], OTHERS[1], OTHERS[3]):  # an anonymous reader: the page's neighbours
         assert recommender.recommend("related", None, page, 2, set()).strategy == "related"
     assert list(recommender.model.candidates) == [("related", OTHERS[1], ()), ("related", OTHERS[3], ())]
+
+
+# -- heat order ------------------------------------------------------------------------------------
+def test_heat_orders_candidates_hottest_first_and_ties_keep_their_order():
+    popularity = Popularity(half_life_hours=24.0)
+    assert popularity.hottest_first(["x", "y", "z"]) == ["x", "y", "z"]  # nothing read yet
+    for item in ("a", "a", "b", "c"):
+        popularity.add(item, DAY)
+    assert popularity.hottest_first(["x", "c", "y", "a", "b", "z"]) == ["a", "c", "b", "x", "y", "z"]
+    popularity.add("b", DAY + 3600 * 24 * 800)  # far enough on for the sums to be rescaled
+    assert popularity.hottest_first(["x", "c", "a", "b"]) == ["b", "a", "c", "x"]

@@ -162,30 +162,42 @@ class Recommender:
 
     def recommend(self, strategy: str, user: str | None, page_item: str | None, count: int,
                   exclude: set[str]) -> Recommendation:
-        history = tuple(self.history.get(user, ())) if user else ()
-        banned = exclude | set(history) | ({page_item} if page_item else set())
+        clicked = self.history.get(user) if user else None
+        history = tuple(clicked) if clicked else ()
+        banned = set(exclude)
+        banned.update(history)
+        if page_item:
+            banned.add(page_item)
+        now = self._clock()  # one reading per widget: its age cutoff and its fresh articles
+        model = self.model  # the one this widget started with, whatever a swap does meanwhile
         picked: list[str] = []
         used: str | None = None
         for name in CHAINS[strategy]:
-            ranked = self._ranked(name, user, page_item, history)
-            if ranked:
-                before = len(picked)
-                self._take(ranked, count, banned, picked)
-                if len(picked) > before and used is None:
-                    used = name
+            ranked = self._ranked(name, model, user, page_item, history, now)
+            if ranked and self._take(ranked, count, banned, picked) and used is None:
+                used = name
             if len(picked) >= count:
                 break
-        self._explore(picked, count, banned)
+        self._explore(picked, count, banned, now)
         return Recommendation(picked, used or "popular")
 
-    def _ranked(self, name: str, user, page_item, history) -> Iterable[str] | None:
+    def _ranked(self, name: str, model: LoadedModel | None, user, page_item, history,
+                now: float) -> Iterable[str] | None:
         if name == "popular":  # the newest articles fill in when little has been clicked yet
-            return itertools.chain(self.popularity.top(), self._recent()[1])  # read until a widget is full
-        model = self.model
+            return itertools.chain(self.popularity.top(), self._recent(now)[1])  # read until a widget is full
         if model is None:
             return None
-        cutoff = self._clock() - self.recs.max_age_hours * 3600
-        key = (name, user, history) if name == "personal" else (name, page_item, history[-1:])
+        # a reader or an article the model has no row for and no clicks to go by: nothing to list
+        # (nor remembered), so half the widgets, an anonymous reader's, skip two memo misses
+        if name == "personal":
+            if not history and user not in model.user_index:
+                return None
+            key = (name, user, history)
+        else:
+            if not history and page_item not in model.item_index:
+                return None
+            key = (name, page_item, history[-1:])
+        cutoff = now - self.recs.max_age_hours * 3600
         found = model.candidates.get(key)
         if found is not None and found.holds(self.catalog.version, cutoff):
             model.candidates.move_to_end(key)
@@ -198,7 +210,7 @@ class Recommender:
         # CF finds what suits the reader; current heat orders it (news goes stale in days), a
         # stable sort: ties keep CF order. Measured on simulated logs (see ``adserve evaluate``):
         # CF order alone loses to plain popularity, CF candidates in heat order beat it clearly.
-        return sorted(found.items, key=self.popularity.heat, reverse=True) if found.items else None
+        return self.popularity.hottest_first(found.items) if found.items else None
 
     def _current(self, key: tuple, model: LoadedModel, cutoff: float, candidates: list[str]) -> Candidates:
         """The model's ``candidates`` less the articles published before ``cutoff`` (older than
@@ -217,21 +229,27 @@ class Recommender:
             model.candidates.popitem(last=False)
         return found
 
-    def _take(self, ranked: Iterable[str], count: int, banned: set[str], picked: list[str]) -> None:
-        for item in ranked:
+    def _take(self, ranked: Iterable[str], count: int, banned: set[str], picked: list[str]) -> bool:
+        """Add ``ranked``'s live, unbanned items to ``picked`` up to ``count``; whether any was added."""
+        before = len(picked)
+        items = self.catalog.items
+        for item_id in ranked:
             if len(picked) >= count:
-                return
-            if item not in banned and self.catalog.live(item) is not None:
-                picked.append(item)
-                banned.add(item)
+                break
+            if item_id not in banned and (item := items.get(item_id)) is not None and item.live:
+                picked.append(item_id)
+                banned.add(item_id)
+        return len(picked) > before
 
-    def _explore(self, picked: list[str], count: int, banned: set[str]) -> None:
+    def _explore(self, picked: list[str], count: int, banned: set[str], now: float) -> None:
         """Give fresh articles their exposure share, at random positions after the first."""
         share = self.recs.explore_share * count
         n = int(share) + (self.rng.random() < share - int(share))
         if not n:
             return
-        fresh = [i for i in self.fresh_items() if i not in banned]
+        fresh = self._recent(now)[0]
+        if not banned.isdisjoint(fresh):  # mostly not: the page's and the widget's few articles are older
+            fresh = [i for i in fresh if i not in banned]
         # one pick (n is 0 or 1 below 7 organic items): the draw ``sample`` makes, at a tenth of its cost
         chosen = ([fresh[self.rng.randrange(len(fresh))]] if n == 1 and fresh
                   else self.rng.sample(fresh, min(n, len(fresh))))
@@ -242,11 +260,10 @@ class Recommender:
                 picked[self.rng.randrange(1, count) if count > 1 else 0] = item
 
     def fresh_items(self) -> list[str]:
-        return self._recent()[0]
+        return self._recent(self._clock())[0]
 
-    def _recent(self) -> tuple[list[str], list[str]]:
+    def _recent(self, now: float) -> tuple[list[str], list[str]]:
         """(fresh items, the newest live items), asked of the catalog's time index every 30 s."""
-        now = self._clock()
         if now - self._fresh_at > FRESH_REFRESH_SECONDS:
             self._fresh = self.catalog.published_since(now - self.recs.fresh_hours * 3600)
             self._newest = self.catalog.newest(NEWEST)
