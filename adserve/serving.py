@@ -9,6 +9,7 @@ their index: the natives ride in the widget's token), so a page answer costs one
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -67,8 +68,15 @@ class SlotServer:
         self.recommender.record("decision", reader, page.item_id, now)
         return answer
 
-    def _token(self, request: SlotRequest, payload: dict) -> str:
-        """``payload`` signed, with the request's consent (which the hits' events carry)."""
+    def _token(self, payload: dict, slot: Slot, request: SlotRequest, strategy: str | None = None) -> str:
+        """``payload`` signed with what the hits' events carry of the page: its slot and page, the
+        placement and widget strategy reports group them by, and the request's consent."""
+        payload["s"] = slot.id
+        payload["p"] = request.page.item_id
+        if slot.placement is not None:
+            payload["pl"] = slot.placement
+        if strategy is not None:  # a widget's: its native ads' hits carry it too
+            payload["st"] = strategy
         if request.consent.signalled:
             payload["k"] = request.consent.label
         return self.signer.sign(payload)
@@ -87,15 +95,16 @@ class SlotServer:
         if fill is None:
             return {"type": "display", "fill": False}, {"slot": slot.id, "placement": slot.placement,
                                                          "fill": False}
-        token = self._token(request, {**self._ad(fill, request), "s": slot.id, "p": request.page.item_id,
-                                      **_grouping(slot, None)})
-        width, height = map(int, fill.creative.size.split("x"))
-        content = ({"html": fill.variant.html} if fill.creative.format == "html"
-                   else {"image_url": absolute(fill.variant.image_url, base_url)})
+        token = self._token(self._ad(fill, request), slot, request)
+        width, height = _dimensions(fill.creative.size)
         answer = {"type": "display", "fill": True, "campaign_id": fill.campaign.id,
-                  "creative_id": fill.creative.id, "variant": fill.variant.id, "width": width,
-                  "height": height, **content, "impression_url": f"{base_url}/t/i?t={token}",
-                  "click_url": f"{base_url}/t/c?t={token}"}
+                  "creative_id": fill.creative.id, "variant": fill.variant.id, "width": width, "height": height}
+        if fill.creative.format == "html":
+            answer["html"] = fill.variant.html
+        else:
+            answer["image_url"] = absolute(fill.variant.image_url, base_url)
+        answer["impression_url"] = f"{base_url}/t/i?t={token}"
+        answer["click_url"] = f"{base_url}/t/c?t={token}"
         return answer, {"slot": slot.id, "placement": slot.placement, "campaign": fill.campaign.id,
                         "creative": fill.creative.id, "variant": fill.variant.id}
 
@@ -107,11 +116,10 @@ class SlotServer:
         rec = self.recommender.recommend(request.consent.strategy(strategy), reader,
                                          request.page.item_id, organic_count, on_page)
         on_page.update(rec.items)
-        payload = {"s": slot.id, "u": reader, "p": request.page.item_id, "its": rec.items,
-                   **_grouping(slot, rec.strategy)}
+        payload = {"u": reader, "its": rec.items}
         if sponsored:  # one token for the widget and its natives: each native's URLs name its index
             payload["ads"] = [self._ad(fill, request) for fill in sponsored.values()]
-        token = self._token(request, payload)
+        token = self._token(payload, slot, request, rec.strategy)
         organic = iter(self._organic(rec.items, f"{base_url}/t/c?t={token}", base_url))
         natives = {position: self._native(fill, index, token, base_url)
                    for index, (position, fill) in enumerate(sponsored.items())}
@@ -144,9 +152,11 @@ class SlotServer:
                 "impression_url": f"{base_url}/t/i?a={index}&t={token}"}
 
 
-def _grouping(slot: Slot, strategy: str | None) -> dict:
-    """What a token adds for reports to group its hits by: the placement and the widget's strategy."""
-    return {key: value for key, value in (("pl", slot.placement), ("st", strategy)) if value is not None}
+@functools.cache
+def _dimensions(size: str) -> tuple[int, int]:
+    """A display size's width and height (``300x250``), worked out once per size."""
+    width, height = size.split("x")
+    return int(width), int(height)
 
 
 def _placement(runtime: Runtime, slot: Slot) -> Placement | None:
