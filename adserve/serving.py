@@ -2,12 +2,14 @@
 
 Data flows one way: the request is decided (``decision``), recommended (``recs``), turned into the
 answer with signed URLs, and the decision is appended to the event log before the answer leaves.
-One token is signed per ad (its pixel and click URL share it) and one per widget (its pixel, and
-its items' click URLs with their position), so a page answer costs a handful of signatures.
+One token is signed per display ad (its pixel and click URL share it) and one per widget (its
+pixel, its articles' click URLs with their position, and its native ads' pixels and clicks with
+their index: the natives ride in the widget's token), so a page answer costs one signature per slot.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from dataclasses import dataclass
 
@@ -66,35 +68,43 @@ class SlotServer:
         self.recommender.record("decision", reader, page.item_id, now)
         return answer
 
-    def _urls(self, base_url: str, request: SlotRequest, payload: dict) -> tuple[str, str]:
-        """The impression pixel and click URLs of one signed token (with the request's consent,
-        which the hits' events carry)."""
+    def _token(self, payload: dict, slot: Slot, request: SlotRequest, strategy: str | None = None) -> str:
+        """``payload`` signed with what the hits' events carry of the page: its slot and page, the
+        placement and widget strategy reports group them by, and the request's consent."""
+        payload["s"] = slot.id
+        payload["p"] = request.page.item_id
+        if slot.placement is not None:
+            payload["pl"] = slot.placement
+        if strategy is not None:  # a widget's: its native ads' hits carry it too
+            payload["st"] = strategy
         if request.consent.signalled:
             payload["k"] = request.consent.label
-        token = self.signer.sign(payload)
-        return f"{base_url}/t/i?t={token}", f"{base_url}/t/c?t={token}"
+        return self.signer.sign(payload)
 
-    def _ad_urls(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str,
-                 strategy: str | None = None) -> tuple[str, str]:
-        """``strategy``: the widget's, for a native ad among its items (reports compare the two)."""
-        payload = {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id, "s": slot.id,
-                   "u": request.consent.ads_reader(request.user_id), "p": request.page.item_id,
-                   "l": fill.creative.landing_url, **_grouping(slot, strategy)}
+    @staticmethod
+    def _ad(fill: Fill, request: SlotRequest) -> dict:
+        """What a token says about one ad: its campaign, creative, variant, reader as ads may use
+        it, landing URL (the only place a click on it may go) and reservation (the pixel confirms it)."""
+        ad = {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id,
+              "u": request.consent.ads_reader(request.user_id), "l": fill.creative.landing_url}
         if fill.reservation is not None:
-            payload["r"] = fill.reservation  # the pixel confirms it
-        return self._urls(base_url, request, payload)
+            ad["r"] = fill.reservation
+        return ad
 
     def _display(self, slot: Slot, fill: Fill | None, request: SlotRequest, base_url: str):
         if fill is None:
             return {"type": "display", "fill": False}, {"slot": slot.id, "placement": slot.placement,
                                                          "fill": False}
-        impression, click = self._ad_urls(slot, fill, request, base_url)
-        width, height = map(int, fill.creative.size.split("x"))
-        content = ({"html": fill.variant.html} if fill.creative.format == "html"
-                   else {"image_url": absolute(fill.variant.image_url, base_url)})
+        token = self._token(self._ad(fill, request), slot, request)
+        width, height = _dimensions(fill.creative.size)
         answer = {"type": "display", "fill": True, "campaign_id": fill.campaign.id,
-                  "creative_id": fill.creative.id, "variant": fill.variant.id, "width": width,
-                  "height": height, **content, "impression_url": impression, "click_url": click}
+                  "creative_id": fill.creative.id, "variant": fill.variant.id, "width": width, "height": height}
+        if fill.creative.format == "html":
+            answer["html"] = fill.variant.html
+        else:
+            answer["image_url"] = absolute(fill.variant.image_url, base_url)
+        answer["impression_url"] = f"{base_url}/t/i?t={token}"
+        answer["click_url"] = f"{base_url}/t/c?t={token}"
         return answer, {"slot": slot.id, "placement": slot.placement, "campaign": fill.campaign.id,
                         "creative": fill.creative.id, "variant": fill.variant.id}
 
@@ -106,18 +116,20 @@ class SlotServer:
         rec = self.recommender.recommend(request.consent.strategy(strategy), reader,
                                          request.page.item_id, organic_count, on_page)
         on_page.update(rec.items)
-        impression, click = self._urls(base_url, request, {"s": slot.id, "u": reader, "p": request.page.item_id,
-                                                           "its": rec.items, **_grouping(slot, rec.strategy)})
-        organic = iter(self._organic(rec.items, click, base_url))
+        payload = {"u": reader, "its": rec.items}
+        if sponsored:  # one token for the widget and its natives: each native's URLs name its index
+            payload["ads"] = [self._ad(fill, request) for fill in sponsored.values()]
+        token = self._token(payload, slot, request, rec.strategy)
+        organic = iter(self._organic(rec.items, f"{base_url}/t/c?t={token}", base_url))
+        natives = {position: self._native(fill, index, token, base_url)
+                   for index, (position, fill) in enumerate(sponsored.items())}
         items = []
         for position in range(1, slot.count + 1):
-            fill = sponsored.get(position)
-            entry = (self._native(slot, fill, request, base_url, rec.strategy) if fill
-                     else next(organic, None))
+            entry = natives.get(position) or next(organic, None)
             if entry is not None:
                 items.append(entry)
         answer = {"type": "recs", "strategy": rec.strategy, "items": items,
-                  "impression_url": impression}
+                  "impression_url": f"{base_url}/t/i?t={token}"}
         return answer, {"slot": slot.id, "placement": slot.placement, "strategy": rec.strategy,
                         "items": rec.items,
                         "sponsored": [f.campaign.id for f in sponsored.values()]}
@@ -132,17 +144,22 @@ class SlotServer:
             entries.append(entry)
         return entries
 
-    def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str, strategy: str) -> dict:
-        impression, click = self._ad_urls(slot, fill, request, base_url, strategy)
+    @staticmethod
+    def _native(fill: Fill, index: int, token: str, base_url: str) -> dict:
+        """Native ad ``index`` of its widget's ``token``: its pixel and click name it with ``a``,
+        put before ``t`` so that its pixel URL still ends with the token, as every pixel URL does."""
         return {"item_id": f"ad-{fill.creative.id}-{fill.variant.id}", "title": fill.variant.title,
                 "url": fill.creative.landing_url, "image_url": absolute(fill.variant.image_url, base_url),
-                "sponsored": True, "advertiser": fill.campaign.advertiser,
-                "campaign_id": fill.campaign.id, "click_url": click, "impression_url": impression}
+                "sponsored": True, "advertiser": fill.campaign.advertiser, "campaign_id": fill.campaign.id,
+                "click_url": f"{base_url}/t/c?a={index}&t={token}",
+                "impression_url": f"{base_url}/t/i?a={index}&t={token}"}
 
 
-def _grouping(slot: Slot, strategy: str | None) -> dict:
-    """What a token adds for reports to group its hits by: the placement and the widget's strategy."""
-    return {key: value for key, value in (("pl", slot.placement), ("st", strategy)) if value is not None}
+@functools.cache
+def _dimensions(size: str) -> tuple[int, int]:
+    """A display size's width and height (``300x250``), worked out once per size."""
+    width, height = size.split("x")
+    return int(width), int(height)
 
 
 def _placement(runtime: Runtime, slot: Slot) -> Placement | None:

@@ -37,6 +37,7 @@ import sys
 import time
 import tracemalloc
 from pathlib import Path
+from urllib.parse import parse_qsl, urlsplit
 
 ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "out"
@@ -129,8 +130,10 @@ class Worker:
             ads = [slot] if slot["type"] == "display" else [i for i in slot["items"] if i.get("sponsored")]
             for ad in ads:
                 if ad.get("impression_url"):
-                    payload = self.server.signer.verify(ad["impression_url"].split("t=", 1)[1])
-                    await self.server.tracker.record(Hit.impression(payload), "Mozilla/5.0", self.server.runtime)
+                    query = dict(parse_qsl(urlsplit(ad["impression_url"]).query))
+                    payload = self.server.signer.verify(query["t"])  # a native in its widget's token: a=N
+                    hit = Hit.impression(payload, query["a"]) if "a" in query else Hit.impression(payload)
+                    await self.server.tracker.record(hit, "Mozilla/5.0", self.server.runtime)
 
     def run_pass(self, page: str, views: int, pixels: float) -> dict:
         """Per-page CPU times of one pass (µs): parse, serve and encode, pixels untimed.

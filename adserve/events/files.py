@@ -79,7 +79,8 @@ class EventLog:
         """Write whole lines, already serialised, to the file of ``ts``'s day (the exporter's
         copies keep their ids), or raise LogUnavailable."""
         try:
-            self._file_for(ts)
+            if self.failing or not self._span[0] <= ts < self._span[1]:
+                self._open_day(ts)  # a new UTC day, or the last write failed
             while data:
                 data = data[os.write(self._fd, data):]
         except OSError as exc:
@@ -89,14 +90,12 @@ class EventLog:
         self.failing = False
         self._dirty = True
 
-    def _file_for(self, ts: float) -> None:
-        """Open the file of ``ts``'s UTC day, unless it is open and the last write went through.
+    def _open_day(self, ts: float) -> None:
+        """Open the file of ``ts``'s UTC day (again, after a failed write).
 
         The new file is opened before the old one is closed: a failed open leaves the old
         descriptor in place, never a closed number the next socket could reuse.
         """
-        if not self.failing and self._span[0] <= ts < self._span[1]:
-            return  # the current file's UTC day
         start = ts - ts % 86400  # Unix time has no leap seconds: UTC days are 86,400 s
         path = self.folder / f"events-{day_of(start)}.{self.writer}.jsonl"
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
