@@ -59,6 +59,7 @@ async def test_a_cut_tier_stops_the_walk_only_when_nothing_fit_before_it(store):
     assert await store.reserve([[capped(1, "r", 0, "p1.1"), CUT, free(2)], [free(3)]], set(), HOLD) == []
     assert await store.reserve([[free(1), CUT], [capped(2, "r", 0, "p2.2"), CUT]], set(), HOLD) == [0]
     assert await store.reserve([[capped(4, "r", 1, "p4.4"), CUT], [capped(5, "r", 1, "p5.5")]], set(), HOLD) == [0, 0]
+    assert await store.reserve([[capped(6, "r", 1, "p6.6")], [CUT, capped(7, "r", 1, "p7.7")]], set(), HOLD) == [0]
 
 
 async def test_a_reservation_holds_its_counters_until_its_pixel_confirms_it(store):
