@@ -94,6 +94,18 @@ async def test_a_charge_without_reservation_fits_or_moves_nothing(store):
     assert await store.get_many(["a", "b", "missing"]) == [4.0, 10.0, 0.0]
 
 
+async def test_a_settle_with_a_mark_moves_counters_only_for_the_first_hit_of_its_token(store):
+    a = Limit("a", 4, 2, "click", 600)
+    assert await store.settle("bill:click:1", 600, None, (a,), mark="tok:click:1") is True
+    assert await store.settle("bill:click:1", 600, None, (a,), mark="tok:click:1") is None  # a repeat
+    assert not await store.first_time("tok:click:1", 600)  # marked by the settle
+    await store.forget("tok:click:1")  # its event could not be written: the retry counts once
+    assert await store.settle("bill:click:1", 600, None, (a,), mark="tok:click:1") is True
+    assert await store.settle("bill:click:2", 600, None, (a,), mark="tok:click:2") is True
+    assert await store.settle("bill:click:3", 600, None, (a,), mark="tok:click:3") is False  # 6 would pass 4
+    assert await store.get_many(["a"]) == [4.0]
+
+
 async def test_a_mark_is_new_once_and_can_be_forgotten(store):
     assert await store.first_time("tok:impression:n1", 600)
     assert not await store.first_time("tok:impression:n1", 600)

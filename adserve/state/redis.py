@@ -256,10 +256,10 @@ class RedisState:
         return [pick - 1 if pick else None for pick in picks]
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
-                     charges: tuple[Limit, ...]) -> bool:
+                     charges: tuple[Limit, ...], mark: str | None = None) -> bool | None:
         billable = await self._call(self._redis.run(self._settle, self._prefix, self._clock(), outcome, ttl,
-                                                    reservation or "", "", _charges(charges)))
-        return billable == 1
+                                                    reservation or "", mark or "", _charges(charges)))
+        return None if billable == -1 else billable == 1
 
     async def get_many(self, keys: list[str]) -> list[float]:
         if not keys:
