@@ -321,19 +321,21 @@ class Decider:
         return option
 
     async def bill(self, kind: str, campaign_id: object, user: str | None, hit: str, ttl: int,
-                   reservation: str | None = None) -> bool:
+                   reservation: str | None = None, mark: str | None = None) -> bool | None:
         """Whether one counted impression or click is within its campaign's limits; counts it if so.
 
         An impression confirms the reservation its decision made; after that expired, or for a
-        click, it is charged only if every limit still fits. Idempotent per ``hit``.
+        click, it is charged only if every limit still fits. Idempotent per ``hit``. With
+        ``mark``, the hit's token mark is set first, in the same store call: None, and nothing
+        billed, when it was set already (see ``StateStore.settle``).
         """
         campaign = self.inventory.campaigns.get(campaign_id)
         charges = None if campaign is None else self.ledger.charge(campaign, kind, user,
                                                                    self.ledger.moment(self.clock()))
         if charges is None:
-            return False
+            return False if mark is None or await self.state.first_time(mark, ttl) else None
         return await self.state.settle(bill_key(kind, hit), ttl, reservation if kind == "impression" else None,
-                                       charges)
+                                       charges, mark)
 
     def charge_micros(self, kind: str, campaign_id: object) -> int:
         """The spend one billable ``kind`` of the campaign adds, in micro-units (0: it charges the other event)."""

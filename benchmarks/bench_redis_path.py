@@ -1,14 +1,16 @@
 """What Redis state adds to a page's CPU, in another checkout's code and in this one, in the same run.
 
-    python benchmarks/bench_redis_path.py --baseline-ref main [--views 1000 --passes 7]
+    python benchmarks/bench_redis_path.py --baseline-ref main [--views 1000 --passes 7 --pixels 0]
 
 Four bench_inprocess workers (each its own process: the baseline's code or this checkout's, on
 the embedded store or on a redis-server of the run's own) answer bench_inprocess' light page in
-alternating passes without pixels, as the wrk traffic has none; once for the whole page and once
-for ``Decider.decide`` alone. The CPU a page costs on Redis minus what it costs on the embedded
-store, paired pass by pass, is the Redis path's own cost in this process (Redis's CPU is not in
-it: its column is the redis-server's own). Pages come one at a time, so every round trip also
-pays an idle loop's wake-up, which a loaded server shares among the requests in flight.
+alternating passes, without pixels by default, as the wrk traffic has none; once for the whole
+page and once for ``Decider.decide`` alone. With ``--pixels`` a share of the pages' ad pixels
+arrive after them: untimed in the workers, but their work is in the redis-server column. The
+CPU a page costs on Redis minus what it costs on the embedded store, paired pass by pass, is
+the Redis path's own cost in this process (Redis's CPU is not in it: its column is the
+redis-server's own). Pages come one at a time, so every round trip also pays an idle loop's
+wake-up, which a loaded server shares among the requests in flight.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from bench_workers import cpu_seconds
 STATES = ("memory", "redis")
 
 
-def run(ref: str, views: int, passes: int) -> str:
+def run(ref: str, views: int, passes: int, pixels: float) -> str:
     pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
     redis = Redis()
     codes = {f"`{ref}`": baseline_checkout(ref), "this branch": ROOT.parent}
@@ -34,7 +36,7 @@ def run(ref: str, views: int, passes: int) -> str:
     rows = []
     try:
         for do in ("pass", "decide"):
-            command = {"do": do, "page": "light", "views": views, "pixels": 0.0}
+            command = {"do": do, "page": "light", "views": views, "pixels": pixels}
             for remote in remotes.values():  # warm-up: contexts, counters, the connection
                 remote.ask(command)
             means: dict[tuple[str, str], list[float]] = {key: [] for key in remotes}
@@ -59,8 +61,9 @@ def run(ref: str, views: int, passes: int) -> str:
         redis.stop()
     return "\n".join([
         f"### Redis path: what Redis state adds to a light page, `{ref}` and this branch",
-        f"`python benchmarks/bench_redis_path.py --baseline-ref {ref} --views {views} --passes {passes}`: "
-        f"{passes} alternating passes of {views} light pages (no pixels) per worker; CPU µs per page, "
+        f"`python benchmarks/bench_redis_path.py --baseline-ref {ref} --views {views} --passes {passes} "
+        f"--pixels {pixels}`: {passes} alternating passes of {views} light pages (pixels for {pixels:.0%}, "
+        "untimed) per worker; CPU µs per page, "
         "medians of the passes' means; added: Redis minus memory, paired pass by pass (range); "
         "redis-server: its own CPU per page (from /proc, 10 ms ticks: use enough views).", "",
         "| timed | code | memory µs | Redis µs | added by Redis, µs | redis-server µs |",
@@ -72,8 +75,9 @@ def main() -> None:
     parser.add_argument("--baseline-ref", required=True)
     parser.add_argument("--views", type=int, default=1000)
     parser.add_argument("--passes", type=int, default=7)
+    parser.add_argument("--pixels", type=float, default=0.0, help="share of pages whose ad pixels arrive")
     args = parser.parse_args()
-    print(run(args.baseline_ref, args.views, args.passes))
+    print(run(args.baseline_ref, args.views, args.passes, args.pixels))
 
 
 if __name__ == "__main__":

@@ -76,6 +76,26 @@ async def test_two_replicas_share_caps_and_token_dedup(aiohttp_client, make_serv
 
 
 
+async def test_a_pixel_is_one_round_trip_to_redis(aiohttp_client, make_server, redis_url, workdir):
+    """Marking the token and billing its campaign is one script call: a pixel's round trips to a
+    shared store are most of its cost."""
+    state = RedisState(redis_url, f"t{uuid.uuid4().hex}:")
+    client = await aiohttp_client(create_app(make_server(state=state)))
+    body = copy.deepcopy(EXAMPLE_REQUEST)
+    body["slots"] = [{"id": "s1", "type": "display", "sizes": ["300x250"]}]
+    fills = [(await post_slots(client, body))["s1"] for _ in range(2)]
+    assert (await client.get(local(fills[0]["impression_url"]))).status == 200  # Redis learns the script
+    sent = []
+    issue = state._redis._issue
+    state._redis._issue = lambda command: sent.append(command) or issue(command)
+    for _ in range(2):  # counted, then a repeat
+        assert (await client.get(local(fills[1]["impression_url"]))).status == 200
+        assert len(sent) == 1
+        sent.clear()
+    assert [(e["counted"], e["billable"]) for e in logged(workdir, "impression")] == \
+        [(True, True), (True, True), (False, False)]
+
+
 async def test_redis_killed_and_restarted_empty_mid_load(aiohttp_client, make_server, workdir, clock,
                                                          tmp_path):
     """Down: pages still answer (limited campaigns not served), pixels are logged and settled when

@@ -59,6 +59,7 @@ async def test_a_cut_tier_stops_the_walk_only_when_nothing_fit_before_it(store):
     assert await store.reserve([[capped(1, "r", 0, "p1.1"), CUT, free(2)], [free(3)]], set(), HOLD) == []
     assert await store.reserve([[free(1), CUT], [capped(2, "r", 0, "p2.2"), CUT]], set(), HOLD) == [0]
     assert await store.reserve([[capped(4, "r", 1, "p4.4"), CUT], [capped(5, "r", 1, "p5.5")]], set(), HOLD) == [0, 0]
+    assert await store.reserve([[capped(6, "r", 1, "p6.6")], [CUT, capped(7, "r", 1, "p7.7")]], set(), HOLD) == [0]
 
 
 async def test_a_reservation_holds_its_counters_until_its_pixel_confirms_it(store):
@@ -91,6 +92,18 @@ async def test_a_charge_without_reservation_fits_or_moves_nothing(store):
     assert await store.settle("bill:click:2", 600, None, (a, b))
     assert not await store.settle("bill:click:3", 600, None, (a, b))  # 6 would pass 4
     assert await store.get_many(["a", "b", "missing"]) == [4.0, 10.0, 0.0]
+
+
+async def test_a_settle_with_a_mark_moves_counters_only_for_the_first_hit_of_its_token(store):
+    a = Limit("a", 4, 2, "click", 600)
+    assert await store.settle("bill:click:1", 600, None, (a,), mark="tok:click:1") is True
+    assert await store.settle("bill:click:1", 600, None, (a,), mark="tok:click:1") is None  # a repeat
+    assert not await store.first_time("tok:click:1", 600)  # marked by the settle
+    await store.forget("tok:click:1")  # its event could not be written: the retry counts once
+    assert await store.settle("bill:click:1", 600, None, (a,), mark="tok:click:1") is True
+    assert await store.settle("bill:click:2", 600, None, (a,), mark="tok:click:2") is True
+    assert await store.settle("bill:click:3", 600, None, (a,), mark="tok:click:3") is False  # 6 would pass 4
+    assert await store.get_many(["a"]) == [4.0]
 
 
 async def test_a_mark_is_new_once_and_can_be_forgotten(store):

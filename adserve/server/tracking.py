@@ -141,15 +141,18 @@ class Tracker:
         self._counted(settled)
 
     async def _settle(self, event: dict, runtime, reservation: str | None) -> bool:
-        """Mark the token, then bill the campaign (none for a widget): sets ``counted`` and
-        ``billable`` on ``event``, and the ``charge`` (spend added, micro-units) of a billable one.
-        Whether the token was fresh."""
-        fresh = await self.state.first_time(token_key(event["type"], event["token"]), self.signer.ttl)
+        """Mark the token, then bill the campaign (none for a widget, nor a bot's hit), in one
+        store call: sets ``counted`` and ``billable`` on ``event``, and the ``charge`` (spend
+        added, micro-units) of a billable one. Whether the token was fresh."""
+        key = token_key(event["type"], event["token"])
+        if event["campaign"] is None or event["bot"]:
+            fresh = await self.state.first_time(key, self.signer.ttl)
+            billable = None if event["campaign"] is None else False
+        else:
+            billed = await runtime.decider.bill(event["type"], event["campaign"], event["user"], event["token"],
+                                                self.signer.ttl, reservation, mark=key)
+            fresh, billable = billed is not None, bool(billed)
         counted = fresh and not event["bot"]
-        billable = None
-        if event["campaign"] is not None:
-            billable = counted and await runtime.decider.bill(event["type"], event["campaign"], event["user"],
-                                                              event["token"], self.signer.ttl, reservation)
         event["counted"], event["billable"] = counted, billable
         if billable:
             event["charge"] = runtime.decider.charge_micros(event["type"], event["campaign"])

@@ -49,12 +49,14 @@ class StateStore(Protocol):
         """
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
-                     charges: tuple[Limit, ...]) -> bool:
+                     charges: tuple[Limit, ...], mark: str | None = None) -> bool | None:
         """Confirm ``reservation`` if it is still held (and add the unbounded ``charges``, which
         it did not hold), else add all ``charges`` if they all fit.
 
         Whether the event is billable; remembered under ``outcome`` for ``ttl`` seconds, so a
-        retried hit gets the same answer and moves nothing twice.
+        retried hit gets the same answer and moves nothing twice. With ``mark``, first
+        ``first_time(mark, ttl)`` in the same call (a pixel's one round trip to a shared store):
+        None, and nothing settled, when the mark was there already.
         """
 
     async def get_many(self, keys: list[str]) -> list[float]:

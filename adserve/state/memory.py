@@ -71,7 +71,9 @@ class MemoryState:
         return picks
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
-                     charges: tuple[Limit, ...]) -> bool:
+                     charges: tuple[Limit, ...], mark: str | None = None) -> bool | None:
+        if mark is not None and not await self.first_time(mark, ttl):
+            return None
         now = self._clock()
         self._release_due(now)
         known = self._value(outcome, now)
