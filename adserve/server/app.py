@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from .. import iowait, retention
 from ..catalog import Catalog, CatalogError, item_from_dict
@@ -47,6 +48,7 @@ from .state_link import StateLink
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
+SEC_GPC = istr("Sec-GPC")  # a header name given as istr is looked up without being case-folded again
 #: What ``GET /v1/config/status`` shows without the admin token: counts, never files or messages.
 PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warning_count",
                             "active_file_count", "active_campaigns"),
@@ -130,7 +132,7 @@ class AdServer:
         runtime = self.runtime
         body = await read_json(request, runtime.config.server)
         slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots,
-                                          gpc_header=request.headers.get("Sec-GPC", "").strip() == "1",
+                                          gpc_header=request.headers.get(SEC_GPC, "").strip() == "1",
                                           consent_required=runtime.config.site.consent_required)
         answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
         self.metrics.count(self.metrics.events, "decision")
@@ -289,32 +291,38 @@ async def read_json(request: web.Request, settings: ServerSettings) -> object:
 @web.middleware
 async def front_middleware(request: web.Request, handler) -> web.StreamResponse:
     """What every request passes through: CORS, then load shedding (slot requests), then
-    JSON error answers.
+    JSON error answers, each request counted by route and status.
 
-    One layer with the three concerns as plain calls, not three middlewares: each middleware is a
-    coroutine and a call through aiohttp's wrapper per request (PROFILE.md, sixth round).
+    One layer with the concerns as plain calls, not a middleware or a coroutine each: each is a
+    call through aiohttp's wrapper or an await per request (PROFILE.md, sixth and seventh rounds).
     """
     server = request.app[SERVER]
-    origin = request.headers.get("Origin")
+    origin = request.headers.get(hdrs.ORIGIN)
     allowed = origin is not None and origin in server.runtime.config.site.allowed_origins
+    slots = request.path.startswith("/v1/slots")
     if request.method == "OPTIONS" and origin is not None:
         response = _preflight(origin, allowed)
-    elif not request.path.startswith("/v1/slots"):
-        response = await _answer(server, request, handler)
-    elif (refusal := _overloaded(server, request)) is not None:
+    elif slots and (refusal := _overloaded(server, request)) is not None:
         response = refusal
     else:
-        server.in_flight += 1
-        waits = iowait.track()
-        started = time.perf_counter()
+        if slots:
+            server.in_flight += 1
+            waits = iowait.track()
+            started = time.perf_counter()
         try:
-            response = await _answer(server, request, handler)
+            response = await handler(request)
+        except Exception as exc:
+            response = _failure(server, request, exc)
         finally:
-            server.in_flight -= 1
-            listener.Work.add(started, waits[0])
+            if slots:
+                server.in_flight -= 1
+                listener.Work.add(started, waits[0])
+        resource = request.match_info.route.resource
+        route = resource.canonical if resource is not None else await _unmatched_route(request)
+        server.metrics.count(server.metrics.requests, route, str(response.status))
     if allowed:  # CORS for the configured page origins only; others get no CORS headers at all
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = ", ".join(filter(None, (response.headers.get("Vary"), "Origin")))
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+        response.headers[hdrs.VARY] = ", ".join(filter(None, (response.headers.get(hdrs.VARY), "Origin")))
     return response
 
 
@@ -344,33 +352,24 @@ def _overloaded(server: AdServer, request: web.Request) -> web.Response | None:
     return json_error(503, "overloaded", "try again shortly", {"Retry-After": "1"})
 
 
-async def _answer(server: AdServer, request: web.Request, handler) -> web.StreamResponse:
-    """The handler's response, or its failure as a JSON error: never a traceback; counted by route."""
-    try:
-        response = await handler(request)
-    except BadRequest as exc:
-        response = json_error(400, "bad_request", str(exc))
-    except TokenError as exc:
-        response = json_error(exc.status, "bad_token", str(exc), tracking.NO_CACHE)
-    except LogUnavailable as exc:
+def _failure(server: AdServer, request: web.Request, exc: Exception) -> web.Response:
+    """A handler's failure as a JSON error answer: never a traceback. Redirects go on up."""
+    if isinstance(exc, BadRequest):
+        return json_error(400, "bad_request", str(exc))
+    if isinstance(exc, TokenError):
+        return json_error(exc.status, "bad_token", str(exc), tracking.NO_CACHE)
+    if isinstance(exc, LogUnavailable):
         log.error("%s %s refused: %s", request.method, request.path, exc)
         server.metrics.log_failures.inc()
-        response = json_error(503, "log_unavailable", "nothing was recorded; try again shortly",
-                              {"Retry-After": "5", **tracking.NO_CACHE})
-    except web.HTTPException as exc:
+        return json_error(503, "log_unavailable", "nothing was recorded; try again shortly",
+                          {"Retry-After": "5", **tracking.NO_CACHE})
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
-        response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason,
-                              {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        response = json_error(500, "internal", "internal error; it has been logged")
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else await _unmatched_route(request)
-    server.metrics.count(server.metrics.requests, route, str(response.status))
-    return response
+            raise exc
+        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason,
+                          {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return json_error(500, "internal", "internal error; it has been logged")
 
 
 async def _unmatched_route(request: web.Request) -> str:
