@@ -1,4 +1,4 @@
-"""The aiohttp application: routes, middlewares and background tasks, wired together.
+"""The aiohttp application: routes behind one front door, and background tasks, wired together.
 
 ``AdServer`` owns the long-lived parts (state store, event log, catalog, recommender, signer);
 a ``Runtime`` (config + decider) is rebuilt on each good reload (``reload.py`` notices and checks
@@ -288,15 +288,15 @@ async def read_json(request: web.Request, settings: ServerSettings) -> object:
         raise BadRequest("body", f"malformed JSON: {exc}") from exc
 
 
-@web.middleware
-async def front_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """What every request passes through: CORS, then load shedding (slot requests), then
-    JSON error answers, each request counted by route and status.
+async def front(server: AdServer, handler, route: str | None, request: web.Request) -> web.StreamResponse:
+    """What every request passes through: CORS, then load shedding (slot requests), then JSON
+    error answers; each answer counted by its ``route`` (path template; None: no route has it).
 
-    One layer with the concerns as plain calls, not a middleware or a coroutine each: each is a
-    call through aiohttp's wrapper or an await per request (PROFILE.md, sixth and seventh rounds).
+    ``create_app`` puts it in front of every route's handler, and of a last route for every
+    other path, instead of making it a middleware: aiohttp runs middlewares through a wrapper
+    chain and a middleware of its own, ~4 µs a request (PROFILE.md, seventh round). The concerns
+    are plain calls in it, not a coroutine each, for the same reason.
     """
-    server = request.app[SERVER]
     origin = request.headers.get(hdrs.ORIGIN)
     allowed = origin is not None and origin in server.runtime.config.site.allowed_origins
     slots = request.path.startswith("/v1/slots")
@@ -317,8 +317,8 @@ async def front_middleware(request: web.Request, handler) -> web.StreamResponse:
             if slots:
                 server.in_flight -= 1
                 listener.Work.add(started, waits[0])
-        resource = request.match_info.route.resource
-        route = resource.canonical if resource is not None else await _unmatched_route(request)
+        if route is None:
+            route = (await _routes_at(request))[0]
         server.metrics.count(server.metrics.requests, route, str(response.status))
     if allowed:  # CORS for the configured page origins only; others get no CORS headers at all
         response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
@@ -372,36 +372,47 @@ def _failure(server: AdServer, request: web.Request, exc: Exception) -> web.Resp
     return json_error(500, "internal", "internal error; it has been logged")
 
 
-async def _unmatched_route(request: web.Request) -> str:
-    """The route's path template for a request no route matched: a 405's is found here."""
-    resource = None
-    if isinstance(request.match_info.http_exception, web.HTTPMethodNotAllowed):
-        for candidate in request.app.router.resources():
-            if (await candidate.resolve(request))[1]:  # the methods it allows at this path
-                resource = candidate
-                break
-    return resource.canonical if resource is not None else "none"
+async def _routes_at(request: web.Request) -> tuple[str, set[str]]:
+    """For a request no route answers: the first route's path template at its path and the
+    methods routes allow there, or ``("none", set())`` where no route has the path."""
+    route, allowed = "none", set()
+    for resource in request.app.router.resources():
+        match, methods = await resource.resolve(request)
+        if match is None and methods:  # the path is this resource's, the method is not
+            route = route if allowed else resource.canonical
+            allowed |= methods
+    return route, allowed
+
+
+async def _unrouted(request: web.Request) -> web.StreamResponse:
+    """The answer where no route has the path (404) or not with this method (405), as aiohttp's."""
+    allowed = (await _routes_at(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 def create_app(server: AdServer) -> web.Application:
     settings = server.runtime.config.server
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[front_middleware])
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[SERVER] = server
-    app.router.add_post("/v1/slots", server.handle_slots)
-    app.router.add_put("/v1/items/{item_id}", server.handle_item)
-    app.router.add_get("/t/i", functools.partial(tracking.impression, server))
-    app.router.add_get("/t/c", functools.partial(tracking.click, server))
-    app.router.add_get("/healthz", server.handle_health)
-    app.router.add_get("/metrics", server.handle_metrics)
-    app.router.add_get("/v1/config/status", server.handle_status)
-    app.router.add_get("/openapi.json", server.handle_openapi)
+
     def placements():  # read at each request: a reload swaps them
         return server.runtime.config.placements
 
-    loader = static.add_routes(app, placements)
-    pages.add_routes(app, server.catalog, loader.url, placements)
-    report_page.add_routes(app, server, os.environ.get("ADSERVE_REPORT_TOKEN"))
+    loader = static.Loader(placements)
+    routes = [web.post("/v1/slots", server.handle_slots), web.put("/v1/items/{item_id}", server.handle_item),
+              web.get("/t/i", functools.partial(tracking.impression, server)),
+              web.get("/t/c", functools.partial(tracking.click, server)),
+              web.get("/healthz", server.handle_health), web.get("/metrics", server.handle_metrics),
+              web.get("/v1/config/status", server.handle_status), web.get("/openapi.json", server.handle_openapi),
+              *static.routes(loader), *pages.routes(server.catalog, loader.url, placements),
+              *report_page.routes(server, os.environ.get("ADSERVE_REPORT_TOKEN"))]
+    for route in routes:  # each behind the front door, which counts it by its path template
+        template = app.router.add_resource(route.path).canonical
+        web.route(route.method, route.path, functools.partial(front, server, route.handler, template),
+                  **route.kwargs).register(app.router)
+    app.router.add_route("*", r"/{path:[\s\S]*}", functools.partial(front, server, _unrouted, None))  # any other path
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app
