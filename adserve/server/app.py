@@ -48,6 +48,7 @@ from .state_link import StateLink
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
+SLOTS = "/v1/slots"  # the route whose requests are shed past capacity (``_overloaded``)
 SEC_GPC = istr("Sec-GPC")  # a header name given as istr is looked up without being case-folded again
 #: What ``GET /v1/config/status`` shows without the admin token: counts, never files or messages.
 PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warning_count",
@@ -135,11 +136,7 @@ class AdServer:
                                           gpc_header=request.headers.get(SEC_GPC, "").strip() == "1",
                                           consent_required=runtime.config.site.consent_required)
         answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
-        self.metrics.count(self.metrics.events, "decision")
-        for fill in answer.values():
-            filled = fill.get("fill", True) if fill["type"] == "display" else bool(fill["items"])
-            self.metrics.count(self.metrics.slots, fill["type"], "true" if filled else "false")
-        self.metrics.slot_request_seconds.observe(time.perf_counter() - started)
+        self.metrics.answered(answer, time.perf_counter() - started)
         return json_response({"slots": answer})
 
     async def handle_item(self, request: web.Request) -> web.Response:
@@ -299,7 +296,7 @@ async def front(server: AdServer, handler, route: str | None, request: web.Reque
     """
     origin = request.headers.get(hdrs.ORIGIN)
     allowed = origin is not None and origin in server.runtime.config.site.allowed_origins
-    slots = request.path.startswith("/v1/slots")
+    slots = route == SLOTS if route is not None else request.path.startswith(SLOTS)
     if request.method == "OPTIONS" and origin is not None:
         response = _preflight(origin, allowed)
     elif slots and (refusal := _overloaded(server, request)) is not None:
@@ -401,7 +398,7 @@ def create_app(server: AdServer) -> web.Application:
         return server.runtime.config.placements
 
     loader = static.Loader(placements)
-    routes = [web.post("/v1/slots", server.handle_slots), web.put("/v1/items/{item_id}", server.handle_item),
+    routes = [web.post(SLOTS, server.handle_slots), web.put("/v1/items/{item_id}", server.handle_item),
               web.get("/t/i", functools.partial(tracking.impression, server)),
               web.get("/t/c", functools.partial(tracking.click, server)),
               web.get("/healthz", server.handle_health), web.get("/metrics", server.handle_metrics),
