@@ -4,15 +4,15 @@
 
 ``bench_inprocess.py`` times parse + serve + encode; this times the whole request as the server
 process sees it, minus the socket: the raw HTTP bytes of bench_slots' light page are handed to
-aiohttp's connection handler (the listener's, with the middlewares ``serve`` adds) and the
+aiohttp's connection handler (the listener's, as ``serve`` opens it) and the
 response is taken from a transport that only keeps it. So aiohttp's parsing and response writing,
-the middlewares, ``read_json``, metrics and the event log are in; ``send()``/``recv()`` are not
+the front door, ``read_json``, metrics and the event log are in; ``send()``/``recv()`` are not
 (they cost the same for the bare handler). In the same worker, passes of the bare aiohttp handler
 (``bare_server.py``'s: read the body, answer the same bytes) alternate with the page's, so each
 code's CPU µs per request come with the bare handler's: ``bare / page`` is this machine's in-process
 counterpart of bench_slots' throughput ratio (wrk adds the sockets to both sides). A third pass
 sends the same requests with ``SlotServer.serve`` answering a fixed answer: what remains is the
-request path outside serving (aiohttp, middlewares, reading and parsing the request, metrics,
+request path outside serving (aiohttp, the front door, reading and parsing the request, metrics,
 encoding the answer).
 
 The world, the page views and the baseline worker are bench_inprocess's.

@@ -5,9 +5,9 @@ take as long as it likes to send a request head. Here every accepted connection 
 ``max_connections`` gets an immediate 503 and is closed, a request head must arrive within
 ``head_timeout_seconds`` of the connection opening or of its last answer (aiohttp's keep-alive
 timer closes a connection that has not delivered a whole request by then), and each connection
-notes, when its bytes arrive, how much admitted work the process had done so far. The shedding
-middleware then knows how much admitted work a request has queued behind: past the limit it is
-refused. Counting only admitted work (not wall time, not event-loop lag) matters: refusals cost
+notes, when its bytes arrive, how much admitted work the process had done so far. The front
+door (``app.front``) then knows how much admitted work a request has queued behind: past the
+limit it is refused. Counting only admitted work (not wall time, not event-loop lag) matters: refusals cost
 CPU too, and a signal that includes them keeps itself high and refuses everything (with 2,000
 connections each pass of the loop takes longer than the limit even when all it does is refuse).
 
