@@ -92,8 +92,8 @@ def parse_slot_request(body: object, placements: dict, max_slots: int, gpc_heade
         raise BadRequest("country", "expected ISO alpha-2")
     allowed = consent(_signals(body.get("privacy"), gpc_header), consent_required)
     user_id = _id(user, "id", "user")
-    return SlotRequest(page=_page(body.get("page") or {}), user_id=user_id if allowed.reader else None,
-                       device=device, country=country, slots=parsed, consent=allowed)
+    return SlotRequest(_page(body.get("page") or {}), user_id if allowed.reader else None, device, country,
+                       parsed, allowed)
 
 
 class _Layouts:
@@ -173,7 +173,7 @@ def _keywords(raw: object) -> frozenset[str]:
     if not isinstance(raw, list):
         raise BadRequest("page.keywords", "expected list")
     try:
-        if len(raw) <= MAX_KEYWORDS and max(map(len, raw), default=0) <= 64:
+        if len(raw) <= MAX_KEYWORDS and (not raw or max(map(len, raw)) <= 64):
             return frozenset(map(str.lower, raw))  # a TypeError unless every one is a string
     except TypeError:
         pass

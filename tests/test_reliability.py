@@ -342,3 +342,28 @@ async def test_a_request_head_or_body_that_never_completes_is_cut_off(tmp_path):
         assert answer.startswith(b"HTTP/1.1 408 "), answer[:200]
         for _, writer in (slow_head, slow_body):
             writer.close()
+
+
+async def test_a_connection_counts_as_answering_from_its_handler_until_its_answer_is_written(aiohttp_client):
+    """A stop (``listener.drain``) closes idle connections at once and waits for the others; what
+    "answering" means is aiohttp's own flag, so this pins it: on while the body is still being
+    read, off once the answer went out."""
+    from aiohttp import web
+
+    from adserve.server import listener
+
+    seen = []
+
+    async def handler(request: web.Request) -> web.Response:
+        seen.append(listener.answering(request.protocol))
+        await request.read()
+        seen.append(listener.answering(request.protocol))
+        return web.Response(text="ok")
+
+    app = web.Application()
+    app.router.add_post("/", handler)
+    client = await aiohttp_client(app)
+    assert (await client.post("/", data=b"x" * 100)).status == 200
+    assert seen == [True, True]
+    connections = client.server.runner.server.connections
+    assert connections and not any(listener.answering(connection) for connection in connections)

@@ -1,4 +1,4 @@
-"""The aiohttp application: routes, middlewares and background tasks, wired together.
+"""The aiohttp application: routes behind one front door, and background tasks, wired together.
 
 ``AdServer`` owns the long-lived parts (state store, event log, catalog, recommender, signer);
 a ``Runtime`` (config + decider) is rebuilt on each good reload (``reload.py`` notices and checks
@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import orjson
-from aiohttp import web
+from aiohttp import hdrs, web
+from multidict import istr
 
 from .. import iowait, retention
 from ..catalog import Catalog, CatalogError, item_from_dict
@@ -47,6 +48,8 @@ from .state_link import StateLink
 
 log = logging.getLogger("adserve")
 SERVER: web.AppKey["AdServer"] = web.AppKey("server")
+SLOTS = "/v1/slots"  # the route whose requests are shed past capacity (``_overloaded``)
+SEC_GPC = istr("Sec-GPC")  # a header name given as istr is looked up without being case-folded again
 #: What ``GET /v1/config/status`` shows without the admin token: counts, never files or messages.
 PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warning_count",
                             "active_file_count", "active_campaigns"),
@@ -130,14 +133,10 @@ class AdServer:
         runtime = self.runtime
         body = await read_json(request, runtime.config.server)
         slot_request = parse_slot_request(body, runtime.config.placements, runtime.config.server.max_slots,
-                                          gpc_header=request.headers.get("Sec-GPC", "").strip() == "1",
+                                          gpc_header=request.headers.get(SEC_GPC, "").strip() == "1",
                                           consent_required=runtime.config.site.consent_required)
         answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
-        self.metrics.count(self.metrics.events, "decision")
-        for fill in answer.values():
-            filled = fill.get("fill", True) if fill["type"] == "display" else bool(fill["items"])
-            self.metrics.count(self.metrics.slots, fill["type"], "true" if filled else "false")
-        self.metrics.slot_request_seconds.observe(time.perf_counter() - started)
+        self.metrics.answered(answer, time.perf_counter() - started)
         return json_response({"slots": answer})
 
     async def handle_item(self, request: web.Request) -> web.Response:
@@ -286,35 +285,41 @@ async def read_json(request: web.Request, settings: ServerSettings) -> object:
         raise BadRequest("body", f"malformed JSON: {exc}") from exc
 
 
-@web.middleware
-async def front_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """What every request passes through: CORS, then load shedding (slot requests), then
-    JSON error answers.
+async def front(server: AdServer, handler, route: str | None, request: web.Request) -> web.StreamResponse:
+    """What every request passes through: CORS, then load shedding (slot requests), then JSON
+    error answers; each answer counted by its ``route`` (path template; None: no route has it).
 
-    One layer with the three concerns as plain calls, not three middlewares: each middleware is a
-    coroutine and a call through aiohttp's wrapper per request (PROFILE.md, sixth round).
+    ``create_app`` puts it in front of every route's handler, and of a last route for every
+    other path, instead of making it a middleware: aiohttp runs middlewares through a wrapper
+    chain and a middleware of its own, ~4 µs a request (PROFILE.md, seventh round). The concerns
+    are plain calls in it, not a coroutine each, for the same reason.
     """
-    server = request.app[SERVER]
-    origin = request.headers.get("Origin")
+    origin = request.headers.get(hdrs.ORIGIN)
     allowed = origin is not None and origin in server.runtime.config.site.allowed_origins
+    slots = route == SLOTS if route is not None else request.path.startswith(SLOTS)
     if request.method == "OPTIONS" and origin is not None:
         response = _preflight(origin, allowed)
-    elif not request.path.startswith("/v1/slots"):
-        response = await _answer(server, request, handler)
-    elif (refusal := _overloaded(server, request)) is not None:
+    elif slots and (refusal := _overloaded(server, request)) is not None:
         response = refusal
     else:
-        server.in_flight += 1
-        waits = iowait.track()
-        started = time.perf_counter()
+        if slots:
+            server.in_flight += 1
+            waits = iowait.track()
+            started = time.perf_counter()
         try:
-            response = await _answer(server, request, handler)
+            response = await handler(request)
+        except Exception as exc:
+            response = _failure(server, request, exc)
         finally:
-            server.in_flight -= 1
-            listener.Work.add(started, waits[0])
+            if slots:
+                server.in_flight -= 1
+                listener.Work.add(started, waits[0])
+        if route is None:
+            route = (await _routes_at(request))[0]
+        server.metrics.count(server.metrics.requests, route, str(response.status))
     if allowed:  # CORS for the configured page origins only; others get no CORS headers at all
-        response.headers["Access-Control-Allow-Origin"] = origin
-        response.headers["Vary"] = ", ".join(filter(None, (response.headers.get("Vary"), "Origin")))
+        response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
+        response.headers[hdrs.VARY] = ", ".join(filter(None, (response.headers.get(hdrs.VARY), "Origin")))
     return response
 
 
@@ -344,65 +349,67 @@ def _overloaded(server: AdServer, request: web.Request) -> web.Response | None:
     return json_error(503, "overloaded", "try again shortly", {"Retry-After": "1"})
 
 
-async def _answer(server: AdServer, request: web.Request, handler) -> web.StreamResponse:
-    """The handler's response, or its failure as a JSON error: never a traceback; counted by route."""
-    try:
-        response = await handler(request)
-    except BadRequest as exc:
-        response = json_error(400, "bad_request", str(exc))
-    except TokenError as exc:
-        response = json_error(exc.status, "bad_token", str(exc), tracking.NO_CACHE)
-    except LogUnavailable as exc:
+def _failure(server: AdServer, request: web.Request, exc: Exception) -> web.Response:
+    """A handler's failure as a JSON error answer: never a traceback. Redirects go on up."""
+    if isinstance(exc, BadRequest):
+        return json_error(400, "bad_request", str(exc))
+    if isinstance(exc, TokenError):
+        return json_error(exc.status, "bad_token", str(exc), tracking.NO_CACHE)
+    if isinstance(exc, LogUnavailable):
         log.error("%s %s refused: %s", request.method, request.path, exc)
         server.metrics.log_failures.inc()
-        response = json_error(503, "log_unavailable", "nothing was recorded; try again shortly",
-                              {"Retry-After": "5", **tracking.NO_CACHE})
-    except web.HTTPException as exc:
+        return json_error(503, "log_unavailable", "nothing was recorded; try again shortly",
+                          {"Retry-After": "5", **tracking.NO_CACHE})
+    if isinstance(exc, web.HTTPException):
         if exc.status < 400:
-            raise
-        response = json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason,
-                              {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
-    except asyncio.CancelledError:
-        raise
-    except Exception:
-        log.exception("unexpected error on %s %s", request.method, request.path)
-        response = json_error(500, "internal", "internal error; it has been logged")
-    resource = request.match_info.route.resource
-    route = resource.canonical if resource is not None else await _unmatched_route(request)
-    server.metrics.count(server.metrics.requests, route, str(response.status))
-    return response
+            raise exc
+        return json_error(exc.status, exc.reason.lower().replace(" ", "_"), exc.text or exc.reason,
+                          {k: v for k, v in exc.headers.items() if k in ("Allow", "Retry-After")})
+    log.error("unexpected error on %s %s", request.method, request.path, exc_info=exc)
+    return json_error(500, "internal", "internal error; it has been logged")
 
 
-async def _unmatched_route(request: web.Request) -> str:
-    """The route's path template for a request no route matched: a 405's is found here."""
-    resource = None
-    if isinstance(request.match_info.http_exception, web.HTTPMethodNotAllowed):
-        for candidate in request.app.router.resources():
-            if (await candidate.resolve(request))[1]:  # the methods it allows at this path
-                resource = candidate
-                break
-    return resource.canonical if resource is not None else "none"
+async def _routes_at(request: web.Request) -> tuple[str, set[str]]:
+    """For a request no route answers: the first route's path template at its path and the
+    methods routes allow there, or ``("none", set())`` where no route has the path."""
+    route, allowed = "none", set()
+    for resource in request.app.router.resources():
+        match, methods = await resource.resolve(request)
+        if match is None and methods:  # the path is this resource's, the method is not
+            route = route if allowed else resource.canonical
+            allowed |= methods
+    return route, allowed
+
+
+async def _unrouted(request: web.Request) -> web.StreamResponse:
+    """The answer where no route has the path (404) or not with this method (405), as aiohttp's."""
+    allowed = (await _routes_at(request))[1]
+    if allowed:
+        raise web.HTTPMethodNotAllowed(request.method, allowed)
+    raise web.HTTPNotFound()
 
 
 def create_app(server: AdServer) -> web.Application:
     settings = server.runtime.config.server
-    app = web.Application(client_max_size=settings.max_body_bytes,
-                          middlewares=[front_middleware])
+    app = web.Application(client_max_size=settings.max_body_bytes)
     app[SERVER] = server
-    app.router.add_post("/v1/slots", server.handle_slots)
-    app.router.add_put("/v1/items/{item_id}", server.handle_item)
-    app.router.add_get("/t/i", functools.partial(tracking.impression, server))
-    app.router.add_get("/t/c", functools.partial(tracking.click, server))
-    app.router.add_get("/healthz", server.handle_health)
-    app.router.add_get("/metrics", server.handle_metrics)
-    app.router.add_get("/v1/config/status", server.handle_status)
-    app.router.add_get("/openapi.json", server.handle_openapi)
+
     def placements():  # read at each request: a reload swaps them
         return server.runtime.config.placements
 
-    loader = static.add_routes(app, placements)
-    pages.add_routes(app, server.catalog, loader.url, placements)
-    report_page.add_routes(app, server, os.environ.get("ADSERVE_REPORT_TOKEN"))
+    loader = static.Loader(placements)
+    routes = [web.post(SLOTS, server.handle_slots), web.put("/v1/items/{item_id}", server.handle_item),
+              web.get("/t/i", functools.partial(tracking.impression, server)),
+              web.get("/t/c", functools.partial(tracking.click, server)),
+              web.get("/healthz", server.handle_health), web.get("/metrics", server.handle_metrics),
+              web.get("/v1/config/status", server.handle_status), web.get("/openapi.json", server.handle_openapi),
+              *static.routes(loader), *pages.routes(server.catalog, loader.url, placements),
+              *report_page.routes(server, os.environ.get("ADSERVE_REPORT_TOKEN"))]
+    for route in routes:  # each behind the front door, which counts it by its path template
+        template = app.router.add_resource(route.path).canonical
+        web.route(route.method, route.path, functools.partial(front, server, route.handler, template),
+                  **route.kwargs).register(app.router)
+    app.router.add_route("*", r"/{path:[\s\S]*}", functools.partial(front, server, _unrouted, None))  # any other path
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app

@@ -58,6 +58,18 @@ class Metrics:
         key = (metric, labels)
         self._counted[key] = self._counted.get(key, 0) + 1
 
+    def answered(self, slots: dict, seconds: float) -> None:
+        """A slot request's answer: its decision event, each slot by type and fill, its latency
+        (the counts ``count`` would make, without a call each)."""
+        counted = self._counted
+        key = (self.events, ("decision",))
+        counted[key] = counted.get(key, 0) + 1
+        for fill in slots.values():
+            filled = fill.get("fill", True) if fill["type"] == "display" else bool(fill["items"])
+            key = (self.slots, (fill["type"], "true" if filled else "false"))
+            counted[key] = counted.get(key, 0) + 1
+        self.slot_request_seconds.observe(seconds)
+
     def exposition(self) -> tuple[bytes, str]:
         """The scrape body and the content type it is in."""
         counted, self._counted = self._counted, {}

@@ -47,8 +47,8 @@ def demo_item(catalog):
     return catalog.items[world[0]] if world else next(iter(catalog.items.values()), None)
 
 
-def add_routes(app: web.Application, catalog, loader_url: Callable[[], str],
-               placements: Callable[[], Mapping[str, Placement]]) -> None:
+def routes(catalog, loader_url: Callable[[], str],
+           placements: Callable[[], Mapping[str, Placement]]) -> list[web.RouteDef]:
     async def article(request: web.Request) -> web.Response:
         item_id = request.match_info.get("item_id")
         item = catalog.live(item_id) if item_id else demo_item(catalog)
@@ -60,6 +60,4 @@ def add_routes(app: web.Application, catalog, loader_url: Callable[[], str],
     async def no_icon(request: web.Request) -> web.Response:
         return web.Response(status=204)
 
-    app.router.add_get("/", article)
-    app.router.add_get("/favicon.ico", no_icon)
-    app.router.add_get("/articles/{item_id}", article)
+    return [web.get("/", article), web.get("/favicon.ico", no_icon), web.get("/articles/{item_id}", article)]

@@ -40,10 +40,10 @@ svg{display:block;max-width:100%;height:auto;margin:8px 0}svg text{font:12px sys
 """
 
 
-def add_routes(app: web.Application, server, token: str | None) -> None:
+def routes(server, token: str | None) -> list[web.RouteDef]:
     """The report routes, only when a token is set."""
     if not token:
-        return
+        return []
     reading = asyncio.Lock()  # one log read at a time: a cold month or the open day is CPU-heavy
 
     async def page(request: web.Request) -> web.Response:
@@ -59,8 +59,7 @@ def add_routes(app: web.Application, server, token: str | None) -> None:
             raise web.HTTPNotFound(text=f"no campaign {campaign} in the config or the log")
         return web.Response(text=text, content_type="text/html", headers=HEADERS)
 
-    app.router.add_get("/report", page)
-    app.router.add_get(r"/report/campaigns/{campaign_id:\d{1,18}}", page)
+    return [web.get("/report", page), web.get(r"/report/campaigns/{campaign_id:\d{1,18}}", page)]
 
 
 def render(events_dir, config: Config, campaign: int | None, now) -> str | None:

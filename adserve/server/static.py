@@ -132,8 +132,7 @@ def read_assets(folder: Path) -> dict[str, Asset]:
     return assets
 
 
-def add_routes(app: web.Application, placements: Callable[[], Mapping[str, Placement]]) -> Loader:
-    loader = Loader(placements)
+def routes(loader: Loader) -> list[web.RouteDef]:
     assets = read_assets(STATIC)
 
     async def asset(request: web.Request) -> web.Response:
@@ -142,7 +141,6 @@ def add_routes(app: web.Application, placements: Callable[[], Mapping[str, Place
             raise web.HTTPNotFound(text="no such file")
         return found.response(request, f"public, max-age={ASSET_MAX_AGE}")
 
-    app.router.add_get("/static/adserve.js", loader.latest)
-    app.router.add_get("/static/adserve.{version:[0-9a-f]{16}}.js", loader.versioned)
-    app.router.add_get("/static/{path:.+}", asset)
-    return loader
+    return [web.get("/static/adserve.js", loader.latest),
+            web.get("/static/adserve.{version:[0-9a-f]{16}}.js", loader.versioned),
+            web.get("/static/{path:.+}", asset)]
