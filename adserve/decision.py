@@ -191,8 +191,6 @@ class Inventory:
 
 class _Page:
     """What one request has learned so far: campaign options, names taken, tiers to ask whole."""
-    __slots__ = ("request", "reader", "moment", "now", "local", "reservation", "options", "shared", "taken",
-                 "whole")
 
     def __init__(self, request: SlotRequest, moment: Moment, reservation: str, shared: dict[int, tuple]) -> None:
         self.request = request
