@@ -140,7 +140,8 @@ class Group:
         yield candidates[first]
         rest = candidates[:first] + candidates[first + 1:]
         if len(rest) > 1:
-            rest.sort(key=lambda c: -math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf)
+            times = [-math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf for c in rest]
+            rest = [rest[i] for i in sorted(range(len(rest)), key=times.__getitem__)]
         yield from rest
 
     def _drawn(self, rng: random.Random) -> int:
@@ -190,8 +191,6 @@ class Inventory:
 
 class _Page:
     """What one request has learned so far: campaign options, names taken, tiers to ask whole."""
-    __slots__ = ("request", "reader", "moment", "now", "local", "reservation", "options", "shared", "taken",
-                 "whole")
 
     def __init__(self, request: SlotRequest, moment: Moment, reservation: str, shared: dict[int, tuple]) -> None:
         self.request = request

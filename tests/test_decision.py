@@ -554,6 +554,15 @@ def test_a_draw_rounded_onto_the_top_of_the_sums_takes_the_last_candidate():
     assert set(drawn) == {1, 2}
 
 
+def test_a_draw_rounded_onto_the_top_of_the_sums_never_lands_on_a_zero_weight():
+    """The top of the sums is also the running sum of zero weights listed last: a draw rounded
+    onto it (the largest ``random()`` times subnormal scores) takes the last candidate with a score."""
+    group = decision.Group(scored(5e-324, 5e-324, 0.0))
+    top = FixedRandom(1 - 2**-53)
+    assert [c.campaign.id for c in group.draw(top, 1)] == [2]
+    assert [c.campaign.id for c in group.order(top)] == [2, 1, 3]
+
+
 def test_variants_split_by_their_own_weights_beyond_two():
     d = decider([campaign(1, variants=(("A", 1.0), ("B", 1.0), ("C", 1.0)))])
     creative = d.inventory.campaigns[1].creatives[0]
