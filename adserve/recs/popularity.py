@@ -63,7 +63,7 @@ class Popularity:
         """``items`` by heat, hottest first, ties in their given order (a stable sort). Heats are
         comparable between items at any one moment (not across rebases)."""
         scores = self._scores
-        if scores.keys().isdisjoint(items):  # none read nor clicked yet: all tie
+        if not scores or scores.keys().isdisjoint(items):  # none read nor clicked yet: all tie
             return list(items)
         return sorted(items, key=scores.__getitem__, reverse=True)
 
