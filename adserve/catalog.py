@@ -139,7 +139,8 @@ class Catalog:
 
         Remade for every article of every widget, each cost two new URL strings and a 6-key dict;
         it is kept per item object and base URL and copied (one small copy). An upsert stores a
-        new item object, so the next widget shows the article as it now is.
+        new item object, so the next widget shows the article as it now is; another base URL (the
+        Host header's, without ``public_url``) replaces the entry rather than adding one.
         """
         items, kept = self.items, self._cards
         cards = []
@@ -152,9 +153,9 @@ class Catalog:
         return cards
 
     def _card(self, item: Item, base_url: str) -> tuple[Item, str, dict]:
-        card = (item, base_url, {"item_id": item.item_id, "title": item.title, "url": absolute(item.url, base_url),
-                                 "image_url": absolute(item.image_url, base_url), "section": item.section,
-                                 "sponsored": False})
+        entry = {"item_id": item.item_id, "title": item.title, "url": absolute(item.url, base_url),
+                 "image_url": absolute(item.image_url, base_url), "section": item.section, "sponsored": False}
+        card = (item, base_url, entry)
         if len(self._cards) >= CARDS_KEPT:
             self._cards.clear()
         self._cards[item.item_id] = card

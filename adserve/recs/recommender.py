@@ -248,7 +248,7 @@ class Recommender:
         if not n:
             return
         fresh = self._recent(now)[0]
-        if not banned.isdisjoint(fresh):  # mostly not: the page's and the widget's few articles are older
+        if not banned.isdisjoint(fresh):  # often none is (a reader's picks are older): no copy then
             fresh = [i for i in fresh if i not in banned]
         # one pick (n is 0 or 1 below 7 organic items): the draw ``sample`` makes, at a tenth of its
         # cost; ``choice`` draws as ``randrange`` does (one ``_randbelow`` of the length), without its checks
