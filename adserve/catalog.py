@@ -88,7 +88,7 @@ class Catalog:
         self._urls = {i.url for i in self.items.values()}  # one item per page: discovery checks here
         self.on_change: Callable[[Item], None] = lambda item: None  # told of each change made here
         self.version = 0  # moves on each upsert: what was worked out from the items before is stale
-        self._cards: dict[str, tuple[Item, str, dict]] = {}  # item id -> (item, base URL, its card)
+        self._cards: dict[str, tuple[Item, str, dict]] = {}  # item id -> (item, base URL, widget entry)
 
     @classmethod
     def load(cls, path: str | Path, journal: str | Path | None = None) -> "Catalog":
@@ -133,21 +133,32 @@ class Catalog:
         item = self.items.get(item_id)
         return item if item is not None and item.live else None
 
-    def card(self, item: Item, base_url: str) -> dict:
-        """What a widget shows of ``item`` (id, title, URLs made absolute, section); callers copy it.
+    def cards(self, item_ids: list[str], base_url: str) -> list[dict]:
+        """The widget entries of ``item_ids``: id, title, URLs made absolute, section, not
+        sponsored (a catalog article never is); new dicts, the caller's to extend.
 
-        Remade for every article of every widget, it cost two new URL strings and a dict each;
-        it is kept per item object and base URL instead. An upsert stores a new item object, so
-        the next widget shows the article as it now is.
+        Remade for every article of every widget, each cost two new URL strings and a 6-key dict;
+        it is kept per item object and base URL and copied (one small copy). An upsert stores a
+        new item object, so the next widget shows the article as it now is; another base URL (the
+        Host header's, without ``public_url``) replaces the entry rather than adding one.
         """
-        kept = self._cards.get(item.item_id)
-        if kept is not None and kept[0] is item and kept[1] == base_url:
-            return kept[2]
-        card = {"item_id": item.item_id, "title": item.title, "url": absolute(item.url, base_url),
-                "image_url": absolute(item.image_url, base_url), "section": item.section}
+        items, kept = self.items, self._cards
+        cards = []
+        for item_id in item_ids:
+            item = items[item_id]
+            card = kept.get(item_id)
+            if card is None or card[0] is not item or card[1] != base_url:
+                card = self._card(item, base_url)
+            cards.append(card[2].copy())
+        return cards
+
+    def _card(self, item: Item, base_url: str) -> tuple[Item, str, dict]:
+        entry = {"item_id": item.item_id, "title": item.title, "url": absolute(item.url, base_url),
+                 "image_url": absolute(item.image_url, base_url), "section": item.section, "sponsored": False}
+        card = (item, base_url, entry)
         if len(self._cards) >= CARDS_KEPT:
             self._cards.clear()
-        self._cards[item.item_id] = (item, base_url, card)
+        self._cards[item.item_id] = card
         return card
 
     def published_since(self, cutoff: float) -> list[str]:

@@ -135,13 +135,9 @@ class SlotServer:
                         "sponsored": [f.campaign.id for f in sponsored.values()]}
 
     def _organic(self, item_ids: list[str], click: str, base_url: str) -> list[dict]:
-        items, card = self.catalog.items, self.catalog.card
-        entries = []
-        for position, item_id in enumerate(item_ids):
-            entry = card(items[item_id], base_url).copy()  # a small dict's copy is one memcpy
-            entry["sponsored"] = False
+        entries = self.catalog.cards(item_ids, base_url)
+        for position, entry in enumerate(entries):
             entry["click_url"] = f"{click}&i={position}"
-            entries.append(entry)
         return entries
 
     @staticmethod

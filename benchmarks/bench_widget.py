@@ -27,7 +27,6 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent
-LEFT_OUT_DEPTH = [0]  # left-out calls open: one nested in another (``_native``'s ``_urls``) is not taken off twice
 PARTS = {  # name -> (class, its methods timed, its methods whose time inside those is left out)
     "widget": ("SlotServer", ("_recs", "_display"), ()),
     "organic": ("SlotServer", ("_recs",), ("_native", "_urls")),
@@ -72,15 +71,15 @@ def main() -> None:
                                               "adserve.recs._base_recommender", Path(folder)),
                "popularity": baseline_module(args.baseline_ref, "adserve/recs/popularity.py",
                                              "adserve.recs._base_popularity", Path(folder))}
-    spent = [0.0]
-    owner, methods, left_out = PARTS[args.part]
+    spent, open_ = [0.0], [0]
+    owner, methods, untimed = PARTS[args.part]
     for module in (serving, recommender, old["serving"], old["recommender"]):
         cls = getattr(module, owner, None)
         if cls is not None and cls.__module__ == module.__name__:  # not the one it imports
             for name in methods:
                 setattr(cls, name, timed(getattr(cls, name), spent))
-            for name in left_out:
-                setattr(cls, name, timed(getattr(cls, name), spent, -1))
+            for name in untimed:
+                setattr(cls, name, left_out(getattr(cls, name), spent, open_))
     server = worker.server
     current = server.slots
     baseline = old["serving"].SlotServer(current.signer, current.events, current.catalog, current.recommender,
@@ -114,21 +113,31 @@ def main() -> None:
           f"({min(ratios):.2f}-{max(ratios):.2f})")
 
 
-def timed(method, spent: list[float], sign: int = 1):
-    """``method`` adding its CPU time to ``spent`` (``sign`` -1: taking it off, once however deeply
-    such methods nest)."""
+def timed(method, spent: list[float]):
+    """``method`` adding its CPU time to ``spent``."""
     def timing(*args, **kwargs):
-        if sign < 0 and timing.depth[0]:
-            return method(*args, **kwargs)
-        timing.depth[0] += sign < 0
         started = time.thread_time()
         try:
             return method(*args, **kwargs)
         finally:
-            spent[0] += sign * (time.thread_time() - started)
-            timing.depth[0] -= sign < 0
-    timing.depth = LEFT_OUT_DEPTH
+            spent[0] += time.thread_time() - started
     return timing
+
+
+def left_out(method, spent: list[float], open_: list[int]):
+    """``method`` taking its CPU time off ``spent``, once however deeply such calls nest (``open_``
+    counts the ones under way: ``_native``'s own ``_urls`` is not taken off twice)."""
+    def leaving_out(*args, **kwargs):
+        if open_[0]:
+            return method(*args, **kwargs)
+        open_[0] += 1
+        started = time.thread_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            spent[0] -= time.thread_time() - started
+            open_[0] -= 1
+    return leaving_out
 
 
 if __name__ == "__main__":

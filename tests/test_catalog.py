@@ -56,20 +56,24 @@ def test_items_refuse_values_no_page_can_show(field, value):
 
 def test_a_widget_card_follows_the_item_object_and_the_base_url(monkeypatch):
     """Cards are kept per item: an upsert and another public URL (the Host header's, when
-    ``public_url`` is unset) must each show on the next card, and the memo stays bounded."""
+    ``public_url`` is unset) must each show on the next card, each card is the caller's own,
+    and the memo stays bounded."""
     catalog = Catalog({"a": Item(item_id="a", url="/articles/a", title="Old", image_url="/img/a.jpg",
                                  section="world")})
-    first = catalog.card(catalog.items["a"], "https://news.example")
+    [first] = catalog.cards(["a"], "https://news.example")
     assert first == {"item_id": "a", "title": "Old", "url": "https://news.example/articles/a",
-                     "image_url": "https://news.example/img/a.jpg", "section": "world"}
-    assert catalog.card(catalog.items["a"], "https://news.example") == first
-    other = catalog.card(catalog.items["a"], "http://127.0.0.1:8080")
+                     "image_url": "https://news.example/img/a.jpg", "section": "world", "sponsored": False}
+    first["click_url"] = "https://news.example/t/c?t=x"  # the caller's own: the next card is unchanged
+    twice = catalog.cards(["a", "a"], "https://news.example")
+    assert "click_url" not in twice[0] and twice[0] == twice[1] and twice[0] is not twice[1]
+    [other] = catalog.cards(["a"], "http://127.0.0.1:8080")
     assert other["url"] == "http://127.0.0.1:8080/articles/a" and other["image_url"].startswith("http://127.0.0.1")
     catalog.upsert(Item(item_id="a", url="https://elsewhere.example/a", title="New"), persist=False)
-    assert catalog.card(catalog.items["a"], "http://127.0.0.1:8080") == {
-        "item_id": "a", "title": "New", "url": "https://elsewhere.example/a", "image_url": None, "section": None}
+    assert catalog.cards(["a"], "http://127.0.0.1:8080") == [
+        {"item_id": "a", "title": "New", "url": "https://elsewhere.example/a", "image_url": None, "section": None,
+         "sponsored": False}]
     monkeypatch.setattr("adserve.catalog.CARDS_KEPT", 2)
     for n in range(5):
         catalog.upsert(item(f"b{n}", None), persist=False)
-        catalog.card(catalog.items[f"b{n}"], "https://news.example")
+        catalog.cards([f"b{n}"], "https://news.example")
     assert len(catalog._cards) <= 2

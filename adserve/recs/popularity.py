@@ -16,7 +16,8 @@ REBASE_AT = 500.0  # exponent above which the sums are rescaled, far from float 
 
 class _Heats(dict):
     """Sums by item; an item never read nor clicked reads 0 without being added. Its lookups
-    stay in C (``__getitem__`` as a sort key), where a Python ``heat`` call per item cost ~3x."""
+    stay in C (``__getitem__`` as a sort key), where a Python call per item took about twice as
+    long to order a widget's candidates."""
 
     def __missing__(self, item: str) -> float:
         return 0.0
@@ -63,7 +64,7 @@ class Popularity:
         """``items`` by heat, hottest first, ties in their given order (a stable sort). Heats are
         comparable between items at any one moment (not across rebases)."""
         scores = self._scores
-        if scores.keys().isdisjoint(items):  # none read nor clicked yet: all tie
+        if not scores or scores.keys().isdisjoint(items):  # none read nor clicked yet: all tie
             return list(items)
         return sorted(items, key=scores.__getitem__, reverse=True)
 

@@ -248,16 +248,17 @@ class Recommender:
         if not n:
             return
         fresh = self._recent(now)[0]
-        if not banned.isdisjoint(fresh):  # mostly not: the page's and the widget's few articles are older
+        if not banned.isdisjoint(fresh):  # often none is (a reader's picks are older): no copy then
             fresh = [i for i in fresh if i not in banned]
-        # one pick (n is 0 or 1 below 7 organic items): the draw ``sample`` makes, at a tenth of its cost
-        chosen = ([fresh[self.rng.randrange(len(fresh))]] if n == 1 and fresh
+        # one pick (n is 0 or 1 below 7 organic items): the draw ``sample`` makes, at a tenth of its
+        # cost; ``choice`` draws as ``randrange`` does (one ``_randbelow`` of the length), without its checks
+        chosen = ([self.rng.choice(fresh)] if n == 1 and fresh
                   else self.rng.sample(fresh, min(n, len(fresh))))
         for item in chosen:
             if len(picked) < count:
                 picked.append(item)
             else:
-                picked[self.rng.randrange(1, count) if count > 1 else 0] = item
+                picked[self.rng.choice(range(1, count)) if count > 1 else 0] = item
 
     def fresh_items(self) -> list[str]:
         return self._recent(self._clock())[0]
