@@ -64,13 +64,14 @@ async def test_each_native_pixel_confirms_its_own_reservation_and_counts_once(cl
 async def test_a_native_click_goes_to_its_own_landing_url_once(client, workdir):
     widget = (await post_slots(client, PAGE))["w"]
     first, second = natives(widget)
-    for native in (first, second, first):
-        response = await client.get(local(native["click_url"]), allow_redirects=False)
-        assert response.status == 302 and response.headers["Location"] == native["url"]
+    article = next(item for item in widget["items"] if not item["sponsored"])  # position 0, like first
+    for item in (first, second, first, article):
+        response = await client.get(local(item["click_url"]), allow_redirects=False)
+        assert response.status == 302 and response.headers["Location"] == item["url"]
     clicks = logged(workdir, "click")
     assert [(c["campaign"], c["url"], c["counted"]) for c in clicks] == [
         (first["campaign_id"], first["url"], True), (second["campaign_id"], second["url"], True),
-        (first["campaign_id"], first["url"], False)]
+        (first["campaign_id"], first["url"], False), (None, article["url"], True)]
 
 
 async def test_a_native_index_is_canonical_and_inside_its_widget(client, workdir):

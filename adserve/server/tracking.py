@@ -2,9 +2,9 @@
 
 An answer signs one token per display ad and one per widget, the widget's native ads included;
 the pixel and the click URLs share it. A click on a widget's article names its position (``i``),
-a native ad's pixel and click its index among the widget's ads (``a``). A hit is verified, deduplicated per kind,
-token and position, classified as bot or not, appended to the event log (before the answer goes
-out), and only then charged to the campaign's counters.
+a native ad's pixel and click its index among the widget's ads (``a``). A hit is verified,
+deduplicated per kind, token and position or native ad, classified as bot or not, appended to the
+event log (before the answer goes out), and only then charged to the campaign's counters.
 """
 
 from __future__ import annotations
