@@ -601,6 +601,14 @@ def test_billing_an_unknown_campaign_is_refused():
     assert not asyncio.run(d.bill("click", "1", "reader-1", "hit", 86400))
 
 
+def test_a_hit_of_an_unknown_campaign_still_marks_its_token_once():
+    """Billed with its token's mark (one store call): a repeat is told apart though nothing bills."""
+    d = decider([campaign(1)])
+    marked = [asyncio.run(d.bill("impression", 99, "reader-1", "hit", 86400, mark="tok:impression:hit"))
+              for _ in range(2)]
+    assert marked == [False, None]
+
+
 def test_an_impression_and_a_click_of_one_hit_are_billed_apart():
     """Idempotency is per event kind: the impression of a hit does not make its click a retry."""
     d = decider([campaign(1, budget=Budget(metric="clicks", daily=1), pacing="asap")])
