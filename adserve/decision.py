@@ -99,6 +99,8 @@ WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random ord
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
 _new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
+ROWS = 64         # (sizes, device) pairs whose candidates the inventory keeps
+_UNSEEN = object()  # a listing's candidate for a (sizes, device) pair not yet worked out
 
 
 class Group:
@@ -172,21 +174,50 @@ class Inventory:
                                  (campaign.flight.start.timestamp(), campaign.flight.end.timestamp())))
         self._index = TargetingIndex(entries)
         self.reads_url = any(entry.rules.urls for entry in entries)  # else the URL is left out of contexts
+        # where each tier's listings end, by position: a lookup splits its matches there
+        self._tier_ends = [i for i in range(1, len(self._listings) + 1)
+                           if i == len(self._listings) or self._listings[i].tier != self._listings[i - 1].tier]
+        # per (sizes, device): each listing's candidate there, filled in as contexts meet it
+        self._template = [listing.whole if listing.uniform else _UNSEEN for listing in self._listings]
+        self._rows: dict[tuple[tuple[str, ...], str | None], list] = {}
 
     def lookup(self, context: Context, now: float, local: dt.datetime) -> tuple[list[list[Candidate]], float]:
         """The candidates of ``context`` at ``now`` by tier (best first, empty tiers left out), and
-        until when they hold: the next flight or daypart edge of a campaign the context targets."""
+        until when they hold: the next flight or daypart edge of a campaign the context targets.
+
+        A listing's candidate depends only on the slot's sizes and the device: it is worked out
+        once per (sizes, device) and kept in that pair's row, so a context that matches hundreds
+        of campaigns costs a list comprehension, not a Python call per match.
+        """
         matched, until = self._index.matches(context, now, local)
+        row = self._row(context.sizes, context.device)
+        candidates = [row[i] for i in matched]
+        if _UNSEEN in candidates:
+            for n, i in enumerate(matched):
+                if candidates[n] is _UNSEEN:
+                    candidates[n] = row[i] = self._listings[i].fitting(context.sizes, context.device)
         tiers: list[list[Candidate]] = []
-        tier = None
-        for listing in map(self._listings.__getitem__, matched):
-            candidate = listing.whole if listing.uniform else listing.fitting(context.sizes, context.device)
-            if candidate is not None:
-                if listing.tier != tier:
-                    tiers.append([])
-                    tier = listing.tier
-                tiers[-1].append(candidate)
+        start = 0
+        for end in self._tier_ends:
+            stop = bisect.bisect_left(matched, end, start)
+            if stop > start:
+                tier = candidates[start:stop]
+                if None in tier:  # no creative of the campaign fits the device
+                    tier = [candidate for candidate in tier if candidate is not None]
+                if tier:
+                    tiers.append(tier)
+                start = stop
         return tiers, until
+
+    def _row(self, sizes: tuple[str, ...], device: str | None) -> list:
+        """The candidates of every listing for ``sizes`` on ``device`` (``_UNSEEN``: not yet worked
+        out); at most ``ROWS`` pairs are kept, the oldest dropped, as requests choose the sizes."""
+        row = self._rows.get((sizes, device))
+        if row is None:
+            if len(self._rows) >= ROWS:
+                del self._rows[next(iter(self._rows))]
+            row = self._rows[sizes, device] = self._template.copy()
+        return row
 
 
 class _Page:

@@ -43,6 +43,8 @@ class Moment:
     local: dt.datetime        # ``now`` in the site timezone (dayparts read it)
     day: str                  # local date, ISO
     buckets: dict[str, str]   # frequency-cap period -> its current bucket
+    seconds: float            # ``now`` in Unix seconds
+    date: dt.date             # the local date
 
 
 @dataclass(frozen=True)
@@ -100,17 +102,18 @@ class Limit(NamedTuple):
     ttl: int    # seconds a counter created now lives
 
 
-@dataclass(frozen=True, slots=True)
-class _Counters:
+class _Counters(NamedTuple):
     """A campaign's reader-independent counters, as decisions and charges read them, from one
-    moment until a paced limit moves (or the local day ends)."""
+    moment until a paced limit moves (or the local day ends). A tuple: a big book's paced
+    campaigns each make one every second or so."""
     campaign: Campaign
     moment: Moment             # when they were worked out
     until: float               # Unix seconds: a paced limit may move from then on
     every: tuple[Limit, ...]   # bounded or not: an event moves each of its own
-    checks: tuple[Limit, ...]  # the bounded ones: a decision checks each
-    holds: tuple[Limit, ...]   # the bounded impression-metered ones: a decision reserves each
-    paced: tuple[tuple[int, Decimal, str], ...]  # (position in ``every``, budget, its pacing line)
+    reservable: tuple[tuple[Limit, ...], tuple[Limit, ...]]  # what a decision checks (the bounded
+    #                            ones) and reserves (of those, the impression-metered ones)
+    paced: tuple[tuple[int, Decimal, str, int | None], ...]  # (position in ``every``, budget, its
+    #                            pacing line, the budget as an int when ``_paced`` may use integers)
     cap_prefix: str            # a reader's frequency-cap key is this + reader + ":" + period bucket
     cap_ttl: int               # seconds a cap counter created now lives
 
@@ -142,7 +145,8 @@ class Ledger:
         self._last = Moment(now=now, local=local, day=local.date().isoformat(),
                             buckets={"hour": local.strftime("%Y%m%d%H") + offset,
                                      "day": local.strftime("%Y%m%d"),
-                                     "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"})
+                                     "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"},
+                            seconds=now.timestamp(), date=local.date())
         return self._last
 
     def day_bounds(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -157,7 +161,7 @@ class Ledger:
     # -- pacing -------------------------------------------------------------------------------
     def day_share(self, campaign: Campaign, moment: Moment) -> float:
         """The share of today's budget even pacing allows by now."""
-        return self._day_plan(campaign, moment.local.date()).share(moment.now.timestamp())
+        return self._day_plan(campaign, moment.date).share(moment.seconds)
 
     def flight_share(self, campaign: Campaign, moment: Moment) -> float:
         """The share of the flight's total budget even pacing allows by now."""
@@ -167,11 +171,6 @@ class Ledger:
         if today in before:
             done += self._day_plan(campaign, today).done(moment.now.timestamp())
         return min(1.0, done / total) if total > 0 else 1.0
-
-    def _day_reaches(self, campaign: Campaign, moment: Moment, share: float) -> float:
-        """When today's plan reaches ``share`` of the day (inf: not today)."""
-        plan = self._day_plan(campaign, moment.local.date())
-        return plan.reaches(share * plan.total) if plan.total > 0 else math.inf
 
     def _flight_reaches(self, campaign: Campaign, moment: Moment, share: float) -> float:
         """When the flight's plan reaches ``share`` of the flight, if that is today (else inf)."""
@@ -280,7 +279,10 @@ class Ledger:
         if found is None:
             return None
         counters, cap = found
-        return counters.checks + cap, counters.holds + cap
+        if not cap:
+            return counters.reservable
+        checks, holds = counters.reservable
+        return checks + cap, holds + cap
 
     def _for_reader(self, campaign: Campaign, user: str | None,
                     moment: Moment) -> tuple[_Counters, tuple[Limit, ...]] | None:
@@ -306,14 +308,15 @@ class Ledger:
         known = self._known.get(campaign.id)
         if known is not None and (known.moment is moment or (
                 known.campaign is campaign and known.moment.day == moment.day
-                and known.moment.now <= moment.now and moment.now.timestamp() < known.until)):
+                and known.moment.seconds <= moment.seconds < known.until)):
             return known
         until = math.inf
         if known is not None and known.campaign is campaign and known.moment.day == moment.day:
             every, paced = list(known.every), known.paced
-            for position, cap, line in paced:
-                limit, moves = self._bound(campaign, cap, line, every[position].cost, moment)
-                every[position] = every[position]._replace(limit=limit)
+            for position, cap, line, whole in paced:
+                key, _, cost, event, ttl = every[position]
+                limit, moves = self._bound(campaign, cap, line, cost, moment, whole)
+                every[position] = Limit(key, limit, cost, event, ttl)
                 until = min(until, moves)
             cap_ttl = known.cap_ttl
         else:
@@ -326,18 +329,19 @@ class Ledger:
                         bound = self._budget(campaign, metric, period)
                         limit = None
                         if bound is not None:
-                            limit, moves = self._bound(campaign, *bound, cost, moment)
+                            whole = _whole(bound[0])
+                            limit, moves = self._bound(campaign, *bound, cost, moment, whole)
                             until = min(until, moves)
                             if bound[1] is not None:
-                                lines.append((len(every), *bound))
+                                lines.append((len(every), *bound, whole))
                         every.append(Limit(key, limit, cost, event, ttl))
             paced = tuple(lines)
             cap = campaign.frequency_cap
             cap_ttl = 0 if cap is None else (_PERIOD_SECONDS.get(cap.period) or flight_left) + 3600
         checks = tuple(c for c in every if c.limit is not None)
         known = self._known[campaign.id] = _Counters(
-            campaign, moment, until - MOVE_MARGIN, tuple(every), checks,
-            tuple(c for c in checks if c.event == "impression"), paced,
+            campaign, moment, until - MOVE_MARGIN, tuple(every),
+            (checks, tuple(c for c in checks if c.event == "impression")), paced,
             known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl)
         return known
 
@@ -361,18 +365,29 @@ class Ledger:
             return budget.in_units(amount), "flight" if even and budget.daily is None else None
         return budget.in_units(amount), "day" if even else None
 
-    def _bound(self, campaign: Campaign, cap: Decimal, line: str | None, unit: int,
-               moment: Moment) -> tuple[int, float]:
+    def _bound(self, campaign: Campaign, cap: Decimal, line: str | None, unit: int, moment: Moment,
+               whole: int | None) -> tuple[int, float]:
         """``_paced``'s limit now, and when the line reaches the share where it moves next
-        (Unix seconds; inf: not today)."""
+        (Unix seconds; inf: not today). ``whole``: ``cap`` as an int, when ``_whole`` allows it."""
         if line is None:
-            return _paced(cap, 1.0, unit), math.inf
-        daily = line == "day"
-        limit = _paced(cap, self.day_share(campaign, moment) if daily else self.flight_share(campaign, moment), unit)
-        if limit >= int(cap):
+            return _paced(cap, 1.0, unit, whole), math.inf
+        if line == "day":  # the common line, read from today's plan once
+            plan = self._day_plan(campaign, moment.date)
+            limit = _paced(cap, plan.share(moment.seconds), unit, whole)
+        else:
+            limit = _paced(cap, self.flight_share(campaign, moment), unit, whole)
+        if whole is None:
+            if limit >= int(cap):
+                return limit, math.inf
+            share = float((limit - unit + 1) / cap)
+        elif limit >= whole:
             return limit, math.inf
-        share = float((limit - unit + 1) / cap)
-        return limit, (self._day_reaches if daily else self._flight_reaches)(campaign, moment, share)
+        else:
+            share = (limit - unit + 1) / whole
+        if line == "day":
+            total = plan.total
+            return limit, plan.reaches(share * total) if total > 0 else math.inf
+        return limit, self._flight_reaches(campaign, moment, share)
 
 
 def bounded(campaign: Campaign) -> bool:
@@ -427,14 +442,32 @@ def reader_keys(user: str) -> tuple[str, Callable[[str], bool]]:
 _READER_KEY = re.compile(r"c\d+:cap:(.*):[^:]*|ab:r:[^:]*:(.*)")  # a cap's bucket, a creative id: no colons
 
 
-def _paced(cap: Decimal, share: float, unit: int) -> int:
+def _paced(cap: Decimal, share: float, unit: int, whole: int | None = None) -> int:
     """A budget's ``limit`` for charges of ``unit``: the counter may charge while it is at most
     ``cap x share`` and the charge still fits under the cap.
 
     Integer counters make this exact: at most ``cap`` is ever charged (CPC 3 on a total of 10
     serves 3 clicks, 9.00), and pacing lets the counter run at most one unit ahead of its line.
+    ``whole`` (``_whole(cap)``): the same floor in integers, several times faster than Decimal.
     """
-    return min(math.floor(cap * Decimal(share)), int(cap) - unit) + unit
+    if whole is None:
+        return min(math.floor(cap * Decimal(share)), int(cap) - unit) + unit
+    numerator, denominator = share.as_integer_ratio()
+    return min(whole * numerator // denominator, whole - unit) + unit
+
+
+EXACT_CAP = 10**10  # below this, integer arithmetic gives what 28-digit Decimals give (``_whole``)
+
+
+def _whole(cap: Decimal) -> int | None:
+    """``cap`` as an int when ``_paced`` and ``_bound`` may use integers for it: whole and under
+    ``EXACT_CAP``. Decimal rounds ``cap x share`` to 28 digits before the floor, and ``(limit + 1)
+    / cap`` before the float; for a whole cap under 10**10 neither rounding can cross an integer
+    or a float's rounding edge (a float share's nearest such miss is ~1e-16 of it, the rounding
+    at most ~1e-27 of it times the cap), so the exact integer results are the same.
+    """
+    whole = int(cap)
+    return whole if whole == cap and 0 <= whole < EXACT_CAP else None
 
 
 def _plan(hours, hourly: tuple[float, ...], targeting: CompiledTargeting, weekday: int,

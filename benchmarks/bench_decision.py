@@ -187,8 +187,8 @@ class Run:
         """Work out every campaign's pacing plan and counters for the day, as a server that has
         served for a while has: the passes then time pages, not each campaign's first sight."""
         moment = self.decider.ledger.moment(self.decider.clock())
-        for campaign in self.decider.inventory.campaigns.values():
-            self.decider.ledger.limits(campaign, None, moment)
+        for campaign in self.decider.inventory.campaigns.values():  # a reader: a capped campaign
+            self.decider.ledger.limits(campaign, "settling", moment)  # skips none (None would skip it)
 
     def candidates(self) -> float:
         """Mean candidates per slot over the contexts the decider has kept."""

@@ -614,3 +614,32 @@ def test_an_impression_and_a_click_of_one_hit_are_billed_apart():
     d = decider([campaign(1, budget=Budget(metric="clicks", daily=1), pacing="asap")])
     bill = lambda kind, hit: asyncio.run(d.bill(kind, 1, "reader-1", hit, 86400))  # noqa: E731
     assert [bill("impression", "h1"), bill("click", "h1"), bill("click", "h2")] == [True, True, False]
+
+
+def test_lookup_keeps_each_sizes_and_device_pairs_candidates_apart(monkeypatch):
+    """Candidates are kept per (sizes, device) pair, a few pairs at a time: whichever pairs come
+    and go, each lookup offers exactly the creatives that fit its slot and device, tier by tier."""
+    monkeypatch.setattr(decision, "ROWS", 2)
+    rng = random.Random(5)
+    sizes, platforms = ["300x250", "728x90", "320x50"], ["ANY", "WEB", "MWEB", "APP"]
+    campaigns = []
+    for cid in range(1, 41):
+        c = campaign(cid, tier=rng.choice(["sponsorship", "standard", "remnant"]))
+        c.creatives = [Creative(id=f"cr-{cid}-{n}", size=rng.choice(sizes), platform=rng.choice(platforms),
+                                landing_url="https://adv.example/", variants=[Variant(id="A", image_url="/x.svg")])
+                       for n in range(rng.randint(1, 3))]
+        campaigns.append(c)
+    inventory = decider(campaigns).inventory
+    now = NOON_ISH.timestamp()
+    for _ in range(60):
+        slot = tuple(rng.sample(sizes, rng.randint(1, 2)))
+        device = rng.choice([None, "desktop", "mobile", "tablet", "app"])
+        context = decision.Context(slot, None, "politics", frozenset(), None, device, "US")
+        expected: dict[int, list] = {}
+        for c in sorted(campaigns, key=lambda c: decision.TIERS.index(c.tier)):
+            fitting = [cr.id for cr in c.creatives if cr.size in slot and decision.platform_fits(cr.platform, device)]
+            if fitting:
+                expected.setdefault(decision.TIERS.index(c.tier), []).append((c.id, fitting))
+        tiers, _ = inventory.lookup(context, now, NOON_ISH)
+        assert [[(x.campaign.id, [cr.id for cr in x.creatives]) for x in tier] for tier in tiers] == list(expected.values())
+        assert len(inventory._rows) <= 2

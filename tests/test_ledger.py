@@ -7,6 +7,7 @@ import datetime as dt
 import itertools
 import math
 import time
+from decimal import Decimal
 from fnmatch import fnmatchcase
 
 import pytest
@@ -14,7 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adserve.decision import AdNeed
-from adserve.ledger import Ledger, reader_keys
+from adserve.ledger import EXACT_CAP, Ledger, _paced, _whole, reader_keys
 from adserve.model import Budget, Daypart, Flight, FrequencyCap, Price, Targeting
 
 from .conftest import FakeClock
@@ -547,3 +548,21 @@ def test_the_pacing_line_is_worked_out_again_only_when_the_limit_can_move(line, 
     for second in range(3600):
         assert ledger.reservable(c, "u", ledger.moment(NY_MIDNIGHT + dt.timedelta(hours=9, seconds=second)))
     assert len(worked) <= 6
+
+
+@settings(max_examples=500, deadline=None)
+@given(st.integers(0, EXACT_CAP - 1), st.integers(1, 10**6), st.integers(0, 10**6), st.integers(-3, 3),
+       st.floats(0, 1))
+def test_pacing_in_integers_gives_what_decimals_give(cap, unit, k, nudge, drawn):
+    """A paced limit is worked out in integers when the cap is whole and below EXACT_CAP (a big
+    book's paced campaigns redo it every second): the same limit and the same next share as the
+    28-digit Decimal arithmetic, shares right at and around a whole unit of the cap included."""
+    unit = min(unit, cap) or 1
+    budget = Decimal(cap)
+    near = min(k, cap) / cap if cap else 0.0  # a share that lands on a whole unit, then nudged a few floats
+    for share in (drawn, min(1.0, max(0.0, near + nudge * math.ulp(near or 1e-300)))):
+        limit = _paced(budget, share, unit)
+        assert _paced(budget, share, unit, _whole(budget)) == limit
+        if cap:
+            assert (limit - unit + 1) / _whole(budget) == float((limit - unit + 1) / budget)
+    assert _whole(Decimal(EXACT_CAP)) is None and _whole(Decimal("2.5")) is None

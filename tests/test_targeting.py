@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from zoneinfo import ZoneInfo
 
@@ -89,6 +90,45 @@ def test_a_book_of_many_words_matches_a_plain_scan(entries, copies, queries):
     index = TargetingIndex(book)
     for c, now in queries:
         assert ask(index, c, now)[0] == scan(book, c, now)
+
+
+def aimed(entries: list[Entry], values: list[list[str]], attribute: str) -> list[Entry]:
+    """The entries with their rule on ``attribute`` replaced by ``values`` (one list per entry)."""
+    return [dataclasses.replace(e, rules=dataclasses.replace(e.rules, **{attribute: frozenset(v)}))
+            for e, v in zip(entries, values)]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(entry, min_size=1, max_size=30), st.data(),
+       st.sampled_from([("sections", SECTIONS + ["opinion", "local"]), ("countries", COUNTRIES + ["FR", "GB"]),
+                        ("placements", PLACEMENTS + ["foot", "inline"])]),
+       st.lists(st.tuples(context, moment), min_size=1, max_size=6))
+def test_a_book_split_by_one_attribute_matches_a_plain_scan(entries, data, aim, queries):
+    """Most entries aimed at one value of a one-valued attribute: the index matches each context
+    in its value's part of the book only (or in the part of entries that leave it unset), and
+    answers as the scan does."""
+    attribute, values = aim
+    chosen = data.draw(st.lists(st.one_of(st.just([]), *[st.just([v]) for v in values], st.just(values[:2])),
+                                min_size=len(entries), max_size=len(entries)))
+    book = aimed(entries, chosen, attribute) * 3
+    index = TargetingIndex(book)
+    for c, now in queries:
+        matched, until = ask(index, c, now)
+        assert matched == scan(book, c, now)
+        if until < now + 3 * 86400:
+            assert scan(book, c, until - 0.5) == matched
+
+
+def test_a_book_is_split_by_the_attribute_that_cuts_it_smallest():
+    """Entries spread over three sections, all on two devices: sections cut the book into parts of
+    a third (plus the few that leave sections unset); devices would not cut it at all."""
+    book = aimed(aimed([Entry(CompiledTargeting.compile(Targeting()), frozenset(["300x250"]), (0.0, 2 * BASE))] * 40,
+                       [[SECTIONS[n % 3]] if n % 10 else [] for n in range(40)], "sections"),
+                 [["desktop", "mobile"]] * 40, "devices")
+    index = TargetingIndex(book)
+    assert index._split == "sections"
+    c = Context(("300x250",), None, "sports", frozenset(), None, "mobile", None)
+    assert ask(index, c, BASE)[0] == scan(book, c, BASE) != []
 
 
 def test_an_empty_book_matches_nothing_ever():
