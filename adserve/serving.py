@@ -2,9 +2,10 @@
 
 Data flows one way: the request is decided (``decision``), recommended (``recs``), turned into the
 answer with signed URLs, and the decision is appended to the event log before the answer leaves.
-One token is signed per display ad (its pixel and click URL share it) and one per widget (its
-pixel, its articles' click URLs with their position, and its native ads' pixels and clicks with
-their index: the natives ride in the widget's token), so a page answer costs one signature per slot.
+One token is signed per ad (its pixel and click URL share it) and one per widget (its pixel, and
+its articles' click URLs with their position), so a page answer costs a handful of signatures. (One
+widget token carrying its natives too saved a signature each, but every article's and native's URL
+then repeated the natives' landing URLs: answers a half larger, a token bound shared by them all.)
 """
 
 from __future__ import annotations
@@ -75,7 +76,7 @@ class SlotServer:
         payload["p"] = request.page.item_id
         if slot.placement is not None:
             payload["pl"] = slot.placement
-        if strategy is not None:  # a widget's: its native ads' hits carry it too
+        if strategy is not None:  # a widget's, and its native ads': reports compare the two
             payload["st"] = strategy
         if request.consent.signalled:
             payload["k"] = request.consent.label
@@ -116,13 +117,10 @@ class SlotServer:
         rec = self.recommender.recommend(request.consent.strategy(strategy), reader,
                                          request.page.item_id, organic_count, on_page)
         on_page.update(rec.items)
-        payload = {"u": reader, "its": rec.items}
-        if sponsored:  # one token for the widget and its natives: each native's URLs name its index
-            payload["ads"] = [self._ad(fill, request) for fill in sponsored.values()]
-        token = self._token(payload, slot, request, rec.strategy)
+        token = self._token({"u": reader, "its": rec.items}, slot, request, rec.strategy)
         organic = iter(self._organic(rec.items, f"{base_url}/t/c?t={token}", base_url))
-        natives = {position: self._native(fill, index, token, base_url)
-                   for index, (position, fill) in enumerate(sponsored.items())}
+        natives = {position: self._native(slot, fill, request, base_url, rec.strategy)
+                   for position, fill in sponsored.items()}
         items = []
         for position in range(1, slot.count + 1):
             entry = natives.get(position) or next(organic, None)
@@ -140,15 +138,12 @@ class SlotServer:
             entry["click_url"] = f"{click}&i={position}"
         return entries
 
-    @staticmethod
-    def _native(fill: Fill, index: int, token: str, base_url: str) -> dict:
-        """Native ad ``index`` of its widget's ``token``: its pixel and click name it with ``a``,
-        put before ``t`` so that its pixel URL still ends with the token, as every pixel URL does."""
+    def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str, strategy: str) -> dict:
+        token = self._token(self._ad(fill, request), slot, request, strategy)
         return {"item_id": f"ad-{fill.creative.id}-{fill.variant.id}", "title": fill.variant.title,
                 "url": fill.creative.landing_url, "image_url": absolute(fill.variant.image_url, base_url),
                 "sponsored": True, "advertiser": fill.campaign.advertiser, "campaign_id": fill.campaign.id,
-                "click_url": f"{base_url}/t/c?a={index}&t={token}",
-                "impression_url": f"{base_url}/t/i?a={index}&t={token}"}
+                "click_url": f"{base_url}/t/c?t={token}", "impression_url": f"{base_url}/t/i?t={token}"}
 
 
 @functools.cache

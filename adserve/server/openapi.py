@@ -76,8 +76,6 @@ FILL = {"type": "object", "required": ["type"], "properties": {
 def openapi_spec(base_url: str) -> dict:
     json_body = {"application/json": {"schema": {"$ref": "#/components/schemas/SlotRequest"}}}
     token = [{"name": "t", "in": "query", "required": True, "schema": {"type": "string"}}]
-    native = {"name": "a", "in": "query", "required": False, "schema": {"type": "string"},
-              "description": "Index of the native ad in a widget's token"}
     return {
         "openapi": "3.1.0",
         "info": {"title": "adserve", "version": "1", "description":
@@ -95,11 +93,11 @@ def openapi_spec(base_url: str) -> dict:
                     "413": _error("Body over the size limit"),
                     "503": _error("Overloaded, or the event log cannot be written; retry after "
                                   "the Retry-After seconds")}}},
-            "/t/i": {"get": {"summary": "Impression pixel", "parameters": token + [native], "responses": {
+            "/t/i": {"get": {"summary": "Impression pixel", "parameters": token, "responses": {
                 "200": {"description": "1x1 GIF", "content": {"image/gif": {}}},
                 "400": _error("Malformed token"), "403": _error("Forged or altered token"),
                 "410": _error("Expired token"), "503": UNLOGGED}}},
-            "/t/c": {"get": {"summary": "Click redirect", "parameters": token + [native,
+            "/t/c": {"get": {"summary": "Click redirect", "parameters": token + [
                 {"name": "i", "in": "query", "required": False, "schema": {"type": "string"},
                  "description": "Position of the clicked article in a widget's token"}], "responses": {
                 "302": {"description": "Redirect to the ad's signed landing URL or the widget's article"},

@@ -1,10 +1,9 @@
 """Impression pixels and click redirects, from signed tokens only.
 
-An answer signs one token per display ad and one per widget, the widget's native ads included;
-the pixel and the click URLs share it. A click on a widget's article names its position (``i``),
-a native ad's pixel and click its index among the widget's ads (``a``). A hit is verified,
-deduplicated per kind, token and position or native ad, classified as bot or not, appended to the
-event log (before the answer goes out), and only then charged to the campaign's counters.
+An answer signs one token per ad and one per widget; the pixel and the click URLs share it, and a
+click on a widget names the item's position (``i``). A hit is verified, deduplicated per kind,
+token and position, classified as bot or not, appended to the event log (before the answer goes
+out), and only then charged to the campaign's counters.
 """
 
 from __future__ import annotations
@@ -46,22 +45,12 @@ class Hit:
     url: str | None = None
 
     @classmethod
-    def impression(cls, payload: dict, ad: str | None = None) -> "Hit":
-        """The token's own impression, or (``ad`` given) the impression of its widget's native ad."""
-        if ad is not None:
-            return cls("impression", *_native(payload, ad))
+    def impression(cls, payload: dict) -> "Hit":
         return cls("impression", payload, payload["n"])
 
     @classmethod
-    def click(cls, payload: dict, position: str | None, catalog: Catalog, base_url: str,
-              ad: str | None = None) -> "Hit":
-        """An ad's click goes to the landing URL signed in its token (a native's: in its widget's
-        token, at index ``ad``); a widget item's to its article."""
-        if ad is not None:
-            if position is not None:
-                raise TokenError("a click names an article (i) or a native ad (a), not both", 400)
-            payload, hit_id = _native(payload, ad)
-            return cls("click", payload, hit_id, url=_safe(payload.get("l")))
+    def click(cls, payload: dict, position: str | None, catalog: Catalog, base_url: str) -> "Hit":
+        """An ad's click goes to the landing URL signed in its token; a widget item's to its article."""
         items = payload.get("its")
         if items is None:
             return cls("click", payload, payload["n"], url=_safe(payload.get("l")))
@@ -72,19 +61,6 @@ class Hit:
             raise TokenError("the article is no longer in the catalog", 410)
         return cls("click", payload, f"{payload['n']}:{position}", item=item.item_id,
                    url=_safe(absolute(item.url, base_url)))
-
-
-def _native(payload: dict, index: str) -> tuple[dict, str]:
-    """Native ad ``index`` of a widget's token, as a token of its own: the widget's fields with the
-    ad's over them (its campaign, reader, landing URL, reservation), and its hit id, ``<nonce>:a<index>``
-    (apart from the widget's own hits, and from each other native's)."""
-    ads = payload.get("ads")
-    if ads is None:
-        raise TokenError("this token has no native ads to name with a", 400)
-    if not POSITION.fullmatch(index) or int(index) >= len(ads):
-        raise TokenError(f"expected a, the native ad's index in its widget (0-{len(ads) - 1})", 400)
-    shared = {key: value for key, value in payload.items() if key not in ("its", "ads")}
-    return {**shared, **ads[int(index)]}, f"{payload['n']}:a{index}"
 
 
 def _safe(url: object) -> str:
@@ -170,14 +146,14 @@ class Tracker:
 
 
 async def impression(server, request: web.Request) -> web.Response:
-    hit = Hit.impression(server.signer.verify(request.query.get("t", "")), request.query.get("a"))
+    hit = Hit.impression(server.signer.verify(request.query.get("t", "")))
     await server.tracker.record(hit, request.headers.get("User-Agent", ""), server.runtime)
     return web.Response(body=PIXEL, content_type="image/gif", headers=NO_CACHE)
 
 
 async def click(server, request: web.Request) -> web.Response:
     hit = Hit.click(server.signer.verify(request.query.get("t", "")), request.query.get("i"),
-                    server.catalog, server.base_url(request), request.query.get("a"))
+                    server.catalog, server.base_url(request))
     await server.tracker.record(hit, request.headers.get("User-Agent", ""), server.runtime)
     return web.Response(status=302, headers={"Location": hit.url, **NO_CACHE})
 
