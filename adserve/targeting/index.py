@@ -12,6 +12,9 @@ held as a bitset over the entries' positions (a Python ``int``):
   costs ~1 µs per gathered entry, and a big book gathers many per context. An AND or OR of two
   10,000-entry bitsets is one C loop over 157 machine words (~0.1-0.3 µs), so a context costs a
   few dozen such operations, nearly flat in the book; Python then touches only the matches.
+- The book is split by the one-valued attribute that cuts it smallest (``_split``), and a
+  context is matched in its value's part: its bitsets span ~800 entries of a 10,000 book aimed
+  at 16 sections, so their operations and the unpacking of the result stay nearly flat.
 - URL globs are filed under their literal prefix (up to the first ``*``, ``?`` or ``[``), looked
   up by the context URL's prefixes. An entry whose globs are each such a prefix and one trailing
   ``*`` is decided by that; any other is then checked with its regex, among the matches only.
