@@ -71,13 +71,13 @@ def main() -> None:
                                               "adserve.recs._base_recommender", Path(folder)),
                "popularity": baseline_module(args.baseline_ref, "adserve/recs/popularity.py",
                                              "adserve.recs._base_popularity", Path(folder))}
-    spent, open_ = [0.0], [0]
+    spent, open_ = [0.0], [0, 0]  # CPU seconds; timed calls and left-out calls under way
     owner, methods, untimed = PARTS[args.part]
     for module in (serving, recommender, old["serving"], old["recommender"]):
         cls = getattr(module, owner, None)
         if cls is not None and cls.__module__ == module.__name__:  # not the one it imports
             for name in methods:
-                setattr(cls, name, timed(getattr(cls, name), spent))
+                setattr(cls, name, timed(getattr(cls, name), spent, open_))
             for name in untimed:
                 setattr(cls, name, left_out(getattr(cls, name), spent, open_))
     server = worker.server
@@ -113,30 +113,33 @@ def main() -> None:
           f"({min(ratios):.2f}-{max(ratios):.2f})")
 
 
-def timed(method, spent: list[float]):
-    """``method`` adding its CPU time to ``spent``."""
+def timed(method, spent: list[float], open_: list[int]):
+    """``method`` adding its CPU time to ``spent``; ``open_[0]`` counts such calls under way."""
     def timing(*args, **kwargs):
-        started = time.thread_time()
-        try:
-            return method(*args, **kwargs)
-        finally:
-            spent[0] += time.thread_time() - started
-    return timing
-
-
-def left_out(method, spent: list[float], open_: list[int]):
-    """``method`` taking its CPU time off ``spent``, once however deeply such calls nest (``open_``
-    counts the ones under way: ``_native``'s own ``_urls`` is not taken off twice)."""
-    def leaving_out(*args, **kwargs):
-        if open_[0]:
-            return method(*args, **kwargs)
         open_[0] += 1
         started = time.thread_time()
         try:
             return method(*args, **kwargs)
         finally:
-            spent[0] -= time.thread_time() - started
+            spent[0] += time.thread_time() - started
             open_[0] -= 1
+    return timing
+
+
+def left_out(method, spent: list[float], open_: list[int]):
+    """``method`` taking its CPU time off ``spent`` when a timed call is under way (``open_[0]``),
+    once however deeply such calls nest (``open_[1]``: ``_native``'s own ``_urls`` is not taken
+    off twice); called elsewhere (``_display``'s ``_urls``), it is left alone."""
+    def leaving_out(*args, **kwargs):
+        if not open_[0] or open_[1]:
+            return method(*args, **kwargs)
+        open_[1] += 1
+        started = time.thread_time()
+        try:
+            return method(*args, **kwargs)
+        finally:
+            spent[0] -= time.thread_time() - started
+            open_[1] -= 1
     return leaving_out
 
 
