@@ -64,13 +64,13 @@ class Worker:
     def __init__(self, checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: bool,
                  redis_url: str | None) -> None:
         sys.path[:0] = [str(checkout), str(checkout / "benchmarks")]
-        import world  # the checkout's own world
+        import world  # builds the world when it is missing
         from adserve.config import load_config
         from adserve.request import parse_slot_request
         from adserve.server.app import AdServer
         from adserve.state import RedisState
 
-        folder = checkout / "benchmarks" / "out" / "world-1000"
+        folder = OUT / "world-1000"  # this checkout's world for both codes: the same catalog and model
         if not (folder / "var" / "model.npz").exists():
             world.build(folder, campaigns=1000, items=100_000)
         shutil.rmtree(scratch, ignore_errors=True)
