@@ -290,3 +290,16 @@ async def test_a_pixel_refused_for_its_log_counts_once_on_its_retries_and_moves_
     campaign = decider.inventory.campaigns[fill["campaign_id"]]
     charges = decider.ledger.charge(campaign, "impression", body["user"]["id"], decider.ledger.moment(decider.clock()))
     assert charges and await state.get_many([c.key for c in charges]) == [float(c.cost) for c in charges]
+
+
+@pytest.mark.parametrize("unpackable", [True, None, "\ud800"])
+async def test_a_command_that_cannot_be_sent_fails_alone_and_leaves_the_answers_in_order(state, unpackable):
+    """A command whose arguments cannot be put in RESP (a type hiredis refuses, text that is not
+    UTF-8) fails its caller and is never queued: were its reply slot left waiting, every later
+    reply on the shared connection would go to the caller before (one request's counters or
+    token mark answered to another)."""
+    assert await state.assign("k1", "A", 60) == "A"
+    with pytest.raises((TypeError, UnicodeEncodeError)):
+        await state._redis.call(b"SET", state._prefix + "k2", unpackable)
+    answers = await asyncio.gather(state.assign("k1", "X", 60), state.assign("k3", "D", 60))
+    assert answers == ["A", "D"] and not state.down
