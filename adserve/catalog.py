@@ -22,6 +22,7 @@ URL = re.compile(r"(https?://|/)[^\x00-\x20\x7f]*")  # an http(s) URL or a site 
 LATEST_PUBLISHED = 253402300799.0  # 9999-12-31 23:59:59 UTC, the last moment a page can print
 _TEXT_FIELDS = ("url", "title", "image_url", "section")
 CARDS_KEPT = 20_000  # widget cards remembered; past that the memo starts afresh
+CARD_BASE_KEPT = 256  # a longer base URL (a client's Host header) gets cards made, not kept
 
 
 @dataclass(slots=True)
@@ -156,9 +157,10 @@ class Catalog:
         entry = {"item_id": item.item_id, "title": item.title, "url": absolute(item.url, base_url),
                  "image_url": absolute(item.image_url, base_url), "section": item.section, "sponsored": False}
         card = (item, base_url, entry)
-        if len(self._cards) >= CARDS_KEPT:
-            self._cards.clear()
-        self._cards[item.item_id] = card
+        if len(base_url) <= CARD_BASE_KEPT:  # else ~8 kB a URL, two per item, pinned by any client
+            if len(self._cards) >= CARDS_KEPT:
+                self._cards.clear()
+            self._cards[item.item_id] = card
         return card
 
     def published_since(self, cutoff: float) -> list[str]:

@@ -74,13 +74,16 @@ class Pipe:
     def _issue(self, args: tuple) -> asyncio.Future:
         if self._connection is None:  # lost since it was opened
             raise ConnectionError("the connection to Redis was lost")
+        # RESP, in C (half the Python loop's CPU); first: a command it refuses (TypeError, or
+        # text that is not UTF-8) must fail alone, not leave a reply slot every later reply shifts into
+        packed = hiredis.pack_command(args)
         loop = asyncio.get_running_loop()
         future = loop.create_future()
         deadline = loop.time() + self._wait
         self._pending.append((future, deadline))
         if not self._outgoing:  # one write (one syscall) for every command of this turn
             loop.call_soon(self._flush, self._connection)
-        self._outgoing.append(hiredis.pack_command(args))  # RESP, in C: half the Python loop's CPU
+        self._outgoing.append(packed)
         if self._watch is None:
             self._watch = loop.call_at(deadline, self._check)
         return future

@@ -104,10 +104,13 @@ class _Layouts:
     by its JSON text: for a decoded JSON body (lists, never tuples) equal text means equal values,
     types included (``true`` is not ``1``, ``6.0`` is not ``6``). Values that JSON text does not
     tell apart (subclasses) are checked every time. Layouts made up per request could fill it:
-    past ``MAX_LAYOUTS`` it starts over.
+    past ``MAX_LAYOUTS`` it starts over; and a text longer than ``MAX_TEXT`` (slots padded with
+    fields no slot reads: a real layout is a few hundred bytes) is not kept, so what is kept
+    stays under ~0.5 MB whatever ``max_body_bytes`` allows.
     """
 
     MAX_LAYOUTS = 64
+    MAX_TEXT = 8192
 
     def __init__(self) -> None:
         self.placements: dict | None = None
@@ -123,9 +126,10 @@ class _Layouts:
         parsed = self.known.get(text)
         if parsed is None:
             parsed = _slots(raw, placements)
-            if len(self.known) >= self.MAX_LAYOUTS:
-                self.known.clear()
-            self.known[text] = parsed
+            if len(text) <= self.MAX_TEXT:
+                if len(self.known) >= self.MAX_LAYOUTS:
+                    self.known.clear()
+                self.known[text] = parsed
         return parsed
 
 

@@ -77,3 +77,17 @@ def test_a_widget_card_follows_the_item_object_and_the_base_url(monkeypatch):
         catalog.upsert(item(f"b{n}", None), persist=False)
         catalog.cards([f"b{n}"], "https://news.example")
     assert len(catalog._cards) <= 2
+
+
+def test_cards_for_a_long_host_header_are_not_kept():
+    """Without ``public_url`` a card's URLs start with the request's Host header, which a client
+    chooses (up to ~8 kB): kept cards made from such hosts would pin two copies per item, for
+    every item widgets show. Cards for a base URL no site has are made, not kept."""
+    catalog = Catalog({f"a{n}": Item(item_id=f"a{n}", url=f"/articles/a{n}", title="T", image_url=f"/img/{n}.jpg")
+                       for n in range(200)})
+    base = "http://" + "h" * 8000
+    for n in range(200):
+        [card] = catalog.cards([f"a{n}"], base)
+        assert card["url"] == f"{base}/articles/a{n}"
+    kept = sum(len(url or "") for _, _, entry in catalog._cards.values() for url in (entry["url"], entry["image_url"]))
+    assert kept < 200 * 1000  # not 200 x 2 x 8 kB

@@ -256,3 +256,50 @@ async def test_a_redis_that_stops_answering_marks_the_store_down_within_the_wait
         redis.kill()
         redis.wait(timeout=10)
         await state.close()
+
+
+async def test_a_pixel_refused_for_its_log_counts_once_on_its_retries_and_moves_counters_once(
+        aiohttp_client, make_server, redis_url, workdir, monkeypatch):
+    """The token is marked and the campaign billed in one script call, before the event is
+    written: when the write fails (503), the mark is dropped again, so of the retries (sent at
+    once) exactly one counts, billable, and the campaign's counters moved once in all."""
+    import errno
+
+    from adserve.events import files
+
+    state = RedisState(redis_url, f"t{uuid.uuid4().hex}:")
+    server = make_server(state=state)
+    client = await aiohttp_client(create_app(server))
+    body = copy.deepcopy(EXAMPLE_REQUEST)
+    body["slots"] = [{"id": "s1", "type": "display", "sizes": ["300x250"]}]
+    fill = (await post_slots(client, body))["s1"]
+    real_write = files.os.write
+
+    def disk_full(fd, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(files.os, "write", disk_full)
+    refused = await client.get(local(fill["impression_url"]))
+    assert refused.status == 503 and refused.headers["Retry-After"]
+    monkeypatch.setattr(files.os, "write", real_write)
+    retries = await asyncio.gather(*(client.get(local(fill["impression_url"])) for _ in range(4)))
+    assert [r.status for r in retries] == [200] * 4
+    assert sorted((e["counted"], e["billable"]) for e in logged(workdir, "impression")) == \
+        [(False, False)] * 3 + [(True, True)]
+    decider = server.runtime.decider
+    campaign = decider.inventory.campaigns[fill["campaign_id"]]
+    charges = decider.ledger.charge(campaign, "impression", body["user"]["id"], decider.ledger.moment(decider.clock()))
+    assert charges and await state.get_many([c.key for c in charges]) == [float(c.cost) for c in charges]
+
+
+@pytest.mark.parametrize("unpackable", [True, None, "\ud800"])
+async def test_a_command_that_cannot_be_sent_fails_alone_and_leaves_the_answers_in_order(state, unpackable):
+    """A command whose arguments cannot be put in RESP (a type hiredis refuses, text that is not
+    UTF-8) fails its caller and is never queued: were its reply slot left waiting, every later
+    reply on the shared connection would go to the caller before (one request's counters or
+    token mark answered to another)."""
+    assert await state.assign("k1", "A", 60) == "A"
+    with pytest.raises((TypeError, UnicodeEncodeError)):
+        await state._redis.call(b"SET", state._prefix + "k2", unpackable)
+    answers = await asyncio.gather(state.assign("k1", "X", 60), state.assign("k3", "D", 60))
+    assert answers == ["A", "D"] and not state.down

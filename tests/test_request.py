@@ -193,3 +193,15 @@ def test_a_layout_seen_before_is_checked_against_the_current_placements_and_its_
     assert refusal({"slots": layout + [{"id": "s1", "type": "recs"}]}) == ("slots", "slot ids must be unique")
     reloaded = {**PLACEMENTS, "more": Placement(id="more", type="recs", count=9)}
     assert parse_slot_request({"slots": layout}, reloaded, 4).slots[0].count == 9
+
+
+def test_slot_lists_padded_with_fields_no_slot_reads_are_not_kept():
+    """Parsed layouts are kept by their JSON text, a few dozen at a time; slots may carry fields
+    the server ignores, so a sender padding them must not make each kept text as big as a whole
+    body (64 of them pinned in memory): what is kept stays small, and still answers right."""
+    from adserve import request
+
+    for n in range(request._Layouts.MAX_LAYOUTS):
+        padded = [{**DISPLAY, "padding": f"{n}" + "x" * 60_000}]
+        assert parse_slot_request({"slots": padded}, PLACEMENTS, 4).slots == (Slot("s1", "display", None, ("300x250",), 6),)
+    assert sum(map(len, request._LAYOUTS.known)) < 1_000_000  # not 64 x 60 kB

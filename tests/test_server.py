@@ -436,3 +436,23 @@ def logged_counted(client) -> int:
     server = client.server.app[SERVER]
     return sum(1 for e in read_events(log_files(server.events.folder))
                if e["type"] == "impression" and e["counted"])
+
+
+async def test_a_request_for_the_whole_server_goes_through_the_front_door_too(client):
+    """``OPTIONS *`` (the asterisk form, no path) is answered like any other path: a preflight for
+    an allowed origin, a JSON 404 counted under "none" otherwise; never aiohttp's plain text."""
+    async def ask(origin: bytes) -> tuple[bytes, bytes]:
+        reader, writer = await asyncio.open_connection(client.host, client.port)
+        writer.write(b"OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n" + origin + b"\r\n")
+        answer = await reader.read()
+        writer.close()
+        head, _, body = answer.partition(b"\r\n\r\n")
+        return head, body
+
+    head, _ = await ask(b"Origin: http://localhost:8080\r\nAccess-Control-Request-Method: POST\r\n")
+    assert head.startswith(b"HTTP/1.1 204") and b"Access-Control-Allow-Origin: http://localhost:8080" in head
+    before = await scrape(client)
+    head, body = await ask(b"")
+    assert head.startswith(b"HTTP/1.1 404") and orjson.loads(body)["error"] == "not_found"
+    counted = ("adserve_requests_total", (("route", "none"), ("status", "404")))
+    assert (await scrape(client))[counted] == before.get(counted, 0) + 1

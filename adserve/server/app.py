@@ -389,6 +389,14 @@ async def _unrouted(request: web.Request) -> web.StreamResponse:
     raise web.HTTPNotFound()
 
 
+class _Anywhere(web.DynamicResource):
+    """The front door's last route: any path, including ``*`` (``OPTIONS * HTTP/1.1``), which no
+    path pattern matches (they all start with "/") and would be aiohttp's plain 404 otherwise."""
+
+    def _match(self, path: str) -> dict[str, str]:
+        return {"path": path}
+
+
 def create_app(server: AdServer) -> web.Application:
     settings = server.runtime.config.server
     app = web.Application(client_max_size=settings.max_body_bytes)
@@ -409,7 +417,9 @@ def create_app(server: AdServer) -> web.Application:
         template = app.router.add_resource(route.path).canonical
         web.route(route.method, route.path, functools.partial(front, server, route.handler, template),
                   **route.kwargs).register(app.router)
-    app.router.add_route("*", r"/{path:[\s\S]*}", functools.partial(front, server, _unrouted, None))  # any other path
+    anywhere = _Anywhere("/{path}")  # last: every other path
+    app.router.register_resource(anywhere)
+    anywhere.add_route("*", functools.partial(front, server, _unrouted, None))
     app.on_startup.append(server.start_background)
     app.on_cleanup.append(server.stop_background)
     return app
