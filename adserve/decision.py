@@ -32,7 +32,7 @@ from typing import Callable, Iterator
 from .ledger import Ledger, Moment, bounded, spend_micros
 from .model import TIERS, Campaign, Config, Creative, Variant
 from .request import SlotRequest
-from .state import CUT, Option, StateStore
+from .state import CUT, Option, StateStore, claim
 from .targeting import CompiledTargeting, Context, Entry, TargetingIndex, platform_fits
 from .variant_allocation import VariantAllocation
 
@@ -351,19 +351,19 @@ class Decider:
         return option
 
     async def bill(self, kind: str, campaign_id: object, user: str | None, hit: str, ttl: int,
-                   reservation: str | None = None, mark: str | None = None) -> bool | None:
+                   reservation: str | None = None, mark: tuple[str, str] | None = None) -> bool | None:
         """Whether one counted impression or click is within its campaign's limits; counts it if so.
 
         An impression confirms the reservation its decision made; after that expired, or for a
         click, it is charged only if every limit still fits. Idempotent per ``hit``. With
-        ``mark``, the hit's token mark is set first, in the same store call: None, and nothing
-        billed, when it was set already (see ``StateStore.settle``).
+        ``mark`` (the hit's token mark, the attempt), the mark is claimed first, in the same store
+        call: None, and nothing billed, when another attempt holds it (see ``StateStore.settle``).
         """
         campaign = self.inventory.campaigns.get(campaign_id)
         charges = None if campaign is None else self.ledger.charge(campaign, kind, user,
                                                                    self.ledger.moment(self.clock()))
         if charges is None:
-            return False if mark is None or await self.state.first_time(mark, ttl) else None
+            return False if mark is None or await claim(self.state, *mark, ttl) else None
         return await self.state.settle(bill_key(kind, hit), ttl, reservation if kind == "impression" else None,
                                        charges, mark)
 

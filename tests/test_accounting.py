@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from adserve.events import log_files, read_events
 from adserve.config import load_config
 from adserve.server.app import SERVER, AdServer, create_app
-from adserve.state import MemoryState, RedisState
+from adserve.state import MemoryState, RedisState, StateUnavailable
 
 from .conftest import EXAMPLE_REQUEST, SECRET, FakeClock
 from .live import LiveServer
@@ -110,6 +110,33 @@ async def test_answers_before_pixels_never_pass_a_cap_or_budget(aiohttp_client, 
     posts = [post(page(f"r{n}")) for n in range(readers) for _ in range(views)]
     served = await views_then_pixels(posts, pixel)
     assert served == len(billed(workdir)) == min(cap * readers, total)
+
+
+async def test_a_pixel_whose_settle_ran_but_whose_answer_was_lost_reconciles_as_billed(aiohttp_client, make_server,
+                                                                                       workdir):
+    """A shared store can run a pixel's settle and lose the reply (it came after the wait): the
+    hit is logged undecided, and its reconcile must log what that call did (counted, billable),
+    not call the hit a repeat of its own token while the counters moved for it."""
+    limited_book(workdir, 3, 50)
+    server = make_server()
+    client = await aiohttp_client(create_app(server))
+    settle = server.state.settle
+
+    async def reply_lost(*args, **kwargs):
+        await settle(*args, **kwargs)
+        raise StateUnavailable("no reply within 1.0 s")
+
+    server.state.settle = reply_lost
+    fill = (await (await client.post("/v1/slots", json=page("r1"))).json())["slots"]["s1"]
+    assert fill["campaign_id"] == LIMITED
+    assert (await client.get(local(fill["impression_url"]))).status == 200
+    server.state.settle = settle
+    [undecided] = [e for e in read_events(log_files(workdir / "var" / "events")) if e["type"] == "impression"]
+    assert undecided["counted"] is None
+    await server.tracker.reconcile(undecided, server.runtime)
+    [reconciled] = [e for e in read_events(log_files(workdir / "var" / "events")) if e.get("reconciled")]
+    assert reconciled["counted"] is True and reconciled["billable"] is True
+    assert len(billed(workdir)) == 1
 
 
 @pytest.mark.redis

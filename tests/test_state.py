@@ -96,14 +96,25 @@ async def test_a_charge_without_reservation_fits_or_moves_nothing(store):
 
 async def test_a_settle_with_a_mark_moves_counters_only_for_the_first_hit_of_its_token(store):
     a = Limit("a", 4, 2, "click", 600)
-    assert await store.settle("bill:click:1", 600, None, (a,), mark="tok:click:1") is True
-    assert await store.settle("bill:click:1", 600, None, (a,), mark="tok:click:1") is None  # a repeat
+    assert await store.settle("bill:click:1", 600, None, (a,), mark=("tok:click:1", "try-1")) is True
+    assert await store.settle("bill:click:1", 600, None, (a,), mark=("tok:click:1", "try-9")) is None  # a repeat
     assert not await store.first_time("tok:click:1", 600)  # marked by the settle
     await store.forget("tok:click:1")  # its event could not be written: the retry counts once
-    assert await store.settle("bill:click:1", 600, None, (a,), mark="tok:click:1") is True
-    assert await store.settle("bill:click:2", 600, None, (a,), mark="tok:click:2") is True
-    assert await store.settle("bill:click:3", 600, None, (a,), mark="tok:click:3") is False  # 6 would pass 4
+    assert await store.settle("bill:click:1", 600, None, (a,), mark=("tok:click:1", "try-10")) is True
+    assert await store.settle("bill:click:2", 600, None, (a,), mark=("tok:click:2", "try-2")) is True
+    assert await store.settle("bill:click:3", 600, None, (a,), mark=("tok:click:3", "try-3")) is False  # 6 would pass 4
     assert await store.get_many(["a"]) == [4.0]
+
+
+async def test_a_settle_whose_answer_was_lost_tells_the_same_attempt_what_it_did(store):
+    """A shared store may run a settle whose reply never arrives (it came after the wait): the
+    hit is logged undecided and its reconcile asks again with the same attempt. That attempt
+    holds the mark, so it is told the outcome the lost call had; another attempt is a repeat."""
+    a = Limit("a", 4, 2, "click", 600)
+    assert await store.settle("bill:click:1", 600, None, (a,), mark=("tok:click:1", "try-1")) is True
+    assert await store.settle("bill:click:1", 600, None, (a,), mark=("tok:click:1", "try-1")) is True
+    assert await store.settle("bill:click:1", 600, None, (a,), mark=("tok:click:1", "try-2")) is None
+    assert await store.get_many(["a"]) == [2.0]  # moved once
 
 
 async def test_a_mark_is_new_once_and_can_be_forgotten(store):

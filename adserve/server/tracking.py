@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import re
+import secrets
 from dataclasses import dataclass
 
 from aiohttp import web
@@ -18,7 +20,7 @@ from aiohttp import web
 from ..catalog import Catalog, absolute
 from ..events import EventSink
 from ..recs.recommender import Recommender
-from ..state import StateStore, StateUnavailable
+from ..state import StateStore, StateUnavailable, claim
 from ..tokens import Signer, TokenError
 
 BOT_AGENTS = re.compile(r"bot|crawl|spider|slurp|facebookexternalhit|bingpreview|mediapartners",
@@ -78,6 +80,8 @@ class Tracker:
         self.recommender = recommender
         self.metrics = metrics
         self.clock = clock
+        self._attempt_prefix = secrets.token_hex(6)  # attempts stay apart across replicas and restarts
+        self._attempts = itertools.count()
 
     async def record(self, hit: Hit, user_agent: str, runtime) -> None:
         """Log the hit, counted unless a bot's or a repeat, billable if within its campaign's limits.
@@ -85,8 +89,9 @@ class Tracker:
         The token is marked first (atomically, so two replicas never both count it), and the
         mark is dropped again if the event cannot be written: the client's retry then counts
         once. Billing is idempotent per hit, so that retry moves no counter twice. While the
-        shared store is down the hit is logged undecided (``counted`` null) and settled by
-        ``reconcile`` once it is back.
+        shared store is down the hit is logged undecided (``counted`` null) with its ``attempt``,
+        and settled by ``reconcile`` once it is back: if the store did settle it (its answer came
+        after the wait), that attempt holds the mark and reads the outcome, never a repeat.
         """
         p = hit.payload
         event = {"type": hit.kind, "user": p.get("u"), "page": p.get("p"), "slot": p.get("s"),
@@ -96,10 +101,11 @@ class Tracker:
                  "placement": p.get("pl"), "strategy": p.get("st"),
                  "sponsored": None if p.get("st") is None else p.get("c") is not None}
         key = token_key(hit.kind, hit.id)
+        attempt = self._attempt()
         try:
-            fresh = await self._settle(event, runtime, p.get("r"))
+            fresh = await self._settle(event, runtime, p.get("r"), attempt)
         except StateUnavailable:
-            fresh, event["counted"], event["billable"] = False, None, None
+            fresh, event["counted"], event["billable"], event["attempt"] = False, None, None, attempt
         try:
             await self.events.write(event)
         except BaseException:
@@ -112,21 +118,25 @@ class Tracker:
     async def reconcile(self, event: dict, runtime) -> None:
         """Settle a hit logged while the store was down, and log the outcome beside it."""
         settled = {**event, "ts": self.clock().timestamp(), "hit_ts": event["ts"], "reconciled": True}
-        await self._settle(settled, runtime, None)
+        await self._settle(settled, runtime, None, event.get("attempt") or self._attempt())
         await self.events.write(settled)
         self._counted(settled)
 
-    async def _settle(self, event: dict, runtime, reservation: str | None) -> bool:
-        """Mark the token, then bill the campaign (none for a widget, nor a bot's hit), in one
-        store call: sets ``counted`` and ``billable`` on ``event``, and the ``charge`` (spend
-        added, micro-units) of a billable one. Whether the token was fresh."""
+    def _attempt(self) -> str:
+        """A new id for one try at settling a hit: what its token mark holds (``claim``)."""
+        return f"{self._attempt_prefix}{next(self._attempts):x}"
+
+    async def _settle(self, event: dict, runtime, reservation: str | None, attempt: str) -> bool:
+        """Mark the token for ``attempt``, then bill the campaign (none for a widget, nor a bot's
+        hit), in one store call: sets ``counted`` and ``billable`` on ``event``, and the ``charge``
+        (spend added, micro-units) of a billable one. Whether the token was fresh."""
         key = token_key(event["type"], event["token"])
         if event["campaign"] is None or event["bot"]:
-            fresh = await self.state.first_time(key, self.signer.ttl)
+            fresh = await claim(self.state, key, attempt, self.signer.ttl)
             billable = None if event["campaign"] is None else False
         else:
             billed = await runtime.decider.bill(event["type"], event["campaign"], event["user"], event["token"],
-                                                self.signer.ttl, reservation, mark=key)
+                                                self.signer.ttl, reservation, mark=(key, attempt))
             fresh, billable = billed is not None, bool(billed)
         counted = fresh and not event["bot"]
         event["counted"], event["billable"] = counted, billable

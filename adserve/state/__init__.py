@@ -11,8 +11,8 @@ only store: ``ledger.py`` says which counters exist and what bounds them.
 embedded store, ``redis`` the shared one. tests/test_state.py runs the contract against both.
 """
 
-from .base import CUT, Option, Replayed, StateStore, StateUnavailable, choose
+from .base import CUT, Option, Replayed, StateStore, StateUnavailable, choose, claim
 from .memory import MemoryState
 from .redis import RedisState
 
-__all__ = ["CUT", "MemoryState", "Option", "RedisState", "Replayed", "StateStore", "StateUnavailable", "choose"]
+__all__ = ["CUT", "MemoryState", "Option", "RedisState", "Replayed", "StateStore", "StateUnavailable", "choose", "claim"]

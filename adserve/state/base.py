@@ -49,14 +49,14 @@ class StateStore(Protocol):
         """
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
-                     charges: tuple[Limit, ...], mark: str | None = None) -> bool | None:
+                     charges: tuple[Limit, ...], mark: tuple[str, str] | None = None) -> bool | None:
         """Confirm ``reservation`` if it is still held (and add the unbounded ``charges``, which
         it did not hold), else add all ``charges`` if they all fit.
 
         Whether the event is billable; remembered under ``outcome`` for ``ttl`` seconds, so a
-        retried hit gets the same answer and moves nothing twice. With ``mark``, first
-        ``first_time(mark, ttl)`` in the same call (a pixel's one round trip to a shared store):
-        None, and nothing settled, when the mark was there already.
+        retried hit gets the same answer and moves nothing twice. With ``mark`` (a token's mark
+        key, the attempt), first ``claim`` it in the same call (a pixel's one round trip to a
+        shared store): None, and nothing settled, when another attempt holds it.
         """
 
     async def get_many(self, keys: list[str]) -> list[float]:
@@ -88,6 +88,13 @@ class StateStore(Protocol):
 
     async def close(self) -> None:
         """Release connections."""
+
+
+async def claim(store: StateStore, key: str, attempt: str, ttl: int) -> bool:
+    """Whether ``attempt`` holds the mark ``key`` (kept ``ttl`` seconds): it set the mark now, or
+    in an earlier call whose answer was lost (a shared store's reply after the wait), which the
+    hit's reconcile repeats. One atomic get-or-set, so two attempts never both hold it."""
+    return await store.assign(key, attempt, ttl) == attempt
 
 
 def choose(needs: list[Iterable[Option | None]], taken: set[str],

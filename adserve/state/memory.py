@@ -7,7 +7,7 @@ import math
 import time
 from typing import TYPE_CHECKING, Iterable, Iterator
 
-from .base import Option, Replayed, choose
+from .base import Option, Replayed, choose, claim
 
 if TYPE_CHECKING:
     from ..ledger import Limit
@@ -71,8 +71,8 @@ class MemoryState:
         return picks
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
-                     charges: tuple[Limit, ...], mark: str | None = None) -> bool | None:
-        if mark is not None and not await self.first_time(mark, ttl):
+                     charges: tuple[Limit, ...], mark: tuple[str, str] | None = None) -> bool | None:
+        if mark is not None and not await claim(self, *mark, ttl):
             return None
         now = self._clock()
         self._release_due(now)

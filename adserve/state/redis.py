@@ -100,12 +100,17 @@ end
 return picks
 """
 
-# ARGV[3..7]: outcome key, its ttl, the reservation ('': none), a token mark ('': none), the
-# charges [key, limit (null: none), cost, ttl, ...]. A mark set already is a repeated hit: -1,
-# nothing moves; else it is set, with the outcome's ttl, in the same call.
+# ARGV[3..8]: outcome key, its ttl, the reservation ('': none), a token mark ('': none) and the
+# attempt claiming it, the charges [key, limit (null: none), cost, ttl, ...]. A mark another
+# attempt holds is a repeated hit: -1, nothing moves; else it is set to this attempt, with the
+# outcome's ttl, in the same call (``claim``: the same attempt asking again reads its outcome).
 _LUA_SETTLE = _LUA_COMMON + """
-local outcome, ttl, reservation, mark, c = ARGV[3], ARGV[4], ARGV[5], ARGV[6], cjson.decode(ARGV[7])
-if mark ~= '' and not redis.call('SET', p .. mark, 1, 'EX', ttl, 'NX') then return -1 end
+local outcome, ttl, reservation, mark, attempt = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
+local c = cjson.decode(ARGV[8])
+if mark ~= '' then
+  local held = redis.call('SET', p .. mark, attempt, 'EX', ttl, 'NX', 'GET')
+  if held and held ~= attempt then return -1 end
+end
 local known = redis.call('GET', p .. outcome)
 if known then return tonumber(known) end
 local billable = 0
@@ -256,9 +261,9 @@ class RedisState:
         return [pick - 1 if pick else None for pick in picks]
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
-                     charges: tuple[Limit, ...], mark: str | None = None) -> bool | None:
+                     charges: tuple[Limit, ...], mark: tuple[str, str] | None = None) -> bool | None:
         billable = await self._call(self._redis.run(self._settle, self._prefix, self._clock(), outcome, ttl,
-                                                    reservation or "", mark or "", _charges(charges)))
+                                                    reservation or "", *(mark or ("", "")), _charges(charges)))
         return None if billable == -1 else billable == 1
 
     async def get_many(self, keys: list[str]) -> list[float]:
