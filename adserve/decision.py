@@ -260,7 +260,7 @@ class Decider:
         self._pages = itertools.count()
         self._moment = None  # the ledger moment of the newest page
         self._shared: dict[int, tuple] = {}  # its campaign id -> (names, bounds without a cap, Option)
-        self._splits: dict[int, tuple[Creative, list[float]]] = {}  # id(creative) -> it, its running shares
+        self._splits: dict[int, tuple[Creative, list[float], int]] = {}  # id(creative) -> it, running shares, last
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
     async def decide(self, request: SlotRequest, needs: list[AdNeed]) -> dict[str, Fill | None]:
@@ -405,14 +405,16 @@ class Decider:
         split = self._splits.get(id(creative))
         if split is None or split[0] is not creative:  # (an id may be reused once its creative is gone)
             split = self._split(creative)
-        return variants[min(bisect.bisect_right(split[1], point), len(variants) - 1)]
+        return variants[min(bisect.bisect_right(split[1], point), split[2])]
 
-    def _split(self, creative: Creative) -> tuple[Creative, list[float]]:
-        """The creative and the running shares of its variants, kept: the top of the last may
-        fall short of 1.0 by rounding, and that sliver goes to the last variant."""
-        total = sum(v.weight for v in creative.variants)
-        split = self._splits[id(creative)] = (creative, list(itertools.accumulate(
-            v.weight / total for v in creative.variants)))
+    def _split(self, creative: Creative) -> tuple[Creative, list[float], int]:
+        """The creative, the running shares of its variants and the last with a weight, kept: the
+        top of the shares may fall short of 1.0 by rounding, and that sliver goes to that last."""
+        variants = creative.variants
+        total = sum(v.weight for v in variants)
+        last = max((i for i, v in enumerate(variants) if v.weight > 0), default=len(variants) - 1)
+        split = self._splits[id(creative)] = (creative, list(itertools.accumulate(v.weight / total for v in variants)),
+                                              last)
         return split
 
 

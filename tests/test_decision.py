@@ -594,6 +594,13 @@ def test_the_top_of_the_range_goes_to_the_last_variant_when_the_shares_sum_under
     assert d.variant(d.inventory.campaigns[1].creatives[0], None).id == "G"
 
 
+def test_the_top_of_the_range_never_goes_to_a_variant_of_weight_zero_listed_last():
+    """The shares' rounding sliver at the top goes to the last variant that has a weight."""
+    d = decider([campaign(1, variants=(*((v, 1.0) for v in "ABCDEFG"), ("Z", 0.0)))])
+    d.rng = FixedRandom(1 - 2**-53)
+    assert d.variant(d.inventory.campaigns[1].creatives[0], None).id == "G"
+
+
 def test_billing_an_unknown_campaign_is_refused():
     """A pixel of a campaign removed from the config since (or a forged id) bills nothing."""
     d = decider([campaign(1)])
