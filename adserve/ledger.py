@@ -395,15 +395,6 @@ def bounded(campaign: Campaign) -> bool:
     return campaign.frequency_cap is not None or campaign.budget is not None
 
 
-def fits(value: float, cost: int, limit: int | None) -> bool:
-    """Whether one more event of ``cost`` keeps a counter at ``value`` within ``limit``.
-
-    The state stores apply the same rule (the Redis one in Lua); every amount is a whole number
-    (spend in micro-units), so the comparison is exact.
-    """
-    return limit is None or value + cost <= limit
-
-
 def spend_micros(campaign: Campaign, event: str) -> int:
     """What one billable ``event`` adds to the campaign's spend, in micro-units: what reports bill."""
     return _costs(campaign, event).get("spend", 0)

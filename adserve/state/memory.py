@@ -138,9 +138,12 @@ class MemoryState:
         return entry[0] if entry and entry[1] > now else None
 
     def _fit(self, limits: tuple[Limit, ...], now: float) -> bool:
+        """Whether one more event keeps every counter within its limit: ``value + cost <= limit``,
+        the rule the Redis store's Lua ``fit`` applies too. Amounts are whole numbers (spend in
+        micro-units), so the comparison is exact."""
         values = self._values
         for key, limit, cost, _event, _ttl in limits:
-            value, expires = values.get(key, _ABSENT)  # below: ``fits``, inline (a page checks a few)
+            value, expires = values.get(key, _ABSENT)
             if limit is not None and (value if expires > now else 0.0) + cost > limit:
                 return False
         return True
