@@ -402,8 +402,8 @@ class Decider:
         if len(variants) == 1:
             return variants[0]
         point = _unit_hash(f"{user}:{creative.id}") if user else self.rng.random()
-        split = self._splits.get(id(creative))
-        if split is None or split[0] is not creative:  # (an id may be reused once its creative is gone)
+        split = self._splits.get(id(creative))  # the entry holds the creative: its id is not reused
+        if split is None:
             split = self._split(creative)
         return variants[min(bisect.bisect_right(split[1], point), split[2])]
 
