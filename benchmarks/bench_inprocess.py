@@ -5,7 +5,8 @@
 Times ``parse_slot_request`` + ``SlotServer.serve`` + encoding the answer per page, no HTTP, on
 the benchmarks' world (1,000 campaigns, 100k articles, a trained model) for bench_slots' light page
 (one 300x250 and a widget of 6) and its heavy page (two display slots and the widget), and
-``Decider.decide`` alone for the light page. Each pass is ``--views`` page views of articles that
+``Decider.decide`` alone for the light page, and its widget alone (``SlotServer._recs``, fills
+from a ``decide`` done untimed). Each pass is ``--views`` page views of articles that
 rarely repeat (so nothing is cached per page), in ``--keyword-sets`` x 8 sections x 2 devices x 3
 countries targeting contexts (the wrk benchmark's traffic has 8; raise it to see the cost of
 working out targeting for new contexts), half of them by 1,000 returning readers (so caps refuse)
@@ -43,7 +44,8 @@ ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "out"
 SECRET = "bench-inprocess-secret-0123456789abcdef"
 SECTIONS = ["politics", "world", "economy", "technology", "science", "culture", "sports", "opinion"]
-PASSES = (("light", "pass"), ("heavy", "pass"), ("light", "decide"))  # (page, what is timed)
+PASSES = (("light", "pass"), ("heavy", "pass"), ("light", "decide"),
+          ("light", "widget"))  # (page, what is timed)
 KEYWORDS = ["election", "senate", "budget", "tariffs", "climate", "ai", "court", "nato", "jobs",
             "housing", "transit", "health"]
 
@@ -196,6 +198,34 @@ class Worker:
         times, filled = self.loop.run_until_complete(decide_all())
         return {"mean": statistics.fmean(times), "median": statistics.median(times), "fill": filled / len(pages)}
 
+    def widget_pass(self, page: str, views: int) -> dict:
+        """CPU µs of the widget alone: what ``serve`` calls for each recommendation slot
+        (``SlotServer._recs``: recommendations, organic cards, natives, the widget's token), with
+        fills from a ``decide`` done untimed and the page's readings recorded after it, as ``serve`` does."""
+        from adserve.decision import AdNeed
+        from adserve.serving import _sponsored_positions, _strategy
+
+        runtime, slots = self.server.runtime, self.server.slots
+        base_url = "http://127.0.0.1:8080"
+        times, natives, positions_sold = [], 0, 0
+        for body in self.bodies(page, views):
+            request = self._request(body)
+            widgets = [(s, _sponsored_positions(runtime, s)) for s in request.slots if s.type == "recs"]
+            needs = [AdNeed(s.id, s.sizes, s.placement) for s in request.slots if s.type == "display"]
+            needs += [AdNeed(f"{s.id}#{p}", ("native",), s.placement) for s, positions in widgets for p in positions]
+            fills = self.loop.run_until_complete(runtime.decider.decide(request, needs))
+            natives += sum(fills.get(f"{s.id}#{p}") is not None for s, positions in widgets for p in positions)
+            positions_sold += sum(len(positions) for _s, positions in widgets)
+            on_page: set[str] = set()
+            started = time.thread_time()
+            for slot, positions in widgets:
+                slots._recs(_strategy(runtime, slot), slot, positions, fills, request, base_url, on_page)
+            times.append((time.thread_time() - started) * 1e6)
+            reader = request.consent.content_reader(request.user_id)
+            slots.recommender.record("decision", reader, request.page.item_id, slots._clock())
+        return {"mean": statistics.fmean(times), "median": statistics.median(times),
+                "fill": natives / max(positions_sold, 1)}
+
     def reservation_bytes(self, n: int = 3000) -> dict:
         """Bytes held per open reservation: decisions whose counters already exist, measured by
         tracemalloc after the earlier reservations were released (the clock jumps past the hold)."""
@@ -242,6 +272,8 @@ def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: 
             result = worker.run_pass(command["page"], command["views"], command["pixels"])
         elif command["do"] == "decide":
             result = worker.decide_pass(command["page"], command["views"])
+        elif command["do"] == "widget":
+            result = worker.widget_pass(command["page"], command["views"])
         else:
             result = worker.reservation_bytes()
         print(json.dumps(result), file=out, flush=True)
@@ -343,7 +375,7 @@ def report(options, ref, views, passes, pixels, results, held) -> str:
     rows = []
     for page, do in PASSES:
         b, c = results[(base, f"{page} {do}")], results[(cur, f"{page} {do}")]
-        page = f"{page} page" if do == "pass" else f"{page} page, `decide` only"
+        page = f"{page} page" if do == "pass" else f"{page} page, `{do}` only"
         ratios = [x["mean"] / y["mean"] for x, y in zip(c, b)]
         for label, got in ((f"`{ref}`", b), ("this branch", c)):
             means = sorted(r["mean"] for r in got)
@@ -369,7 +401,7 @@ def report(options, ref, views, passes, pixels, results, held) -> str:
         f"each after a warm-up pass, pixels for {pixels:.0%} of pages; 1,000 campaigns, 100k articles, "
         "a trained model. CPU µs per page: median of the passes' means (range), median of the passes' "
         "per-page medians; the garbage collector's share of the mean; fill is the share of pages whose "
-        "first display slot was filled.",
+        "first display slot was filled (for `widget` only: of the widget's sold positions).",
         "",
         "| page | code | µs per page, mean | µs, per-page median | of which collector, µs | display fill |",
         "|---|---|---:|---:|---:|---:|",
