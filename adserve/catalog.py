@@ -136,10 +136,11 @@ class Catalog:
 
     def cards(self, item_ids: list[str], base_url: str) -> list[dict]:
         """The widget entries of ``item_ids``: id, title, URLs made absolute, section, not
-        sponsored (a catalog article never is); new dicts, the caller's to extend.
+        sponsored (a catalog article never is); the kept dicts themselves, read-only (a widget
+        merges each into its own entry with its click URL, one dict made in C).
 
         Remade for every article of every widget, each cost two new URL strings and a 6-key dict;
-        it is kept per item object and base URL and copied (one small copy). An upsert stores a
+        it is kept per item object and base URL. An upsert stores a
         new item object, so the next widget shows the article as it now is; another base URL (the
         Host header's, without ``public_url``) replaces the entry rather than adding one.
         """
@@ -150,7 +151,7 @@ class Catalog:
             card = kept.get(item_id)
             if card is None or card[0] is not item or card[1] != base_url:
                 card = self._card(item, base_url)
-            cards.append(card[2].copy())
+            cards.append(card[2])
         return cards
 
     def _card(self, item: Item, base_url: str) -> tuple[Item, str, dict]:

@@ -112,20 +112,16 @@ class SlotServer:
     def _recs(self, strategy: str, slot: Slot, positions: list[int], fills: dict, request: SlotRequest,
               base_url: str, on_page: set[str]):
         sponsored = {p: fill for p in positions if (fill := fills.get(f"{slot.id}#{p}")) is not None}
-        organic_count = slot.count - len(sponsored)
         reader = request.consent.content_reader(request.user_id)
         rec = self.recommender.recommend(request.consent.strategy(strategy), reader,
-                                         request.page.item_id, organic_count, on_page)
+                                         request.page.item_id, slot.count - len(sponsored), on_page)
         on_page.update(rec.items)
         token = self._token({"u": reader, "its": rec.items}, slot, request, rec.strategy)
-        organic = iter(self._organic(rec.items, f"{base_url}/t/c?t={token}", base_url))
-        natives = {position: self._native(slot, fill, request, base_url, rec.strategy)
-                   for position, fill in sponsored.items()}
-        items = []
-        for position in range(1, slot.count + 1):
-            entry = natives.get(position) or next(organic, None)
-            if entry is not None:
-                items.append(entry)
+        items = self._organic(rec.items, f"{base_url}/t/c?t={token}", base_url)
+        # each native at its position, in position order; past the organic items, after them
+        for position in sorted(sponsored):
+            items.insert(min(position - 1, len(items)),
+                         self._native(slot, sponsored[position], request, base_url, rec.strategy))
         answer = {"type": "recs", "strategy": rec.strategy, "items": items,
                   "impression_url": f"{base_url}/t/i?t={token}"}
         return answer, {"slot": slot.id, "placement": slot.placement, "strategy": rec.strategy,
@@ -133,10 +129,10 @@ class SlotServer:
                         "sponsored": [f.campaign.id for f in sponsored.values()]}
 
     def _organic(self, item_ids: list[str], click: str, base_url: str) -> list[dict]:
-        entries = self.catalog.cards(item_ids, base_url)
-        for position, entry in enumerate(entries):
-            entry["click_url"] = f"{click}&i={position}"
-        return entries
+        """The articles' kept cards, each merged into an entry of the widget's own with its click
+        URL (the widget's, with its position)."""
+        return [{**card, "click_url": f"{click}&i={position}"}
+                for position, card in enumerate(self.catalog.cards(item_ids, base_url))]
 
     def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str, strategy: str) -> dict:
         token = self._token(self._ad(fill, request), slot, request, strategy)

@@ -284,6 +284,21 @@ async def test_new_reader_is_folded_in_from_recent_clicks(recs_client):
     assert after["strategy"] == "personal"
 
 
+async def test_widget_entries_leave_the_kept_cards_alone(recs_client):
+    """The catalog's kept cards are shared by every widget: an answer's entry (its click URL,
+    its position) must be a dict of its own, and a card never gains a widget's click URL."""
+    client, server = recs_client
+    without_exploration(server)
+    model = server.recommender.model
+    reader, page = model.artifact.user_ids.tolist()[0], model.item_ids[0]
+    first = await widget(client, recs_request(reader, page))
+    again = await widget(client, recs_request(reader, page))
+    assert organic(first) == organic(again)
+    assert first["items"][0]["click_url"] != again["items"][0]["click_url"]  # each widget's own token
+    assert server.catalog._cards and all(set(entry) == {"item_id", "title", "url", "image_url", "section", "sponsored"}
+                                         for _item, _base, entry in server.catalog._cards.values())
+
+
 async def test_an_upserted_article_shows_as_it_now_is_in_the_next_widget(recs_client):
     """Widget items are built from per-article parts worked out once: an upsert must show at once."""
     client, server = recs_client
