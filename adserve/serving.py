@@ -118,10 +118,8 @@ class SlotServer:
         on_page.update(rec.items)
         token = self._token({"u": reader, "its": rec.items}, slot, request, rec.strategy)
         items = self._organic(rec.items, f"{base_url}/t/c?t={token}", base_url)
-        # each native at its position, in position order; past the organic items, after them
-        for position in sorted(sponsored):
-            items.insert(min(position - 1, len(items)),
-                         self._native(slot, sponsored[position], request, base_url, rec.strategy))
+        for position in sorted(sponsored):  # at its position; past the articles, after them (insert clamps)
+            items.insert(position - 1, self._native(slot, sponsored[position], request, base_url, rec.strategy))
         answer = {"type": "recs", "strategy": rec.strategy, "items": items,
                   "impression_url": f"{base_url}/t/i?t={token}"}
         return answer, {"slot": slot.id, "placement": slot.placement, "strategy": rec.strategy,

@@ -235,6 +235,21 @@ async def test_sponsored_items_fill_configured_positions(recs_client):
     assert items[1]["campaign_id"] != items[4]["campaign_id"]
 
 
+@pytest.mark.parametrize("articles, shown", [
+    (4, [False, True, False, False, True, False]),
+    (2, [False, True, False, True]),  # too few articles: a native past them follows them
+    (1, [False, True, True]),
+    (0, [True, True]),
+])
+async def test_natives_keep_their_positions_when_articles_run_short(recs_client, articles, shown):
+    client, server = recs_client
+    without_exploration(server)
+    for item in list(server.catalog.items.values())[articles:]:
+        item.live = False  # taken down in place: only ``articles`` are left to recommend
+    items = (await widget(client, recs_request("reader-1")))["items"]
+    assert [i["sponsored"] for i in items] == shown
+
+
 async def test_current_clicked_and_dead_items_are_never_shown(recs_client):
     client, server = recs_client
     reader = server.recommender.model.artifact.user_ids.tolist()[5]
