@@ -87,3 +87,26 @@ async def test_what_serving_keeps_is_bounded(client, monkeypatch):
         response = await client.post("/v1/slots", json=body, headers={"Host": f"h{n}.example"})
         assert (await response.json())["slots"][f"s{n}"]["image_url"].startswith(f"http://h{n}.example/")
         assert len(runtime.shown) <= 3 and len(runtime.layouts) <= 3
+
+
+def test_a_variant_object_shared_by_two_creatives_shows_each_ones_fields():
+    """An ad is kept under its slot's and variant's ids; its creative and campaign are checked too."""
+    from types import SimpleNamespace
+
+    from adserve.decision import Fill
+    from adserve.request import Slot
+    from adserve.tokens import Signer
+
+    signer = Signer(b"s" * 32, 60)
+    runtime = Runtime(config=None, decider=None)
+    slot = Slot("s1", "display", None, ("300x250",))
+    variant = SimpleNamespace(id="A", image_url="/a.svg", html=None)
+    creatives = [SimpleNamespace(id=f"cr-{n}", size="300x250", format="image", landing_url=f"https://{n}.example/")
+                 for n in (1, 2)]
+    campaigns = [SimpleNamespace(id=1), SimpleNamespace(id=2)]
+    for creative, campaign in [(0, 0), (0, 1), (1, 1), (1, 0), (0, 0)]:  # one of the two changes each time
+        creative, campaign = creatives[creative], campaigns[campaign]
+        shown = runtime.shown_ad(slot, Fill(campaign, creative, variant), "http://h", signer)
+        assert (shown.answer["campaign_id"], shown.answer["creative_id"]) == (campaign.id, creative.id)
+        token = signer.verify(signer.sign({"u": None}, shown.token))
+        assert (token["c"], token["cr"], token["l"]) == (campaign.id, creative.id, creative.landing_url)
