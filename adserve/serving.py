@@ -91,6 +91,7 @@ class _Shown(NamedTuple):
             answer["html"] = variant.html
         else:
             answer["image_url"] = absolute(variant.image_url, base_url)
+        answer["impression_url"] = answer["click_url"] = None  # per page: set on a copy, in place
         record = {"slot": slot.id, "placement": slot.placement, "campaign": fill.campaign.id,
                   "creative": creative.id, "variant": variant.id}
         head = {"c": fill.campaign.id, "cr": creative.id, "v": variant.id, "l": creative.landing_url, "s": slot.id}
@@ -178,8 +179,10 @@ class SlotServer:
         if consent.signalled:
             varying["k"] = consent.label
         token = self.signer.sign(varying, shown.token)
-        return ({**shown.answer, "impression_url": f"{base_url}/t/i?t={token}",
-                 "click_url": f"{base_url}/t/c?t={token}"}, shown.record)
+        answer = shown.answer.copy()  # a copy of a whole dict: its key table in one piece, no merge
+        answer["impression_url"] = f"{base_url}/t/i?t={token}"
+        answer["click_url"] = f"{base_url}/t/c?t={token}"
+        return answer, shown.record
 
     def _recs(self, strategy: str, slot: Slot, positions: list[int], fills: dict, request: SlotRequest,
               base_url: str, on_page: set[str]):
