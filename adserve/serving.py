@@ -12,23 +12,99 @@ from __future__ import annotations
 
 import functools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from .catalog import Catalog, absolute
 from .catalog_discovery import CatalogDiscovery
 from .decision import AdNeed, Decider, Fill
 from .events import EventSink
-from .model import Config, Placement
+from .model import Campaign, Config, Creative, Placement, Variant
 from .recs.recommender import Recommender
 from .request import Slot, SlotRequest
-from .tokens import Signer
+from .tokens import Head, Signer
 
 
 @dataclass
 class Runtime:
-    """What one config produces; swapped as a whole on reload."""
+    """What one config produces; swapped as a whole on reload, which drops what it keeps.
+
+    It keeps what a page's layout and a shown ad always give under this config, built once:
+    ``layouts``, a layout's needs (the parsed slot tuple is shared by every view of a layout,
+    see ``request._Layouts``), and ``shown``, an ad's fixed answer part and decision record per
+    slot, variant and base URL. Each entry holds the objects whose ids key it, so an id cannot be
+    reused while its entry lives; both start over past ``MAX_KEPT`` (layouts and host names made
+    up per request could fill them).
+    """
     config: Config
     decider: Decider
+    layouts: dict[int, tuple] = field(default_factory=dict, repr=False)  # id(slots) -> _Layout
+    shown: dict[tuple, tuple] = field(default_factory=dict, repr=False)  # (id(slot), id(variant), base URL) -> _Shown
+
+    MAX_KEPT = 4096
+
+    def layout(self, slots: tuple[Slot, ...]) -> _Layout:
+        kept = self.layouts.get(id(slots))
+        if kept is None:
+            sponsored = {slot.id: _sponsored_positions(self, slot) for slot in slots if slot.type == "recs"}
+            needs = [AdNeed(slot.id, slot.sizes, slot.placement) for slot in slots
+                     if slot.type == "display"]  # display first: it may take a campaign the widget wants
+            needs += [AdNeed(f"{slot.id}#{p}", ("native",), slot.placement)
+                      for slot in slots if slot.type == "recs" for p in sponsored[slot.id]]
+            kept = _keep(self.layouts, id(slots), _Layout(slots, sponsored, tuple(needs)))
+        return kept
+
+    def shown_ad(self, slot: Slot, fill: Fill, base_url: str, signer: Signer) -> _Shown:
+        key = (id(slot), id(fill.variant), base_url)
+        kept = self.shown.get(key)
+        if kept is None or kept.creative is not fill.creative or kept.campaign is not fill.campaign:
+            kept = _keep(self.shown, key, _Shown.of(slot, fill, base_url, signer))
+        return kept
+
+
+class _Layout(NamedTuple):
+    """What serving a layout needs before its decisions: shared by its views, never changed."""
+    slots: tuple[Slot, ...]
+    sponsored: dict[str, list[int]]  # a widget's slot id -> its positions sold to native campaigns
+    needs: tuple[AdNeed, ...]
+
+
+class _Shown(NamedTuple):
+    """A display ad in a slot: its answer but for the tracking URLs, its decision record, and its
+    token's head: the fields of the ad and the slot (the page's reader, page, reservation and
+    consent follow per token)."""
+    slot: Slot
+    variant: Variant
+    creative: Creative
+    campaign: Campaign
+    answer: dict
+    record: dict
+    token: Head
+
+    @classmethod
+    def of(cls, slot: Slot, fill: Fill, base_url: str, signer: Signer) -> _Shown:
+        creative, variant = fill.creative, fill.variant
+        width, height = _dimensions(creative.size)
+        answer = {"type": "display", "fill": True, "campaign_id": fill.campaign.id, "creative_id": creative.id,
+                  "variant": variant.id, "width": width, "height": height}
+        if creative.format == "html":
+            answer["html"] = variant.html
+        else:
+            answer["image_url"] = absolute(variant.image_url, base_url)
+        answer["impression_url"] = answer["click_url"] = None  # per page: set on a copy, in place
+        record = {"slot": slot.id, "placement": slot.placement, "campaign": fill.campaign.id,
+                  "creative": creative.id, "variant": variant.id}
+        head = {"c": fill.campaign.id, "cr": creative.id, "v": variant.id, "l": creative.landing_url, "s": slot.id}
+        if slot.placement is not None:
+            head["pl"] = slot.placement
+        return cls(slot, variant, creative, fill.campaign, answer, record, signer.head(head))
+
+
+def _keep(kept: dict, key, value):
+    if len(kept) >= Runtime.MAX_KEPT:
+        kept.clear()
+    kept[key] = value
+    return value
 
 
 class SlotServer:
@@ -45,19 +121,15 @@ class SlotServer:
         page = request.page
         if page.item_id is not None and page.item_id not in self.catalog.items:  # context, nothing more
             self.discovery.suggest(page.item_id, page.url, runtime.config.site)
-        sponsored = {slot.id: _sponsored_positions(runtime, slot) for slot in request.slots
-                     if slot.type == "recs"}
-        needs = [AdNeed(slot.id, slot.sizes, slot.placement) for slot in request.slots
-                 if slot.type == "display"]  # display first: it may take a campaign the widget wants
-        needs += [AdNeed(f"{slot.id}#{p}", ("native",), slot.placement)
-                  for slot in request.slots if slot.type == "recs" for p in sponsored[slot.id]]
-        fills = await runtime.decider.decide(request, needs)
+        layout = runtime.layout(request.slots)
+        sponsored = layout.sponsored
+        fills = await runtime.decider.decide(request, layout.needs)
         answer: dict[str, dict] = {}
         logged: list[dict] = []
         on_page: set[str] = set()
         for slot in request.slots:
             if slot.type == "display":
-                answer[slot.id], record = self._display(slot, fills.get(slot.id), request, base_url)
+                answer[slot.id], record = self._display(runtime, slot, fills.get(slot.id), request, base_url)
             else:
                 answer[slot.id], record = self._recs(_strategy(runtime, slot), slot, sponsored[slot.id],
                                                      fills, request, base_url, on_page)
@@ -92,22 +164,25 @@ class SlotServer:
             ad["r"] = fill.reservation
         return ad
 
-    def _display(self, slot: Slot, fill: Fill | None, request: SlotRequest, base_url: str):
+    def _display(self, runtime: Runtime, slot: Slot, fill: Fill | None, request: SlotRequest, base_url: str):
+        """A display slot's answer and decision record. Its token carries what ``_ad`` and
+        ``_token`` would put in it: the ad's and the slot's fields from the kept head, then the
+        page's (reader, page, reservation, consent), so only those are serialised per page."""
         if fill is None:
             return {"type": "display", "fill": False}, {"slot": slot.id, "placement": slot.placement,
                                                          "fill": False}
-        token = self._token(self._ad(fill, request), slot, request)
-        width, height = _dimensions(fill.creative.size)
-        answer = {"type": "display", "fill": True, "campaign_id": fill.campaign.id,
-                  "creative_id": fill.creative.id, "variant": fill.variant.id, "width": width, "height": height}
-        if fill.creative.format == "html":
-            answer["html"] = fill.variant.html
-        else:
-            answer["image_url"] = absolute(fill.variant.image_url, base_url)
+        shown = runtime.shown_ad(slot, fill, base_url, self.signer)
+        consent = request.consent
+        varying = {"u": consent.ads_reader(request.user_id), "p": request.page.item_id}
+        if fill.reservation is not None:
+            varying["r"] = fill.reservation
+        if consent.signalled:
+            varying["k"] = consent.label
+        token = self.signer.sign(varying, shown.token)
+        answer = shown.answer.copy()  # a copy of a whole dict: its key table in one piece, no merge
         answer["impression_url"] = f"{base_url}/t/i?t={token}"
         answer["click_url"] = f"{base_url}/t/c?t={token}"
-        return answer, {"slot": slot.id, "placement": slot.placement, "campaign": fill.campaign.id,
-                        "creative": fill.creative.id, "variant": fill.variant.id}
+        return answer, shown.record
 
     def _recs(self, strategy: str, slot: Slot, positions: list[int], fills: dict, request: SlotRequest,
               base_url: str, on_page: set[str]):

@@ -44,8 +44,8 @@ ROOT = Path(__file__).resolve().parent
 OUT = ROOT / "out"
 SECRET = "bench-inprocess-secret-0123456789abcdef"
 SECTIONS = ["politics", "world", "economy", "technology", "science", "culture", "sports", "opinion"]
-PASSES = (("light", "pass"), ("heavy", "pass"), ("light", "decide"),
-          ("light", "widget"))  # (page, what is timed)
+PASSES = (("light", "pass"), ("heavy", "pass"), ("light", "decide"),  # (page, what is timed)
+          ("light", "widget"), ("display", "answer"))
 KEYWORDS = ["election", "senate", "budget", "tariffs", "climate", "ai", "court", "nato", "jobs",
             "housing", "transit", "health"]
 
@@ -171,20 +171,61 @@ class Worker:
         gc.callbacks.append(collecting)
         return collecting
 
-    def decide_pass(self, page: str, views: int) -> dict:
-        """CPU µs of ``Decider.decide`` alone for the needs ``serve`` makes of the page (the
-        display slots, then the widget's sponsored positions), awaited in one task as a handler does."""
-        from adserve.decision import AdNeed
+    def answer_pass(self, page: str, views: int) -> dict:
+        """CPU µs of ``serve`` + encoding with the page's decisions already made (``decide`` runs
+        untimed first and ``serve`` is handed its fills): on the light page's display slot alone,
+        what turns decisions into the answer: tokens, the answer's entries, the decision event."""
+        import dataclasses
 
-        decider = self.server.runtime.decider
-        placements = self.server.runtime.config.placements
+        runtime = self.server.runtime
         pages = []
         for body in self.bodies(page, views):
             request = self._request(body)
-            needs = [AdNeed(s.id, s.sizes, s.placement) for s in request.slots if s.type == "display"]
-            needs += [AdNeed(f"{s.id}#{p}", ("native",), s.placement) for s in request.slots if s.type == "recs"
-                      for p in placements[s.placement].sponsored_positions if p <= s.count]
-            pages.append((request, needs))
+            needs = self._needs(request)
+            pages.append((request, self.loop.run_until_complete(runtime.decider.decide(request, needs))))
+
+        class Made:
+            """A decider whose decisions were made before the clock started."""
+            fills: dict
+
+            async def decide(self, _request, _needs) -> dict:
+                return self.fills
+
+        made = Made()
+        prepared = dataclasses.replace(runtime, decider=made)
+
+        async def answer_all() -> list[float]:
+            import orjson
+
+            times = []
+            for request, fills in pages:
+                made.fills = fills
+                started = time.thread_time()
+                orjson.dumps({"slots": await self.server.slots.serve(prepared, request, "http://127.0.0.1:8080")})
+                times.append((time.thread_time() - started) * 1e6)
+            return times
+
+        times = self.loop.run_until_complete(answer_all())
+        filled = sum(any(fill is not None for fill in fills.values()) for _, fills in pages)
+        return {"mean": statistics.fmean(times), "median": statistics.median(times), "fill": filled / len(pages)}
+
+    def _needs(self, request) -> list:
+        """The needs ``serve`` makes of a page: its display slots, then its widgets' sponsored positions."""
+        from adserve.decision import AdNeed
+
+        placements = self.server.runtime.config.placements
+        needs = [AdNeed(s.id, s.sizes, s.placement) for s in request.slots if s.type == "display"]
+        return needs + [AdNeed(f"{s.id}#{p}", ("native",), s.placement) for s in request.slots if s.type == "recs"
+                        for p in placements[s.placement].sponsored_positions if p <= s.count]
+
+    def decide_pass(self, page: str, views: int) -> dict:
+        """CPU µs of ``Decider.decide`` alone for the needs ``serve`` makes of the page (the
+        display slots, then the widget's sponsored positions), awaited in one task as a handler does."""
+        decider = self.server.runtime.decider
+        pages = []
+        for body in self.bodies(page, views):
+            request = self._request(body)
+            pages.append((request, self._needs(request)))
 
         async def decide_all() -> tuple[list[float], int]:
             times, filled = [], 0
@@ -202,7 +243,6 @@ class Worker:
         """CPU µs of the widget alone: what ``serve`` calls for each recommendation slot
         (``SlotServer._recs``: recommendations, organic cards, natives, the widget's token), with
         fills from a ``decide`` done untimed and the page's readings recorded after it, as ``serve`` does."""
-        from adserve.decision import AdNeed
         from adserve.serving import _sponsored_positions, _strategy
 
         runtime, slots = self.server.runtime, self.server.slots
@@ -211,9 +251,7 @@ class Worker:
         for body in self.bodies(page, views):
             request = self._request(body)
             widgets = [(s, _sponsored_positions(runtime, s)) for s in request.slots if s.type == "recs"]
-            needs = [AdNeed(s.id, s.sizes, s.placement) for s in request.slots if s.type == "display"]
-            needs += [AdNeed(f"{s.id}#{p}", ("native",), s.placement) for s, positions in widgets for p in positions]
-            fills = self.loop.run_until_complete(runtime.decider.decide(request, needs))
+            fills = self.loop.run_until_complete(runtime.decider.decide(request, self._needs(request)))
             natives += sum(fills.get(f"{s.id}#{p}") is not None for s, positions in widgets for p in positions)
             positions_sold += sum(len(positions) for _s, positions in widgets)
             on_page: set[str] = set()
@@ -274,6 +312,8 @@ def work(checkout: Path, scratch: Path, keyword_sets: int, pages: dict, freeze: 
             result = worker.decide_pass(command["page"], command["views"])
         elif command["do"] == "widget":
             result = worker.widget_pass(command["page"], command["views"])
+        elif command["do"] == "answer":
+            result = worker.answer_pass(command["page"], command["views"])
         else:
             result = worker.reservation_bytes()
         print(json.dumps(result), file=out, flush=True)
@@ -341,6 +381,7 @@ def run(ref: str, views: int, passes: int, pixels: float, keyword_sets: int, fre
 
     OUT.mkdir(exist_ok=True)
     pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
+    pages["display"] = {**PAGE_REQUEST, "slots": PAGES["light"][0][:1]}  # the light page's ad alone
     redis = Redis() if on_redis else None
     url = redis.url if redis else ""
     remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), keyword_sets, pages, freeze, url),
@@ -375,7 +416,8 @@ def report(options, ref, views, passes, pixels, results, held) -> str:
     rows = []
     for page, do in PASSES:
         b, c = results[(base, f"{page} {do}")], results[(cur, f"{page} {do}")]
-        page = f"{page} page" if do == "pass" else f"{page} page, `{do}` only"
+        page = {"pass": f"{page} page", "answer": "light page's display slot, `serve` with its decisions made"}.get(
+            do, f"{page} page, `{do}` only")
         ratios = [x["mean"] / y["mean"] for x, y in zip(c, b)]
         for label, got in ((f"`{ref}`", b), ("this branch", c)):
             means = sorted(r["mean"] for r in got)

@@ -32,6 +32,20 @@ def test_append_and_read_back(tmp_path):
     assert [e["type"] for e in events] == ["decision", "click"]
 
 
+def test_events_without_a_time_are_stamped_with_the_clock_and_get_ids_in_order(tmp_path):
+    """An event's own ``ts`` stays (a lone one reads no clock); the others of its write get the clock's."""
+    log = EventLog(tmp_path, writer="w1", clock=lambda: DAY + 99)
+    log.append({"type": "decision", "ts": DAY + 1})
+    log.append({"type": "click", "ts": DAY + 2}, {"type": "impression"})
+    log.append({"type": "click"})
+    log.append({"type": "click", "ts": DAY + 3, "event_id": "stale"})  # a reconciled copy gets an id of its own
+    log.close()
+    written = list(read_events(log_files(tmp_path)))
+    assert [e["ts"] for e in written] == [DAY + 1, DAY + 2, DAY + 99, DAY + 99, DAY + 3]
+    prefix = f"w1:{int((DAY + 99) * 1000):x}:"
+    assert [e["event_id"] for e in written] == [f"{prefix}{n}" for n in range(1, 6)]
+
+
 def test_rotation_by_utc_day_and_date_range(tmp_path):
     log = EventLog(tmp_path, writer="r1")
     for day in range(3):

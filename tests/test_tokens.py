@@ -119,6 +119,28 @@ def test_tokens_are_url_safe_unpadded_and_round_trip():
         assert {k: v for k, v in signer.verify(token).items() if k not in ("t", "n")} == payload
 
 
+def test_a_token_with_a_head_is_one_plain_token():
+    """A head's part is encoded and hashed once, but the token is what ``sign`` alone would
+    make of the same fields: one base64url JSON object under one MAC, for every head length."""
+    signer = Signer(SECRET, 3600, clock=Tick())
+    for n in range(60):
+        head = {"c": n, "l": f"https://a.example/{'x' * (n % 7)}", "s": "s" * (n // 7)}
+        varying = {"u": "u" * (n % 5), "p": "page", "its": [f"item-{i}" for i in range(n % 3)]}
+        token = signer.sign(varying, signer.head(head))
+        assert re.fullmatch(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{22}", token), token
+        payload = signer.verify(token)
+        assert payload == {**head, **varying, "t": 1_800_000_000, "n": payload["n"]}
+        assert _payload(token) == payload  # readers that decode it themselves see the same
+        body, mac = token.split(".")
+        assert mac == signer._mac(body.encode()).decode()  # the MAC a verifier of any version computes
+        _refused(signer, f"{_body({**payload, 'c': n + 1})}.{mac}")
+
+
+def test_a_head_needs_a_field():
+    with pytest.raises(ValueError):
+        Signer(SECRET, 3600).head({})
+
+
 def _signed(body: bytes) -> str:
     """A correctly signed token around any body: what only a leaked secret could make."""
     signer = Signer(SECRET, 3600)

@@ -72,8 +72,9 @@ class EventLog:
     def append(self, *events: dict) -> None:
         """Write events (``ts`` added when missing, a new ``event_id`` each) with a single write
         call, or raise LogUnavailable."""
-        now = self._clock()
-        self.append_lines(events[0].get("ts", now), b"".join(serialised(events, self._ids, now)))
+        first = events[0]
+        now = first["ts"] if len(events) == 1 and "ts" in first else self._clock()  # a lone dated event needs no clock
+        self.append_lines(first.get("ts", now), b"".join(serialised(events, self._ids, now)))
 
     def append_lines(self, ts: float, data: bytes) -> None:
         """Write whole lines, already serialised, to the file of ``ts``'s day (the exporter's
