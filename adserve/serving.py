@@ -31,15 +31,15 @@ class Runtime:
 
     It keeps what a page's layout and a shown ad always give under this config, built once:
     ``layouts``, a layout's needs (the parsed slot tuple is shared by every view of a layout,
-    see ``request._Layouts``), and ``shown``, an ad's fixed answer part and decision record per
-    slot, variant and base URL. Each entry holds the objects whose ids key it, so an id cannot be
+    see ``request._Layouts``), and ``shown``, an ad's fixed answer part, decision record and
+    token head per slot, variant, base URL and widget strategy (a native's). Each entry holds the objects whose ids key it, so an id cannot be
     reused while its entry lives; both start over past ``MAX_KEPT`` (layouts and host names made
     up per request could fill them).
     """
     config: Config
     decider: Decider
     layouts: dict[int, tuple] = field(default_factory=dict, repr=False)  # id(slots) -> _Layout
-    shown: dict[tuple, tuple] = field(default_factory=dict, repr=False)  # (id(slot), id(variant), base URL) -> _Shown
+    shown: dict[tuple, tuple] = field(default_factory=dict, repr=False)  # (id(slot), id(variant), base URL, strategy) -> _Shown
 
     MAX_KEPT = 4096
 
@@ -54,11 +54,12 @@ class Runtime:
             kept = _keep(self.layouts, id(slots), _Layout(slots, sponsored, tuple(needs)))
         return kept
 
-    def shown_ad(self, slot: Slot, fill: Fill, base_url: str, signer: Signer) -> _Shown:
-        key = (id(slot), id(fill.variant), base_url)
+    def shown_ad(self, slot: Slot, fill: Fill, base_url: str, signer: Signer, strategy: str | None = None) -> _Shown:
+        """A display ad (``strategy`` None) or a widget's native ad as ``slot`` shows it."""
+        key = (id(slot), id(fill.variant), base_url, strategy)
         kept = self.shown.get(key)
         if kept is None or kept.creative is not fill.creative or kept.campaign is not fill.campaign:
-            kept = _keep(self.shown, key, _Shown.of(slot, fill, base_url, signer))
+            kept = _keep(self.shown, key, _Shown.of(slot, fill, base_url, signer, strategy))
         return kept
 
 
@@ -70,34 +71,44 @@ class _Layout(NamedTuple):
 
 
 class _Shown(NamedTuple):
-    """A display ad in a slot: its answer but for the tracking URLs, its decision record, and its
-    token's head: the fields of the ad and the slot (the page's reader, page, reservation and
-    consent follow per token)."""
+    """An ad in a slot: its answer but for the tracking URLs, its decision record (a display
+    ad's; a widget records its natives' campaigns), and its token's head: the fields of the ad,
+    the slot and a native's widget strategy (the page's reader, page, reservation and consent
+    follow per token)."""
     slot: Slot
     variant: Variant
     creative: Creative
     campaign: Campaign
     answer: dict
-    record: dict
+    record: dict | None
     token: Head
 
     @classmethod
-    def of(cls, slot: Slot, fill: Fill, base_url: str, signer: Signer) -> _Shown:
-        creative, variant = fill.creative, fill.variant
-        width, height = _dimensions(creative.size)
-        answer = {"type": "display", "fill": True, "campaign_id": fill.campaign.id, "creative_id": creative.id,
-                  "variant": variant.id, "width": width, "height": height}
-        if creative.format == "html":
-            answer["html"] = variant.html
+    def of(cls, slot: Slot, fill: Fill, base_url: str, signer: Signer, strategy: str | None) -> _Shown:
+        campaign, creative, variant = fill.campaign, fill.creative, fill.variant
+        record = None
+        if strategy is None:
+            width, height = _dimensions(creative.size)
+            answer = {"type": "display", "fill": True, "campaign_id": campaign.id, "creative_id": creative.id,
+                      "variant": variant.id, "width": width, "height": height}
+            if creative.format == "html":
+                answer["html"] = variant.html
+            else:
+                answer["image_url"] = absolute(variant.image_url, base_url)
+            answer["impression_url"] = answer["click_url"] = None  # per page: set on a copy, in place
+            record = {"slot": slot.id, "placement": slot.placement, "campaign": campaign.id,
+                      "creative": creative.id, "variant": variant.id}
         else:
-            answer["image_url"] = absolute(variant.image_url, base_url)
-        answer["impression_url"] = answer["click_url"] = None  # per page: set on a copy, in place
-        record = {"slot": slot.id, "placement": slot.placement, "campaign": fill.campaign.id,
-                  "creative": creative.id, "variant": variant.id}
-        head = {"c": fill.campaign.id, "cr": creative.id, "v": variant.id, "l": creative.landing_url, "s": slot.id}
+            answer = {"item_id": f"ad-{creative.id}-{variant.id}", "title": variant.title,
+                      "url": creative.landing_url, "image_url": absolute(variant.image_url, base_url),
+                      "sponsored": True, "advertiser": campaign.advertiser, "campaign_id": campaign.id,
+                      "click_url": None, "impression_url": None}
+        head = {"c": campaign.id, "cr": creative.id, "v": variant.id, "l": creative.landing_url, "s": slot.id}
         if slot.placement is not None:
             head["pl"] = slot.placement
-        return cls(slot, variant, creative, fill.campaign, answer, record, signer.head(head))
+        if strategy is not None:  # reports compare a widget's natives with its articles
+            head["st"] = strategy
+        return cls(slot, variant, creative, campaign, answer, record, signer.head(head))
 
 
 def _keep(kept: dict, key, value):
@@ -131,7 +142,7 @@ class SlotServer:
             if slot.type == "display":
                 answer[slot.id], record = self._display(runtime, slot, fills.get(slot.id), request, base_url)
             else:
-                answer[slot.id], record = self._recs(_strategy(runtime, slot), slot, sponsored[slot.id],
+                answer[slot.id], record = self._recs(runtime, slot, sponsored[slot.id],
                                                      fills, request, base_url, on_page)
             logged.append(record)
         reader = request.consent.content_reader(request.user_id)  # reads train the reader's recs
@@ -141,37 +152,32 @@ class SlotServer:
         self.recommender.record("decision", reader, page.item_id, now)
         return answer
 
-    def _token(self, payload: dict, slot: Slot, request: SlotRequest, strategy: str | None = None) -> str:
-        """``payload`` signed with what the hits' events carry of the page: its slot and page, the
-        placement and widget strategy reports group them by, and the request's consent."""
+    def _token(self, payload: dict, slot: Slot, request: SlotRequest, strategy: str) -> str:
+        """A widget's ``payload`` signed with what its hits' events carry of the page: its slot and
+        page, the placement and widget strategy reports group them by, and the request's consent."""
         payload["s"] = slot.id
         payload["p"] = request.page.item_id
         if slot.placement is not None:
             payload["pl"] = slot.placement
-        if strategy is not None:  # a widget's, and its native ads': reports compare the two
-            payload["st"] = strategy
+        payload["st"] = strategy
         if request.consent.signalled:
             payload["k"] = request.consent.label
         return self.signer.sign(payload)
 
-    @staticmethod
-    def _ad(fill: Fill, request: SlotRequest) -> dict:
-        """What a token says about one ad: its campaign, creative, variant, reader as ads may use
-        it, landing URL (the only place a click on it may go) and reservation (the pixel confirms it)."""
-        ad = {"c": fill.campaign.id, "cr": fill.creative.id, "v": fill.variant.id,
-              "u": request.consent.ads_reader(request.user_id), "l": fill.creative.landing_url}
-        if fill.reservation is not None:
-            ad["r"] = fill.reservation
-        return ad
-
     def _display(self, runtime: Runtime, slot: Slot, fill: Fill | None, request: SlotRequest, base_url: str):
-        """A display slot's answer and decision record. Its token carries what ``_ad`` and
-        ``_token`` would put in it: the ad's and the slot's fields from the kept head, then the
-        page's (reader, page, reservation, consent), so only those are serialised per page."""
+        """A display slot's answer and decision record."""
         if fill is None:
             return {"type": "display", "fill": False}, {"slot": slot.id, "placement": slot.placement,
                                                          "fill": False}
         shown = runtime.shown_ad(slot, fill, base_url, self.signer)
+        return self._ad(shown, fill, request, base_url), shown.record
+
+    def _ad(self, shown: _Shown, fill: Fill, request: SlotRequest, base_url: str) -> dict:
+        """An ad's answer with its tracking URLs. Its token says what a click and a pixel may
+        claim: the kept head (campaign, creative, variant, landing URL: the only place a click on
+        it may go, slot, placement, a native's strategy), then the page's reader as ads may use
+        it, page, reservation (the pixel confirms it) and consent, so only those are serialised
+        per page."""
         consent = request.consent
         varying = {"u": consent.ads_reader(request.user_id), "p": request.page.item_id}
         if fill.reservation is not None:
@@ -182,19 +188,21 @@ class SlotServer:
         answer = shown.answer.copy()  # a copy of a whole dict: its key table in one piece, no merge
         answer["impression_url"] = f"{base_url}/t/i?t={token}"
         answer["click_url"] = f"{base_url}/t/c?t={token}"
-        return answer, shown.record
+        return answer
 
-    def _recs(self, strategy: str, slot: Slot, positions: list[int], fills: dict, request: SlotRequest,
+    def _recs(self, runtime: Runtime, slot: Slot, positions: list[int], fills: dict, request: SlotRequest,
               base_url: str, on_page: set[str]):
         sponsored = {p: fill for p in positions if (fill := fills.get(f"{slot.id}#{p}")) is not None}
         reader = request.consent.content_reader(request.user_id)
-        rec = self.recommender.recommend(request.consent.strategy(strategy), reader,
+        rec = self.recommender.recommend(request.consent.strategy(_strategy(runtime, slot)), reader,
                                          request.page.item_id, slot.count - len(sponsored), on_page)
         on_page.update(rec.items)
         token = self._token({"u": reader, "its": rec.items}, slot, request, rec.strategy)
         items = self._organic(rec.items, f"{base_url}/t/c?t={token}", base_url)
         for position in sorted(sponsored):  # at its position; past the articles, after them (insert clamps)
-            items.insert(position - 1, self._native(slot, sponsored[position], request, base_url, rec.strategy))
+            fill = sponsored[position]
+            items.insert(position - 1, self._ad(runtime.shown_ad(slot, fill, base_url, self.signer, rec.strategy),
+                                                fill, request, base_url))
         answer = {"type": "recs", "strategy": rec.strategy, "items": items,
                   "impression_url": f"{base_url}/t/i?t={token}"}
         return answer, {"slot": slot.id, "placement": slot.placement, "strategy": rec.strategy,
@@ -206,13 +214,6 @@ class SlotServer:
         URL (the widget's, with its position)."""
         return [{**card, "click_url": f"{click}&i={position}"}
                 for position, card in enumerate(self.catalog.cards(item_ids, base_url))]
-
-    def _native(self, slot: Slot, fill: Fill, request: SlotRequest, base_url: str, strategy: str) -> dict:
-        token = self._token(self._ad(fill, request), slot, request, strategy)
-        return {"item_id": f"ad-{fill.creative.id}-{fill.variant.id}", "title": fill.variant.title,
-                "url": fill.creative.landing_url, "image_url": absolute(fill.variant.image_url, base_url),
-                "sponsored": True, "advertiser": fill.campaign.advertiser, "campaign_id": fill.campaign.id,
-                "click_url": f"{base_url}/t/c?t={token}", "impression_url": f"{base_url}/t/i?t={token}"}
 
 
 @functools.cache

@@ -243,7 +243,7 @@ class Worker:
         """CPU µs of the widget alone: what ``serve`` calls for each recommendation slot
         (``SlotServer._recs``: recommendations, organic cards, natives, the widget's token), with
         fills from a ``decide`` done untimed and the page's readings recorded after it, as ``serve`` does."""
-        from adserve.serving import _sponsored_positions, _strategy
+        from adserve.serving import _sponsored_positions
 
         runtime, slots = self.server.runtime, self.server.slots
         base_url = "http://127.0.0.1:8080"
@@ -257,7 +257,7 @@ class Worker:
             on_page: set[str] = set()
             started = time.thread_time()
             for slot, positions in widgets:
-                slots._recs(_strategy(runtime, slot), slot, positions, fills, request, base_url, on_page)
+                slots._recs(runtime, slot, positions, fills, request, base_url, on_page)
             times.append((time.thread_time() - started) * 1e6)
             reader = request.consent.content_reader(request.user_id)
             slots.recommender.record("decision", reader, request.page.item_id, slots._clock())

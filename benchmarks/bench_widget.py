@@ -10,7 +10,7 @@ at ``--baseline-ref`` (loaded from git into this package, so the other modules a
 the ref's files must still fit them).
 Both see the same catalog, model, popularity and counters. Timed (thread CPU time) is ``--part``:
 ``widget`` is ``SlotServer._recs`` + ``_display``, ``organic`` is ``_recs`` less its sponsored
-natives and its signed token (``_native`` and ``_urls``, not timed): the widget's recommendation and
+natives and its signed token (``_ad`` and ``_token``, not timed): the widget's recommendation and
 its articles' entries; ``recommend`` is ``Recommender.recommend``. Passes alternate in order, and the
 median of the pairs' differences is what to read.
 """
@@ -29,7 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PARTS = {  # name -> (class, its methods timed, its methods whose time inside those is left out)
     "widget": ("SlotServer", ("_recs", "_display"), ()),
-    "organic": ("SlotServer", ("_recs",), ("_native", "_urls")),
+    "organic": ("SlotServer", ("_recs",), ("_ad", "_token")),
     "recommend": ("Recommender", ("recommend",), ()),
 }
 
@@ -128,8 +128,8 @@ def timed(method, spent: list[float], open_: list[int]):
 
 def left_out(method, spent: list[float], open_: list[int]):
     """``method`` taking its CPU time off ``spent`` when a timed call is under way (``open_[0]``),
-    once however deeply such calls nest (``open_[1]``: ``_native``'s own ``_urls`` is not taken
-    off twice); called elsewhere (``_display``'s ``_urls``), it is left alone."""
+    once however deeply such calls nest (``open_[1]``: a left-out call inside another is not taken
+    off twice); called elsewhere (``_display``'s ``_ad``), it is left alone."""
     def leaving_out(*args, **kwargs):
         if not open_[0] or open_[1]:
             return method(*args, **kwargs)

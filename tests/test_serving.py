@@ -110,3 +110,29 @@ def test_a_variant_object_shared_by_two_creatives_shows_each_ones_fields():
         assert (shown.answer["campaign_id"], shown.answer["creative_id"]) == (campaign.id, creative.id)
         token = signer.verify(signer.sign({"u": None}, shown.token))
         assert (token["c"], token["cr"], token["l"]) == (campaign.id, creative.id, creative.landing_url)
+
+
+def test_a_native_is_kept_per_widget_strategy_apart_from_the_display_ad():
+    """A native's kept answer and token head are its widget strategy's: one variant shown as a
+    display ad and as natives of two strategies in one slot gives three entries."""
+    from types import SimpleNamespace
+
+    from adserve.decision import Fill
+    from adserve.request import Slot
+    from adserve.tokens import Signer
+
+    signer = Signer(b"s" * 32, 60)
+    runtime = Runtime(config=None, decider=None)
+    slot = Slot("w1", "recs", "widget", ("native",))
+    variant = SimpleNamespace(id="A", image_url="/a.svg", html=None, title="Sponsored A")
+    creative = SimpleNamespace(id="cr-1", size="300x250", format="image", landing_url="https://a.example/")
+    fill = Fill(SimpleNamespace(id=7, advertiser="Acme"), creative, variant)
+    display = runtime.shown_ad(slot, fill, "http://h", signer)
+    assert display.answer["type"] == "display" and display.record["campaign"] == 7
+    for strategy in ("personal", "trending", "personal"):
+        native = runtime.shown_ad(slot, fill, "http://h", signer, strategy)
+        assert native.record is None and native.answer["sponsored"] is True
+        assert native.answer["image_url"] == "http://h/a.svg" and native.answer["advertiser"] == "Acme"
+        token = signer.verify(signer.sign({"u": None}, native.token))
+        assert (token["st"], token["s"], token["pl"], token["l"]) == (strategy, "w1", "widget", "https://a.example/")
+    assert len(runtime.shown) == 3
