@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 import orjson
 
@@ -215,13 +215,12 @@ class RedisState:
         self._clock = clock
         self.down = False
 
-    async def _call(self, command):
-        """Run one command (an awaitable), or mark the store down."""
+    async def _call(self, issue: Callable[..., Awaitable], *args):
+        """``issue(*args)``'s reply (a pipe's ``call`` or ``run``), or mark the store down."""
         if self.down:
-            command.close()
             raise StateUnavailable("redis is down")
         try:
-            return await waited_on(command)
+            return await waited_on(issue(*args))
         except self._faults as exc:
             self.down = True
             raise StateUnavailable(f"redis: {exc}") from exc
@@ -254,32 +253,32 @@ class RedisState:
         if not any(option is not CUT and option.checks for options in needs for option in options):
             return choose(needs, taken, lambda option: True)
         try:
-            picks = await self._call(self._redis.run(self._reserve, self._prefix, self._clock(),
-                                                     _reserve_request(needs, taken, hold_seconds)))
+            picks = await self._call(self._redis.run, self._reserve, self._prefix, self._clock(),
+                                       _reserve_request(needs, taken, hold_seconds))
         except StateUnavailable:  # serve what no counter limits: uncapped and house campaigns
             return choose(needs, taken, lambda option: not option.checks)
         return [pick - 1 if pick else None for pick in picks]
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
                      charges: tuple[Limit, ...], mark: tuple[str, str] | None = None) -> bool | None:
-        billable = await self._call(self._redis.run(self._settle, self._prefix, self._clock(), outcome, ttl,
-                                                    reservation or "", *(mark or ("", "")), _charges(charges)))
+        billable = await self._call(self._redis.run, self._settle, self._prefix, self._clock(), outcome, ttl,
+                                    reservation or "", *(mark or ("", "")), _charges(charges))
         return None if billable == -1 else billable == 1
 
     async def get_many(self, keys: list[str]) -> list[float]:
         if not keys:
             return []
-        values = await self._call(self._redis.call(b"MGET", *[self._prefix + k for k in keys]))
+        values = await self._call(self._redis.call, b"MGET", *[self._prefix + k for k in keys])
         return [float(v) if v is not None else 0.0 for v in values]
 
     async def first_time(self, key: str, ttl: int) -> bool:
-        return await self._call(self._redis.call(b"SET", self._prefix + key, 1, b"EX", ttl, b"NX")) is not None
+        return await self._call(self._redis.call, b"SET", self._prefix + key, 1, b"EX", ttl, b"NX") is not None
 
     async def forget(self, key: str) -> None:
-        await self._call(self._redis.call(b"DEL", self._prefix + key))
+        await self._call(self._redis.call, b"DEL", self._prefix + key)
 
     async def assign(self, key: str, value: str, ttl: int) -> str:
-        kept = await self._call(self._redis.call(b"SET", self._prefix + key, value, b"EX", ttl, b"NX", b"GET"))
+        kept = await self._call(self._redis.call, b"SET", self._prefix + key, value, b"EX", ttl, b"NX", b"GET")
         return value if kept is None else kept.decode()
 
     async def open(self) -> bool:
@@ -312,17 +311,17 @@ class RedisState:
                 else:
                     pipelined += [(b"INCRBYFLOAT", self._prefix + key, amount),
                                   (b"EXPIRE", self._prefix + key, left, b"NX")]
-            await self._call(self._redis.call_many(pipelined))
+            await self._call(self._redis.call_many, pipelined)
 
     async def publish(self, feed: str, payload: bytes) -> None:
         """XADD to a stream that keeps about the last ``FEED_KEPT`` changes."""
-        await self._call(self._redis.call(b"XADD", self._prefix + feed, b"MAXLEN", b"~", FEED_KEPT,
-                                          b"*", b"v", payload))
+        await self._call(self._redis.call, b"XADD", self._prefix + feed, b"MAXLEN", b"~", FEED_KEPT,
+                         b"*", b"v", payload)
 
     async def follow(self, feed: str, after: str, batch: int = 1000) -> tuple[str, list[bytes]]:
         """One XREAD without blocking: a blocked read would hold up every command behind it."""
-        found = await self._call(self._redis.call(b"XREAD", b"COUNT", batch, b"STREAMS",
-                                                  self._prefix + feed, after))
+        found = await self._call(self._redis.call, b"XREAD", b"COUNT", batch, b"STREAMS",
+                                 self._prefix + feed, after)
         entries = found[0][1] if found else []  # [[id, [field, value]], ...]
         return (entries[-1][0].decode() if entries else after), [fields[1] for _, fields in entries]
 
