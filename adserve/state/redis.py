@@ -145,20 +145,26 @@ class _Reading:
     def next(self) -> tuple[list[Option | None], bool]:
         """The options to send, twice as many as were refused (at least ``FIRST_READ``), and whether
         more may follow: then a CUT ends them, so the script stops there if none fits."""
-        while len(self.read) - self.refused < max(FIRST_READ, 2 * self.refused):
-            if self.read and self.read[-1] is CUT:
-                return self.read[self.refused:], False
-            option = next(self.source, self)
-            if option is self:
-                return self.read[self.refused:], False
-            self.read.append(option)
-        more = self.read[-1] is not CUT
-        return self.read[self.refused:] + [CUT] * more, more
+        read, refused = self.read, self.refused
+        if read and read[-1] is CUT:
+            return read[refused:], False
+        wanted = refused + max(FIRST_READ, 2 * refused)
+        if len(read) < wanted:
+            for option in self.source:  # a for loop: the generator resumed without a Python call
+                read.append(option)
+                if option is CUT:
+                    return read[refused:], False
+                if len(read) == wanted:
+                    break
+            else:
+                return read[refused:], False
+        return read[refused:] + [CUT], True
 
 
-def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_seconds: float) -> bytes:
-    """The reserve script's request (see ``_LUA_RESERVE``)."""
+def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_seconds: float) -> bytes | None:
+    """The reserve script's request (see ``_LUA_RESERVE``); None when no option has a counter to read."""
     args: list = [hold_seconds, len(taken), *taken]
+    bounded = False
     for options in needs:
         at = len(args)
         args.append(0)
@@ -168,6 +174,8 @@ def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_sec
                 cut = True
                 break
             names, checks, holds, reservation = option
+            if checks:
+                bounded = True
             args.append(len(names))
             args += names
             args.append(len(checks))
@@ -179,7 +187,7 @@ def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_sec
             args.append(reservation)
         span = len(args) - at - 1
         args[at] = -span - 1 if cut else span
-    return orjson.dumps(args)
+    return orjson.dumps(args) if bounded else None
 
 
 def _charges(charges: tuple[Limit, ...]) -> bytes:
@@ -250,11 +258,11 @@ class RedisState:
     async def _walk(self, needs: list[list[Option | None]], taken: set[str],
                     hold_seconds: float) -> list[int | None]:
         """One round trip of the reserve script (none when no option has a counter to read)."""
-        if not any(option is not CUT and option.checks for options in needs for option in options):
+        request = _reserve_request(needs, taken, hold_seconds)
+        if request is None:
             return choose(needs, taken, lambda option: True)
         try:
-            picks = await self._call(self._redis.run, self._reserve, self._prefix, self._clock(),
-                                       _reserve_request(needs, taken, hold_seconds))
+            picks = await self._call(self._redis.run, self._reserve, self._prefix, self._clock(), request)
         except StateUnavailable:  # serve what no counter limits: uncapped and house campaigns
             return choose(needs, taken, lambda option: not option.checks)
         return [pick - 1 if pick else None for pick in picks]
