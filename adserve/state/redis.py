@@ -56,8 +56,10 @@ release_due()
 # ARGV[3]: [hold seconds, the number of taken names, the names..., then per need: the number of
 # entries its options take (n, or -n - 1 when they end with a ``CUT``), and per option: the
 # number of names and the names, the number of checks and the checks, the number of holds and
-# the holds, the reservation id (null: none)]. A reservation keeps its holds as JSON [[key,
-# null, cost], ...], which every version of this script releases.
+# the holds, the reservation id (null: none); or, for an option an earlier need sent already,
+# -(its place in ARGV[3]) (a widget's positions offer the same few: a third of a light page's
+# request)]. A reservation keeps its holds as JSON [[key, null, cost], ...], which every
+# version of this script releases.
 _LUA_RESERVE = _LUA_COMMON + """
 local r, taken, picks = cjson.decode(ARGV[3]), {}, {}
 local hold, i = r[1], 3 + r[2]
@@ -70,8 +72,10 @@ while i <= #r do
   i = i + 1
   while i < stop do
     index = index + 1
-    local names = i + 1
-    local checks = names + r[i]
+    local at = i  -- where the option is: here, or (-r[i]) where an earlier need sent it
+    if r[i] < 0 then at = -r[i] end
+    local names = at + 1
+    local checks = names + r[at]
     local holds = checks + 1 + 3 * r[checks]
     local reservation = holds + 1 + 3 * r[holds]
     local free = true
@@ -91,7 +95,7 @@ while i <= #r do
       pick = index
       break
     end
-    i = reservation + 1
+    if at == i then i = reservation + 1 else i = i + 1 end
   end
   if pick == 0 and cut then return picks end
   picks[#picks + 1] = pick
@@ -165,6 +169,9 @@ def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_sec
     """The reserve script's request (see ``_LUA_RESERVE``); None when no option has a counter to read."""
     args: list = [hold_seconds, len(taken), *taken]
     bounded = False
+    # id(option) -> where it is in the request (the script's 1-based index); the needs hold the
+    # options while it is built, so no id is reused
+    sent: dict[int, int] = {}
     for options in needs:
         at = len(args)
         args.append(0)
@@ -173,6 +180,11 @@ def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_sec
             if option is CUT:
                 cut = True
                 break
+            earlier = sent.get(id(option))
+            if earlier is not None:  # the same option for another need (a widget's positions): its place
+                args.append(-earlier)
+                continue
+            sent[id(option)] = len(args) + 1
             names, checks, holds, reservation = option
             if checks:
                 bounded = True
