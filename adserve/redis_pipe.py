@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import deque
-from typing import Any
+from typing import Any, Awaitable
 
 import hiredis
 from redis.asyncio.connection import ConnectionPool
@@ -44,43 +44,50 @@ class Pipe:
         self._connection: _Connection | None = None
         self._opening: asyncio.Future | None = None
         self._outgoing: list[bytes] = []  # commands issued in this turn of the loop, written at its end
-        self._pending: deque[tuple[asyncio.Future, float]] = deque()  # (caller, reply deadline), in order
+        # (caller, reply deadline, a script's EVAL or None), in order
+        self._pending: deque[tuple[asyncio.Future, float, tuple | None]] = deque()
         self._watch: asyncio.TimerHandle | None = None  # fires at the oldest pending deadline
 
-    async def call(self, *args: bytes | str | int | float) -> Any:
-        """One command's reply: bytes, int, None or a list of them; a Redis error raises ResponseError."""
+    def call(self, *args: bytes | str | int | float) -> Awaitable[Any]:
+        """One command's reply: bytes, int, None or a list of them; a Redis error raises ResponseError.
+
+        Once connected, the command is written (at the end of this turn of the loop) when it is
+        called and its caller's future comes back as it is: no coroutine frame per command."""
         if self._connection is None:
-            await self._open()
-        return await self._issue(args)
+            return self._opened(args, None)
+        return self._issue(args, None)
 
     async def call_many(self, commands: list[tuple]) -> list[Any]:
         """Several commands written at once, their replies in order (one round trip)."""
         if self._connection is None:
             await self._open()
-        return await asyncio.gather(*[self._issue(args) for args in commands])
+        return await asyncio.gather(*[self._issue(args, None) for args in commands])
 
-    async def run(self, script: Script, *args: bytes | str | int | float) -> Any:
-        try:
-            return await self.call(b"EVALSHA", script.sha, 0, *args)
-        except ResponseError as exc:
-            if not str(exc).startswith("NOSCRIPT"):
-                raise
-            return await self.call(b"EVAL", script.source, 0, *args)  # EVAL also caches it
+    def run(self, script: Script, *args: bytes | str | int | float) -> Awaitable[Any]:
+        """``script``'s reply, run by its SHA1; when Redis does not know it (restarted, or a new
+        server), the reply's NOSCRIPT error sends it whole to the same caller (EVAL also caches it)."""
+        command = (b"EVALSHA", script.sha, 0, *args)
+        whole = (b"EVAL", script.source, 0, *args)
+        if self._connection is None:
+            return self._opened(command, whole)
+        return self._issue(command, whole)
 
     async def close(self) -> None:
         """Drop the connection, failing what is in flight; a later command opens a new one."""
         self._drop(self._connection, ConnectionError("connection closed"))
 
-    def _issue(self, args: tuple) -> asyncio.Future:
+    def _issue(self, args: tuple, whole: tuple | None, future: asyncio.Future | None = None) -> asyncio.Future:
+        """Queue ``args`` for this turn's write; ``whole``: a script's EVAL, sent on NOSCRIPT."""
         if self._connection is None:  # lost since it was opened
             raise ConnectionError("the connection to Redis was lost")
         # RESP, in C (half the Python loop's CPU); first: a command it refuses (TypeError, or
         # text that is not UTF-8) must fail alone, not leave a reply slot every later reply shifts into
         packed = hiredis.pack_command(args)
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
+        if future is None:
+            future = loop.create_future()
         deadline = loop.time() + self._wait
-        self._pending.append((future, deadline))
+        self._pending.append((future, deadline, whole))
         if not self._outgoing:  # one write (one syscall) for every command of this turn
             loop.call_soon(self._flush, self._connection)
         self._outgoing.append(packed)
@@ -92,6 +99,10 @@ class Pipe:
         if connection is self._connection:  # else they failed with the connection they were for
             connection.transport.write(b"".join(self._outgoing))
             self._outgoing = []
+
+    async def _opened(self, args: tuple, whole: tuple | None) -> Any:
+        await self._open()
+        return await self._issue(args, whole)
 
     async def _open(self) -> None:
         if self._opening is None:
@@ -109,11 +120,14 @@ class Pipe:
             self._opening = None
 
     def _answer(self, reply: Any) -> None:
-        future = self._pending.popleft()[0]
+        future, _, whole = self._pending.popleft()
         if future.done():  # its caller was cancelled
             return
         if isinstance(reply, ResponseError):
-            future.set_exception(reply)
+            if whole is not None and str(reply).startswith("NOSCRIPT"):
+                self._issue(whole, None, future)
+            else:
+                future.set_exception(reply)
         else:
             future.set_result(reply)
 
@@ -138,7 +152,7 @@ class Pipe:
             self._watch.cancel()
             self._watch = None
         pending, self._pending = self._pending, deque()
-        for future, _ in pending:
+        for future, _, _ in pending:
             if not future.done():
                 future.set_exception(fault)
 

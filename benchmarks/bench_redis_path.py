@@ -1,6 +1,7 @@
 """What Redis state adds to a page's CPU, in another checkout's code and in this one, in the same run.
 
     python benchmarks/bench_redis_path.py --baseline-ref main [--views 1000 --passes 7 --pixels 0]
+    python benchmarks/bench_redis_path.py --script [--views 1000 --passes 7]
 
 Four bench_inprocess workers (each its own process: the baseline's code or this checkout's, on
 the embedded store or on a redis-server of the run's own) answer bench_inprocess' light page in
@@ -11,6 +12,10 @@ CPU a page costs on Redis minus what it costs on the embedded store, paired pass
 the Redis path's own cost in this process (Redis's CPU is not in it: its column is the
 redis-server's own). Pages come one at a time, so every round trip also pays an idle loop's
 wake-up, which a loaded server shares among the requests in flight.
+
+``--script`` times the reserve script alone, inside redis-server: this checkout's requests of
+``--views`` light pages (captured from its decisions) are replayed pipelined, so no client
+wake-up is in it, each pass on fresh keys, whole and cut short after each of its parts.
 """
 
 from __future__ import annotations
@@ -18,12 +23,14 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 
 from bench_inprocess import ROOT, Redis, Remote, baseline_checkout
 from bench_slots import PAGE_REQUEST, PAGES
 from bench_workers import cpu_seconds
 
 STATES = ("memory", "redis")
+REPLAYS = 5  # copies of the captured requests a pass of --script sends
 
 
 def run(ref: str, views: int, passes: int, pixels: float) -> str:
@@ -70,14 +77,66 @@ def run(ref: str, views: int, passes: int, pixels: float) -> str:
         "|---|---|---:|---:|---:|---:|", *rows])
 
 
+def script_parts(views: int, passes: int) -> str:
+    """redis-server CPU per reserve script call: empty, decoding its request, then releasing what
+    is due, then whole (walk, adds, reservations), on requests captured from light pages."""
+    import redis as client_library
+
+    from adserve.state import redis as state_redis
+    from bench_inprocess import OUT, Worker
+
+    requests: list[bytes] = []
+    encode = state_redis._reserve_request
+    state_redis._reserve_request = lambda *args: requests.append(encode(*args)) or requests[-1]
+    redis = Redis()
+    try:
+        pages = {"light": {**PAGE_REQUEST, "slots": PAGES["light"][0]}}
+        Worker(ROOT.parent, OUT / "redis-path-script", 4, pages, True, redis.url).decide_pass("light", views)
+        common = state_redis._LUA_COMMON
+        parts = {"an empty script": "return 1",
+                 "+ decoding its request": "cjson.decode(ARGV[3]) return 1",
+                 "+ releasing what is due": common + "cjson.decode(ARGV[3]) return 1",
+                 "whole (+ walk, adds, reservations)": state_redis._LUA_RESERVE}
+        cpu: dict[str, list[float]] = {part: [] for part in parts}
+        with client_library.Redis.from_url(redis.url) as client:
+            shas = {part: client.script_load(source) for part, source in parts.items()}
+            for n in range(passes):
+                for part, sha in shas.items():
+                    pipe = client.pipeline(transaction=False)
+                    for copy in range(REPLAYS):  # enough calls for /proc's 10 ms ticks
+                        for request in requests:
+                            pipe.evalsha(sha, 0, f"script-{n}-{copy}:", time.time(), request)
+                    before = cpu_seconds([redis.process.pid])
+                    pipe.execute()
+                    cpu[part].append((cpu_seconds([redis.process.pid]) - before) * 1e6 / (REPLAYS * len(requests)))
+    finally:
+        state_redis._reserve_request = encode
+        redis.stop()
+    size = statistics.fmean(map(len, requests))
+    return "\n".join([
+        "### Redis path: the reserve script inside redis-server",
+        f"`python benchmarks/bench_redis_path.py --script --views {views} --passes {passes}`: "
+        f"{len(requests)} reserve requests of light pages ({size:.0f} B each on average), replayed "
+        f"pipelined {REPLAYS} times a pass on fresh keys, {passes} passes per part; redis-server CPU µs "
+        "per call, median (range).", "",
+        "| script | µs per call |", "|---|---:|",
+        *(f"| {part} | {statistics.median(got):.1f} ({min(got):.1f}–{max(got):.1f}) |" for part, got in cpu.items())])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--baseline-ref", required=True)
+    parser.add_argument("--baseline-ref", help="the other checkout's code (not with --script)")
+    parser.add_argument("--script", action="store_true", help="time the reserve script inside redis-server")
     parser.add_argument("--views", type=int, default=1000)
     parser.add_argument("--passes", type=int, default=7)
     parser.add_argument("--pixels", type=float, default=0.0, help="share of pages whose ad pixels arrive")
     args = parser.parse_args()
-    print(run(args.baseline_ref, args.views, args.passes, args.pixels))
+    if args.script:
+        print(script_parts(args.views, args.passes))
+    elif args.baseline_ref:
+        print(run(args.baseline_ref, args.views, args.passes, args.pixels))
+    else:
+        parser.error("--baseline-ref or --script")
 
 
 if __name__ == "__main__":

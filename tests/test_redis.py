@@ -87,7 +87,7 @@ async def test_a_pixel_is_one_round_trip_to_redis(aiohttp_client, make_server, r
     assert (await client.get(local(fills[0]["impression_url"]))).status == 200  # Redis learns the script
     sent = []
     issue = state._redis._issue
-    state._redis._issue = lambda command: sent.append(command) or issue(command)
+    state._redis._issue = lambda command, *rest: sent.append(command) or issue(command, *rest)
     for _ in range(2):  # counted, then a repeat
         assert (await client.get(local(fills[1]["impression_url"]))).status == 200
         assert len(sent) == 1

@@ -277,6 +277,19 @@ async def test_a_fit_deep_in_the_options_is_found_and_each_pick_is_reserved_once
     assert await store.reserve([counted(full + [CUT, free(40)], []), [free(41)]], set(), HOLD) == []
 
 
+async def test_an_option_offered_to_several_needs_is_checked_where_it_comes_up_and_reserved_once(store):
+    """A widget's positions are offered the same options (the same objects; the Redis store sends
+    each once per request and points back to it): an option is taken by one need at most, and
+    each need sees whether it still fits and is still free."""
+    never, first, second = capped(1, "r", 0, "p1.1"), capped(2, "r", 2, "p1.2"), capped(3, "r", 2, "p1.3")
+    assert await store.reserve([[first, second], [never, first, second], [second, never]], set(), HOLD) \
+        == [0, 2, None]
+    shared = capped(5, "r", 1, "p2.5")
+    assert await store.reserve([[capped(4, "r", 1, "p2.4"), shared], [shared], [shared]], set(), HOLD) \
+        == [0, 0, None]
+    assert await store.get_many([f"c{n}:cap:r" for n in range(1, 6)]) == [0.0, 1.0, 1.0, 1.0, 1.0]
+
+
 def test_the_walk_asks_take_once_per_free_option_in_order_until_one_takes():
     """``take`` checks and reserves in one call (the walk is most of a light page's decision):
     asked in order, once per option whose names are free, and never for a need's later options."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Callable, Iterable
+from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 import orjson
 
@@ -56,8 +56,10 @@ release_due()
 # ARGV[3]: [hold seconds, the number of taken names, the names..., then per need: the number of
 # entries its options take (n, or -n - 1 when they end with a ``CUT``), and per option: the
 # number of names and the names, the number of checks and the checks, the number of holds and
-# the holds, the reservation id (null: none)]. A reservation keeps its holds as JSON [[key,
-# null, cost], ...], which every version of this script releases.
+# the holds, the reservation id (null: none); or, for an option an earlier need sent already,
+# -(its place in ARGV[3]) (a widget's positions offer the same few: a third of a light page's
+# request)]. A reservation keeps its holds as JSON [[key, null, cost], ...], which every
+# version of this script releases.
 _LUA_RESERVE = _LUA_COMMON + """
 local r, taken, picks = cjson.decode(ARGV[3]), {}, {}
 local hold, i = r[1], 3 + r[2]
@@ -70,8 +72,10 @@ while i <= #r do
   i = i + 1
   while i < stop do
     index = index + 1
-    local names = i + 1
-    local checks = names + r[i]
+    local at = i  -- where the option is: here, or (-r[i]) where an earlier need sent it
+    if r[i] < 0 then at = -r[i] end
+    local names = at + 1
+    local checks = names + r[at]
     local holds = checks + 1 + 3 * r[checks]
     local reservation = holds + 1 + 3 * r[holds]
     local free = true
@@ -91,7 +95,7 @@ while i <= #r do
       pick = index
       break
     end
-    i = reservation + 1
+    if at == i then i = reservation + 1 else i = i + 1 end
   end
   if pick == 0 and cut then return picks end
   picks[#picks + 1] = pick
@@ -145,20 +149,29 @@ class _Reading:
     def next(self) -> tuple[list[Option | None], bool]:
         """The options to send, twice as many as were refused (at least ``FIRST_READ``), and whether
         more may follow: then a CUT ends them, so the script stops there if none fits."""
-        while len(self.read) - self.refused < max(FIRST_READ, 2 * self.refused):
-            if self.read and self.read[-1] is CUT:
-                return self.read[self.refused:], False
-            option = next(self.source, self)
-            if option is self:
-                return self.read[self.refused:], False
-            self.read.append(option)
-        more = self.read[-1] is not CUT
-        return self.read[self.refused:] + [CUT] * more, more
+        read, refused = self.read, self.refused
+        if read and read[-1] is CUT:
+            return read[refused:], False
+        wanted = refused + max(FIRST_READ, 2 * refused)
+        if len(read) < wanted:
+            for option in self.source:  # a for loop: the generator resumed without a Python call
+                read.append(option)
+                if option is CUT:
+                    return read[refused:], False
+                if len(read) == wanted:
+                    break
+            else:
+                return read[refused:], False
+        return read[refused:] + [CUT], True
 
 
-def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_seconds: float) -> bytes:
-    """The reserve script's request (see ``_LUA_RESERVE``)."""
+def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_seconds: float) -> bytes | None:
+    """The reserve script's request (see ``_LUA_RESERVE``); None when no option has a counter to read."""
     args: list = [hold_seconds, len(taken), *taken]
+    bounded = False
+    # id(option) -> where it is in the request (the script's 1-based index); the needs hold the
+    # options while it is built, so no id is reused
+    sent: dict[int, int] = {}
     for options in needs:
         at = len(args)
         args.append(0)
@@ -167,7 +180,14 @@ def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_sec
             if option is CUT:
                 cut = True
                 break
+            earlier = sent.get(id(option))
+            if earlier is not None:  # the same option for another need (a widget's positions): its place
+                args.append(-earlier)
+                continue
+            sent[id(option)] = len(args) + 1
             names, checks, holds, reservation = option
+            if checks:
+                bounded = True
             args.append(len(names))
             args += names
             args.append(len(checks))
@@ -179,7 +199,7 @@ def _reserve_request(needs: list[list[Option | None]], taken: set[str], hold_sec
             args.append(reservation)
         span = len(args) - at - 1
         args[at] = -span - 1 if cut else span
-    return orjson.dumps(args)
+    return orjson.dumps(args) if bounded else None
 
 
 def _charges(charges: tuple[Limit, ...]) -> bytes:
@@ -215,13 +235,12 @@ class RedisState:
         self._clock = clock
         self.down = False
 
-    async def _call(self, command):
-        """Run one command (an awaitable), or mark the store down."""
+    async def _call(self, issue: Callable[..., Awaitable], *args):
+        """``issue(*args)``'s reply (a pipe's ``call`` or ``run``), or mark the store down."""
         if self.down:
-            command.close()
             raise StateUnavailable("redis is down")
         try:
-            return await waited_on(command)
+            return await waited_on(issue(*args))
         except self._faults as exc:
             self.down = True
             raise StateUnavailable(f"redis: {exc}") from exc
@@ -251,35 +270,35 @@ class RedisState:
     async def _walk(self, needs: list[list[Option | None]], taken: set[str],
                     hold_seconds: float) -> list[int | None]:
         """One round trip of the reserve script (none when no option has a counter to read)."""
-        if not any(option is not CUT and option.checks for options in needs for option in options):
+        request = _reserve_request(needs, taken, hold_seconds)
+        if request is None:
             return choose(needs, taken, lambda option: True)
         try:
-            picks = await self._call(self._redis.run(self._reserve, self._prefix, self._clock(),
-                                                     _reserve_request(needs, taken, hold_seconds)))
+            picks = await self._call(self._redis.run, self._reserve, self._prefix, self._clock(), request)
         except StateUnavailable:  # serve what no counter limits: uncapped and house campaigns
             return choose(needs, taken, lambda option: not option.checks)
         return [pick - 1 if pick else None for pick in picks]
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
                      charges: tuple[Limit, ...], mark: tuple[str, str] | None = None) -> bool | None:
-        billable = await self._call(self._redis.run(self._settle, self._prefix, self._clock(), outcome, ttl,
-                                                    reservation or "", *(mark or ("", "")), _charges(charges)))
+        billable = await self._call(self._redis.run, self._settle, self._prefix, self._clock(), outcome, ttl,
+                                    reservation or "", *(mark or ("", "")), _charges(charges))
         return None if billable == -1 else billable == 1
 
     async def get_many(self, keys: list[str]) -> list[float]:
         if not keys:
             return []
-        values = await self._call(self._redis.call(b"MGET", *[self._prefix + k for k in keys]))
+        values = await self._call(self._redis.call, b"MGET", *[self._prefix + k for k in keys])
         return [float(v) if v is not None else 0.0 for v in values]
 
     async def first_time(self, key: str, ttl: int) -> bool:
-        return await self._call(self._redis.call(b"SET", self._prefix + key, 1, b"EX", ttl, b"NX")) is not None
+        return await self._call(self._redis.call, b"SET", self._prefix + key, 1, b"EX", ttl, b"NX") is not None
 
     async def forget(self, key: str) -> None:
-        await self._call(self._redis.call(b"DEL", self._prefix + key))
+        await self._call(self._redis.call, b"DEL", self._prefix + key)
 
     async def assign(self, key: str, value: str, ttl: int) -> str:
-        kept = await self._call(self._redis.call(b"SET", self._prefix + key, value, b"EX", ttl, b"NX", b"GET"))
+        kept = await self._call(self._redis.call, b"SET", self._prefix + key, value, b"EX", ttl, b"NX", b"GET")
         return value if kept is None else kept.decode()
 
     async def open(self) -> bool:
@@ -312,17 +331,17 @@ class RedisState:
                 else:
                     pipelined += [(b"INCRBYFLOAT", self._prefix + key, amount),
                                   (b"EXPIRE", self._prefix + key, left, b"NX")]
-            await self._call(self._redis.call_many(pipelined))
+            await self._call(self._redis.call_many, pipelined)
 
     async def publish(self, feed: str, payload: bytes) -> None:
         """XADD to a stream that keeps about the last ``FEED_KEPT`` changes."""
-        await self._call(self._redis.call(b"XADD", self._prefix + feed, b"MAXLEN", b"~", FEED_KEPT,
-                                          b"*", b"v", payload))
+        await self._call(self._redis.call, b"XADD", self._prefix + feed, b"MAXLEN", b"~", FEED_KEPT,
+                         b"*", b"v", payload)
 
     async def follow(self, feed: str, after: str, batch: int = 1000) -> tuple[str, list[bytes]]:
         """One XREAD without blocking: a blocked read would hold up every command behind it."""
-        found = await self._call(self._redis.call(b"XREAD", b"COUNT", batch, b"STREAMS",
-                                                  self._prefix + feed, after))
+        found = await self._call(self._redis.call, b"XREAD", b"COUNT", batch, b"STREAMS",
+                                 self._prefix + feed, after)
         entries = found[0][1] if found else []  # [[id, [field, value]], ...]
         return (entries[-1][0].decode() if entries else after), [fields[1] for _, fields in entries]
 
