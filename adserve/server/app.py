@@ -267,11 +267,13 @@ def operator_only(request: web.Request, token: str | None, what: str, variable: 
 async def read_json(request: web.Request, settings: ServerSettings) -> object:
     """The body as JSON: at most ``max_body_bytes``, received within ``body_timeout_seconds``."""
     limit = settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    if request.content.is_eof():  # it came with the head: all buffered, no timer, no read loop
-        raw = request.content.read_nowait()
+    content = request.content
+    if content.is_eof():  # it came with the head: all buffered, no timer, no read loop; its
+        raw = content.read_nowait()  # length is the declared one, checked below
     else:
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
         try:
             async with asyncio.timeout(settings.body_timeout_seconds):
                 raw = await request.read()
@@ -316,7 +318,7 @@ async def front(server: AdServer, handler, route: str | None, request: web.Reque
                 listener.Work.add(started, waits[0])
         if route is None:
             route = (await _routes_at(request))[0]
-        server.metrics.count(server.metrics.requests, route, str(response.status))
+        server.metrics.requested(route, response.status)
     if allowed:  # CORS for the configured page origins only; others get no CORS headers at all
         response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
         response.headers[hdrs.VARY] = ", ".join(filter(None, (response.headers.get(hdrs.VARY), "Origin")))

@@ -52,21 +52,40 @@ class Metrics:
                               "down (limited campaigns not served, hits settled later)", registry=r)
 
         self._counted: dict[tuple[Counter, tuple[str, ...]], int] = {}  # since the last scrape
+        # the keys of ``_counted`` that every request counts, made once: (route, status) and
+        # (slot type, filled); both are few (route templates, status codes, two slot types)
+        self._request_keys: dict[str, dict[int, tuple[Counter, tuple[str, ...]]]] = {}
+        self._decision_key = (self.events, ("decision",))
+        self._slot_keys = {(kind, filled): (self.slots, (kind, "true" if filled else "false"))
+                           for kind in ("display", "recs") for filled in (True, False)}
 
     def count(self, metric: Counter, *labels: str) -> None:
         """``metric.labels(*labels).inc()`` at the next scrape (call it on the event loop's thread)."""
         key = (metric, labels)
         self._counted[key] = self._counted.get(key, 0) + 1
 
+    def requested(self, route: str, status: int) -> None:
+        """``count(requests, route, str(status))`` with the key made once per route and status."""
+        keys = self._request_keys.get(route)
+        if keys is None:
+            keys = self._request_keys[route] = {}
+        key = keys.get(status)
+        if key is None:
+            key = keys[status] = (self.requests, (route, str(status)))
+        counted = self._counted
+        counted[key] = counted.get(key, 0) + 1
+
     def answered(self, slots: dict, seconds: float) -> None:
         """A slot request's answer: its decision event, each slot by type and fill, its latency
         (the counts ``count`` would make, without a call each)."""
         counted = self._counted
-        key = (self.events, ("decision",))
+        key = self._decision_key
         counted[key] = counted.get(key, 0) + 1
+        slot_keys = self._slot_keys
         for fill in slots.values():
-            filled = fill.get("fill", True) if fill["type"] == "display" else bool(fill["items"])
-            key = (self.slots, (fill["type"], "true" if filled else "false"))
+            kind = fill["type"]
+            filled = fill.get("fill", True) if kind == "display" else bool(fill["items"])
+            key = slot_keys.get((kind, filled)) or (self.slots, (kind, "true" if filled else "false"))
             counted[key] = counted.get(key, 0) + 1
         self.slot_request_seconds.observe(seconds)
 
