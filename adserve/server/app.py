@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 from aiohttp import hdrs, web
-from multidict import istr
+from multidict import CIMultiDict, istr
 
 from .. import iowait, retention
 from ..catalog import Catalog, CatalogError, item_from_dict
@@ -56,7 +56,13 @@ PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warni
                  "model": ("loaded", "trained_at")}
 
 
+#: A JSON answer's headers: ``web.Response`` copies them, which is cheaper than building them
+JSON_HEADERS = CIMultiDict({hdrs.CONTENT_TYPE: "application/json"})
+
+
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
+    if headers is None:
+        return web.Response(body=orjson.dumps(data), status=status, headers=JSON_HEADERS)
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
                         headers=headers)
 
