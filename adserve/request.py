@@ -19,7 +19,7 @@ SLOT_TYPES = ("display", "recs")
 _ID_CHARS = frozenset(string.ascii_letters + string.digits + "_.:@/-")  # no spaces, quotes or CR/LF: ids go into URLs
 _COUNTRIES = frozenset(a + b for a in string.ascii_uppercase for b in string.ascii_uppercase)  # ISO 3166-1 alpha-2's shape
 MAX_KEYWORDS = 50
-ID_RULE = "expected an id of 1-128 letters, digits or _.:@/-"
+_ID_RULE = "expected an id of 1-128 letters, digits or _.:@/-"
 MALFORMED_PRIVACY = Signals(gdpr_applies=True)  # a CMP answer that says nothing: no consent
 NO_SIGNAL, GPC_ONLY = Signals(), Signals(gpc=True)  # the usual requests', made once
 PAGE_TEXTS = ("url", "title", "section", "image_url", "published")  # optional strings of up to 2,048
@@ -239,7 +239,7 @@ def _id(raw: dict, key: str, where: str) -> str | None:
         if isinstance(value, int) and not isinstance(value, bool):
             value = str(value)
         elif not isinstance(value, str):
-            raise BadRequest(f"{where}.{key}", ID_RULE)
+            raise BadRequest(f"{where}.{key}", _ID_RULE)
     if not (0 < len(value) <= 128 and _ID_CHARS.issuperset(value)):
-        raise BadRequest(f"{where}.{key}", ID_RULE)
+        raise BadRequest(f"{where}.{key}", _ID_RULE)
     return value
