@@ -6,7 +6,7 @@ a message that names the field, so the HTTP layer answers 400 and never 500.
 
 from __future__ import annotations
 
-import re
+import string
 from dataclasses import dataclass, field
 
 import orjson
@@ -16,9 +16,10 @@ from .privacy import UNSIGNALLED, Consent, Signals, consent
 
 DEVICES = ("desktop", "mobile", "tablet", "app")
 SLOT_TYPES = ("display", "recs")
-_ID = re.compile(r"[A-Za-z0-9_.:@/-]{1,128}")  # no spaces, quotes or CR/LF: ids go into URLs
-_COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166-1 alpha-2
+_ID_CHARS = frozenset(string.ascii_letters + string.digits + "_.:@/-")  # no spaces, quotes or CR/LF: ids go into URLs
+_COUNTRIES = frozenset(a + b for a in string.ascii_uppercase for b in string.ascii_uppercase)  # ISO 3166-1 alpha-2's shape
 MAX_KEYWORDS = 50
+_ID_RULE = "expected an id of 1-128 letters, digits or _.:@/-"
 MALFORMED_PRIVACY = Signals(gdpr_applies=True)  # a CMP answer that says nothing: no consent
 NO_SIGNAL, GPC_ONLY = Signals(), Signals(gpc=True)  # the usual requests', made once
 PAGE_TEXTS = ("url", "title", "section", "image_url", "published")  # optional strings of up to 2,048
@@ -87,7 +88,7 @@ def parse_slot_request(body: object, placements: dict, max_slots: int, gpc_heade
         _optional(body, "device", str, "body")  # not a short string: that is the 400
         raise BadRequest("device", f"expected one of {', '.join(DEVICES)}")
     country = body.get("country")
-    if country is not None and not (isinstance(country, str) and _COUNTRY.fullmatch(country)):
+    if country is not None and not (isinstance(country, str) and country in _COUNTRIES):
         _optional(body, "country", str, "body")
         raise BadRequest("country", "expected ISO alpha-2")
     allowed = consent(_signals(body.get("privacy"), gpc_header), consent_required)
@@ -163,7 +164,9 @@ def _page(raw: object) -> Page:
     keywords = raw.get("keywords")
     if keywords is not None:
         keywords = _keywords(keywords)
-    url, title, section, image_url, published = texts = tuple(map(raw.get, PAGE_TEXTS))
+    get = raw.get
+    url, title, section, image_url, published = texts = (get("url"), get("title"), get("section"),
+                                                         get("image_url"), get("published"))
     for value in texts:  # checked in one pass; a value that is not a short string is looked at again
         if value is not None and (type(value) is not str or len(value) > 2048):
             for name in PAGE_TEXTS:
@@ -228,11 +231,15 @@ def _optional(raw: dict, key: str, kind: type, where: str, limit: int = 256):
 
 
 def _id(raw: dict, key: str, where: str) -> str | None:
+    """An id of 1-128 of ``_ID_CHARS`` (a number becomes its text); None when absent."""
     value = raw.get(key)
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
     if value is None:
         return None
-    if not isinstance(value, str) or not _ID.fullmatch(value):
-        raise BadRequest(f"{where}.{key}", "expected an id of 1-128 letters, digits or _.:@/-")
+    if type(value) is not str:
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise BadRequest(f"{where}.{key}", _ID_RULE)
+    if not (0 < len(value) <= 128 and _ID_CHARS.issuperset(value)):
+        raise BadRequest(f"{where}.{key}", _ID_RULE)
     return value

@@ -285,6 +285,37 @@ def test_slot_latency_histogram_exposes_what_prometheus_client_would():
     assert ours == list(text_string_to_metric_families(generate_latest(registry).decode()))
 
 
+def test_counts_kept_until_the_scrape_expose_what_direct_increments_would():
+    """Counts are kept as plain numbers and handed to prometheus_client at each scrape; the scrape
+    is byte for byte the one of the same increments made at once, series in the order first
+    counted, across scrapes (a series counted again after one starts from what it had)."""
+    from adserve.server.metrics import Metrics
+
+    ours, reference = Metrics(), Metrics()
+    rounds = [[("requested", "/t/i", 200), ("answered", {"a": {"type": "recs", "items": []},
+                                                         "b": {"type": "display", "fill": True}}),
+               ("count", ("tracking", "impression", "counted")), ("requested", "/v1/slots", 200),
+               ("requested", "/t/i", 200), ("count", ("events", "impression"))],
+              [("count", ("events", "click")), ("requested", "/v1/slots", 400), ("requested", "/t/i", 200),
+               ("answered", {"b": {"type": "display", "fill": False}, "x": {"type": "video", "items": [1]}})]]
+    for calls in rounds:
+        for name, *args in calls:
+            if name == "requested":
+                ours.requested(*args)
+                reference.requests.labels(args[0], str(args[1])).inc()
+            elif name == "count":
+                ours.count(getattr(ours, args[0][0]), *args[0][1:])
+                getattr(reference, args[0][0]).labels(*args[0][1:]).inc()
+            else:
+                ours.answered(args[0], 0.001)
+                reference.slot_request_seconds.observe(0.001)
+                reference.events.labels("decision").inc()
+                for fill in args[0].values():
+                    filled = fill.get("fill", True) if fill["type"] == "display" else bool(fill["items"])
+                    reference.slots.labels(fill["type"], "true" if filled else "false").inc()
+        assert ours.exposition() == reference.exposition()
+
+
 async def test_cms_upsert_requires_the_token_and_refusals_write_nothing(client, workdir):
     server = client.server.app[SERVER]
     journal = workdir / "var" / "events" / "catalog-updates.jsonl"

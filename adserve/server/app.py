@@ -19,7 +19,7 @@ from pathlib import Path
 
 import orjson
 from aiohttp import hdrs, web
-from multidict import istr
+from multidict import CIMultiDict, istr
 
 from .. import iowait, retention
 from ..catalog import Catalog, CatalogError, item_from_dict
@@ -56,7 +56,13 @@ PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warni
                  "model": ("loaded", "trained_at")}
 
 
+#: A JSON answer's headers: ``web.Response`` copies them, which is cheaper than building them
+JSON_HEADERS = CIMultiDict({hdrs.CONTENT_TYPE: "application/json"})
+
+
 def json_response(data: object, status: int = 200, headers: dict | None = None) -> web.Response:
+    if headers is None:
+        return web.Response(body=orjson.dumps(data), status=status, headers=JSON_HEADERS)
     return web.Response(body=orjson.dumps(data), status=status, content_type="application/json",
                         headers=headers)
 
@@ -267,11 +273,13 @@ def operator_only(request: web.Request, token: str | None, what: str, variable: 
 async def read_json(request: web.Request, settings: ServerSettings) -> object:
     """The body as JSON: at most ``max_body_bytes``, received within ``body_timeout_seconds``."""
     limit = settings.max_body_bytes
-    if request.content_length is not None and request.content_length > limit:
-        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
-    if request.content.is_eof():  # it came with the head: all buffered, no timer, no read loop
-        raw = request.content.read_nowait()
+    content = request.content
+    if content.is_eof():  # it came with the head: all buffered, no timer, no read loop; its
+        raw = content.read_nowait()  # length is the declared one, checked below
     else:
+        declared = request.content_length
+        if declared is not None and declared > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
         try:
             async with asyncio.timeout(settings.body_timeout_seconds):
                 raw = await request.read()
@@ -316,7 +324,7 @@ async def front(server: AdServer, handler, route: str | None, request: web.Reque
                 listener.Work.add(started, waits[0])
         if route is None:
             route = (await _routes_at(request))[0]
-        server.metrics.count(server.metrics.requests, route, str(response.status))
+        server.metrics.requested(route, response.status)
     if allowed:  # CORS for the configured page origins only; others get no CORS headers at all
         response.headers[hdrs.ACCESS_CONTROL_ALLOW_ORIGIN] = origin
         response.headers[hdrs.VARY] = ", ".join(filter(None, (response.headers.get(hdrs.VARY), "Origin")))

@@ -51,31 +51,69 @@ class Metrics:
         self.state_up = Gauge("adserve_state_up", "1 while the state store answers; 0 while it is "
                               "down (limited campaigns not served, hits settled later)", registry=r)
 
-        self._counted: dict[tuple[Counter, tuple[str, ...]], int] = {}  # since the last scrape
+        self._series: dict[tuple[Counter, tuple[str, ...]], _Series] = {}  # each counted once
+        self._counted: list[_Series] = []  # those counted since the last scrape, in that order
+        # the series every request counts, looked up without building a key: by route and
+        # status code, and by slot type and fill
+        self._requests: dict[str, dict[int, _Series]] = {}
+        self._slot_series = {kind: {filled: self.series(self.slots, kind, "true" if filled else "false")
+                                    for filled in (True, False)} for kind in ("display", "recs")}
+        self._decisions = self.series(self.events, "decision")
+
+    def series(self, metric: Counter, *labels: str) -> _Series:
+        """The one ``_Series`` of ``metric`` with ``labels``."""
+        key = (metric, labels)
+        series = self._series.get(key)
+        if series is None:
+            series = self._series[key] = _Series(metric, labels)
+        return series
+
+    def add(self, series: _Series) -> None:
+        """One more of ``series`` at the next scrape (call it on the event loop's thread)."""
+        if not series.count:
+            self._counted.append(series)
+        series.count += 1
 
     def count(self, metric: Counter, *labels: str) -> None:
-        """``metric.labels(*labels).inc()`` at the next scrape (call it on the event loop's thread)."""
-        key = (metric, labels)
-        self._counted[key] = self._counted.get(key, 0) + 1
+        """``metric.labels(*labels).inc()`` at the next scrape."""
+        self.add(self.series(metric, *labels))
+
+    def requested(self, route: str, status: int) -> None:
+        """``count(requests, route, str(status))``, without making its labels each time."""
+        by_status = self._requests.get(route)
+        series = by_status.get(status) if by_status is not None else None
+        if series is None:
+            series = self._requests.setdefault(route, {})[status] = self.series(self.requests, route, str(status))
+        self.add(series)
 
     def answered(self, slots: dict, seconds: float) -> None:
         """A slot request's answer: its decision event, each slot by type and fill, its latency
         (the counts ``count`` would make, without a call each)."""
-        counted = self._counted
-        key = (self.events, ("decision",))
-        counted[key] = counted.get(key, 0) + 1
+        add, slot_series = self.add, self._slot_series
+        add(self._decisions)
         for fill in slots.values():
-            filled = fill.get("fill", True) if fill["type"] == "display" else bool(fill["items"])
-            key = (self.slots, (fill["type"], "true" if filled else "false"))
-            counted[key] = counted.get(key, 0) + 1
+            kind = fill["type"]
+            filled = bool(fill.get("fill", True) if kind == "display" else fill["items"])
+            by_fill = slot_series.get(kind)
+            add(by_fill[filled] if by_fill is not None else self.series(self.slots, kind, "true" if filled else "false"))
         self.slot_request_seconds.observe(seconds)
 
     def exposition(self) -> tuple[bytes, str]:
         """The scrape body and the content type it is in."""
-        counted, self._counted = self._counted, {}
-        for (metric, labels), n in counted.items():
-            metric.labels(*labels).inc(n)
+        counted, self._counted = self._counted, []
+        for series in counted:
+            series.metric.labels(*series.labels).inc(series.count)
+            series.count = 0
         return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+class _Series:
+    """A labelled series of a counter, and how many it counted since the last scrape."""
+
+    __slots__ = ("metric", "labels", "count")
+
+    def __init__(self, metric: Counter, labels: tuple[str, ...]) -> None:
+        self.metric, self.labels, self.count = metric, labels, 0
 
 
 class Latency:
