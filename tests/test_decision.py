@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import itertools
 import random
 import time
 from collections import Counter
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adserve import decision
 from adserve.decision import DRAWS, WHOLE_TIER, AdNeed, Decider, Inventory
@@ -503,6 +507,33 @@ def scored(*scores: float) -> list[decision.Candidate]:
     return [decision.Candidate(campaign(n), (), score) for n, score in enumerate(scores, 1)]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.just(0.0), st.just(5e-324), st.floats(1e-3, 1e6), st.sampled_from([1.0, 0.1, 1e20])),
+                max_size=40))
+def test_a_group_of_arrays_sums_as_a_group_of_lists(scores):
+    """The inventory builds groups from arrays (numpy sums): the same running sums, total, last
+    scored candidate and wholeness, to the last bit, as plain sums over a list of candidates."""
+    candidates = scored(*scores)
+    listed = decision.Group(candidates)
+    gathered = decision.Group(np.array(candidates + [None], dtype=object)[:-1], np.array(scores, dtype=float))
+    sums = list(itertools.accumulate(scores))
+    last = max((i for i, score in enumerate(scores) if score > 0), default=len(scores) - 1)
+    for group in (listed, gathered):
+        assert list(group.cumulative) == sums and group.total == (sums[-1] if sums else 0.0)
+        assert group.last == last and group.whole == (len(scores) <= WHOLE_TIER or group.total <= 0)
+        assert list(group.candidates) == candidates
+
+
+def test_kept_contexts_hold_no_lists_for_the_collector_to_walk():
+    """A kept context's candidates and running sums are arrays: with thousands of contexts of
+    hundreds of candidates kept, lists of them made every garbage collection walk them all."""
+    d = decider([campaign(n) for n in range(1, 30)])
+    fill_ids(d, request(slots=2))
+    groups = [group for kept in d._contexts.values() for group in kept.tiers]
+    assert groups and all(len(group.candidates) > WHOLE_TIER for group in groups)
+    assert not any(isinstance(thing, list) for group in groups for thing in gc.get_referents(group))
+
+
 def test_a_weighted_order_puts_zero_weights_last():
     group = decision.Group(scored(0.0, 1.0, 2.0))
     rng = random.Random(5)
@@ -648,7 +679,7 @@ def test_lookup_keeps_each_sizes_and_device_pairs_candidates_apart(monkeypatch):
             if fitting:
                 expected.setdefault(decision.TIERS.index(c.tier), []).append((c.id, fitting))
         tiers, _ = inventory.lookup(context, now, NOON_ISH)
-        assert [[(x.campaign.id, [cr.id for cr in x.creatives]) for x in tier] for tier in tiers] == list(expected.values())
+        assert [[(x.campaign.id, [cr.id for cr in x.creatives]) for x in tier.candidates] for tier in tiers] == list(expected.values())
         assert len(inventory._rows) <= 2
 
 

@@ -17,7 +17,8 @@ held as a bitset over the entries' positions (a Python ``int``):
   at 16 sections, so their operations and the unpacking of the result stay nearly flat.
 - URL globs are filed under their literal prefix (up to the first ``*``, ``?`` or ``[``), looked
   up by the context URL's prefixes. An entry whose globs are each such a prefix and one trailing
-  ``*`` is decided by that; any other is then checked with its regex, among the matches only.
+  ``*`` is decided by that; any other is then checked with its regex, among the matches only,
+  and once per context for all the entries with the same globs.
 - Flights and dayparts are never checked per context: ``Activations`` keeps which entries are
   live, which changes only at an entry's edge.
 """
@@ -63,9 +64,9 @@ class TargetingIndex:
         self._rest = _Part(entries, [i for i in everyone if not getattr(rules[i], self._split)]
                            if self._split else everyone)  # a context with no value filed
 
-    def matches(self, context: Context, now: float, local: dt.datetime) -> tuple[list[int], float]:
-        """The entries (by position, ascending) that match ``context`` at ``now``, and until when
-        that answer holds: the next edge of an entry that matches it but for the time.
+    def matches(self, context: Context, now: float, local: dt.datetime) -> tuple[np.ndarray, float]:
+        """The entries (an array of positions, ascending) that match ``context`` at ``now``, and
+        until when that answer holds: the next edge of an entry that matches it but for the time.
 
         ``local`` is ``now`` in the site timezone, for dayparts.
         """
@@ -74,7 +75,7 @@ class TargetingIndex:
         part = self._parts.get(getattr(context, SINGLES[self._split]), self._rest) if self._split else self._rest
         positions = part.matches(context)
         until = float(activations.edges[positions].min()) if len(positions) else math.inf
-        return positions[activations.live[positions]].tolist(), until
+        return positions[activations.live[positions]], until
 
 
 def _split(rules: list[CompiledTargeting]) -> tuple[str | None, dict[str, list[int]]]:
@@ -106,14 +107,16 @@ class _Part:
         ruled: dict[str, int] = defaultdict(int)  # attribute -> entries with a rule on it
         self._excluded: dict[str, int] = defaultdict(int)  # keyword -> entries excluding it
         keyworded = url_checked = 0  # entries that need the page's keywords / their URL regex run
-        self._patterns: dict[int, re.Pattern] = {}  # position -> URL regex, of those entries
+        checked_by: dict[int, re.Pattern] = {}  # position -> URL regex, of the entries that need it run
+        globbed: dict[str, int] = defaultdict(int)  # URL regex (its text) -> the entries it decides
         for i, entry in enumerate(map(entries.__getitem__, members)):
             bit, r = 1 << i, entry.rules
             values = {"include": r.include, "sizes": entry.sizes, "url": frozenset(map(_prefix, r.urls)),
                       **{a: getattr(r, a) for a in SINGLES}}
             if not all(glob.endswith("*") and _prefix(glob) == glob[:-1] for glob in r.urls):
                 url_checked |= bit  # its prefixes are necessary, not enough: its regex decides
-                self._patterns[i] = r.url_pattern
+                checked_by[i] = r.url_pattern
+                globbed[r.url_pattern.pattern] |= bit
             for attribute, allowed in values.items():
                 if allowed:
                     ruled[attribute] |= bit
@@ -128,6 +131,8 @@ class _Part:
         self._unruled["sizes"] = 0
         self._unkeyworded = everyone & ~keyworded
         self._url_checked = url_checked
+        # position -> its URL regex and every entry with the same one: a context runs each once
+        self._patterns = {i: (pattern, globbed[pattern.pattern]) for i, pattern in checked_by.items()}
         # a context's URL is looked up by its prefixes of the lengths filed
         self._url_lengths = sorted({len(prefix) for prefix in self._postings["url"]})
 
@@ -154,18 +159,18 @@ class _Part:
             for keyword in keywords:
                 found ^= found & excluded.get(keyword, 0)  # (found & ~excluded, without a negative int)
         checked = found & self._url_checked
-        while checked:  # the few left whose globs a prefix does not decide
-            bit = checked & -checked
-            checked ^= bit
-            if self._patterns[bit.bit_length() - 1].fullmatch(url) is None:
-                found ^= bit
+        while checked:  # the few left whose globs a prefix does not decide, one regex at a time
+            pattern, sharing = self._patterns[(checked & -checked).bit_length() - 1]
+            checked ^= checked & sharing
+            if pattern.fullmatch(url) is None:
+                found ^= found & sharing
         return self._members[_positions(found, self._bytes)]
 
 
 def _positions(bits: int, size: int) -> np.ndarray:
     """The positions of the set bits of ``bits`` (``size`` bytes long), ascending."""
-    return np.flatnonzero(np.unpackbits(np.frombuffer(bits.to_bytes(size, "little"), np.uint8),
-                                        bitorder="little").view(bool))
+    return np.unpackbits(np.frombuffer(bits.to_bytes(size, "little"), np.uint8),
+                         bitorder="little").view(bool).nonzero()[0]
 
 
 def _prefix(glob: str) -> str:
