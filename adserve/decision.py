@@ -109,26 +109,36 @@ UNSEEN, UNFIT, FITS = 0, 1, 2  # a listing's kind in a row: not worked out, no c
 class Group:
     """The targeted candidates of one tier for one context, with running score sums for draws.
 
-    Both are arrays when the inventory builds the group (a numpy array of Candidates, the sums
-    an ``array('d')``): a context kept for reuse then holds no list the cyclic garbage collector
-    walks item by item, which in a book of 10,000 campaigns costs more than building it.
+    The inventory's groups are arrays (the candidates a numpy array, the sums an ``array('d')``):
+    a kept context then holds no list the cyclic garbage collector walks item by item. Their
+    candidates are gathered from the inventory's row when first used: a page mostly draws from
+    its best tier only, and in a book of 10,000 touching each of the hundreds of candidates of
+    the tiers below (cold in memory) cost more than the rest of the lookup.
     """
-    __slots__ = ("candidates", "cumulative", "total", "whole", "last")
+    __slots__ = ("_candidates", "_positions", "cumulative", "total", "whole", "last")
 
-    def __init__(self, candidates: Sequence[Candidate], scores: np.ndarray | None = None) -> None:
-        """``scores``: the candidates' scores, when the caller has them in an array already."""
+    def __init__(self, candidates: Sequence[Candidate], scores: np.ndarray | None = None,
+                 positions: np.ndarray | None = None) -> None:
+        """``scores``: the candidates' scores in an array, when the caller has them so;
+        ``positions``: the candidates are ``candidates[positions]``, gathered when first used."""
+        self._candidates, self._positions = candidates, positions
         if scores is None:
-            scores = np.array([c.score for c in candidates], dtype=float)
-        self.candidates = candidates
+            scores = np.array([c.score for c in self.candidates], dtype=float)
         # summed in order, as ``itertools.accumulate`` does: the same floats
         self.cumulative = array("d", np.add.accumulate(scores).tobytes())
         self.total = self.cumulative[-1] if self.cumulative else 0.0
-        self.whole = len(candidates) <= WHOLE_TIER or self.total <= 0  # offered whole, never drawn
+        self.whole = len(self.cumulative) <= WHOLE_TIER or self.total <= 0  # offered whole, never drawn
         # where a draw rounded onto the top of the sums lands: the last candidate with a score
         self.last = len(self.cumulative) - 1
         if self.last > 0 and not scores[-1] > 0:
             scored = np.flatnonzero(scores > 0)
             self.last = int(scored[-1]) if len(scored) else self.last
+
+    @property
+    def candidates(self) -> Sequence[Candidate]:
+        if self._positions is not None:
+            self._candidates, self._positions = self._candidates[self._positions], None
+        return self._candidates
 
     def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
         """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
@@ -209,7 +219,7 @@ class Inventory:
 
         A listing's candidate depends only on the slot's sizes and the device: it is worked out
         once per (sizes, device) and kept in that pair's row, so a context that matches hundreds
-        of campaigns costs a few numpy gathers over its matches, not a Python step per match.
+        of campaigns costs a few numpy steps over its matches, not a Python step per match.
         """
         matched, until = self._index.matches(context, now, local)
         candidates, kinds = self._row(context.sizes, context.device)
@@ -218,12 +228,12 @@ class Inventory:
                 candidate = candidates[i] = self._listings[i].fitting(context.sizes, context.device)
                 kinds[i] = UNFIT if candidate is None else FITS
             matched = matched[kinds[matched] == FITS]
-        found, scores = candidates[matched], self._scores[matched]
+        scores = self._scores[matched]
         tiers = []
         start = 0
         for stop in matched.searchsorted(self._tier_ends).tolist():
             if stop > start:
-                tiers.append(Group(found[start:stop], scores[start:stop]))
+                tiers.append(Group(candidates, scores[start:stop], matched[start:stop]))
                 start = stop
         return tuple(tiers), until
 

@@ -511,11 +511,13 @@ def scored(*scores: float) -> list[decision.Candidate]:
 @given(st.lists(st.one_of(st.just(0.0), st.just(5e-324), st.floats(1e-3, 1e6), st.sampled_from([1.0, 0.1, 1e20])),
                 max_size=40))
 def test_a_group_of_arrays_sums_as_a_group_of_lists(scores):
-    """The inventory builds groups from arrays (numpy sums): the same running sums, total, last
-    scored candidate and wholeness, to the last bit, as plain sums over a list of candidates."""
+    """The inventory builds groups from arrays (numpy sums, candidates gathered from its row when
+    first used): the same candidates, running sums, total, last scored candidate and wholeness, to
+    the last bit, as plain sums over a list of candidates."""
     candidates = scored(*scores)
     listed = decision.Group(candidates)
-    gathered = decision.Group(np.array(candidates + [None], dtype=object)[:-1], np.array(scores, dtype=float))
+    row = np.array([x for c in candidates for x in (None, c)], dtype=object)  # as a row of the inventory's
+    gathered = decision.Group(row, np.array(scores, dtype=float), np.arange(1, 2 * len(scores), 2))
     sums = list(itertools.accumulate(scores))
     last = max((i for i, score in enumerate(scores) if score > 0), default=len(scores) - 1)
     for group in (listed, gathered):
