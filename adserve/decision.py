@@ -264,7 +264,7 @@ class _Page:
         self.whole: set[tuple[int, int]] = set()  # (need, tier) whose draws were all refused
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Targeted:
     """The candidates that pass flight, platform and targeting in one context, one group per tier."""
     since: float          # Unix seconds: when it was worked out (a clock set back invalidates it)

@@ -101,7 +101,7 @@ class _Part:
     def __init__(self, entries: Sequence[Entry], members: Sequence[int]) -> None:
         self._members = np.array(members, dtype=np.intp)  # part position -> book position
         self._bytes = (len(members) + 7) // 8
-        everyone = (1 << len(members)) - 1
+        self._everyone = everyone = (1 << len(members)) - 1
         # attribute ("include" for keywords, "url" for glob prefixes, "sizes") -> value -> entries admitting it
         self._postings: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         ruled: dict[str, int] = defaultdict(int)  # attribute -> entries with a rule on it
@@ -126,9 +126,12 @@ class _Part:
                 self._excluded[keyword] |= bit
             if r.include or r.exclude:
                 keyworded |= bit
-        # per attribute, the entries that leave it unset (sizes: none, an entry always has some)
-        self._unruled = {a: everyone & ~ruled[a] for a in ("include", "url", *SINGLES)}
-        self._unruled["sizes"] = 0
+        # per attribute some entry rules on, the context's field that holds its value(s), the
+        # entries that leave it unset and the entries per value (sizes: every entry has some)
+        unruled = {a: everyone & ~ruled[a] for a in ("include", "url", *SINGLES)}
+        unruled["sizes"] = 0
+        self._singles = [(field, unruled[a], self._postings[a]) for a, field in SINGLES.items() if ruled[a]]
+        self._manies = [(a, unruled[a], self._postings[a]) for a in ("sizes", "include", "url") if ruled[a]]
         self._unkeyworded = everyone & ~keyworded
         self._url_checked = url_checked
         # position -> its URL regex and every entry with the same one: a context runs each once
@@ -139,18 +142,14 @@ class _Part:
     def matches(self, context: Context) -> np.ndarray:
         """The book positions (ascending) of this part's entries that match ``context`` but for the time."""
         keywords, url = context.keywords, context.url
-        offered = {"sizes": context.sizes, "include": keywords or (), "sections": (context.section,),
-                   "devices": (context.device,), "countries": (context.country,),
-                   "placements": (context.placement,),
+        found = self._everyone
+        for field, passing, filed in self._singles:
+            found &= passing | filed.get(getattr(context, field), 0)
+        offered = {"sizes": context.sizes, "include": keywords or (),
                    "url": [url[:n] for n in self._url_lengths if n <= len(url)] if url is not None else ()}
-        postings, unruled = self._postings, self._unruled
-        found = -1
-        for attribute, values in offered.items():
-            passing = unruled[attribute]
-            filed = postings.get(attribute)
-            if filed:
-                for value in values:
-                    passing |= filed.get(value, 0)
+        for attribute, passing, filed in self._manies:
+            for value in offered[attribute]:
+                passing |= filed.get(value, 0)
             found &= passing
         if keywords is None:
             found &= self._unkeyworded
