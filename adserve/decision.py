@@ -109,11 +109,11 @@ UNSEEN, UNFIT, FITS = 0, 1, 2  # a listing's kind in a row: not worked out, no c
 class Group:
     """The targeted candidates of one tier for one context, with running score sums for draws.
 
-    The inventory's groups are arrays (the candidates a numpy array, the sums an ``array('d')``):
-    a kept context then holds no list the cyclic garbage collector walks item by item. Their
-    candidates are gathered from the inventory's row when first used: a page mostly draws from
-    its best tier only, and in a book of 10,000 touching each of the hundreds of candidates of
-    the tiers below (cold in memory) cost more than the rest of the lookup.
+    The inventory's groups gather their candidates from its row when first used: a page mostly
+    draws from its best tier only, and in a book of 10,000 touching each of the hundreds of
+    candidates of the tiers below (cold in memory) cost more than the rest of the lookup. Until
+    then a kept context holds arrays only (the sums an ``array('d')``), which the cyclic garbage
+    collector does not walk item by item.
     """
     __slots__ = ("_candidates", "_positions", "cumulative", "total", "whole", "last")
 
@@ -137,7 +137,7 @@ class Group:
     @property
     def candidates(self) -> Sequence[Candidate]:
         if self._positions is not None:
-            self._candidates, self._positions = self._candidates[self._positions], None
+            self._candidates, self._positions = self._candidates[self._positions].tolist(), None
         return self._candidates
 
     def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:

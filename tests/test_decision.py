@@ -526,14 +526,15 @@ def test_a_group_of_arrays_sums_as_a_group_of_lists(scores):
         assert list(group.candidates) == candidates
 
 
-def test_kept_contexts_hold_no_lists_for_the_collector_to_walk():
-    """A kept context's candidates and running sums are arrays: with thousands of contexts of
+def test_a_kept_context_holds_no_lists_of_the_tiers_it_has_not_drawn_from():
+    """The tiers below the one a page fills from are kept as arrays: with thousands of contexts of
     hundreds of candidates kept, lists of them made every garbage collection walk them all."""
-    d = decider([campaign(n) for n in range(1, 30)])
-    fill_ids(d, request(slots=2))
-    groups = [group for kept in d._contexts.values() for group in kept.tiers]
-    assert groups and all(len(group.candidates) > WHOLE_TIER for group in groups)
-    assert not any(isinstance(thing, list) for group in groups for thing in gc.get_referents(group))
+    d = decider([campaign(1, tier="sponsorship")] + [campaign(n) for n in range(2, 31)])
+    assert fill_ids(d, request()) == [1]
+    [kept] = d._contexts.values()
+    best, below = kept.tiers
+    assert not any(isinstance(thing, list) for thing in gc.get_referents(below))
+    assert [c.campaign.id for c in below.candidates] == list(range(2, 31)) and len(best.candidates) == 1
 
 
 def test_a_weighted_order_puts_zero_weights_last():
