@@ -103,7 +103,7 @@ DRAWS = 8         # weighted draws offered from a bigger tier; if all are refuse
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
 _new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
 ROWS = 64         # (sizes, device) pairs whose candidates the inventory keeps
-UNSEEN, UNFIT, FITS = 0, 1, 2  # a listing's kind in a row: not worked out, no creative fits, a candidate
+_UNSEEN, _UNFIT, _FITS = 0, 1, 2  # a listing's kind in a row: not worked out, no creative fits, a candidate
 
 
 class Group:
@@ -205,11 +205,11 @@ class Inventory:
         # where each tier's listings end, by position: a lookup splits its matches there
         self._tier_ends = np.array([i for i in range(1, len(self._listings) + 1) if i == len(self._listings)
                                     or self._listings[i].tier != self._listings[i - 1].tier], dtype=np.intp)
-        # per (sizes, device): each listing's candidate there, and whether it ``FITS``, has no
-        # creative that fits (``UNFIT``) or is not worked out yet (``UNSEEN``), filled in as contexts meet it
+        # per (sizes, device): each listing's candidate there, and whether it ``_FITS``, has no
+        # creative that fits (``_UNFIT``) or is not worked out yet (``_UNSEEN``), filled in as contexts meet it
         self._template = (np.array([listing.whole if listing.uniform else None for listing in self._listings],
                                    dtype=object),
-                          np.array([FITS if listing.uniform else UNSEEN for listing in self._listings], dtype=np.uint8))
+                          np.array([_FITS if listing.uniform else _UNSEEN for listing in self._listings], dtype=np.uint8))
         self._rows: dict[tuple[tuple[str, ...], str | None], tuple[np.ndarray, np.ndarray]] = {}
 
     def lookup(self, context: Context, now: float, local: dt.datetime) -> tuple[tuple[Group, ...], float]:
@@ -223,11 +223,11 @@ class Inventory:
         """
         matched, until = self._index.matches(context, now, local)
         candidates, kinds = self._row(context.sizes, context.device)
-        if kinds[matched].tobytes().count(FITS) < len(matched):  # some not worked out, or without a fit
-            for i in matched[kinds[matched] == UNSEEN].tolist():
+        if kinds[matched].tobytes().count(_FITS) < len(matched):  # some not worked out, or without a fit
+            for i in matched[kinds[matched] == _UNSEEN].tolist():
                 candidate = candidates[i] = self._listings[i].fitting(context.sizes, context.device)
-                kinds[i] = UNFIT if candidate is None else FITS
-            matched = matched[kinds[matched] == FITS]
+                kinds[i] = _UNFIT if candidate is None else _FITS
+            matched = matched[kinds[matched] == _FITS]
         scores = self._scores[matched]
         tiers = []
         start = 0
