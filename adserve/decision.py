@@ -166,8 +166,7 @@ class Group:
             return
         first = self._drawn(rng)
         yield candidates[first]
-        rest = list(candidates)
-        del rest[first]
+        rest = candidates[:first] + candidates[first + 1:]
         if len(rest) > 1:
             times = [-math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf for c in rest]
             rest = [rest[i] for i in sorted(range(len(rest)), key=times.__getitem__)]
