@@ -25,9 +25,12 @@ import itertools
 import math
 import random
 import secrets
+from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Sequence
+
+import numpy as np
 
 from .ledger import Ledger, Moment, bounded, spend_micros
 from .model import TIERS, Campaign, Config, Creative, Variant
@@ -100,19 +103,42 @@ DRAWS = 8         # weighted draws offered from a bigger tier; if all are refuse
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
 _new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
 ROWS = 64         # (sizes, device) pairs whose candidates the inventory keeps
-_UNSEEN = object()  # a listing's candidate for a (sizes, device) pair not yet worked out
+_UNSEEN, _UNFIT, _FITS = 0, 1, 2  # a listing's kind in a row: not worked out, no creative fits, a candidate
 
 
 class Group:
-    """The targeted candidates of one tier for one context, with running score sums for draws."""
+    """The targeted candidates of one tier for one context, with running score sums for draws.
 
-    def __init__(self, candidates: list[Candidate]) -> None:
-        self.candidates = candidates
-        self.cumulative = list(itertools.accumulate(c.score for c in candidates))
-        self.total = self.cumulative[-1] if candidates else 0.0
-        self.whole = len(candidates) <= WHOLE_TIER or self.total <= 0  # offered whole, never drawn
+    The inventory's groups gather their candidates from its row when first used: a page mostly
+    draws from its best tier only, and in a book of 10,000 touching each of the hundreds of
+    candidates of the tiers below (cold in memory) cost more than the rest of the lookup. Until
+    then a kept context holds arrays only (the sums an ``array('d')``), which the cyclic garbage
+    collector does not walk item by item.
+    """
+    __slots__ = ("_candidates", "_positions", "cumulative", "total", "whole", "last")
+
+    def __init__(self, candidates: Sequence[Candidate], scores: np.ndarray | None = None,
+                 positions: np.ndarray | None = None) -> None:
+        """``scores``: the candidates' scores in an array, when the caller has them so;
+        ``positions``: the candidates are ``candidates[positions]``, gathered when first used."""
+        self._candidates, self._positions = candidates, positions
+        if scores is None:
+            scores = np.array([c.score for c in self.candidates], dtype=float)
+        # summed in order, as ``itertools.accumulate`` does: the same floats
+        self.cumulative = array("d", np.add.accumulate(scores).tobytes())
+        self.total = self.cumulative[-1] if self.cumulative else 0.0
+        self.whole = len(self.cumulative) <= WHOLE_TIER or self.total <= 0  # offered whole, never drawn
         # where a draw rounded onto the top of the sums lands: the last candidate with a score
-        self.last = max((i for i, c in enumerate(candidates) if c.score > 0), default=len(candidates) - 1)
+        self.last = len(self.cumulative) - 1
+        if self.last > 0 and not scores[-1] > 0:
+            scored = np.flatnonzero(scores > 0)
+            self.last = int(scored[-1]) if len(scored) else self.last
+
+    @property
+    def candidates(self) -> Sequence[Candidate]:
+        if self._positions is not None:
+            self._candidates, self._positions = self._candidates[self._positions].tolist(), None
+        return self._candidates
 
     def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
         """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
@@ -174,49 +200,50 @@ class Inventory:
                                  (campaign.flight.start.timestamp(), campaign.flight.end.timestamp())))
         self._index = TargetingIndex(entries)
         self.reads_url = any(entry.rules.urls for entry in entries)  # else the URL is left out of contexts
+        self._scores = np.array([listing.whole.score for listing in self._listings], dtype=float)
         # where each tier's listings end, by position: a lookup splits its matches there
-        self._tier_ends = [i for i in range(1, len(self._listings) + 1)
-                           if i == len(self._listings) or self._listings[i].tier != self._listings[i - 1].tier]
-        # per (sizes, device): each listing's candidate there, filled in as contexts meet it
-        self._template = [listing.whole if listing.uniform else _UNSEEN for listing in self._listings]
-        self._rows: dict[tuple[tuple[str, ...], str | None], list] = {}
+        self._tier_ends = np.array([i for i in range(1, len(self._listings) + 1) if i == len(self._listings)
+                                    or self._listings[i].tier != self._listings[i - 1].tier], dtype=np.intp)
+        # per (sizes, device): each listing's candidate there, and whether it ``_FITS``, has no
+        # creative that fits (``_UNFIT``) or is not worked out yet (``_UNSEEN``), filled in as contexts meet it
+        self._template = (np.array([listing.whole if listing.uniform else None for listing in self._listings],
+                                   dtype=object),
+                          np.array([_FITS if listing.uniform else _UNSEEN for listing in self._listings], dtype=np.uint8))
+        self._rows: dict[tuple[tuple[str, ...], str | None], tuple[np.ndarray, np.ndarray]] = {}
 
-    def lookup(self, context: Context, now: float, local: dt.datetime) -> tuple[list[list[Candidate]], float]:
-        """The candidates of ``context`` at ``now`` by tier (best first, empty tiers left out), and
-        until when they hold: the next flight or daypart edge of a campaign the context targets.
+    def lookup(self, context: Context, now: float, local: dt.datetime) -> tuple[tuple[Group, ...], float]:
+        """The candidates of ``context`` at ``now``, one group per tier (best first, empty tiers
+        left out), and until when they hold: the next flight or daypart edge of a campaign the
+        context targets.
 
         A listing's candidate depends only on the slot's sizes and the device: it is worked out
         once per (sizes, device) and kept in that pair's row, so a context that matches hundreds
-        of campaigns costs a list comprehension, not a Python call per match.
+        of campaigns costs a few numpy steps over its matches, not a Python step per match.
         """
         matched, until = self._index.matches(context, now, local)
-        row = self._row(context.sizes, context.device)
-        candidates = [row[i] for i in matched]
-        if _UNSEEN in candidates:
-            for n, i in enumerate(matched):
-                if candidates[n] is _UNSEEN:
-                    candidates[n] = row[i] = self._listings[i].fitting(context.sizes, context.device)
-        tiers: list[list[Candidate]] = []
+        candidates, kinds = self._row(context.sizes, context.device)
+        if kinds[matched].tobytes().count(_FITS) < len(matched):  # some not worked out, or without a fit
+            for i in matched[kinds[matched] == _UNSEEN].tolist():
+                candidate = candidates[i] = self._listings[i].fitting(context.sizes, context.device)
+                kinds[i] = _UNFIT if candidate is None else _FITS
+            matched = matched[kinds[matched] == _FITS]
+        scores = self._scores[matched]
+        tiers = []
         start = 0
-        for end in self._tier_ends:
-            stop = bisect.bisect_left(matched, end, start)
+        for stop in matched.searchsorted(self._tier_ends).tolist():
             if stop > start:
-                tier = candidates[start:stop]
-                if None in tier:  # no creative of the campaign fits the device
-                    tier = [candidate for candidate in tier if candidate is not None]
-                if tier:
-                    tiers.append(tier)
+                tiers.append(Group(candidates, scores[start:stop], matched[start:stop]))
                 start = stop
-        return tiers, until
+        return tuple(tiers), until
 
-    def _row(self, sizes: tuple[str, ...], device: str | None) -> list:
-        """The candidates of every listing for ``sizes`` on ``device`` (``_UNSEEN``: not yet worked
-        out); at most ``ROWS`` pairs are kept, the oldest dropped, as requests choose the sizes."""
+    def _row(self, sizes: tuple[str, ...], device: str | None) -> tuple[np.ndarray, np.ndarray]:
+        """Every listing's candidate for ``sizes`` on ``device`` and its kind (see ``_template``);
+        at most ``ROWS`` pairs are kept, the oldest dropped, as requests choose the sizes."""
         row = self._rows.get((sizes, device))
         if row is None:
             if len(self._rows) >= ROWS:
                 del self._rows[next(iter(self._rows))]
-            row = self._rows[sizes, device] = self._template.copy()
+            row = self._rows[sizes, device] = (self._template[0].copy(), self._template[1].copy())
         return row
 
 
@@ -236,7 +263,7 @@ class _Page:
         self.whole: set[tuple[int, int]] = set()  # (need, tier) whose draws were all refused
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _Targeted:
     """The candidates that pass flight, platform and targeting in one context, one group per tier."""
     since: float          # Unix seconds: when it was worked out (a clock set back invalidates it)
@@ -387,7 +414,7 @@ class Decider:
             self._contexts.move_to_end(context)
             return known
         tiers, until = self.inventory.lookup(context, page.now, page.local)
-        self._contexts[context] = known = _Targeted(page.now, until, tuple(map(Group, tiers)))
+        self._contexts[context] = known = _Targeted(page.now, until, tiers)
         self._contexts.move_to_end(context)
         if len(self._contexts) > CONTEXTS:
             self._contexts.popitem(last=False)

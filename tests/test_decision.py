@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import gc
 import itertools
 import random
 import time
 from collections import Counter
 
+import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from adserve import decision
 from adserve.decision import DRAWS, WHOLE_TIER, AdNeed, Decider, Inventory
@@ -503,6 +507,36 @@ def scored(*scores: float) -> list[decision.Candidate]:
     return [decision.Candidate(campaign(n), (), score) for n, score in enumerate(scores, 1)]
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.just(0.0), st.just(5e-324), st.floats(1e-3, 1e6), st.sampled_from([1.0, 0.1, 1e20])),
+                max_size=40))
+def test_a_group_of_arrays_sums_as_a_group_of_lists(scores):
+    """The inventory builds groups from arrays (numpy sums, candidates gathered from its row when
+    first used): the same candidates, running sums, total, last scored candidate and wholeness, to
+    the last bit, as plain sums over a list of candidates."""
+    candidates = scored(*scores)
+    listed = decision.Group(candidates)
+    row = np.array([x for c in candidates for x in (None, c)], dtype=object)  # as a row of the inventory's
+    gathered = decision.Group(row, np.array(scores, dtype=float), np.arange(1, 2 * len(scores), 2))
+    sums = list(itertools.accumulate(scores))
+    last = max((i for i, score in enumerate(scores) if score > 0), default=len(scores) - 1)
+    for group in (listed, gathered):
+        assert list(group.cumulative) == sums and group.total == (sums[-1] if sums else 0.0)
+        assert group.last == last and group.whole == (len(scores) <= WHOLE_TIER or group.total <= 0)
+        assert list(group.candidates) == candidates
+
+
+def test_a_kept_context_holds_no_lists_of_the_tiers_it_has_not_drawn_from():
+    """The tiers below the one a page fills from are kept as arrays: with thousands of contexts of
+    hundreds of candidates kept, lists of them made every garbage collection walk them all."""
+    d = decider([campaign(1, tier="sponsorship")] + [campaign(n) for n in range(2, 31)])
+    assert fill_ids(d, request()) == [1]
+    [kept] = d._contexts.values()
+    best, below = kept.tiers
+    assert not any(isinstance(thing, list) for thing in gc.get_referents(below))
+    assert [c.campaign.id for c in below.candidates] == list(range(2, 31)) and len(best.candidates) == 1
+
+
 def test_a_weighted_order_puts_zero_weights_last():
     group = decision.Group(scored(0.0, 1.0, 2.0))
     rng = random.Random(5)
@@ -648,7 +682,7 @@ def test_lookup_keeps_each_sizes_and_device_pairs_candidates_apart(monkeypatch):
             if fitting:
                 expected.setdefault(decision.TIERS.index(c.tier), []).append((c.id, fitting))
         tiers, _ = inventory.lookup(context, now, NOON_ISH)
-        assert [[(x.campaign.id, [cr.id for cr in x.creatives]) for x in tier] for tier in tiers] == list(expected.values())
+        assert [[(x.campaign.id, [cr.id for cr in x.creatives]) for x in tier.candidates] for tier in tiers] == list(expected.values())
         assert len(inventory._rows) <= 2
 
 

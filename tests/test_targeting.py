@@ -61,7 +61,8 @@ def scan(entries: list[Entry], c: Context, now: float) -> list[int]:
 
 
 def ask(index: TargetingIndex, c: Context, now: float) -> tuple[list[int], float]:
-    return index.matches(c, now, dt.datetime.fromtimestamp(now, NEW_YORK))
+    matched, until = index.matches(c, now, dt.datetime.fromtimestamp(now, NEW_YORK))
+    return matched.tolist(), until
 
 
 @settings(max_examples=300, deadline=None)

@@ -17,7 +17,8 @@ held as a bitset over the entries' positions (a Python ``int``):
   at 16 sections, so their operations and the unpacking of the result stay nearly flat.
 - URL globs are filed under their literal prefix (up to the first ``*``, ``?`` or ``[``), looked
   up by the context URL's prefixes. An entry whose globs are each such a prefix and one trailing
-  ``*`` is decided by that; any other is then checked with its regex, among the matches only.
+  ``*`` is decided by that; any other is then checked with its regex, among the matches only,
+  and once per context for all the entries with the same globs.
 - Flights and dayparts are never checked per context: ``Activations`` keeps which entries are
   live, which changes only at an entry's edge.
 """
@@ -63,9 +64,9 @@ class TargetingIndex:
         self._rest = _Part(entries, [i for i in everyone if not getattr(rules[i], self._split)]
                            if self._split else everyone)  # a context with no value filed
 
-    def matches(self, context: Context, now: float, local: dt.datetime) -> tuple[list[int], float]:
-        """The entries (by position, ascending) that match ``context`` at ``now``, and until when
-        that answer holds: the next edge of an entry that matches it but for the time.
+    def matches(self, context: Context, now: float, local: dt.datetime) -> tuple[np.ndarray, float]:
+        """The entries (an array of positions, ascending) that match ``context`` at ``now``, and
+        until when that answer holds: the next edge of an entry that matches it but for the time.
 
         ``local`` is ``now`` in the site timezone, for dayparts.
         """
@@ -74,7 +75,7 @@ class TargetingIndex:
         part = self._parts.get(getattr(context, SINGLES[self._split]), self._rest) if self._split else self._rest
         positions = part.matches(context)
         until = float(activations.edges[positions].min()) if len(positions) else math.inf
-        return positions[activations.live[positions]].tolist(), until
+        return positions[activations.live[positions]], until
 
 
 def _split(rules: list[CompiledTargeting]) -> tuple[str | None, dict[str, list[int]]]:
@@ -100,20 +101,22 @@ class _Part:
     def __init__(self, entries: Sequence[Entry], members: Sequence[int]) -> None:
         self._members = np.array(members, dtype=np.intp)  # part position -> book position
         self._bytes = (len(members) + 7) // 8
-        everyone = (1 << len(members)) - 1
+        self._everyone = everyone = (1 << len(members)) - 1
         # attribute ("include" for keywords, "url" for glob prefixes, "sizes") -> value -> entries admitting it
         self._postings: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
         ruled: dict[str, int] = defaultdict(int)  # attribute -> entries with a rule on it
         self._excluded: dict[str, int] = defaultdict(int)  # keyword -> entries excluding it
         keyworded = url_checked = 0  # entries that need the page's keywords / their URL regex run
-        self._patterns: dict[int, re.Pattern] = {}  # position -> URL regex, of those entries
+        checked_by: dict[int, re.Pattern] = {}  # position -> URL regex, of the entries that need it run
+        globbed: dict[str, int] = defaultdict(int)  # URL regex (its text) -> the entries it decides
         for i, entry in enumerate(map(entries.__getitem__, members)):
             bit, r = 1 << i, entry.rules
             values = {"include": r.include, "sizes": entry.sizes, "url": frozenset(map(_prefix, r.urls)),
                       **{a: getattr(r, a) for a in SINGLES}}
             if not all(glob.endswith("*") and _prefix(glob) == glob[:-1] for glob in r.urls):
                 url_checked |= bit  # its prefixes are necessary, not enough: its regex decides
-                self._patterns[i] = r.url_pattern
+                checked_by[i] = r.url_pattern
+                globbed[r.url_pattern.pattern] |= bit
             for attribute, allowed in values.items():
                 if allowed:
                     ruled[attribute] |= bit
@@ -123,29 +126,30 @@ class _Part:
                 self._excluded[keyword] |= bit
             if r.include or r.exclude:
                 keyworded |= bit
-        # per attribute, the entries that leave it unset (sizes: none, an entry always has some)
-        self._unruled = {a: everyone & ~ruled[a] for a in ("include", "url", *SINGLES)}
-        self._unruled["sizes"] = 0
+        # per attribute some entry rules on, the context's field that holds its value(s), the
+        # entries that leave it unset and the entries per value (sizes: every entry has some)
+        unruled = {a: everyone & ~ruled[a] for a in ("include", "url", *SINGLES)}
+        unruled["sizes"] = 0
+        self._singles = [(field, unruled[a], self._postings[a]) for a, field in SINGLES.items() if ruled[a]]
+        self._manies = [(a, unruled[a], self._postings[a]) for a in ("sizes", "include", "url") if ruled[a]]
         self._unkeyworded = everyone & ~keyworded
         self._url_checked = url_checked
+        # position -> its URL regex and every entry with the same one: a context runs each once
+        self._patterns = {i: (pattern, globbed[pattern.pattern]) for i, pattern in checked_by.items()}
         # a context's URL is looked up by its prefixes of the lengths filed
         self._url_lengths = sorted({len(prefix) for prefix in self._postings["url"]})
 
     def matches(self, context: Context) -> np.ndarray:
         """The book positions (ascending) of this part's entries that match ``context`` but for the time."""
         keywords, url = context.keywords, context.url
-        offered = {"sizes": context.sizes, "include": keywords or (), "sections": (context.section,),
-                   "devices": (context.device,), "countries": (context.country,),
-                   "placements": (context.placement,),
+        found = self._everyone
+        for field, passing, filed in self._singles:
+            found &= passing | filed.get(getattr(context, field), 0)
+        offered = {"sizes": context.sizes, "include": keywords or (),
                    "url": [url[:n] for n in self._url_lengths if n <= len(url)] if url is not None else ()}
-        postings, unruled = self._postings, self._unruled
-        found = -1
-        for attribute, values in offered.items():
-            passing = unruled[attribute]
-            filed = postings.get(attribute)
-            if filed:
-                for value in values:
-                    passing |= filed.get(value, 0)
+        for attribute, passing, filed in self._manies:
+            for value in offered[attribute]:
+                passing |= filed.get(value, 0)
             found &= passing
         if keywords is None:
             found &= self._unkeyworded
@@ -154,18 +158,18 @@ class _Part:
             for keyword in keywords:
                 found ^= found & excluded.get(keyword, 0)  # (found & ~excluded, without a negative int)
         checked = found & self._url_checked
-        while checked:  # the few left whose globs a prefix does not decide
-            bit = checked & -checked
-            checked ^= bit
-            if self._patterns[bit.bit_length() - 1].fullmatch(url) is None:
-                found ^= bit
+        while checked:  # the few left whose globs a prefix does not decide, one regex at a time
+            pattern, sharing = self._patterns[(checked & -checked).bit_length() - 1]
+            checked ^= checked & sharing
+            if pattern.fullmatch(url) is None:
+                found ^= found & sharing
         return self._members[_positions(found, self._bytes)]
 
 
 def _positions(bits: int, size: int) -> np.ndarray:
     """The positions of the set bits of ``bits`` (``size`` bytes long), ascending."""
-    return np.flatnonzero(np.unpackbits(np.frombuffer(bits.to_bytes(size, "little"), np.uint8),
-                                        bitorder="little").view(bool))
+    return np.unpackbits(np.frombuffer(bits.to_bytes(size, "little"), np.uint8),
+                         bitorder="little").view(bool).nonzero()[0]
 
 
 def _prefix(glob: str) -> str:
