@@ -29,7 +29,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
-from .ledger import Ledger, Moment, bounded, spend_micros
+from .ledger import UNBOUNDED, Ledger, Moment, bounded, spend_micros
 from .model import TIERS, Campaign, Config, Creative, Variant
 from .request import SlotRequest
 from .state import CUT, Option, StateStore, claim
@@ -259,7 +259,7 @@ class Decider:
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
         self._moment = None  # the ledger moment of the newest page
-        self._shared: dict[int, tuple] = {}  # its campaign id -> (names, bounds without a cap, Option)
+        self._shared: dict[int, tuple] = {}  # its campaign id -> (names, Bounds, Option if for any reader)
         self._splits: dict[int, tuple[Creative, list[float], int]] = {}  # id(creative) -> it, running shares, last
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
@@ -326,27 +326,26 @@ class Decider:
     def _option(self, campaign: Campaign, page: _Page) -> Option | None:
         """The campaign as the store sees it (None: it may not serve this reader); once per page.
 
-        Without a frequency cap its limits are the same for every reader within a ledger moment
-        (one second): kept per campaign for the pages of that moment (a page still walking when
-        the next second starts keeps its own), with its Option when it reserves nothing, so
-        most pages only add their reservation id.
+        Its bounds are the same for every reader within a ledger moment (one second), a reader's
+        frequency cap only adds that reader's counter: kept per campaign for the pages of that
+        moment (a page still walking when the next second starts keeps its own), with its Option
+        when it reserves nothing and has no cap, so most pages only add their reservation id
+        (and cap counter).
         """
         shared = page.shared.get(campaign.id)
         if shared is None:
             names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
                 else (f"c{campaign.id}",)
-            bounds = None  # a reader's cap: asked per page
-            if campaign.frequency_cap is None:
-                bounds = self.ledger.reservable(campaign, None, page.moment) if bounded(campaign) else ((), ())
-            unreserved = Option(names, *bounds, None) if bounds is not None and not bounds[1] else None
+            bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
+            unreserved = Option(names, bounds.checks, (), None) if bounds.cap is None and not bounds.holds else None
             shared = page.shared[campaign.id] = (names, bounds, unreserved)
         names, bounds, option = shared
         if option is None:  # it reserves, or reads the reader's cap: worked out per page
             option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
             if option is self:
-                bounds = bounds or self.ledger.reservable(campaign, page.reader, page.moment)
-                option = None if bounds is None else \
-                    _new_option((names, *bounds, f"{page.reservation}{campaign.id}" if bounds[1] else None))
+                found = bounds.of(page.reader)
+                option = None if found is None else \
+                    _new_option((names, *found, f"{page.reservation}{campaign.id}" if found[1] else None))
                 page.options[campaign.id] = option
         return option
 

@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Callable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
-from .model import Campaign
+from .model import Campaign, FrequencyCap
 from .targeting import CompiledTargeting
 
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
@@ -116,6 +116,37 @@ class _Counters(NamedTuple):
     #                            pacing line, the budget as an int when ``_paced`` may use integers)
     cap_prefix: str            # a reader's frequency-cap key is this + reader + ":" + period bucket
     cap_ttl: int               # seconds a cap counter created now lives
+
+
+class Bounds(NamedTuple):
+    """What a decision checks and reserves of one campaign at one moment, for any reader: the
+    shared bounded counters, and how its frequency cap (if any) names a reader's counter."""
+    checks: tuple[Limit, ...]  # the bounded counters
+    holds: tuple[Limit, ...]   # of those, the impression-metered ones (reserved)
+    cap: FrequencyCap | None
+    cap_prefix: str            # a reader's cap key: prefix + reader + suffix (the period's bucket)
+    cap_suffix: str
+    cap_ttl: int
+
+    def of(self, user: str | None) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
+        """(checks, holds) for reader ``user`` (None: no id, or no consent to use it); None when
+        the campaign may not serve that reader: a cap that cannot be checked fails closed unless
+        the campaign says ``without_consent: serve``."""
+        cap = self.cap
+        if cap is None:
+            return self.checks, self.holds
+        if user is None:
+            return None if cap.without_consent == "skip" else (self.checks, self.holds)
+        limit = _cap_limit(self.cap_prefix, user, self.cap_suffix, cap.count, self.cap_ttl)
+        return self.checks + limit, self.holds + limit
+
+
+def _cap_limit(prefix: str, user: str, suffix: str, count: int, ttl: int) -> tuple[Limit]:
+    """A reader's frequency-cap counter, alone in a tuple (what it adds to a campaign's limits)."""
+    return (Limit(f"{prefix}{user}{suffix}", count, 1, "impression", ttl),)
+
+
+UNBOUNDED = Bounds((), (), None, "", "", 0)  # a campaign without caps or budgets: nothing to read
 
 
 class Ledger:
@@ -275,14 +306,17 @@ class Ledger:
                    moment: Moment) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
         """What a decision for this reader checks (the bounded counters) and what it reserves
         (the bounded impression-metered ones); None as for ``limits``."""
-        found = self._for_reader(campaign, user, moment)
-        if found is None:
-            return None
-        counters, cap = found
-        if not cap:
-            return counters.reservable
-        checks, holds = counters.reservable
-        return checks + cap, holds + cap
+        return self.bounds(campaign, moment).of(user)
+
+    def bounds(self, campaign: Campaign, moment: Moment) -> Bounds:
+        """``reservable`` for any reader at ``moment``: a decision works it out once per campaign
+        and moment, and then only names each reader's cap counter."""
+        counters = self._counters(campaign, moment)
+        cap = campaign.frequency_cap
+        if cap is None:
+            return Bounds(*counters.reservable, None, "", "", 0)
+        return Bounds(*counters.reservable, cap, counters.cap_prefix, f":{moment.buckets[cap.period]}",
+                      counters.cap_ttl)
 
     def _for_reader(self, campaign: Campaign, user: str | None,
                     moment: Moment) -> tuple[_Counters, tuple[Limit, ...]] | None:
@@ -293,8 +327,8 @@ class Ledger:
         counters = self._counters(campaign, moment)
         if cap is None or user is None:
             return counters, ()
-        return counters, (Limit(f"{counters.cap_prefix}{user}:{moment.buckets[cap.period]}", cap.count, 1,
-                                "impression", counters.cap_ttl),)
+        return counters, _cap_limit(counters.cap_prefix, user, f":{moment.buckets[cap.period]}", cap.count,
+                                    counters.cap_ttl)
 
     def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
         """The reader-independent counters, worked out again only when a paced limit may have
