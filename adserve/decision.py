@@ -259,7 +259,8 @@ class Decider:
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
         self._moment = None  # the ledger moment of the newest page
-        self._shared: dict[int, tuple] = {}  # its campaign id -> (names, Bounds, Option if for any reader)
+        self._hour = None  # its local hour (the moment's hour bucket)
+        self._shared: dict[int, tuple] = {}  # campaign id -> (names, Bounds, Option if for any reader) this hour
         self._splits: dict[int, tuple[Creative, list[float], int]] = {}  # id(creative) -> it, running shares, last
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
@@ -272,8 +273,10 @@ class Decider:
         is the rest of the page asked again, with that tier whole.
         """
         moment = self.ledger.moment(self.clock())
-        if moment is not self._moment:  # a new second: pages of the last one keep theirs
-            self._moment, self._shared = moment, {}
+        if moment is not self._moment:
+            self._moment = moment
+            if moment.buckets["hour"] != self._hour:  # a new local hour: pages of the last one keep theirs
+                self._hour, self._shared = moment.buckets["hour"], {}
         page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
         tiers = [self._targeted(need, page).tiers for need in needs]
         fills: dict[str, Fill | None] = {}
@@ -326,14 +329,16 @@ class Decider:
     def _option(self, campaign: Campaign, page: _Page) -> Option | None:
         """The campaign as the store sees it (None: it may not serve this reader); once per page.
 
-        Its bounds are the same for every reader within a ledger moment (one second), a reader's
-        frequency cap only adds that reader's counter: kept per campaign for the pages of that
-        moment (a page still walking when the next second starts keeps its own), with its Option
-        when it reserves nothing and has no cap, so most pages only add their reservation id
-        (and cap counter).
+        Its bounds are the same for every reader, a reader's frequency cap only adds that reader's
+        counter, and they hold for as long as the ledger says (until a paced limit moves; within
+        the local hour, where cap buckets and days change): kept per campaign for the pages of
+        that stretch (a page still walking when the next hour starts keeps its own), with its
+        Option when it reserves nothing and has no cap, so most pages only add their reservation
+        id (and cap counter). A big book's campaigns are each drawn a few times a second: kept
+        per second, their bounds were worked out again for most draws.
         """
         shared = page.shared.get(campaign.id)
-        if shared is None:
+        if shared is None or not shared[1].since <= page.now < shared[1].until:
             names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
                 else (f"c{campaign.id}",)
             bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED

@@ -120,13 +120,19 @@ class _Counters(NamedTuple):
 
 class Bounds(NamedTuple):
     """What a decision checks and reserves of one campaign at one moment, for any reader: the
-    shared bounded counters, and how its frequency cap (if any) names a reader's counter."""
+    shared bounded counters, and how its frequency cap (if any) names a reader's counter.
+
+    The same for every moment of the same local hour from ``since`` until ``until``: counters
+    change when a paced limit moves (at most once a second: a moment is one) or the day ends, a
+    cap's key when its period's bucket does (every bucket changes only where a local hour does)."""
     checks: tuple[Limit, ...]  # the bounded counters
     holds: tuple[Limit, ...]   # of those, the impression-metered ones (reserved)
     cap: FrequencyCap | None
     cap_prefix: str            # a reader's cap key: prefix + reader + suffix (the period's bucket)
     cap_suffix: str
     cap_ttl: int
+    since: float               # Unix seconds
+    until: float
 
     def of(self, user: str | None) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
         """(checks, holds) for reader ``user`` (None: no id, or no consent to use it); None when
@@ -146,7 +152,7 @@ def _cap_limit(prefix: str, user: str, suffix: str, count: int, ttl: int) -> tup
     return (Limit(f"{prefix}{user}{suffix}", count, 1, "impression", ttl),)
 
 
-UNBOUNDED = Bounds((), (), None, "", "", 0)  # a campaign without caps or budgets: nothing to read
+UNBOUNDED = Bounds((), (), None, "", "", 0, -math.inf, math.inf)  # no caps nor budgets: nothing to read
 
 
 class Ledger:
@@ -313,10 +319,9 @@ class Ledger:
         and moment, and then only names each reader's cap counter."""
         counters = self._counters(campaign, moment)
         cap = campaign.frequency_cap
-        if cap is None:
-            return Bounds(*counters.reservable, None, "", "", 0)
-        return Bounds(*counters.reservable, cap, counters.cap_prefix, f":{moment.buckets[cap.period]}",
-                      counters.cap_ttl)
+        suffix = "" if cap is None else f":{moment.buckets[cap.period]}"
+        return Bounds(*counters.reservable, cap, counters.cap_prefix, suffix, counters.cap_ttl,
+                      counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1))
 
     def _for_reader(self, campaign: Campaign, user: str | None,
                     moment: Moment) -> tuple[_Counters, tuple[Limit, ...]] | None:
