@@ -27,7 +27,7 @@ import random
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterable, Iterator
 
 from .ledger import UNBOUNDED, Ledger, Moment, bounded, spend_micros
 from .model import TIERS, Campaign, Config, Creative, Variant
@@ -124,9 +124,9 @@ class Group:
                 drawn.add(candidate)
                 yield candidate
 
-    def order(self, rng: random.Random) -> Iterator[Candidate]:
+    def order(self, rng: random.Random) -> Iterable[Candidate]:
         """All candidates in a weighted random order (zero weights last); lazily, as the
-        embedded store usually takes the first.
+        embedded store usually takes the first (a tier of one, or of zero weights, is its list).
 
         The first is one weighted draw; the rest follow in an exponential race (each one's time
         exponential at its score's rate, the earliest first). Racing them all is the same
@@ -134,10 +134,12 @@ class Group:
         a page mostly needs one draw. (Efraimidis-Spirakis keys ``random() ** (1 / score)``
         are the same race, but underflow to 0.0 for scores near the 0.001 floor.)
         """
+        if len(self.candidates) < 2 or self.total <= 0:  # nothing to order, or every weight zero
+            return self.candidates
+        return self._race(rng)
+
+    def _race(self, rng: random.Random) -> Iterator[Candidate]:
         candidates = self.candidates
-        if len(candidates) < 2 or self.total <= 0:  # nothing to order, or every weight zero
-            yield from candidates
-            return
         first = self._drawn(rng)
         yield candidates[first]
         rest = candidates[:first] + candidates[first + 1:]
@@ -222,6 +224,8 @@ class Inventory:
 
 class _Page:
     """What one request has learned so far: campaign options, names taken, tiers to ask whole."""
+    __slots__ = ("request", "reader", "moment", "now", "local", "reservation", "options", "shared", "taken",
+                 "whole")
 
     def __init__(self, request: SlotRequest, moment: Moment, reservation: str, shared: dict[int, tuple]) -> None:
         self.request = request
@@ -292,9 +296,13 @@ class Decider:
                     fills[need.key] = None
                     continue
                 chosen, option = seen[pick]
-                creative = chosen.creative(rng)
-                variant = (await allocation.variant(creative, page.reader, rng)
-                           if creative.id in allocation.floors else self.variant(creative, page.reader))
+                creative = chosen.creatives[0] if len(chosen.creatives) == 1 else chosen.creative(rng)
+                if len(creative.variants) == 1:  # most creatives: nothing to split (nor to allocate)
+                    variant = creative.variants[0]
+                elif creative.id in allocation.floors:
+                    variant = await allocation.variant(creative, page.reader, rng)
+                else:
+                    variant = self.variant(creative, page.reader)
                 fills[need.key] = Fill(chosen.campaign, creative, variant, option.reservation)
                 taken.update(option.names)
             done += len(picks)
