@@ -27,7 +27,7 @@ import random
 import secrets
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Iterable, Iterator, NamedTuple
 
 from .ledger import UNBOUNDED, Ledger, Moment, bounded, spend_micros
 from .model import TIERS, Campaign, Config, Creative, Variant
@@ -78,8 +78,8 @@ class AdNeed:
     placement: str | None
 
 
-@dataclass(slots=True)
-class Fill:
+class Fill(NamedTuple):
+    """What fills one need (a tuple: made for every ad answered)."""
     campaign: Campaign
     creative: Creative
     variant: Variant
@@ -99,6 +99,7 @@ WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random ord
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
 _new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
+_new_fill = functools.partial(tuple.__new__, Fill)  # likewise a Fill
 ROWS = 64         # (sizes, device) pairs whose candidates the inventory keeps
 _UNSEEN = object()  # a listing's candidate for a (sizes, device) pair not yet worked out
 
@@ -303,7 +304,7 @@ class Decider:
                     variant = await allocation.variant(creative, page.reader, rng)
                 else:
                     variant = self.variant(creative, page.reader)
-                fills[need.key] = Fill(chosen.campaign, creative, variant, option.reservation)
+                fills[need.key] = _new_fill((chosen.campaign, creative, variant, option.reservation))
                 taken.update(option.names)
             done += len(picks)
             if done < len(needs):

@@ -173,7 +173,7 @@ class Ledger:
     def moment(self, now: dt.datetime) -> Moment:
         """The calendar facts of ``now``, computed once per second (counters need no finer)."""
         last = self._last
-        if last is not None and int(last.now.timestamp()) == int(now.timestamp()):
+        if last is not None and int(last.seconds) == int(now.timestamp()):
             return last
         local = now.astimezone(self.tz)
         if last is not None and last.day != local.date().isoformat():
