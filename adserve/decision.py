@@ -118,16 +118,13 @@ class Group:
     def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
         """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
         takes the first draw that fits (the embedded one) stops drawing there."""
-        drawn: set[Candidate] = set()
-        for _ in range(n):
-            candidate = self.candidates[self._drawn(rng)]
-            if candidate not in drawn:
-                drawn.add(candidate)
-                yield candidate
+        first = self._drawn(rng)
+        yield self.candidates[first]
+        yield from self._draws(rng, n - 1, first)
 
-    def order(self, rng: random.Random) -> Iterable[Candidate]:
+    def order(self, rng: random.Random) -> Iterator[Candidate]:
         """All candidates in a weighted random order (zero weights last); lazily, as the
-        embedded store usually takes the first (a tier of one, or of zero weights, is its list).
+        embedded store usually takes the first.
 
         The first is one weighted draw; the rest follow in an exponential race (each one's time
         exponential at its score's rate, the earliest first). Racing them all is the same
@@ -135,19 +132,35 @@ class Group:
         a page mostly needs one draw. (Efraimidis-Spirakis keys ``random() ** (1 / score)``
         are the same race, but underflow to 0.0 for scores near the 0.001 floor.)
         """
-        if len(self.candidates) < 2 or self.total <= 0:  # nothing to order, or every weight zero
-            return self.candidates
-        return self._race(rng)
+        if self.candidates:
+            first = self.first(rng, True)
+            yield self.candidates[first]
+            yield from self.rest(rng, True, first)
 
-    def _race(self, rng: random.Random) -> Iterator[Candidate]:
+    def first(self, rng: random.Random, whole: bool) -> int:
+        """The position of the first candidate of ``order`` (``whole``) or ``draw``."""
+        if whole and (len(self.candidates) < 2 or self.total <= 0):  # nothing to order, or every weight zero
+            return 0
+        return self._drawn(rng)
+
+    def rest(self, rng: random.Random, whole: bool, first: int) -> Iterable[Candidate]:
+        """What follows the candidate at ``first`` in ``order`` (``whole``) or in ``DRAWS`` draws."""
+        if not whole:
+            return self._draws(rng, DRAWS - 1, first)
         candidates = self.candidates
-        first = self._drawn(rng)
-        yield candidates[first]
         rest = candidates[:first] + candidates[first + 1:]
-        if len(rest) > 1:
+        if len(rest) > 1 and self.total > 0:
             times = [-math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf for c in rest]
             rest = [rest[i] for i in sorted(range(len(rest)), key=times.__getitem__)]
-        yield from rest
+        return rest
+
+    def _draws(self, rng: random.Random, n: int, first: int) -> Iterator[Candidate]:
+        drawn = {self.candidates[first]}
+        for _ in range(n):
+            candidate = self.candidates[self._drawn(rng)]
+            if candidate not in drawn:
+                drawn.add(candidate)
+                yield candidate
 
     def _drawn(self, rng: random.Random) -> int:
         """The position of one weighted draw: each candidate with its share of the total."""
@@ -241,6 +254,41 @@ class _Page:
         self.whole: set[tuple[int, int]] = set()  # (need, tier) whose draws were all refused
 
 
+class _Offer:
+    """One need's options for the store, as ``Decider._offer`` ranks them, the first worked out
+    here: the store mostly takes it, and a generator it leaves unfinished is closed by raising
+    GeneratorExit into it, which cost more than working the option out (CPython 3.11). Only
+    after a refusal does the generator take over, from the same draw."""
+    __slots__ = ("decider", "index", "tiers", "page", "seen", "first", "rest")
+
+    def __init__(self, decider: Decider, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple]) -> None:
+        self.decider, self.index, self.tiers, self.page, self.seen = decider, index, tiers, page, seen
+        self.first: tuple[int, Option | None] | None = None  # the first option offered, and where it was drawn
+        self.rest: Iterator[Option | None] | None = None
+
+    def __iter__(self) -> _Offer:
+        return self
+
+    def __next__(self) -> Option | None:
+        if self.rest is None:
+            if self.first is None and self.tiers and self.tiers[0].candidates:
+                return self._first()
+            self.rest = self.decider._offer(self.index, self.tiers, self.page, self.seen, self.first)
+        return next(self.rest)
+
+    def _first(self) -> Option | None:
+        decider, page, group = self.decider, self.page, self.tiers[0]
+        position = group.first(decider.rng, group.whole or (self.index, 0) in page.whole)
+        candidate = group.candidates[position]
+        option = decider._option(candidate.campaign, page)
+        if option is not None and (not page.taken or page.taken.isdisjoint(option.names)):
+            self.seen.append((candidate, option))
+            self.first = (position, option)
+            return option
+        self.first = (position, None)
+        return next(self)
+
+
 @dataclass(frozen=True)
 class _Targeted:
     """The candidates that pass flight, platform and targeting in one context, one group per tier."""
@@ -289,7 +337,7 @@ class Decider:
         done = 0
         while done < len(needs):
             offered: list[list[tuple]] = [[] for _ in range(done, len(needs))]
-            picks = await self.state.reserve([self._offer(index, tiers[index], page, seen)
+            picks = await self.state.reserve([_Offer(self, index, tiers[index], page, seen)
                                               for index, seen in enumerate(offered, done)],
                                              taken, self.hold_seconds)
             for need, seen, pick in zip(needs[done:], offered, picks):
@@ -311,18 +359,26 @@ class Decider:
                 page.whole.add((done, next(tier for tier, option in offered[len(picks)] if option is CUT)))
         return fills
 
-    def _offer(self, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple]) -> Iterator[Option | None]:
+    def _offer(self, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple],
+               first: tuple[int, Option | None] | None = None) -> Iterator[Option | None]:
         """Need ``index``'s options, best first, lazily (the embedded store stops at the first fit).
 
         Each is also appended to ``seen`` with its candidate; a cut big tier ends with (tier, CUT).
         Ranking by weighted draws, then taking the first allowed, gives each allowed candidate
         exactly its share among the allowed ones: refused draws only drop out of the lottery.
+        ``first``: the first tier's first candidate was drawn already (``_Offer``), at this
+        position, and its option offered (None: it was not).
         """
         taken, rng = page.taken, self.rng  # taken: empty but on a page asked again after a CUT
         for tier, group in enumerate(tiers):
             whole = group.whole or (index, tier) in page.whole
-            ranked = group.order(rng) if whole else group.draw(rng, DRAWS)
             unbounded = False  # an option no counter refuses: lower tiers would not be reached
+            if first is None:
+                ranked = group.order(rng) if whole else group.draw(rng, DRAWS)
+            else:
+                ranked = group.rest(rng, whole, first[0])
+                unbounded = first[1] is not None and not first[1].checks
+                first = None
             for candidate in ranked:
                 option = self._option(candidate.campaign, page)
                 if option is not None and (not taken or taken.isdisjoint(option.names)):
