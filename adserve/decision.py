@@ -100,6 +100,7 @@ DRAWS = 8         # weighted draws offered from a bigger tier; if all are refuse
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
 _new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
 _new_fill = functools.partial(tuple.__new__, Fill)  # likewise a Fill
+_NEVER = object()  # what a need's options never are: they end with StopIteration
 ROWS = 64         # (sizes, device) pairs whose candidates the inventory keeps
 _UNSEEN = object()  # a listing's candidate for a (sizes, device) pair not yet worked out
 
@@ -254,41 +255,6 @@ class _Page:
         self.whole: set[tuple[int, int]] = set()  # (need, tier) whose draws were all refused
 
 
-class _Offer:
-    """One need's options for the store, as ``Decider._offer`` ranks them, the first worked out
-    here: the store mostly takes it, and a generator it leaves unfinished is closed by raising
-    GeneratorExit into it, which cost more than working the option out (CPython 3.11). Only
-    after a refusal does the generator take over, from the same draw."""
-    __slots__ = ("decider", "index", "tiers", "page", "seen", "first", "rest")
-
-    def __init__(self, decider: Decider, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple]) -> None:
-        self.decider, self.index, self.tiers, self.page, self.seen = decider, index, tiers, page, seen
-        self.first: tuple[int, Option | None] | None = None  # the first option offered, and where it was drawn
-        self.rest: Iterator[Option | None] | None = None
-
-    def __iter__(self) -> _Offer:
-        return self
-
-    def __next__(self) -> Option | None:
-        if self.rest is None:
-            if self.first is None and self.tiers and self.tiers[0].candidates:
-                return self._first()
-            self.rest = self.decider._offer(self.index, self.tiers, self.page, self.seen, self.first)
-        return next(self.rest)
-
-    def _first(self) -> Option | None:
-        decider, page, group = self.decider, self.page, self.tiers[0]
-        position = group.first(decider.rng, group.whole or (self.index, 0) in page.whole)
-        candidate = group.candidates[position]
-        option = decider._option(candidate.campaign, page)
-        if option is not None and (not page.taken or page.taken.isdisjoint(option.names)):
-            self.seen.append((candidate, option))
-            self.first = (position, option)
-            return option
-        self.first = (position, None)
-        return next(self)
-
-
 @dataclass(frozen=True)
 class _Targeted:
     """The candidates that pass flight, platform and targeting in one context, one group per tier."""
@@ -337,7 +303,8 @@ class Decider:
         done = 0
         while done < len(needs):
             offered: list[list[tuple]] = [[] for _ in range(done, len(needs))]
-            picks = await self.state.reserve([_Offer(self, index, tiers[index], page, seen)
+            picks = await self.state.reserve([iter(functools.partial(self._next_option, index, tiers[index], page,
+                                                                     seen, [None, None]), _NEVER)
                                               for index, seen in enumerate(offered, done)],
                                              taken, self.hold_seconds)
             for need, seen, pick in zip(needs[done:], offered, picks):
@@ -359,6 +326,30 @@ class Decider:
                 page.whole.add((done, next(tier for tier, option in offered[len(picks)] if option is CUT)))
         return fills
 
+    def _next_option(self, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple],
+                     walk: list) -> Option | None:
+        """Need ``index``'s next option, as ``_offer`` ranks them (StopIteration: no more).
+
+        The first is worked out here, and ``_offer`` takes over only after a refusal, from the
+        same draw (``walk``: that first, and then the generator): the store mostly takes the
+        first, and a generator it leaves unfinished is closed by raising GeneratorExit into it,
+        which cost more than working the option out (CPython 3.11).
+        """
+        rest = walk[1]
+        if rest is None:
+            if walk[0] is None and tiers and tiers[0].candidates:
+                group = tiers[0]
+                position = group.first(self.rng, group.whole or (index, 0) in page.whole)
+                candidate = group.candidates[position]
+                option = self._option(candidate.campaign, page)
+                if option is not None and (not page.taken or page.taken.isdisjoint(option.names)):
+                    seen.append((candidate, option))
+                    walk[0] = (position, option)
+                    return option
+                walk[0] = (position, None)
+            rest = walk[1] = self._offer(index, tiers, page, seen, walk[0])
+        return next(rest)
+
     def _offer(self, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple],
                first: tuple[int, Option | None] | None = None) -> Iterator[Option | None]:
         """Need ``index``'s options, best first, lazily (the embedded store stops at the first fit).
@@ -366,7 +357,7 @@ class Decider:
         Each is also appended to ``seen`` with its candidate; a cut big tier ends with (tier, CUT).
         Ranking by weighted draws, then taking the first allowed, gives each allowed candidate
         exactly its share among the allowed ones: refused draws only drop out of the lottery.
-        ``first``: the first tier's first candidate was drawn already (``_Offer``), at this
+        ``first``: the first tier's first candidate was drawn already (``_next_option``), at this
         position, and its option offered (None: it was not).
         """
         taken, rng = page.taken, self.rng  # taken: empty but on a page asked again after a CUT
