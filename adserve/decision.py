@@ -395,8 +395,11 @@ class Decider:
         """
         shared = page.shared.get(campaign.id)
         if shared is None or not shared[1].since <= page.now < shared[1].until:
-            names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
-                else (f"c{campaign.id}",)
+            if shared is not None:  # only its bounds moved
+                names = shared[0]
+            else:
+                names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
+                    else (f"c{campaign.id}",)
             bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
             unreserved = Option(names, bounds.checks, (), None) if bounds.cap is None and not bounds.holds else None
             shared = page.shared[campaign.id] = (names, bounds, unreserved)
