@@ -316,7 +316,7 @@ class Ledger:
 
     def bounds(self, campaign: Campaign, moment: Moment) -> Bounds:
         """``reservable`` for any reader at ``moment``: a decision works it out once per campaign
-        and moment, and then only names each reader's cap counter."""
+        while it holds (``since``/``until``), and then only names each reader's cap counter."""
         counters = self._counters(campaign, moment)
         cap = campaign.frequency_cap
         suffix = "" if cap is None else f":{moment.buckets[cap.period]}"
