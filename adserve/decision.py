@@ -28,11 +28,11 @@ import secrets
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Callable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
 
-from .ledger import Ledger, Moment, bounded, spend_micros
+from .ledger import UNBOUNDED, Ledger, Moment, bounded, spend_micros
 from .model import TIERS, Campaign, Config, Creative, Variant
 from .request import SlotRequest
 from .state import CUT, Option, StateStore, claim
@@ -81,8 +81,8 @@ class AdNeed:
     placement: str | None
 
 
-@dataclass(slots=True)
-class Fill:
+class Fill(NamedTuple):
+    """What fills one need (a tuple: made for every ad answered)."""
     campaign: Campaign
     creative: Creative
     variant: Variant
@@ -102,6 +102,8 @@ WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random ord
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
 _new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
+_new_fill = functools.partial(tuple.__new__, Fill)  # likewise a Fill
+_NEVER = object()  # what a need's options never are: they end with StopIteration
 ROWS = 64         # (sizes, device) pairs whose candidates the inventory keeps
 _UNSEEN, _UNFIT, _FITS = 0, 1, 2  # a listing's kind in a row: not worked out, no creative fits, a candidate
 
@@ -143,12 +145,9 @@ class Group:
     def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
         """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
         takes the first draw that fits (the embedded one) stops drawing there."""
-        drawn: set[Candidate] = set()
-        for _ in range(n):
-            candidate = self.candidates[self._drawn(rng)]
-            if candidate not in drawn:
-                drawn.add(candidate)
-                yield candidate
+        first = self._drawn(rng)
+        yield self.candidates[first]
+        yield from self._draws(rng, n - 1, first)
 
     def order(self, rng: random.Random) -> Iterator[Candidate]:
         """All candidates in a weighted random order (zero weights last); lazily, as the
@@ -160,17 +159,35 @@ class Group:
         a page mostly needs one draw. (Efraimidis-Spirakis keys ``random() ** (1 / score)``
         are the same race, but underflow to 0.0 for scores near the 0.001 floor.)
         """
+        if self.candidates:
+            first = self.first(rng, True)
+            yield self.candidates[first]
+            yield from self.rest(rng, True, first)
+
+    def first(self, rng: random.Random, whole: bool) -> int:
+        """The position of the first candidate of ``order`` (``whole``) or ``draw``."""
+        if whole and (len(self.candidates) < 2 or self.total <= 0):  # nothing to order, or every weight zero
+            return 0
+        return self._drawn(rng)
+
+    def rest(self, rng: random.Random, whole: bool, first: int) -> Iterable[Candidate]:
+        """What follows the candidate at ``first`` in ``order`` (``whole``) or in ``DRAWS`` draws."""
+        if not whole:
+            return self._draws(rng, DRAWS - 1, first)
         candidates = self.candidates
-        if len(candidates) < 2 or self.total <= 0:  # nothing to order, or every weight zero
-            yield from candidates
-            return
-        first = self._drawn(rng)
-        yield candidates[first]
         rest = candidates[:first] + candidates[first + 1:]
-        if len(rest) > 1:
+        if len(rest) > 1 and self.total > 0:
             times = [-math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf for c in rest]
             rest = [rest[i] for i in sorted(range(len(rest)), key=times.__getitem__)]
-        yield from rest
+        return rest
+
+    def _draws(self, rng: random.Random, n: int, first: int) -> Iterator[Candidate]:
+        drawn = {self.candidates[first]}
+        for _ in range(n):
+            candidate = self.candidates[self._drawn(rng)]
+            if candidate not in drawn:
+                drawn.add(candidate)
+                yield candidate
 
     def _drawn(self, rng: random.Random) -> int:
         """The position of one weighted draw: each candidate with its share of the total."""
@@ -249,6 +266,8 @@ class Inventory:
 
 class _Page:
     """What one request has learned so far: campaign options, names taken, tiers to ask whole."""
+    __slots__ = ("request", "reader", "moment", "now", "local", "reservation", "options", "shared", "taken",
+                 "whole")
 
     def __init__(self, request: SlotRequest, moment: Moment, reservation: str, shared: dict[int, tuple]) -> None:
         self.request = request
@@ -286,7 +305,8 @@ class Decider:
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
         self._moment = None  # the ledger moment of the newest page
-        self._shared: dict[int, tuple] = {}  # its campaign id -> (names, bounds without a cap, Option)
+        self._hour = None  # its local hour (the moment's hour bucket)
+        self._shared: dict[int, tuple] = {}  # campaign id -> (names, Bounds, Option if for any reader) this hour
         self._splits: dict[int, tuple[Creative, list[float], int]] = {}  # id(creative) -> it, running shares, last
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
@@ -299,8 +319,10 @@ class Decider:
         is the rest of the page asked again, with that tier whole.
         """
         moment = self.ledger.moment(self.clock())
-        if moment is not self._moment:  # a new second: pages of the last one keep theirs
-            self._moment, self._shared = moment, {}
+        if moment is not self._moment:
+            self._moment = moment
+            if moment.buckets["hour"] != self._hour:  # a new local hour: pages of the last one keep theirs
+                self._hour, self._shared = moment.buckets["hour"], {}
         page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
         tiers = [self._targeted(need, page).tiers for need in needs]
         fills: dict[str, Fill | None] = {}
@@ -308,7 +330,8 @@ class Decider:
         done = 0
         while done < len(needs):
             offered: list[list[tuple]] = [[] for _ in range(done, len(needs))]
-            picks = await self.state.reserve([self._offer(index, tiers[index], page, seen)
+            picks = await self.state.reserve([iter(functools.partial(self._next_option, index, tiers[index], page,
+                                                                     seen, [None, None]), _NEVER)
                                               for index, seen in enumerate(offered, done)],
                                              taken, self.hold_seconds)
             for need, seen, pick in zip(needs[done:], offered, picks):
@@ -316,28 +339,64 @@ class Decider:
                     fills[need.key] = None
                     continue
                 chosen, option = seen[pick]
-                creative = chosen.creative(rng)
-                variant = (await allocation.variant(creative, page.reader, rng)
-                           if creative.id in allocation.floors else self.variant(creative, page.reader))
-                fills[need.key] = Fill(chosen.campaign, creative, variant, option.reservation)
+                creative = chosen.creatives[0] if len(chosen.creatives) == 1 else chosen.creative(rng)
+                if len(creative.variants) == 1:  # most creatives: nothing to split (nor to allocate)
+                    variant = creative.variants[0]
+                elif creative.id in allocation.floors:
+                    variant = await allocation.variant(creative, page.reader, rng)
+                else:
+                    variant = self.variant(creative, page.reader)
+                fills[need.key] = _new_fill((chosen.campaign, creative, variant, option.reservation))
                 taken.update(option.names)
             done += len(picks)
             if done < len(needs):
                 page.whole.add((done, next(tier for tier, option in offered[len(picks)] if option is CUT)))
         return fills
 
-    def _offer(self, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple]) -> Iterator[Option | None]:
+    def _next_option(self, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple],
+                     walk: list) -> Option | None:
+        """Need ``index``'s next option, as ``_offer`` ranks them (StopIteration: no more).
+
+        The first is worked out here, and ``_offer`` takes over only after a refusal, from the
+        same draw (``walk``: that first, and then the generator): the store mostly takes the
+        first, and a generator it leaves unfinished is closed by raising GeneratorExit into it,
+        which cost more than working the option out (CPython 3.11).
+        """
+        rest = walk[1]
+        if rest is None:
+            if walk[0] is None and tiers and tiers[0].candidates:
+                group = tiers[0]
+                position = group.first(self.rng, group.whole or (index, 0) in page.whole)
+                candidate = group.candidates[position]
+                option = self._option(candidate.campaign, page)
+                if option is not None and (not page.taken or page.taken.isdisjoint(option.names)):
+                    seen.append((candidate, option))
+                    walk[0] = (position, option)
+                    return option
+                walk[0] = (position, None)
+            rest = walk[1] = self._offer(index, tiers, page, seen, walk[0])
+        return next(rest)
+
+    def _offer(self, index: int, tiers: tuple[Group, ...], page: _Page, seen: list[tuple],
+               first: tuple[int, Option | None] | None = None) -> Iterator[Option | None]:
         """Need ``index``'s options, best first, lazily (the embedded store stops at the first fit).
 
         Each is also appended to ``seen`` with its candidate; a cut big tier ends with (tier, CUT).
         Ranking by weighted draws, then taking the first allowed, gives each allowed candidate
         exactly its share among the allowed ones: refused draws only drop out of the lottery.
+        ``first``: the first tier's first candidate was drawn already (``_next_option``), at this
+        position, and its option offered (None: it was not).
         """
         taken, rng = page.taken, self.rng  # taken: empty but on a page asked again after a CUT
         for tier, group in enumerate(tiers):
             whole = group.whole or (index, tier) in page.whole
-            ranked = group.order(rng) if whole else group.draw(rng, DRAWS)
             unbounded = False  # an option no counter refuses: lower tiers would not be reached
+            if first is None:
+                ranked = group.order(rng) if whole else group.draw(rng, DRAWS)
+            else:
+                ranked = group.rest(rng, whole, first[0])
+                unbounded = first[1] is not None and not first[1].checks
+                first = None
             for candidate in ranked:
                 option = self._option(candidate.campaign, page)
                 if option is not None and (not taken or taken.isdisjoint(option.names)):
@@ -353,27 +412,31 @@ class Decider:
     def _option(self, campaign: Campaign, page: _Page) -> Option | None:
         """The campaign as the store sees it (None: it may not serve this reader); once per page.
 
-        Without a frequency cap its limits are the same for every reader within a ledger moment
-        (one second): kept per campaign for the pages of that moment (a page still walking when
-        the next second starts keeps its own), with its Option when it reserves nothing, so
-        most pages only add their reservation id.
+        Its bounds are the same for every reader, a reader's frequency cap only adds that reader's
+        counter, and they hold for as long as the ledger says (until a paced limit moves; within
+        the local hour, where cap buckets and days change): kept per campaign for the pages of
+        that stretch (a page still walking when the next hour starts keeps its own), with its
+        Option when it reserves nothing and has no cap, so most pages only add their reservation
+        id (and cap counter). A big book's campaigns are each drawn a few times a second: kept
+        per second, their bounds were worked out again for most draws.
         """
         shared = page.shared.get(campaign.id)
-        if shared is None:
-            names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
-                else (f"c{campaign.id}",)
-            bounds = None  # a reader's cap: asked per page
-            if campaign.frequency_cap is None:
-                bounds = self.ledger.reservable(campaign, None, page.moment) if bounded(campaign) else ((), ())
-            unreserved = Option(names, *bounds, None) if bounds is not None and not bounds[1] else None
+        if shared is None or not shared[1].since <= page.now < shared[1].until:
+            if shared is not None:  # only its bounds moved
+                names = shared[0]
+            else:
+                names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
+                    else (f"c{campaign.id}",)
+            bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
+            unreserved = Option(names, bounds.checks, (), None) if bounds.cap is None and not bounds.holds else None
             shared = page.shared[campaign.id] = (names, bounds, unreserved)
         names, bounds, option = shared
         if option is None:  # it reserves, or reads the reader's cap: worked out per page
             option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
             if option is self:
-                bounds = bounds or self.ledger.reservable(campaign, page.reader, page.moment)
-                option = None if bounds is None else \
-                    _new_option((names, *bounds, f"{page.reservation}{campaign.id}" if bounds[1] else None))
+                found = bounds.of(page.reader)
+                option = None if found is None else \
+                    _new_option((names, *found, f"{page.reservation}{campaign.id}" if found[1] else None))
                 page.options[campaign.id] = option
         return option
 

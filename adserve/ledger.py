@@ -23,7 +23,7 @@ from decimal import Decimal
 from typing import Callable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
-from .model import Campaign
+from .model import Campaign, FrequencyCap
 from .targeting import CompiledTargeting
 
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
@@ -118,6 +118,43 @@ class _Counters(NamedTuple):
     cap_ttl: int               # seconds a cap counter created now lives
 
 
+class Bounds(NamedTuple):
+    """What a decision checks and reserves of one campaign at one moment, for any reader: the
+    shared bounded counters, and how its frequency cap (if any) names a reader's counter.
+
+    The same for every moment of the same local hour from ``since`` until ``until``: counters
+    change when a paced limit moves (at most once a second: a moment is one) or the day ends, a
+    cap's key when its period's bucket does (every bucket changes only where a local hour does)."""
+    checks: tuple[Limit, ...]  # the bounded counters
+    holds: tuple[Limit, ...]   # of those, the impression-metered ones (reserved)
+    cap: FrequencyCap | None
+    cap_prefix: str            # a reader's cap key: prefix + reader + suffix (the period's bucket)
+    cap_suffix: str
+    cap_ttl: int
+    since: float               # Unix seconds
+    until: float
+
+    def of(self, user: str | None) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
+        """(checks, holds) for reader ``user`` (None: no id, or no consent to use it); None when
+        the campaign may not serve that reader: a cap that cannot be checked fails closed unless
+        the campaign says ``without_consent: serve``."""
+        cap = self.cap
+        if cap is None:
+            return self.checks, self.holds
+        if user is None:
+            return None if cap.without_consent == "skip" else (self.checks, self.holds)
+        limit = _cap_limit(self.cap_prefix, user, self.cap_suffix, cap.count, self.cap_ttl)
+        return self.checks + limit, self.holds + limit
+
+
+def _cap_limit(prefix: str, user: str, suffix: str, count: int, ttl: int) -> tuple[Limit]:
+    """A reader's frequency-cap counter, alone in a tuple (what it adds to a campaign's limits)."""
+    return (Limit(f"{prefix}{user}{suffix}", count, 1, "impression", ttl),)
+
+
+UNBOUNDED = Bounds((), (), None, "", "", 0, -math.inf, math.inf)  # no caps nor budgets: nothing to read
+
+
 class Ledger:
     def __init__(self, timezone: str, traffic: Mapping[int, float] | None = None) -> None:
         """``traffic``: page views seen in each Unix hour (``ts // 3600``), from the event log."""
@@ -136,7 +173,7 @@ class Ledger:
     def moment(self, now: dt.datetime) -> Moment:
         """The calendar facts of ``now``, computed once per second (counters need no finer)."""
         last = self._last
-        if last is not None and int(last.now.timestamp()) == int(now.timestamp()):
+        if last is not None and int(last.seconds) == int(now.timestamp()):
             return last
         local = now.astimezone(self.tz)
         if last is not None and last.day != local.date().isoformat():
@@ -275,14 +312,16 @@ class Ledger:
                    moment: Moment) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
         """What a decision for this reader checks (the bounded counters) and what it reserves
         (the bounded impression-metered ones); None as for ``limits``."""
-        found = self._for_reader(campaign, user, moment)
-        if found is None:
-            return None
-        counters, cap = found
-        if not cap:
-            return counters.reservable
-        checks, holds = counters.reservable
-        return checks + cap, holds + cap
+        return self.bounds(campaign, moment).of(user)
+
+    def bounds(self, campaign: Campaign, moment: Moment) -> Bounds:
+        """``reservable`` for any reader at ``moment``: a decision works it out once per campaign
+        while it holds (``since``/``until``), and then only names each reader's cap counter."""
+        counters = self._counters(campaign, moment)
+        cap = campaign.frequency_cap
+        suffix = "" if cap is None else f":{moment.buckets[cap.period]}"
+        return Bounds(*counters.reservable, cap, counters.cap_prefix, suffix, counters.cap_ttl,
+                      counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1))
 
     def _for_reader(self, campaign: Campaign, user: str | None,
                     moment: Moment) -> tuple[_Counters, tuple[Limit, ...]] | None:
@@ -293,8 +332,8 @@ class Ledger:
         counters = self._counters(campaign, moment)
         if cap is None or user is None:
             return counters, ()
-        return counters, (Limit(f"{counters.cap_prefix}{user}:{moment.buckets[cap.period]}", cap.count, 1,
-                                "impression", counters.cap_ttl),)
+        return counters, _cap_limit(counters.cap_prefix, user, f":{moment.buckets[cap.period]}", cap.count,
+                                    counters.cap_ttl)
 
     def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
         """The reader-independent counters, worked out again only when a paced limit may have

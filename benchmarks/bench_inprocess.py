@@ -271,7 +271,8 @@ class Worker:
 
         from adserve.decision import AdNeed, Fill
 
-        if "reservation" not in {f.name for f in dataclasses.fields(Fill)}:
+        fields = getattr(Fill, "_fields", None) or [f.name for f in dataclasses.fields(Fill)]  # a tuple since the eighth round
+        if "reservation" not in fields:
             return {"bytes": None, "reservations": 0}
         decider = self.server.runtime.decider
         requests = [self._request(body) for body in self.bodies("heavy", n)]

@@ -566,3 +566,14 @@ def test_pacing_in_integers_gives_what_decimals_give(cap, unit, k, nudge, drawn)
         if cap:
             assert (limit - unit + 1) / _whole(budget) == float((limit - unit + 1) / budget)
     assert _whole(Decimal(EXACT_CAP)) is None and _whole(Decimal("2.5")) is None
+
+
+def test_a_clock_set_back_within_the_hour_reads_the_paced_limit_of_then():
+    """A decider keeps a campaign's bounds while they hold, not past what the ledger says: set
+    back from 09:40 to 09:10, 48 a day paced evenly allows 19 by then, not the 20 of 09:40."""
+    clock = FakeClock(NY_MIDNIGHT + dt.timedelta(hours=9, minutes=40))
+    d = decider([campaign(1, budget=Budget(metric="impressions", daily=48), pacing="even",
+                          flight=Flight(start=NY_MIDNIGHT, end=NY_MIDNIGHT + dt.timedelta(days=2)))], clock)
+    assert serve_and_count(d, request(), 1) == 1
+    clock.now = NY_MIDNIGHT + dt.timedelta(hours=9, minutes=10)
+    assert serve_and_count(d, request(), 30) == 18

@@ -53,11 +53,7 @@ class MemoryState:
             if option.checks and not fit(option.checks, now):
                 return False
             if option.reservation is not None:
-                held: list = []
-                for key, _limit, cost, _event, ttl in option.holds:
-                    add(key, cost, now, ttl)
-                    held += (key, cost)
-                reserved[option.reservation] = tuple(held)
+                reserved[option.reservation] = add(option.holds, now)
                 if due is None:
                     due = self._releasing.get(second)
                     if due is None:
@@ -94,16 +90,21 @@ class MemoryState:
 
     def seed(self, counts: Iterable[Limit], now: float) -> None:
         """Add each count's cost as of moment ``now``: also how the event log is replayed at start-up."""
-        for count in counts:
-            self._add(count.key, count.cost, now, count.ttl)
+        self._add(counts, now)
         self._sweep(self._clock())
 
-    def _add(self, key: str, cost: float, now: float, ttl: int) -> None:
-        entry = self._values.get(key)
-        if entry and entry[1] > now:
-            self._values[key] = (entry[0] + cost, entry[1])
-        else:
-            self._create(key, cost, now + ttl)
+    def _add(self, counts: Iterable[Limit], now: float) -> tuple:
+        """Add each count's cost as of ``now``; what was added, flat: (key, cost, key, cost, ...),
+        what a reservation holds. One call per option a decision reserves, not one per counter."""
+        values, held = self._values, []
+        for key, _limit, cost, _event, ttl in counts:
+            entry = values.get(key)
+            if entry and entry[1] > now:
+                values[key] = (entry[0] + cost, entry[1])
+            else:
+                self._create(key, cost, now + ttl)
+            held += (key, cost)
+        return tuple(held)
 
     def mark(self, key: str, ttl: int, now: float) -> None:
         """``first_time``'s mark as of moment ``now``: replayed tokens stay counted once."""
