@@ -169,19 +169,21 @@ class Run:
         self.hits = itertools.count()
         self.rng = random.Random(2)
 
-    async def decide(self, views: list) -> float:
-        """µs per page for ``views``; half the fills are then confirmed by their pixel (not timed)."""
-        spent = 0.0
+    async def decide(self, views: list) -> tuple[float, float]:
+        """µs per page for ``views``, and reservations made per page (a fill with a cap, budget or
+        pacing: what a page pays for counters); half the fills are then confirmed by their pixel (not timed)."""
+        spent, reserved = 0.0, 0
         for view in views:
             needs = [AdNeed(s.id, s.sizes, s.placement) for s in view.slots]
             started = time.perf_counter()
             fills = await self.decider.decide(view, needs)
             spent += time.perf_counter() - started
+            reserved += sum(fill is not None and fill.reservation is not None for fill in fills.values())
             for fill in fills.values():
                 if fill is not None and self.rng.random() < 0.5:
                     await self.decider.bill("impression", fill.campaign.id, view.user_id, f"h{next(self.hits)}",
                                             3600, fill.reservation)
-        return spent / len(views) * 1e6
+        return spent / len(views) * 1e6, reserved / len(views)
 
     def settle_in(self) -> None:
         """Work out every campaign's pacing plan and counters for the day, as a server that has
@@ -206,6 +208,7 @@ async def measure(shape: str, store: str, make_state, repeats: int, views: int) 
     warm_views = [warm[i % len(warm)] for i in random.Random(3).sample(range(views), views)]
     fresh: dict[int, list[float]] = {n: [] for n in BOOKS}
     cached: dict[int, list[float]] = {n: [] for n in BOOKS}
+    reserved: dict[tuple[str, int], float] = {}  # (mode, book) -> reservations per page, last pass
     matched = {}
     for n, r in runs.items():  # unmeasured: the index's first activation, Redis scripts, the warm contexts
         await r.decide(page_views(200, 1, pages, tag=True) + warm)
@@ -215,15 +218,17 @@ async def measure(shape: str, store: str, make_state, repeats: int, views: int) 
     for repeat in range(repeats):
         new_views = page_views(views, 10 + repeat, pages, tag=True)
         for n in (BOOKS if repeat % 2 == 0 else BOOKS[::-1]):
-            fresh[n].append(await runs[n].decide(new_views))
+            spent, reserved["fresh", n] = await runs[n].decide(new_views)
+            fresh[n].append(spent)
             matched[n] = runs[n].candidates()
             await runs[n].decide(warm)  # the fresh views pushed some warm contexts out: back in, untimed
-            cached[n].append(await runs[n].decide(warm_views))
+            spent, reserved["cached", n] = await runs[n].decide(warm_views)
+            cached[n].append(spent)
             print(f"{shape} book, {store} pass {repeat + 1}: {n} campaigns, fresh {fresh[n][-1]:.0f} µs, cached {cached[n][-1]:.0f} µs",
                   file=sys.stderr)
     for r in runs.values():
         await r.decider.state.close()
-    return {"shape": shape, "store": store, "fresh": fresh, "cached": cached, "matched": matched}
+    return {"shape": shape, "store": store, "fresh": fresh, "cached": cached, "matched": matched, "reserved": reserved}
 
 
 def ratio(times: dict[int, list[float]]) -> float:
@@ -249,6 +254,7 @@ def run(repeats: int = 5, views: int = 2000) -> str:
         for mode, goal in (("fresh", 0.5), ("cached", 0.8)):
             for n in BOOKS:
                 rows.append(f"| {r['shape']} | {r['store']} | {mode} | {n:,} | {r['matched'][n]:.1f} | "
+                            f"{r['reserved'][mode, n]:.2f} | "
                             f"{median_spread(r[mode][n])} | {1e6 / statistics.median(r[mode][n]):,.0f} |")
             goals.append(f"- {r['shape']} book, {r['store']}, {mode} contexts: **{ratio(r[mode]):.2f}x** "
                          f"(goal >= {goal}x)")
@@ -259,10 +265,13 @@ def run(repeats: int = 5, views: int = 2000) -> str:
         f"books alternating. Fresh: every view a new URL, so every page context is new. Cached: views of "
         f"{WARM_CONTEXTS} contexts that the cache holds. Half the fills are confirmed by their pixel (untimed), "
         "so caps and small daily budgets refuse draws. Candidates: mean campaigns that match a slot's context. "
+        "Reserved: ads per page whose counters the decision checked and held (a capped, budgeted or paced "
+        "campaign; house ads and empty slots hold none), last pass: a book that fills more slots with such "
+        "campaigns does more work per page that is not the book's size. "
         "Books: narrow (every campaign aimed at a section and some of its topics or URLs) and broad (half "
         "run on whole sections).", "",
-        "| book | store | contexts | campaigns | candidates per slot | µs per page (median, min–max) | pages/s |",
-        "|---|---|---|---:|---:|---:|---:|", *rows, "",
+        "| book | store | contexts | campaigns | candidates per slot | reserved per page | µs per page (median, min–max) "
+        "| pages/s |", "|---|---|---|---:|---:|---:|---:|---:|", *rows, "",
         f"{BOOKS[-1]:,} / {BOOKS[0]} campaigns, pages per second:", *goals, ""])
 
 
