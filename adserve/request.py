@@ -224,7 +224,8 @@ def _slot(raw: object, index: int, placements: dict) -> Slot:
     count = count if count is not None else (placement.count if placement else 6)
     if not 1 <= count <= 24:
         raise BadRequest(f"{where}.count", "expected 1..24")
-    return Slot(id=slot_id, type=kind, placement=name, sizes=tuple(sizes), count=count)
+    # each size once, in the page's order: repeats add nothing, and every kept context holds them
+    return Slot(id=slot_id, type=kind, placement=name, sizes=tuple(dict.fromkeys(sizes)), count=count)
 
 
 def _optional(raw: dict, key: str, kind: type, where: str, limit: int = 256):
