@@ -174,3 +174,17 @@ async def test_serving_keeps_no_more_of_made_up_layouts_than_the_parser_does(cli
     kept = sum(stat.size_diff for stat in after.compare_to(before, "filename")
                if stat.traceback[0].filename == parser.__file__)
     assert kept < 8 * slots * 100  # 8 layouts' parsed slots, at 100 bytes each: slack, not one per request
+
+
+async def test_a_host_header_no_server_can_have_is_refused(client):
+    """Without ``public_url`` (the demo) the answer's URLs start with the Host header, and what
+    serving and the catalog keep per ad and article is kept per base URL: a made-up host of
+    kilobytes, or one that is no host at all, gets a 400 instead of being kept and echoed."""
+    body = {**copy.deepcopy(EXAMPLE_REQUEST), "slots": [DISPLAY]}
+    for host in ("a" * 300 + ".example", 'x"><b>.example', "news.example/a", "news.example:8x", "a b"):
+        response = await client.post("/v1/slots", json=body, headers={"Host": host})
+        assert response.status == 400 and "Host" in (await response.json())["detail"], host
+    assert not client.server.app[SERVER].runtime.shown
+    for host in ("news.example:8080", "127.0.0.1", "[::1]:8080", "ads_demo"):
+        response = await client.post("/v1/slots", json=body, headers={"Host": host})
+        assert (await response.json())["slots"]["s1"]["image_url"].startswith(f"http://{host}/"), host
