@@ -116,10 +116,11 @@ class _Layouts:
     def __init__(self) -> None:
         self.placements: dict | None = None
         self.known: dict[bytes, tuple[Slot, ...]] = {}
+        self.shared: set[int] = set()  # the ids of ``known``'s tuples (which it holds: no id is reused)
 
     def slots(self, raw: list, placements: dict) -> tuple[Slot, ...]:
         if placements is not self.placements:  # a reload: new placements, new defaults
-            self.placements, self.known = placements, {}
+            self.placements, self.known, self.shared = placements, {}, set()
         try:
             text = orjson.dumps(raw, option=orjson.OPT_PASSTHROUGH_SUBCLASS)
         except TypeError:
@@ -130,11 +131,20 @@ class _Layouts:
             if len(text) <= self.MAX_TEXT:
                 if len(self.known) >= self.MAX_LAYOUTS:
                     self.known.clear()
+                    self.shared.clear()
                 self.known[text] = parsed
+                self.shared.add(id(parsed))
         return parsed
 
 
 _LAYOUTS = _Layouts()
+MAX_SHARED = _Layouts.MAX_LAYOUTS  # layouts the parser shares at most at a time
+
+
+def shared(slots: tuple[Slot, ...]) -> bool:
+    """Whether ``slots`` is the parse every view of its layout gets now: only such a layout is
+    worth keeping more of (a one-off, e.g. too long to keep, is new with each request)."""
+    return id(slots) in _LAYOUTS.shared
 
 
 def _slots(raw: list, placements: dict) -> tuple[Slot, ...]:
@@ -214,7 +224,8 @@ def _slot(raw: object, index: int, placements: dict) -> Slot:
     count = count if count is not None else (placement.count if placement else 6)
     if not 1 <= count <= 24:
         raise BadRequest(f"{where}.count", "expected 1..24")
-    return Slot(id=slot_id, type=kind, placement=name, sizes=tuple(sizes), count=count)
+    # each size once, in the page's order: repeats add nothing, and every kept context holds them
+    return Slot(id=slot_id, type=kind, placement=name, sizes=tuple(dict.fromkeys(sizes)), count=count)
 
 
 def _optional(raw: dict, key: str, kind: type, where: str, limit: int = 256):

@@ -21,7 +21,7 @@ from .decision import AdNeed, Decider, Fill
 from .events import EventSink
 from .model import Campaign, Config, Creative, Placement, Variant
 from .recs.recommender import Recommender
-from .request import Slot, SlotRequest
+from .request import MAX_SHARED, Slot, SlotRequest, shared
 from .tokens import Head, Signer
 
 
@@ -32,14 +32,17 @@ class Runtime:
     It keeps what a page's layout and a shown ad always give under this config, built once:
     ``layouts``, a layout's needs (the parsed slot tuple is shared by every view of a layout,
     see ``request._Layouts``), and ``shown``, an ad's fixed answer part, decision record and
-    token head per slot, variant, base URL and widget strategy (a native's). Each entry holds the objects whose ids key it, so an id cannot be
-    reused while its entry lives; both start over past ``MAX_KEPT`` (layouts and host names made
-    up per request could fill them).
+    token head per slot id and placement, variant, base URL and widget strategy (a native's).
+    Each entry holds the objects whose ids key it, so an id cannot be reused while its entry
+    lives. Made-up layouts and host names could fill them: ``layouts`` keeps only the layouts
+    the parser shares, as many as it keeps, and ``shown`` holds no slot (a made-up one can be
+    a body's worth of sizes) and starts over past ``MAX_KEPT``.
     """
     config: Config
     decider: Decider
     layouts: dict[int, tuple] = field(default_factory=dict, repr=False)  # id(slots) -> _Layout
-    shown: dict[tuple, tuple] = field(default_factory=dict, repr=False)  # (id(slot), id(variant), base URL, strategy) -> _Shown
+    # (slot id, placement, id(variant), base URL, strategy) -> _Shown
+    shown: dict[tuple, tuple] = field(default_factory=dict, repr=False)
 
     MAX_KEPT = 4096
 
@@ -51,15 +54,17 @@ class Runtime:
                      if slot.type == "display"]  # display first: it may take a campaign the widget wants
             needs += [AdNeed(f"{slot.id}#{p}", ("native",), slot.placement)
                       for slot in slots if slot.type == "recs" for p in sponsored[slot.id]]
-            kept = _keep(self.layouts, id(slots), _Layout(slots, sponsored, tuple(needs)))
+            kept = _Layout(slots, sponsored, tuple(needs))
+            if shared(slots):
+                _keep(self.layouts, id(slots), kept, MAX_SHARED)
         return kept
 
     def shown_ad(self, slot: Slot, fill: Fill, base_url: str, signer: Signer, strategy: str | None = None) -> _Shown:
         """A display ad (``strategy`` None) or a widget's native ad as ``slot`` shows it."""
-        key = (id(slot), id(fill.variant), base_url, strategy)
+        key = (slot.id, slot.placement, id(fill.variant), base_url, strategy)
         kept = self.shown.get(key)
         if kept is None or kept.creative is not fill.creative or kept.campaign is not fill.campaign:
-            kept = _keep(self.shown, key, _Shown.of(slot, fill, base_url, signer, strategy))
+            kept = _keep(self.shown, key, _Shown.of(slot, fill, base_url, signer, strategy), self.MAX_KEPT)
         return kept
 
 
@@ -73,9 +78,8 @@ class _Layout(NamedTuple):
 class _Shown(NamedTuple):
     """An ad in a slot: its answer but for the tracking URLs, its decision record (a display
     ad's; a widget records its natives' campaigns), and its token's head: the fields of the ad,
-    the slot and a native's widget strategy (the page's reader, page, reservation and consent
-    follow per token)."""
-    slot: Slot
+    the slot's id and placement and a native's widget strategy (the page's reader, page,
+    reservation and consent follow per token)."""
     variant: Variant
     creative: Creative
     campaign: Campaign
@@ -108,11 +112,11 @@ class _Shown(NamedTuple):
             head["pl"] = slot.placement
         if strategy is not None:  # reports compare a widget's natives with its articles
             head["st"] = strategy
-        return cls(slot, variant, creative, campaign, answer, record, signer.head(head))
+        return cls(variant, creative, campaign, answer, record, signer.head(head))
 
 
-def _keep(kept: dict, key, value):
-    if len(kept) >= Runtime.MAX_KEPT:
+def _keep(kept: dict, key, value, most: int):
+    if len(kept) >= most:
         kept.clear()
     kept[key] = value
     return value

@@ -205,3 +205,11 @@ def test_slot_lists_padded_with_fields_no_slot_reads_are_not_kept():
         padded = [{**DISPLAY, "padding": f"{n}" + "x" * 60_000}]
         assert parse_slot_request({"slots": padded}, PLACEMENTS, 4).slots == (Slot("s1", "display", None, ("300x250",), 6),)
     assert sum(map(len, request._LAYOUTS.known)) < 1_000_000  # not 64 x 60 kB
+
+
+def test_a_slot_names_each_of_its_sizes_once():
+    """Sizes are a set the page lists in its order of preference: a size sent again adds nothing.
+    A body's worth of repeats (thousands) must not make a slot as big, as every page context the
+    decider keeps (thousands) holds its slot's sizes."""
+    repeated = {"id": "s1", "type": "display", "sizes": ["300x250", "728x90", "300x250"] * 2000}
+    assert parse({"slots": [repeated]}).slots[0].sizes == ("300x250", "728x90")

@@ -81,6 +81,7 @@ async def test_one_ad_in_two_slots_and_pages_carries_each_ones_fields(client, wo
 async def test_what_serving_keeps_is_bounded(client, monkeypatch):
     """Host names and layouts made up per request start the kept answers over, never grow them."""
     monkeypatch.setattr(Runtime, "MAX_KEPT", 3)
+    monkeypatch.setattr("adserve.serving.MAX_SHARED", 3)
     runtime = client.server.app[SERVER].runtime
     for n in range(8):
         body = {**copy.deepcopy(EXAMPLE_REQUEST), "slots": [{**DISPLAY, "id": f"s{n}"}]}
@@ -136,3 +137,54 @@ def test_a_native_is_kept_per_widget_strategy_apart_from_the_display_ad():
         token = signer.verify(signer.sign({"u": None}, native.token))
         assert (token["st"], token["s"], token["pl"], token["l"]) == (strategy, "w1", "widget", "https://a.example/")
     assert len(runtime.shown) == 3
+
+
+async def test_serving_keeps_no_more_of_made_up_layouts_than_the_parser_does(client):
+    """Each layout a request makes up is parsed anew, and the parser keeps only a bounded table
+    of them; what serving keeps per layout and per ad must not hold on to more of them (its
+    own table would hold thousands of layouts of ``max_slots`` slots each)."""
+    import gc
+    import tracemalloc
+
+    from adserve import request as parser
+
+    server = client.server.app[SERVER]
+    runtime = server.runtime
+    config = runtime.config
+    slots = config.server.max_slots
+
+    async def serve(n: int) -> None:
+        body = {**copy.deepcopy(EXAMPLE_REQUEST),
+                "slots": [{**DISPLAY, "id": f"{n}-{k}-" + "x" * 100} for k in range(slots)]}
+        request = parser.parse_slot_request(body, config.placements, slots)
+        assert (await server.slots.serve(runtime, request, "http://h"))[f"{n}-0-" + "x" * 100]["fill"]
+
+    tracemalloc.start()
+    try:
+        for n in range(parser._Layouts.MAX_LAYOUTS):  # the parser's table full: it holds as much at the end
+            await serve(n)
+        gc.collect()
+        before = tracemalloc.take_snapshot()
+        for n in range(5 * parser._Layouts.MAX_LAYOUTS):
+            await serve(1000 + n)
+        gc.collect()
+        after = tracemalloc.take_snapshot()
+    finally:
+        tracemalloc.stop()
+    kept = sum(stat.size_diff for stat in after.compare_to(before, "filename")
+               if stat.traceback[0].filename == parser.__file__)
+    assert kept < 8 * slots * 100  # 8 layouts' parsed slots, at 100 bytes each: slack, not one per request
+
+
+async def test_a_host_header_no_server_can_have_is_refused(client):
+    """Without ``public_url`` (the demo) the answer's URLs start with the Host header, and what
+    serving and the catalog keep per ad and article is kept per base URL: a made-up host of
+    kilobytes, or one that is no host at all, gets a 400 instead of being kept and echoed."""
+    body = {**copy.deepcopy(EXAMPLE_REQUEST), "slots": [DISPLAY]}
+    for host in ("a" * 300 + ".example", 'x"><b>.example', "news.example/a", "news.example:8x", "a b"):
+        response = await client.post("/v1/slots", json=body, headers={"Host": host})
+        assert response.status == 400 and "Host" in (await response.json())["detail"], host
+    assert not client.server.app[SERVER].runtime.shown
+    for host in ("news.example:8080", "127.0.0.1", "[::1]:8080", "ads_demo"):
+        response = await client.post("/v1/slots", json=body, headers={"Host": host})
+        assert (await response.json())["slots"]["s1"]["image_url"].startswith(f"http://{host}/"), host

@@ -13,6 +13,7 @@ import asyncio
 import functools
 import logging
 import os
+import re
 import signal
 import time
 from pathlib import Path
@@ -55,6 +56,8 @@ PUBLIC_STATUS = {"config": ("ok", "applied", "checked_at", "error_count", "warni
                             "active_file_count", "active_campaigns"),
                  "model": ("loaded", "trained_at")}
 
+
+_HOST = re.compile(r"(?:[A-Za-z0-9_.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")  # RFC 3986's, bounded
 
 #: A JSON answer's headers: ``web.Response`` copies them, which is cheaper than building them
 JSON_HEADERS = CIMultiDict({hdrs.CONTENT_TYPE: "application/json"})
@@ -132,7 +135,16 @@ class AdServer:
 
     # -- handlers -----------------------------------------------------------------------------
     def base_url(self, request: web.Request) -> str:
-        return self.runtime.config.server.public_url or f"{request.scheme}://{request.host}"
+        """``public_url``, or (the demo) the request's own scheme and host; a Host header that is
+        no host name or address with an optional port is a 400: answers echo it, and serving and
+        the catalog keep URLs per base URL."""
+        public = self.runtime.config.server.public_url
+        if public:
+            return public
+        host = request.host
+        if not _HOST.fullmatch(host):
+            raise BadRequest("Host", "expected a host name or address, with an optional port")
+        return f"{request.scheme}://{host}"
 
     async def handle_slots(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
