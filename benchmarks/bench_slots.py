@@ -10,6 +10,7 @@ response; caps and budgets are live counters.
 from __future__ import annotations
 
 import json
+import sys
 import urllib.request
 
 from common import OUT, BareServer, LiveServer, median_spread, wrk
@@ -50,12 +51,13 @@ def sample_answer(url: str, page: dict) -> bytes:
     return urllib.request.urlopen(request).read()
 
 
-def run(repeats: int = 3, seconds: int = 10, connections: int = 32) -> str:
+def run(repeats: int = 3, seconds: int = 10, connections: int = 32, pages: tuple[str, ...] = tuple(PAGES)) -> str:
     folder = OUT / "world-1000"
     build(folder, campaigns=1000, items=100_000)
     sections = []
     with LiveServer(folder) as server:
-        for name, (slots, label) in PAGES.items():
+        for name in pages:
+            slots, label = PAGES[name]
             page = {**PAGE_REQUEST, "slots": slots}
             script = OUT / f"slots-{name}.lua"
             script.write_text(LUA % json.dumps(page))
@@ -84,5 +86,5 @@ def _measure(server, page: dict, script, label: str, repeats: int, seconds: int,
         f"page; p99 target <= 10 ms)", ""])
 
 
-if __name__ == "__main__":
-    print(run())
+if __name__ == "__main__":  # python bench_slots.py [REPEATS [PAGE ...]]
+    print(run(int(sys.argv[1]), pages=tuple(sys.argv[2:]) or tuple(PAGES)) if len(sys.argv) > 1 else run())
