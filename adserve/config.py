@@ -9,6 +9,7 @@ import zoneinfo
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 from .model import (IAB_SIZES, Budget, Campaign, Config, ConfigFile, Creative, Daypart, Flight,
@@ -147,6 +148,18 @@ def _check_unique_ids(config: Config, sources: Sources) -> Iterator[ConfigError]
                     for c in campaign.creatives if counts[c.id] > 1)
 
 
+EXACT = 2**53  # the largest count every counter holds exactly (the embedded store's are floats)
+
+
+def _countable(amount: Decimal) -> str | None:
+    """Why ``amount`` cannot be a counter's step or limit: "large" past ``EXACT`` (or not a
+    number), "fraction" when not whole; None when it can. Never raises: ``% 1`` did for
+    amounts past the decimal context's 28 digits."""
+    if not amount.is_finite() or abs(amount) > EXACT:
+        return "large"
+    return "fraction" if amount != amount.to_integral_value() else None
+
+
 class ObjectChecks:
     """Checks of one object at a time, run by the loader as each object is built."""
 
@@ -171,15 +184,26 @@ class ObjectChecks:
     def budget(self, budget: Budget) -> list[ConfigError]:
         if budget.total is None and budget.daily is None:
             return [self.sources.error(budget, "", "a budget needs total, daily or both")]
+        units = "micro-units" if budget.metric == "spend" else budget.metric
         what = "a whole number of micro-units (at most 6 decimals)" if budget.metric == "spend" \
             else f"a whole number of {budget.metric}"
-        return [self.sources.error(budget, name, f"must be {what}, got {value}")
-                for name in ("total", "daily")
-                if (value := getattr(budget, name)) is not None and budget.in_units(value) % 1]
+        problems = []
+        for name in ("total", "daily"):
+            value = getattr(budget, name)
+            fault = None if value is None else _countable(budget.in_units(value))
+            if fault == "large":
+                problems.append(self.sources.error(budget, name, f"must be at most {EXACT:,} {units}, got {value}"))
+            elif fault:
+                problems.append(self.sources.error(budget, name, f"must be {what}, got {value}"))
+        return problems
 
     def price(self, price: Price) -> list[ConfigError]:
         """Counters hold integer micro-units: a charge between two of them could not be billed."""
-        if price.charge_micros() % 1:
+        fault = _countable(price.charge_micros())
+        if fault == "large":
+            return [self.sources.error(price, "amount", f"{price.amount} is too large: one charge must be at "
+                                                        f"most {EXACT:,} micro-units")]
+        if fault:
             unit = "impression (a CPM price has at most 3 decimals)" if price.model == "cpm" \
                 else "click (at most 6 decimals)"
             return [self.sources.error(price, "amount", f"{price.amount} is not a whole number of "

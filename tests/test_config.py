@@ -221,6 +221,23 @@ def test_money_is_read_exactly_from_the_yaml_text(workdir):
     assert campaign.price.amount == Decimal("0.1") and campaign.budget.total == Decimal("1.10")
 
 
+@pytest.mark.parametrize("replace, add, path", [
+    ("amount: 1.0e+25", "", "campaigns[0].price.amount"),  # 28 digits of micro-units: "% 1" raised
+    ("model: cpc, amount: 9007199254.740993", "", "campaigns[0].price.amount"),  # 2**53 + 1 micro-units
+    ("amount: 5", "    budget: {metric: impressions, total: 1.0e+30}\n", "campaigns[0].budget.total"),
+    ("amount: 5", "    budget: {metric: spend, daily: 1.0e+22}\n", "campaigns[0].budget.daily"),
+])
+def test_money_too_large_to_count_exactly_is_a_config_error(workdir, replace, add, path):
+    """Counters hold whole numbers a float keeps exactly (the embedded store's): a charge or a
+    limit past 2**53 units could not be counted, and one past the decimal context's 28 digits
+    made the whole-number check itself raise."""
+    text = GOOD_CAMPAIGN.replace("model: cpm, amount: 5", "model: cpm, " + replace) + add
+    if "cpc" in replace:
+        text = text.replace("model: cpm, model: cpc,", "model: cpc,")
+    problem = only(problems_for(workdir, text), "at most")
+    assert problem.severity == "error" and problem.path == path and problem.line is not None
+
+
 @pytest.mark.parametrize("replace, add, path, fragment", [
     ("amount: 0.0005", "", "campaigns[0].price.amount", "micro-unit"),          # 0.5 micro a view
     ("model: cpc, amount: 0.0000001", "", "campaigns[0].price.amount", "micro-unit"),
