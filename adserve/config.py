@@ -184,9 +184,7 @@ class ObjectChecks:
     def budget(self, budget: Budget) -> list[ConfigError]:
         if budget.total is None and budget.daily is None:
             return [self.sources.error(budget, "", "a budget needs total, daily or both")]
-        units = "micro-units" if budget.metric == "spend" else budget.metric
-        what = "a whole number of micro-units (at most 6 decimals)" if budget.metric == "spend" \
-            else f"a whole number of {budget.metric}"
+        units, decimals = ("micro-units", " (at most 6 decimals)") if budget.metric == "spend" else (budget.metric, "")
         problems = []
         for name in ("total", "daily"):
             value = getattr(budget, name)
@@ -194,7 +192,8 @@ class ObjectChecks:
             if fault == "large":
                 problems.append(self.sources.error(budget, name, f"must be at most {EXACT:,} {units}, got {value}"))
             elif fault:
-                problems.append(self.sources.error(budget, name, f"must be {what}, got {value}"))
+                problems.append(self.sources.error(budget, name, f"must be a whole number of {units}{decimals}, "
+                                                                 f"got {value}"))
         return problems
 
     def price(self, price: Price) -> list[ConfigError]:

@@ -174,9 +174,7 @@ def _page(raw: object) -> Page:
     keywords = raw.get("keywords")
     if keywords is not None:
         keywords = _keywords(keywords)
-    get = raw.get
-    url, title, section, image_url, published = texts = (get("url"), get("title"), get("section"),
-                                                         get("image_url"), get("published"))
+    url, title, section, image_url, published = texts = tuple(map(raw.get, PAGE_TEXTS))
     for value in texts:  # checked in one pass; a value that is not a short string is looked at again
         if value is not None and (type(value) is not str or len(value) > 2048):
             for name in PAGE_TEXTS:

@@ -65,8 +65,9 @@ class Signer:
         self._nonce_prefix = secrets.token_hex(6)  # pragma: no mutate (any size keeps nonces unique)
         self._counter = itertools.count()
 
-    def _mac(self, body: bytes) -> bytes:
-        mac = self._keyed.copy()  # the key block is already absorbed
+    def _mac(self, body: bytes, absorbed=None) -> bytes:
+        """The MAC of ``body``, after what ``absorbed`` (the key block by default; a head) holds."""
+        mac = (absorbed or self._keyed).copy()
         mac.update(body)
         return _b64(mac.digest())
 
@@ -98,9 +99,7 @@ class Signer:
             body = _b64(data)
             return (body + b"." + self._mac(body)).decode()
         rest = _b64(data[1:])  # after the opening brace, which the head's part holds
-        mac = head.mac.copy()
-        mac.update(rest)
-        return (head.body + rest + b"." + _b64(mac.digest())).decode()
+        return (head.body + rest + b"." + self._mac(rest, head.mac)).decode()
 
     def verify(self, token: str) -> dict:
         if len(token) > MAX_TOKEN_CHARS or not token.isascii() or token.count(".") != 1:
