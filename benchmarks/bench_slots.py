@@ -74,7 +74,7 @@ class Run:
     load: Load
     server_us: float  # server CPU (all its threads) per completed request
     wrk_us: float  # wrk's own CPU per completed request
-    server_cores: float  # server CPU / wall time: 1.0 = one core busy throughout
+    server_cores: float  # server CPU over the run as wrk timed it: 1.0 = a core busy throughout
 
 
 class Readers:
@@ -146,22 +146,26 @@ def _measure(server, page: dict, script, label: str, pairs: int, seconds: int, c
                     f"| {sum(r.non_2xx for r in loads)} |")
     return "\n".join([
         f"### Slot fill, {label}: 1,000 campaigns, 100k catalog, trained model",
-        f"wrk, 1 thread, {connections} connections, one server worker; {pairs} pairs of {seconds} s runs, "
-        f"adserve and the bare handler (answering the same {len(answer)} bytes) in turn, which goes first "
-        f"alternating, both up throughout; adserve warmed with {WARM_SECONDS} s of the same load first. "
-        "Medians over the runs (min–max); p99 is the median of the runs' own wrk p99s (each from "
-        f"{seconds} s of requests, thousands of them: a real p99 of a short run, not one of the whole "
-        f"time). {seconds} s is about wrk's shortest useful run: it counts durations in whole seconds, "
-        "connects all connections before the first request (not timed), records every request's "
-        "latency, and stops at the next 100 ms tick after the duration (the requests in flight then, "
-        f"at most {connections}, are not counted; their server CPU is: under 1% of a run). "
-        "Server CPU: user + system of the whole process from /proc/PID/stat (10 ms ticks), per "
-        "completed request; cores: that CPU over the run's time as wrk measured it; wrk's CPU: rusage of the run.",
+        f"wrk, 1 thread, {connections} connections, one server worker; {pairs} pairs of {seconds} s runs: "
+        f"adserve and the bare handler (answering the same {len(answer)} bytes), both up throughout, which "
+        f"goes first alternating; adserve warmed first with {WARM_SECONDS} s of the same load. Medians "
+        "over the runs (min–max). **p99 is the median of the runs' own wrk p99s** (thousands of requests "
+        "each, with wrk's correction for coordinated omission); a stall that comes every 10-60 s (a full "
+        "collection, the minute's counter checkpoint) falls in few runs: it shows in the max, not the median. "
+        f"{seconds} s is about wrk's shortest useful run: it sleeps whole seconds, connects every connection "
+        "before its first request (not timed), times every request, and stops at its next 100 ms tick (the "
+        f"requests in flight then, at most {connections}, are not counted, their server CPU is: under 1%). "
+        "Server CPU: user + system of the whole process (/proc/PID/stat, 10 ms ticks) per completed "
+        "request; cores: that CPU over the run's time (below 1 when other processes take the core); "
+        "wrk's: rusage of the run. The warm-up does not reach a long-running server's state (open "
+        "reservations fill for `reservation_seconds`, reader caps for a day); bench_uptime.py measured "
+        "the cost per page flat with uptime within the noise (PROFILE.md, ninth round).",
         "", "| server | requests/s | p50 ms | p99 ms | server CPU µs/request | cores | wrk CPU µs/request | non-2xx |",
         "|---|---:|---:|---:|---:|---:|---:|---:|", *rows, "",
         f"**adserve / bare handler throughput: {median_spread(ratio, 2)}** (median of the {pairs} pairs' ratios; "
         f"target >= 0.30 on the light page; p99 target <= 10 ms). Cross-check, bare / adserve server CPU "
-        f"per request: {median_spread(cpu_ratio, 2)} (the same ratio when both servers keep one core busy).", ""])
+        f"per request: {median_spread(cpu_ratio, 2)} (the throughput ratio when both servers keep a core "
+        "busy; when the machine is oversubscribed, throughput also measures which server got the core).", ""])
 
 
 if __name__ == "__main__":  # python bench_slots.py [REPEATS [PAGE ...]]; a repeat is 5 pairs of 2 s

@@ -94,7 +94,7 @@ def main() -> None:
         started, rows = time.monotonic(), []
         print("pair | s under load | adserve µs/req | bare µs/req | bare/adserve CPU | adserve rps | p99 ms "
               "| keys | open reservations | expiring list | releasing list | gc CPU µs/req (gen 0, 1, 2) "
-              "| collections (0, 1, 2) | frozen | RSS MiB", flush=True)
+              "| collections (0, 1, 2) | full collection ms | frozen | RSS MiB", flush=True)
         before = probed()
         for n in range(args.pairs):
             if args.profile and n in (0, args.pairs - 1):
@@ -104,14 +104,15 @@ def main() -> None:
             got = {url: measured_run(url, pid, script, 32, args.seconds, readers()) for url, pid in order}
             mine, base = got[server.url], got[bare.url]
             after = probed()
-            gc_ms = [(b - a) * 1e6 / mine.load.requests for a, b in zip(before["gc_cpu"], after["gc_cpu"])]
+            gc_us = [(b - a) * 1e6 / mine.load.requests for a, b in zip(before["gc_cpu"], after["gc_cpu"])]
             collections = [b - a for a, b in zip(before["collections"], after["collections"])]
+            full = f"{(after['gc_cpu'][2] - before['gc_cpu'][2]) * 1e3 / collections[2]:.1f}" if collections[2] else "-"
             rows.append((mine.server_us, base.server_us))
             print(f"{n} | {(time.monotonic() - started):.0f} | {mine.server_us:.0f} | {base.server_us:.0f} "
                   f"| {base.server_us / mine.server_us:.3f} | {mine.load.rps:.0f} | {mine.load.p99_ms:.1f} "
                   f"| {after.get('keys')} | {after.get('reserved')} | {after.get('expiring')} "
-                  f"| {after.get('releasing')} | {', '.join(f'{g:.1f}' for g in gc_ms)} "
-                  f"| {', '.join(map(str, collections))} | {after['frozen']} | {rss_mib(server.process.pid):.0f}",
+                  f"| {after.get('releasing')} | {', '.join(f'{g:.1f}' for g in gc_us)} "
+                  f"| {', '.join(map(str, collections))} | {full} | {after['frozen']} | {rss_mib(server.process.pid):.0f}",
                   flush=True)
             before = after
     fifth = max(len(rows) // 5, 1)
