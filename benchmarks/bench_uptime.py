@@ -10,8 +10,9 @@ handler, which goes first alternating) and prints, per pair: the server's CPU pe
 the bare handler's (the machine's drift shows in both), their ratio, and what the server holds,
 read by a probe loaded beside the unchanged server (``sitecustomize``): the store's keys, open
 reservations and their expiry and release lists, the collector's collections per generation and
-the CPU they took, the frozen objects, and RSS. ``--profile``: py-spy of the first and the last
-minutes (an extra run each, not in the rows).
+the CPU they took, the frozen objects, and RSS. ``--profile``: py-spy of the server before the
+first and the last pair (an extra run each, not in the rows). What it showed: PROFILE.md, "Ninth
+round: measuring under wrk, and uptime".
 """
 
 from __future__ import annotations
@@ -92,7 +93,7 @@ def main() -> None:
     with LiveServer(OUT / "world-1000", env=env) as server, BareServer(sample_answer(server.url, page)) as bare:
         ours, theirs = (server.url, server.process.pid), (bare.url, bare.process.pid)
         started, rows = time.monotonic(), []
-        print("pair | s under load | adserve µs/req | bare µs/req | bare/adserve CPU | adserve rps | p99 ms "
+        print("pair | s since start | adserve µs/req | bare µs/req | bare/adserve CPU | adserve rps | p99 ms "
               "| keys | open reservations | expiring list | releasing list | gc CPU µs/req (gen 0, 1, 2) "
               "| collections (0, 1, 2) | full collection ms | frozen | RSS MiB", flush=True)
         before = probed()
