@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import platform
 import re
+import resource
 import shutil
 import statistics
 import subprocess
@@ -26,6 +27,8 @@ class Load:
     p50_ms: float
     p99_ms: float
     non_2xx: int
+    requests: int = 0  # completed in the run (those in flight when it stops are not)
+    seconds: float = 0.0  # the run's length as wrk timed it
 
 
 def _ms(text: str) -> float:
@@ -33,19 +36,44 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
 
 
-def wrk(url: str, script: Path | None, connections: int = 32, seconds: int = 10) -> Load:
-    """One bounded wrk run against a loopback URL."""
+def wrk(url: str, script: Path | None, connections: int = 32, seconds: int = 10,
+        script_args: tuple[str, ...] = ()) -> Load:
+    """One bounded wrk run against a loopback URL (``script_args`` reach the script's ``init``)."""
     assert url.startswith("http://127.0.0.1:"), "load only ever goes to loopback"
     command = [shutil.which("wrk") or "wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency",
                "--timeout", "5s", url]
     if script:
         command[1:1] = ["-s", str(script)]
+    if script_args:
+        command += ["--", *script_args]
     out = subprocess.run(command, capture_output=True, text=True, timeout=seconds + 30).stdout
     latency = dict(re.findall(r"^\s+(50|99)%\s+(\S+)", out, re.M))
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
     return Load(rps=float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
                 p50_ms=_ms(latency["50"]), p99_ms=_ms(latency["99"]),
-                non_2xx=int(non_2xx.group(1)) if non_2xx else 0)
+                non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+                **_done(re.search(r"(\d+) requests in ([\d.]+\w+),", out).groups()))
+
+
+def _done(counted: tuple[str, str]) -> dict:
+    """wrk's "N requests in 2.00s" (a run of a minute or more reads "1.00m")."""
+    requests, took = counted
+    value, unit = re.fullmatch(r"([\d.]+)(\w+)", took).groups()
+    return {"requests": int(requests), "seconds": float(value) * {"ms": 1e-3, "s": 1, "m": 60, "h": 3600}[unit]}
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """User + system CPU a process (all its threads) has used so far, from /proc/PID/stat
+    (clock ticks: 10 ms resolution at the usual 100 Hz)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+
+
+def children_cpu_seconds() -> float:
+    """User + system CPU of this process's children that have been waited for (e.g. finished wrk
+    runs): the difference across one run is that run's CPU."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 class BareServer:

@@ -28,12 +28,21 @@ def main(seconds: int = 8, top: int = 25) -> None:
     script.write_text(LUA % json.dumps(PAGE_REQUEST))
     samples = OUT / "profile.txt"
     with LiveServer(folder) as server:
-        load = threading.Thread(target=wrk, args=(server.url + "/v1/slots", script, 32, seconds + 4))
-        load.start()
-        subprocess.run([shutil.which("py-spy") or "py-spy", "record", "-f", "raw", "-o", str(samples),
-                        "-d", str(seconds), "-r", "200", "--pid", str(server.process.pid)],
-                       check=True, capture_output=True)
-        load.join()
+        record(server.url, server.process.pid, script, seconds, samples)
+    print(summary(samples, top))
+
+
+def record(url: str, pid: int, script, seconds: int, samples) -> None:
+    """py-spy's raw samples of the server ``pid`` for ``seconds`` under wrk's load (32 connections)."""
+    load = threading.Thread(target=wrk, args=(url + "/v1/slots", script, 32, seconds + 4))
+    load.start()
+    subprocess.run([shutil.which("py-spy") or "py-spy", "record", "-f", "raw", "-o", str(samples),
+                    "-d", str(seconds), "-r", "200", "--pid", str(pid)], check=True, capture_output=True)
+    load.join()
+
+
+def summary(samples, top: int) -> str:
+    """The ``top`` frames by own time, and by time including callees, as shares of all samples."""
     own, total, count = Counter(), Counter(), 0
     for line in samples.read_text().splitlines():
         stack, n = line.rsplit(" ", 1)
@@ -42,12 +51,10 @@ def main(seconds: int = 8, top: int = 25) -> None:
         own[frames[-1]] += int(n)
         for frame in set(frames):
             total[frame] += int(n)
-    print(f"{count} samples\n\nown time:")
-    for frame, n in own.most_common(top):
-        print(f"{n / count:6.1%}  {frame}")
-    print("\nincluding callees:")
-    for frame, n in total.most_common(top * 2)[top // 2:]:
-        print(f"{n / count:6.1%}  {frame}")
+    return "\n".join([f"{count} samples", "", "own time:",
+                      *(f"{n / count:6.1%}  {frame}" for frame, n in own.most_common(top)),
+                      "", "including callees:",
+                      *(f"{n / count:6.1%}  {frame}" for frame, n in total.most_common(top * 2)[top // 2:])])
 
 
 if __name__ == "__main__":
