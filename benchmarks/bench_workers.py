@@ -155,7 +155,7 @@ def bounds(runs: dict[str, list[dict]], connections: int) -> str:
             f"w2 = {w2:.3f} with two; o1 = {o1:.3f}, o = {o2:.3f} wrk + Redis with one, two; {cores} cores): "
             f"one worker <= min(1/w, {cores}/(w+o1)) = {one:,.0f} requests/s; two <= {cores}/(w2+o) = {two:,.0f} "
             f"(<= {cores}/(w+o) = {same:,.0f} if a worker cost with two what it costs alone), so the "
-            f"ratio <= {two / one:.2f} ({same / one:.2f}); 1.5x needs w2 + o <= {cores / 1.5:.2f} w = "
+            f"ratio, one worker at its bound, <= {two / one:.2f} ({same / one:.2f}); 1.5x needs w2 + o <= {cores / 1.5:.2f} w = "
             f"{cores * w / 1.5:.3f} ms. "
             f"Mean latency = {connections}/throughput (Little's law) and p99 >= mean: at the two-worker "
             f"bound p99 >= {connections / two * 1000:.1f} ms ({connections / same * 1000:.1f} ms), and "

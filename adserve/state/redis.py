@@ -227,7 +227,8 @@ FEED_KEPT = 100_000  # changes a feed keeps for processes that start later
 
 class RedisState:
     """Shared counters for several replicas; one command per call (a script, MGET or SET), all on
-    one pipelined connection (``redis_pipe``).
+    one pipelined connection (``redis_pipe``); the reserve walks of one turn of the loop share
+    one script call.
 
     Faults degrade, never break: a command without a reply within ``wait`` seconds fails, and once
     Redis cannot be reached the store is ``down``: calls fail at once with ``StateUnavailable`` (a
@@ -281,7 +282,8 @@ class RedisState:
 
     async def _walk(self, needs: list[list[Option | None]], taken: set[str],
                     hold_seconds: float) -> list[int | None]:
-        """One round trip of the reserve script (none when no option has a counter to read)."""
+        """One round trip of the reserve script, with the other pages of this turn of the loop (none
+        when no option has a counter to read)."""
         request = _reserve_request(needs, taken, hold_seconds)
         if request is None:
             return choose(needs, taken, lambda option: True)
