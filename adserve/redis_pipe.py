@@ -8,6 +8,9 @@ answers a connection's commands in order), and hiredis's C parser hands each rep
 caller's future: ~15 µs a command, and one connection per process however many requests are in
 flight.
 
+A script that takes many calls at once (``run_each``) gets the calls issued in one turn of the
+loop as one command: Redis's fixed cost of a script call, and a reply slot here, once per turn.
+
 redis-py still opens the connection (every URL form, TLS, AUTH, SELECT), in RESP2, the protocol
 parsed here. A broken connection, or a reply later than ``wait`` seconds, fails every command in
 flight (later replies could no longer be matched to their callers) and drops the connection; the
@@ -43,9 +46,11 @@ class Pipe:
         self._wait = wait
         self._connection: _Connection | None = None
         self._opening: asyncio.Future | None = None
-        self._outgoing: list[bytes] = []  # commands issued in this turn of the loop, written at its end
+        # commands issued in this turn of the loop, written at its end; a _Calls is packed then
+        self._outgoing: list[bytes | _Calls] = []
+        self._batches: dict[Script, _Calls] = {}  # run_each's calls of this turn, per script
         # (caller, reply deadline, a script's EVAL or None), in order
-        self._pending: deque[tuple[asyncio.Future, float, tuple | None]] = deque()
+        self._pending: deque[tuple[asyncio.Future | _Calls, float, tuple | _Calls | None]] = deque()
         self._watch: asyncio.TimerHandle | None = None  # fires at the oldest pending deadline
 
     def call(self, *args: bytes | str | int | float) -> Awaitable[Any]:
@@ -72,20 +77,38 @@ class Pipe:
             return self._opened(command, whole)
         return self._issue(command, whole)
 
+    def run_each(self, script: Script, shared: tuple, *args: bytes | str | int | float) -> Awaitable[Any]:
+        """One call of a script written to take many: ARGV is ``shared`` (the first call's), then
+        each call's ``args``, and it answers a list of one reply per call. The calls of one turn
+        of the loop go as one command; each caller gets its own reply (an error reply fails that
+        caller alone)."""
+        if self._connection is None:
+            return self._opened_each(script, shared, args)
+        packed = hiredis.pack_command(args)  # first: arguments RESP cannot carry fail this call alone
+        calls = self._batches.get(script)
+        if calls is None:
+            calls = self._batches[script] = _Calls(script, shared)
+            self._issue(calls, calls)
+        return calls.add(packed, len(args))
+
     async def close(self) -> None:
         """Drop the connection, failing what is in flight; a later command opens a new one."""
         self._drop(self._connection, ConnectionError("connection closed"))
 
-    def _issue(self, args: tuple, whole: tuple | None, future: asyncio.Future | None = None) -> asyncio.Future:
+    def _issue(self, args: tuple | _Calls, whole: tuple | _Calls | None,
+               future: asyncio.Future | None = None) -> asyncio.Future | _Calls:
         """Queue ``args`` for this turn's write; ``whole``: a script's EVAL, sent on NOSCRIPT."""
         if self._connection is None:  # lost since it was opened
             raise ConnectionError("the connection to Redis was lost")
-        # RESP, in C (half the Python loop's CPU); first: a command it refuses (TypeError, or
-        # text that is not UTF-8) must fail alone, not leave a reply slot every later reply shifts into
-        packed = hiredis.pack_command(args)
         loop = asyncio.get_running_loop()
-        if future is None:
-            future = loop.create_future()
+        if isinstance(args, _Calls):  # packed with the turn's write, its callers all added by then
+            packed = future = args
+        else:
+            # RESP, in C (half the Python loop's CPU); first: a command it refuses (TypeError, or
+            # text that is not UTF-8) must fail alone, not leave a reply slot every later reply shifts into
+            packed = hiredis.pack_command(args)
+            if future is None:
+                future = loop.create_future()
         deadline = loop.time() + self._wait
         self._pending.append((future, deadline, whole))
         if not self._outgoing:  # one write (one syscall) for every command of this turn
@@ -97,12 +120,18 @@ class Pipe:
 
     def _flush(self, connection: _Connection) -> None:
         if connection is self._connection:  # else they failed with the connection they were for
-            connection.transport.write(b"".join(self._outgoing))
+            connection.transport.write(b"".join([part if type(part) is bytes else part.pack()
+                                                 for part in self._outgoing]))
             self._outgoing = []
+            self._batches.clear()
 
     async def _opened(self, args: tuple, whole: tuple | None) -> Any:
         await self._open()
         return await self._issue(args, whole)
+
+    async def _opened_each(self, script: Script, shared: tuple, args: tuple) -> Any:
+        await self._open()
+        return await self.run_each(script, shared, *args)
 
     async def _open(self) -> None:
         if self._opening is None:
@@ -125,6 +154,8 @@ class Pipe:
             return
         if isinstance(reply, ResponseError):
             if whole is not None and str(reply).startswith("NOSCRIPT"):
+                if isinstance(whole, _Calls):
+                    whole.whole = True
                 self._issue(whole, None, future)
             else:
                 future.set_exception(reply)
@@ -148,11 +179,59 @@ class Pipe:
         self._connection = None
         connection.transport.close()
         self._outgoing = []
+        self._batches = {}
         if self._watch is not None:
             self._watch.cancel()
             self._watch = None
         pending, self._pending = self._pending, deque()
         for future, _, _ in pending:
+            if not future.done():
+                future.set_exception(fault)
+
+
+class _Calls:
+    """The calls of one script issued in one turn of the loop: one command, a reply per caller.
+
+    It stands in the pipe's queues where a command and its caller's future would: packed when the
+    turn's write goes out, and handed the reply (a list) to share out."""
+
+    __slots__ = ("script", "head", "arguments", "count", "futures", "whole")
+
+    def __init__(self, script: Script, shared: tuple) -> None:
+        self.script = script
+        self.head = shared
+        hiredis.pack_command(shared)  # what RESP cannot carry fails here, before a reply slot is queued
+        self.arguments: list[bytes] = []  # each call's arguments, packed without their count
+        self.count = 0
+        self.futures: list[asyncio.Future] = []
+        self.whole = False  # EVAL: Redis did not know the script
+
+    def add(self, packed: bytes, count: int) -> asyncio.Future:
+        self.arguments.append(packed[packed.index(b"\r\n") + 2:])
+        self.count += count
+        future = asyncio.get_running_loop().create_future()
+        self.futures.append(future)
+        return future
+
+    def pack(self) -> bytes:
+        script = (b"EVAL", self.script.source) if self.whole else (b"EVALSHA", self.script.sha)
+        head = hiredis.pack_command((*script, 0, *self.head))
+        return (b"*%d\r\n" % (3 + len(self.head) + self.count) + head[head.index(b"\r\n") + 2:]
+                + b"".join(self.arguments))
+
+    def done(self) -> bool:
+        return all(future.done() for future in self.futures)
+
+    def set_result(self, replies: list) -> None:
+        for future, reply in zip(self.futures, replies):
+            if not future.done():
+                if isinstance(reply, ResponseError):
+                    future.set_exception(reply)
+                else:
+                    future.set_result(reply)
+
+    def set_exception(self, fault: Exception) -> None:
+        for future in self.futures:
             if not future.done():
                 future.set_exception(fault)
 

@@ -15,7 +15,8 @@ wake-up, which a loaded server shares among the requests in flight.
 
 ``--script`` times the reserve script alone, inside redis-server: this checkout's requests of
 ``--views`` light pages (captured from its decisions) are replayed pipelined, so no client
-wake-up is in it, each pass on fresh keys, whole and cut short after each of its parts.
+wake-up is in it, each pass on fresh keys, whole and cut short after each of its parts, and
+whole with ``BATCH`` pages a call (as a worker sends the pages of one turn of its loop).
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from bench_workers import cpu_seconds
 
 STATES = ("memory", "redis")
 REPLAYS = 5  # copies of the captured requests a pass of --script sends
+BATCH = 8  # pages a call in --script's batched row: a worker's turn under wrk carries ~3-20
 
 
 def run(ref: str, views: int, passes: int, pixels: float) -> str:
@@ -93,19 +95,22 @@ def script_parts(views: int, passes: int) -> str:
         pages = {"light": {**PAGE_REQUEST, "slots": PAGES["light"][0]}}
         Worker(ROOT.parent, OUT / "redis-path-script", 4, pages, True, redis.url).decide_pass("light", views)
         common = state_redis._LUA_COMMON
-        parts = {"an empty script": "return 1",
-                 "+ decoding its request": "cjson.decode(ARGV[3]) return 1",
-                 "+ releasing what is due": common + "cjson.decode(ARGV[3]) return 1",
-                 "whole (+ walk, adds, reservations)": state_redis._LUA_RESERVE}
+        whole = state_redis._LUA_RESERVE
+        parts = {"an empty script": ("return 1", 1),
+                 "+ decoding its request": ("cjson.decode(ARGV[3]) return 1", 1),
+                 "+ releasing what is due": (common + "cjson.decode(ARGV[3]) return 1", 1),
+                 "whole (+ walk, adds, reservations)": (whole, 1),
+                 f"whole, {BATCH} pages a call, per page": (whole, BATCH)}
         cpu: dict[str, list[float]] = {part: [] for part in parts}
         with client_library.Redis.from_url(redis.url) as client:
-            shas = {part: client.script_load(source) for part, source in parts.items()}
+            loaded = [(part, client.script_load(source), pages) for part, (source, pages) in parts.items()]
             for n in range(passes):
-                for part, sha in shas.items():
+                for index, (part, sha, pages) in enumerate(loaded):
                     pipe = client.pipeline(transaction=False)
                     for copy in range(REPLAYS):  # enough calls for /proc's 10 ms ticks
-                        for request in requests:
-                            pipe.evalsha(sha, 0, f"script-{n}-{copy}:", time.time(), request)
+                        for first in range(0, len(requests), pages):
+                            calls = [(time.time(), request) for request in requests[first:first + pages]]
+                            pipe.evalsha(sha, 0, f"script-{index}-{n}-{copy}:", *(a for c in calls for a in c))
                     before = cpu_seconds([redis.process.pid])
                     pipe.execute()
                     cpu[part].append((cpu_seconds([redis.process.pid]) - before) * 1e6 / (REPLAYS * len(requests)))
@@ -118,8 +123,8 @@ def script_parts(views: int, passes: int) -> str:
         f"`python benchmarks/bench_redis_path.py --script --views {views} --passes {passes}`: "
         f"{len(requests)} reserve requests of light pages ({size:.0f} B each on average), replayed "
         f"pipelined {REPLAYS} times a pass on fresh keys, {passes} passes per part; redis-server CPU µs "
-        "per call, median (range).", "",
-        "| script | µs per call |", "|---|---:|",
+        "per page, median (range).", "",
+        "| script | µs per page |", "|---|---:|",
         *(f"| {part} | {statistics.median(got):.1f} ({min(got):.1f}–{max(got):.1f}) |" for part, got in cpu.items())])
 
 

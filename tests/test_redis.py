@@ -14,7 +14,7 @@ import redis.asyncio
 from adserve.ledger import Limit
 from adserve.server import listener
 from adserve.server.app import create_app
-from adserve.state import RedisState, StateUnavailable
+from adserve.state import Option, RedisState, StateUnavailable
 
 from .conftest import EXAMPLE_REQUEST, start_redis
 from .live import free_port
@@ -301,5 +301,63 @@ async def test_a_command_that_cannot_be_sent_fails_alone_and_leaves_the_answers_
     assert await state.assign("k1", "A", 60) == "A"
     with pytest.raises((TypeError, UnicodeEncodeError)):
         await state._redis.call(b"SET", state._prefix + "k2", unpackable)
-    answers = await asyncio.gather(state.assign("k1", "X", 60), state.assign("k3", "D", 60))
-    assert answers == ["A", "D"] and not state.down
+    page = asyncio.ensure_future(state.reserve([[capped_option(1)]], set(), 300))
+    await asyncio.sleep(0)  # its walk waits in this turn's script call, not written yet
+    with pytest.raises((TypeError, UnicodeEncodeError)):
+        await state._redis.run_each(state._reserve, (state._prefix,), 0, unpackable)
+    answers = await asyncio.gather(state.assign("k1", "X", 60), page, state.assign("k3", "D", 60))
+    assert answers == ["A", [0], "D"] and not state.down
+
+
+def script_calls(url: str) -> int:
+    """Scripts Redis has run (EVALSHA and EVAL) so far."""
+    with sync_redis.Redis.from_url(url) as client:
+        stats = client.info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("evalsha", "eval"))
+
+
+def capped_option(n: int, key: str = "cap", cap: int = 3) -> Option:
+    limit = Limit(key, cap, 1, "impression", 3600)
+    return Option((f"c{n}",), (limit,), (limit,), f"page{n}")
+
+
+async def test_the_pages_of_one_loop_turn_reserve_in_one_script_call_each_page_atomic(state, redis_url):
+    """Pages that reach Redis in one turn of the loop share one script call (its fixed cost,
+    Redis's and the worker's, paid once), and each page is still its own walk: ten pages
+    competing for a cap of 3 reserve it exactly three times, in the order they were issued."""
+    assert await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]  # the script is loaded
+    before = script_calls(redis_url)
+    picks = await asyncio.gather(*(state.reserve([[capped_option(n)]], set(), 300) for n in range(1, 11)))
+    assert script_calls(redis_url) - before == 1
+    assert picks == [[0]] * 3 + [[None]] * 7
+    assert await state.get_many(["cap"]) == [3.0] and not state.down
+
+
+async def test_a_page_whose_walk_fails_in_a_shared_script_call_fails_alone(state, redis_url):
+    """A counter that holds no number fails its page's walk (a Lua error); the other pages of the
+    same call are walked and reserved as if they had been alone."""
+    with sync_redis.Redis.from_url(redis_url) as client:
+        client.set(state._prefix + "broken", "not a number")
+    broken = Option(("c99",), (Limit("broken", 5, 1, "impression", 60),), (), None)
+    needs = [[capped_option(1)], [broken], [capped_option(2)], [capped_option(3, "other", 1)]]
+    picks = await asyncio.gather(*(state.reserve([options], set(), 300) for options in needs))
+    assert picks == [[0], [None], [0], [0]]
+    with sync_redis.Redis.from_url(redis_url) as client:
+        assert [client.get(state._prefix + key) for key in ("cap", "other")] == [b"2", b"1"]
+
+
+async def test_pages_sharing_a_script_call_are_answered_after_redis_forgot_the_script(state, redis_url):
+    assert await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]
+    with sync_redis.Redis.from_url(redis_url) as client:
+        client.script_flush()
+    picks = await asyncio.gather(*(state.reserve([[capped_option(n, cap=2)]], set(), 300) for n in range(1, 5)))
+    assert picks == [[0], [0], [None], [None]] and not state.down
+
+
+async def test_a_cancelled_page_leaves_the_others_of_its_script_call_their_answers(state):
+    assert await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]  # connected
+    pages = [asyncio.create_task(state.reserve([[capped_option(n, cap=2)]], set(), 300)) for n in range(1, 5)]
+    await asyncio.sleep(0)  # all four sent in one call, no reply read yet
+    pages[0].cancel()
+    picks = await asyncio.gather(*pages[1:])
+    assert picks == [[0], [None], [None]] and not state.down  # the cancelled page reserved too

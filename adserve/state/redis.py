@@ -53,55 +53,67 @@ end
 release_due()
 """
 
-# ARGV[3]: [hold seconds, the number of taken names, the names..., then per need: the number of
-# entries its options take (n, or -n - 1 when they end with a ``CUT``), and per option: the
-# number of names and the names, the number of checks and the checks, the number of holds and
-# the holds, the reservation id (null: none); or, for an option an earlier need sent already,
-# -(its place in ARGV[3]) (a widget's positions offer the same few: a third of a light page's
-# request)]. A reservation keeps its holds as JSON [[key, null, cost], ...], which every
-# version of this script releases.
+# The pages whose walks reach Redis in one turn of the loop come in one call (``Pipe.run_each``):
+# ARGV[2], ARGV[3] are one page's clock and request, ARGV[4], ARGV[5] the next's, and so on (the
+# first page's clock releases what is due); each page is walked in its own ``pcall``, so a page
+# whose walk fails gets its error and the others their picks. A request is [hold seconds, the
+# number of taken names, the names..., then per need: the number of entries its options take (n,
+# or -n - 1 when they end with a ``CUT``), and per option: the number of names and the names, the
+# number of checks and the checks, the number of holds and the holds, the reservation id (null:
+# none); or, for an option an earlier need sent already, -(its place in the request) (a widget's
+# positions offer the same few: a third of a light page's request)]. A reservation keeps its
+# holds as JSON [[key, null, cost], ...], which every version of this script releases.
 _LUA_RESERVE = _LUA_COMMON + """
-local r, taken, picks = cjson.decode(ARGV[3]), {}, {}
-local hold, i = r[1], 3 + r[2]
-for n = 3, i - 1 do taken[r[n]] = true end
-while i <= #r do
-  local span = r[i]
-  local cut = span < 0
-  if cut then span = -span - 1 end
-  local stop, pick, index = i + 1 + span, 0, 0
-  i = i + 1
-  while i < stop do
-    index = index + 1
-    local at = i  -- where the option is: here, or (-r[i]) where an earlier need sent it
-    if r[i] < 0 then at = -r[i] end
-    local names = at + 1
-    local checks = names + r[at]
-    local holds = checks + 1 + 3 * r[checks]
-    local reservation = holds + 1 + 3 * r[holds]
-    local free = true
-    for n = names, checks - 1 do if taken[r[n]] then free = false break end end
-    if free and fit(r, checks + 1, holds - 1, 3) then
-      if r[reservation] ~= null then
-        local held = {}
-        for h = holds + 1, reservation - 1, 3 do
-          add(r[h], r[h + 1], r[h + 2])
-          held[#held + 1] = '[' .. cjson.encode(r[h]) .. ',null,' .. r[h + 1] .. ']'
+local function walk(now, request)
+  local r, taken, picks = cjson.decode(request), {}, {}
+  local hold, i = r[1], 3 + r[2]
+  for n = 3, i - 1 do taken[r[n]] = true end
+  while i <= #r do
+    local span = r[i]
+    local cut = span < 0
+    if cut then span = -span - 1 end
+    local stop, pick, index = i + 1 + span, 0, 0
+    i = i + 1
+    while i < stop do
+      index = index + 1
+      local at = i  -- where the option is: here, or (-r[i]) where an earlier need sent it
+      if r[i] < 0 then at = -r[i] end
+      local names = at + 1
+      local checks = names + r[at]
+      local holds = checks + 1 + 3 * r[checks]
+      local reservation = holds + 1 + 3 * r[holds]
+      local free = true
+      for n = names, checks - 1 do if taken[r[n]] then free = false break end end
+      if free and fit(r, checks + 1, holds - 1, 3) then
+        if r[reservation] ~= null then
+          local held = {}
+          for h = holds + 1, reservation - 1, 3 do
+            add(r[h], r[h + 1], r[h + 2])
+            held[#held + 1] = '[' .. cjson.encode(r[h]) .. ',null,' .. r[h + 1] .. ']'
+          end
+          redis.call('SET', p .. 'res:' .. r[reservation], '[' .. table.concat(held, ',') .. ']',
+                     'EX', math.ceil(hold) + 3600)
+          redis.call('ZADD', p .. 'reserved', now + hold, r[reservation])
         end
-        redis.call('SET', p .. 'res:' .. r[reservation], '[' .. table.concat(held, ',') .. ']',
-                   'EX', math.ceil(hold) + 3600)
-        redis.call('ZADD', p .. 'reserved', now + hold, r[reservation])
+        for n = names, checks - 1 do taken[r[n]] = true end
+        pick = index
+        break
       end
-      for n = names, checks - 1 do taken[r[n]] = true end
-      pick = index
-      break
+      if at == i then i = reservation + 1 else i = i + 1 end
     end
-    if at == i then i = reservation + 1 else i = i + 1 end
+    if pick == 0 and cut then return picks end
+    picks[#picks + 1] = pick
+    i = stop
   end
-  if pick == 0 and cut then return picks end
-  picks[#picks + 1] = pick
-  i = stop
+  return picks
 end
-return picks
+local replies = {}
+for k = 2, #ARGV, 2 do
+  local ok, picks = pcall(walk, tonumber(ARGV[k]), ARGV[k + 1])
+  if not ok and type(picks) ~= 'table' then picks = redis.error_reply(tostring(picks)) end
+  replies[#replies + 1] = picks  -- a redis.call's error comes as its error reply already
+end
+return replies
 """
 
 # ARGV[3..8]: outcome key, its ttl, the reservation ('': none), a token mark ('': none) and the
@@ -215,7 +227,8 @@ FEED_KEPT = 100_000  # changes a feed keeps for processes that start later
 
 class RedisState:
     """Shared counters for several replicas; one command per call (a script, MGET or SET), all on
-    one pipelined connection (``redis_pipe``).
+    one pipelined connection (``redis_pipe``); the reserve walks of one turn of the loop share
+    one script call.
 
     Faults degrade, never break: a command without a reply within ``wait`` seconds fails, and once
     Redis cannot be reached the store is ``down``: calls fail at once with ``StateUnavailable`` (a
@@ -269,12 +282,13 @@ class RedisState:
 
     async def _walk(self, needs: list[list[Option | None]], taken: set[str],
                     hold_seconds: float) -> list[int | None]:
-        """One round trip of the reserve script (none when no option has a counter to read)."""
+        """One round trip of the reserve script, with the other pages of this turn of the loop (none
+        when no option has a counter to read)."""
         request = _reserve_request(needs, taken, hold_seconds)
         if request is None:
             return choose(needs, taken, lambda option: True)
         try:
-            picks = await self._call(self._redis.run, self._reserve, self._prefix, self._clock(), request)
+            picks = await self._call(self._redis.run_each, self._reserve, (self._prefix,), self._clock(), request)
         except StateUnavailable:  # serve what no counter limits: uncapped and house campaigns
             return choose(needs, taken, lambda option: not option.checks)
         return [pick - 1 if pick else None for pick in picks]
