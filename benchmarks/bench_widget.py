@@ -1,6 +1,6 @@
 """The widget's and the answer's assembly against another ref's code, in ONE process.
 
-    python benchmarks/bench_widget.py --baseline-ref main [--part widget|organic|recommend --views 500 --passes 30]
+    python benchmarks/bench_widget.py --baseline-ref main [--part widget|recs|organic|recommend --views 500 --passes 30]
 
 ``bench_inprocess.py`` compares whole pages in two processes; a few µs of a ~300 µs page drown in
 the load of a shared machine there. This builds one server of the benchmarks' world and swaps in,
@@ -9,7 +9,7 @@ the ones of ``adserve/serving.py``, ``adserve/recs/recommender.py`` and ``adserv
 at ``--baseline-ref`` (loaded from git into this package, so the other modules are this checkout's:
 the ref's files must still fit them).
 Both see the same catalog, model, popularity and counters. Timed (thread CPU time) is ``--part``:
-``widget`` is ``SlotServer._recs`` + ``_display``, ``organic`` is ``_recs`` less its sponsored
+``widget`` is ``SlotServer._recs`` + ``_display``, ``recs`` ``_recs`` alone (the widget, natives and tokens included), ``organic`` is ``_recs`` less its sponsored
 natives and its signed token (``_ad`` and ``_token``, not timed): the widget's recommendation and
 its articles' entries; ``recommend`` is ``Recommender.recommend``. Passes alternate in order, and the
 median of the pairs' differences is what to read.
@@ -29,6 +29,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PARTS = {  # name -> (class, its methods timed, its methods whose time inside those is left out)
     "widget": ("SlotServer", ("_recs", "_display"), ()),
+    "recs": ("SlotServer", ("_recs",), ()),
     "organic": ("SlotServer", ("_recs",), ("_ad", "_token")),
     "recommend": ("Recommender", ("recommend",), ()),
 }

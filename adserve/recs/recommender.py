@@ -14,7 +14,6 @@ import random
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -170,21 +169,31 @@ class Recommender:
             banned.add(page_item)
         now = self._clock()  # one reading per widget: its age cutoff and its fresh articles
         model = self.model  # the one this widget started with, whatever a swap does meanwhile
+        items = self.catalog.items
         picked: list[str] = []
         used: str | None = None
         for name in CHAINS[strategy]:
-            ranked = self._ranked(name, model, user, page_item, history, now)
-            if ranked and self._take(ranked, count, banned, picked) and used is None:
-                used = name
+            if name == "popular":  # the newest articles fill in when little has been clicked yet
+                ranked = itertools.chain(self.popularity.top(), self._recent(now)[1])  # read until a widget is full
+            elif (ranked := self._modelled(name, model, user, page_item, history, now)) is None:
+                continue
+            for item_id in ranked:  # its live, unbanned items up to ``count``
+                if len(picked) >= count:
+                    break
+                if item_id not in banned and (item := items.get(item_id)) is not None and item.live:
+                    picked.append(item_id)
+                    banned.add(item_id)
+                    if used is None:
+                        used = name
             if len(picked) >= count:
                 break
         self._explore(picked, count, banned, now)
         return Recommendation(picked, used or "popular")
 
-    def _ranked(self, name: str, model: LoadedModel | None, user, page_item, history,
-                now: float) -> Iterable[str] | None:
-        if name == "popular":  # the newest articles fill in when little has been clicked yet
-            return itertools.chain(self.popularity.top(), self._recent(now)[1])  # read until a widget is full
+    def _modelled(self, name: str, model: LoadedModel | None, user, page_item, history,
+                  now: float) -> list[str] | None:
+        """The model's current candidates for the reader (``personal``) or the article
+        (``related``), hottest first; None when it has none."""
         if model is None:
             return None
         # a reader or an article the model has no row for and no clicks to go by: nothing to list
@@ -228,18 +237,6 @@ class Recommender:
         if len(model.candidates) > CANDIDATES_KEPT:
             model.candidates.popitem(last=False)
         return found
-
-    def _take(self, ranked: Iterable[str], count: int, banned: set[str], picked: list[str]) -> bool:
-        """Add ``ranked``'s live, unbanned items to ``picked`` up to ``count``; whether any was added."""
-        before = len(picked)
-        items = self.catalog.items
-        for item_id in ranked:
-            if len(picked) >= count:
-                break
-            if item_id not in banned and (item := items.get(item_id)) is not None and item.live:
-                picked.append(item_id)
-                banned.add(item_id)
-        return len(picked) > before
 
     def _explore(self, picked: list[str], count: int, banned: set[str], now: float) -> None:
         """Give fresh articles their exposure share, at random positions after the first."""
