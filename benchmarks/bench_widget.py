@@ -18,6 +18,7 @@ median of the pairs' differences is what to read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import statistics
 import subprocess
@@ -54,6 +55,9 @@ def main() -> None:
     parser.add_argument("--part", choices=sorted(PARTS), default="widget")
     parser.add_argument("--views", type=int, default=500, help="light pages per pass")
     parser.add_argument("--passes", type=int, default=30, help="pairs of passes")
+    parser.add_argument("--fresh-hours", type=float, default=None,
+                        help="recs.fresh_hours for both codes (the world's last 24 h hold 15 articles; "
+                             "a news site publishing ~100 a day has that many fresh ones at 24)")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT.parent), str(ROOT)]
     import bench_inprocess
@@ -82,6 +86,8 @@ def main() -> None:
             for name in untimed:
                 setattr(cls, name, left_out(getattr(cls, name), spent, open_))
     server = worker.server
+    if args.fresh_hours is not None:
+        server.recommender.recs = dataclasses.replace(server.recommender.recs, fresh_hours=args.fresh_hours)
     current = server.slots
     baseline = old["serving"].SlotServer(current.signer, current.events, current.catalog, current.recommender,
                                          current.discovery, current._clock)
@@ -108,7 +114,8 @@ def main() -> None:
             times[code].append(spent[0] / args.views * 1e6)
     differences = [c - b for b, c in zip(times["baseline"], times["current"])]
     ratios = [c / b for b, c in zip(times["baseline"], times["current"])]
-    print(f"{args.part}, µs per light page (median of {args.passes} passes): `{args.baseline_ref}` "
+    fresh = f", {len(server.recommender.fresh_items())} fresh articles" if args.fresh_hours is not None else ""
+    print(f"{args.part}{fresh}, µs per light page (median of {args.passes} passes): `{args.baseline_ref}` "
           f"{statistics.median(times['baseline']):.1f}, this checkout {statistics.median(times['current']):.1f}; "
           f"difference {statistics.median(differences):+.1f} µs, ratio {statistics.median(ratios):.2f} "
           f"({min(ratios):.2f}-{max(ratios):.2f})")

@@ -73,6 +73,9 @@ class LoadedModel:
         self._confidence = recs.alpha * recs.click_weight
         self._folded: OrderedDict[tuple, list[str]] = OrderedDict()
         self._n = artifact.user_top.shape[1] if artifact.user_top.ndim == 2 else 0
+        # which readers have a table row, a byte each: read per widget without a numpy scalar
+        # (indexing and comparing one costs about a microsecond)
+        self._tabled = (artifact.user_top[:, 0] >= 0).tobytes() if self._n else b""
         # the recommender's, per model: a swap (made in a loader thread) leaves the serving one alone
         self.candidates: OrderedDict[tuple, Candidates] = OrderedDict()
 
@@ -84,7 +87,7 @@ class LoadedModel:
         """The reader's table row; a reader without one (not active lately) scored from their
         factors; a reader newer than the model folded in from their clicks."""
         u = self.user_index.get(user) if user else None
-        if u is not None and self.artifact.user_top[u, 0] >= 0:
+        if u is not None and self._tabled[u]:
             return self._ids(self.artifact.user_top[u])
         if u is not None:
             return self._best(("reader", u), self.artifact.user_factors[u], ())
@@ -119,10 +122,9 @@ class LoadedModel:
         return result
 
     def related(self, item: str | None) -> list[str] | None:
+        """The article's neighbours (empty when it has none: a row of -1)."""
         i = self.item_index.get(item) if item else None
-        if i is None or self.artifact.item_neighbors[i, 0] < 0:
-            return None
-        return self._ids(self.artifact.item_neighbors[i])
+        return None if i is None else self._ids(self.artifact.item_neighbors[i])
 
 
 class Recommender:
@@ -229,11 +231,13 @@ class Recommender:
         current, until = [], math.inf
         for item_id in candidates:
             item = items.get(item_id)
-            if item is None or item.published is None:
+            published = None if item is None else item.published
+            if published is None:
                 current.append(item_id)
-            elif item.published >= cutoff:
+            elif published >= cutoff:
                 current.append(item_id)
-                until = min(until, item.published)
+                if published < until:  # not min(): a builtin call per candidate
+                    until = published
         found = model.candidates[key] = Candidates(self.catalog.version, cutoff, until, current)
         if len(model.candidates) > CANDIDATES_KEPT:
             model.candidates.popitem(last=False)
