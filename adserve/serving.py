@@ -199,7 +199,7 @@ class SlotServer:
         """A widget's answer and decision record: its articles, each the catalog's kept card merged
         with its click URL (the widget's token, with its position) in one dict made in C, and its
         natives at their positions."""
-        sponsored = {}
+        sponsored: dict[int, Fill] = {}  # a loop: a comprehension is a call of its own (Python 3.11)
         for position in positions:
             if (fill := fills.get(f"{slot.id}#{position}")) is not None:
                 sponsored[position] = fill

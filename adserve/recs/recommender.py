@@ -250,7 +250,7 @@ class Recommender:
         if not n:
             return
         fresh = self._recent(now)[0]
-        if n == 1:  # below 7 organic items n is 0 or 1
+        if n == 1:  # what widgets below 7 organic items draw at the default share
             chosen = self._fresh_pick(fresh, banned)
         else:
             fresh = [i for i in fresh if i not in banned]
