@@ -196,28 +196,30 @@ class SlotServer:
 
     def _recs(self, runtime: Runtime, slot: Slot, positions: list[int], fills: dict, request: SlotRequest,
               base_url: str, on_page: set[str]):
-        sponsored = {p: fill for p in positions if (fill := fills.get(f"{slot.id}#{p}")) is not None}
-        reader = request.consent.content_reader(request.user_id)
-        rec = self.recommender.recommend(request.consent.strategy(_strategy(runtime, slot)), reader,
+        """A widget's answer and decision record: its articles, each the catalog's kept card merged
+        with its click URL (the widget's token, with its position) in one dict made in C, and its
+        natives at their positions."""
+        sponsored: dict[int, Fill] = {}  # a loop: a comprehension is a call of its own (Python 3.11)
+        for position in positions:
+            if (fill := fills.get(f"{slot.id}#{position}")) is not None:
+                sponsored[position] = fill
+        consent = request.consent
+        reader = consent.content_reader(request.user_id)
+        rec = self.recommender.recommend(consent.strategy(_strategy(runtime, slot)), reader,
                                          request.page.item_id, slot.count - len(sponsored), on_page)
-        on_page.update(rec.items)
-        token = self._token({"u": reader, "its": rec.items}, slot, request, rec.strategy)
-        items = self._organic(rec.items, f"{base_url}/t/c?t={token}", base_url)
+        picked, strategy = rec.items, rec.strategy
+        on_page.update(picked)
+        token = self._token({"u": reader, "its": picked}, slot, request, strategy)
+        click = f"{base_url}/t/c?t={token}&i="
+        items = [{**card, "click_url": f"{click}{position}"}
+                 for position, card in enumerate(self.catalog.cards(picked, base_url))]
         for position in sorted(sponsored):  # at its position; past the articles, after them (insert clamps)
             fill = sponsored[position]
-            items.insert(position - 1, self._ad(runtime.shown_ad(slot, fill, base_url, self.signer, rec.strategy),
+            items.insert(position - 1, self._ad(runtime.shown_ad(slot, fill, base_url, self.signer, strategy),
                                                 fill, request, base_url))
-        answer = {"type": "recs", "strategy": rec.strategy, "items": items,
-                  "impression_url": f"{base_url}/t/i?t={token}"}
-        return answer, {"slot": slot.id, "placement": slot.placement, "strategy": rec.strategy,
-                        "items": rec.items,
-                        "sponsored": [f.campaign.id for f in sponsored.values()]}
-
-    def _organic(self, item_ids: list[str], click: str, base_url: str) -> list[dict]:
-        """The articles' kept cards, each merged into an entry of the widget's own with its click
-        URL (the widget's, with its position)."""
-        return [{**card, "click_url": f"{click}&i={position}"}
-                for position, card in enumerate(self.catalog.cards(item_ids, base_url))]
+        answer = {"type": "recs", "strategy": strategy, "items": items, "impression_url": f"{base_url}/t/i?t={token}"}
+        return answer, {"slot": slot.id, "placement": slot.placement, "strategy": strategy, "items": picked,
+                        "sponsored": [fill.campaign.id for fill in sponsored.values()]}
 
 
 @functools.cache

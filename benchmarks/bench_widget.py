@@ -1,6 +1,6 @@
 """The widget's and the answer's assembly against another ref's code, in ONE process.
 
-    python benchmarks/bench_widget.py --baseline-ref main [--part widget|organic|recommend --views 500 --passes 30]
+    python benchmarks/bench_widget.py --baseline-ref main [--part widget|recs|organic|recommend --views 500 --passes 30]
 
 ``bench_inprocess.py`` compares whole pages in two processes; a few µs of a ~300 µs page drown in
 the load of a shared machine there. This builds one server of the benchmarks' world and swaps in,
@@ -9,7 +9,7 @@ the ones of ``adserve/serving.py``, ``adserve/recs/recommender.py`` and ``adserv
 at ``--baseline-ref`` (loaded from git into this package, so the other modules are this checkout's:
 the ref's files must still fit them).
 Both see the same catalog, model, popularity and counters. Timed (thread CPU time) is ``--part``:
-``widget`` is ``SlotServer._recs`` + ``_display``, ``organic`` is ``_recs`` less its sponsored
+``widget`` is ``SlotServer._recs`` + ``_display``, ``recs`` ``_recs`` alone (the widget, natives and tokens included), ``organic`` is ``_recs`` less its sponsored
 natives and its signed token (``_ad`` and ``_token``, not timed): the widget's recommendation and
 its articles' entries; ``recommend`` is ``Recommender.recommend``. Passes alternate in order, and the
 median of the pairs' differences is what to read.
@@ -18,6 +18,7 @@ median of the pairs' differences is what to read.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import statistics
 import subprocess
@@ -29,6 +30,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent
 PARTS = {  # name -> (class, its methods timed, its methods whose time inside those is left out)
     "widget": ("SlotServer", ("_recs", "_display"), ()),
+    "recs": ("SlotServer", ("_recs",), ()),
     "organic": ("SlotServer", ("_recs",), ("_ad", "_token")),
     "recommend": ("Recommender", ("recommend",), ()),
 }
@@ -53,6 +55,9 @@ def main() -> None:
     parser.add_argument("--part", choices=sorted(PARTS), default="widget")
     parser.add_argument("--views", type=int, default=500, help="light pages per pass")
     parser.add_argument("--passes", type=int, default=30, help="pairs of passes")
+    parser.add_argument("--fresh-hours", type=float, default=None,
+                        help="recs.fresh_hours for both codes (the world's last 24 h hold 15 articles; "
+                             "a news site publishing ~100 a day has that many fresh ones at 24)")
     args = parser.parse_args()
     sys.path[:0] = [str(ROOT.parent), str(ROOT)]
     import bench_inprocess
@@ -81,6 +86,8 @@ def main() -> None:
             for name in untimed:
                 setattr(cls, name, left_out(getattr(cls, name), spent, open_))
     server = worker.server
+    if args.fresh_hours is not None:
+        server.recommender.recs = dataclasses.replace(server.recommender.recs, fresh_hours=args.fresh_hours)
     current = server.slots
     baseline = old["serving"].SlotServer(current.signer, current.events, current.catalog, current.recommender,
                                          current.discovery, current._clock)
@@ -107,7 +114,8 @@ def main() -> None:
             times[code].append(spent[0] / args.views * 1e6)
     differences = [c - b for b, c in zip(times["baseline"], times["current"])]
     ratios = [c / b for b, c in zip(times["baseline"], times["current"])]
-    print(f"{args.part}, µs per light page (median of {args.passes} passes): `{args.baseline_ref}` "
+    fresh = f", {len(server.recommender.fresh_items())} fresh articles" if args.fresh_hours is not None else ""
+    print(f"{args.part}{fresh}, µs per light page (median of {args.passes} passes): `{args.baseline_ref}` "
           f"{statistics.median(times['baseline']):.1f}, this checkout {statistics.median(times['current']):.1f}; "
           f"difference {statistics.median(differences):+.1f} µs, ratio {statistics.median(ratios):.2f} "
           f"({min(ratios):.2f}-{max(ratios):.2f})")

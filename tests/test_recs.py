@@ -506,6 +506,26 @@ def test_the_current_article_is_never_recommended_without_a_model_or_as_a_fresh_
         assert PAGE not in rec.items and OTHERS[3] in rec.items  # the one other fresh article
 
 
+
+def test_a_fresh_pick_draws_what_choice_draws_from_the_unbanned_fresh_articles():
+    """A widget's one fresh pick is drawn without copying the fresh list less the banned articles:
+    it must be the article, and use the random numbers, that ``choice`` of that copy would, for
+    banned sets holding none, some or all of them, and follow the fresh list when it is refreshed
+    (a new list: positions kept from the old one would pick another article, or a banned one)."""
+    recommender = Recommender(Catalog(), Recs(), random.Random())
+    draws = random.Random(5)
+    fresh = [f"f{n}" for n in range(12)]
+    for _ in range(400):
+        if draws.random() < 0.3:  # refreshed: another list of other articles in another order
+            fresh = [f"f{n}" for n in draws.sample(range(40), draws.randrange(13))]
+        banned = {f"f{n}" for n in range(40) if draws.random() < draws.choice((0.0, 0.3, 1.0))} | {"page"}
+        seed = draws.random()
+        recommender.rng.seed(seed)
+        reference = random.Random(seed)
+        left = [item for item in fresh if item not in banned]
+        assert recommender._fresh_pick(fresh, banned) == ([reference.choice(left)] if left else [])
+        assert recommender.rng.random() == reference.random()  # as many numbers drawn
+
 # -- memoized candidate lists ------------------------------------------------------------------
 def test_memoized_candidates_follow_the_clock_the_catalog_the_config_and_the_model_at_once():
     """A reader's (and an article's) candidates are worked out once and reused: ageing past

@@ -14,7 +14,6 @@ import random
 import time
 from collections import OrderedDict, deque
 from dataclasses import dataclass
-from typing import Iterable
 
 import numpy as np
 
@@ -74,6 +73,9 @@ class LoadedModel:
         self._confidence = recs.alpha * recs.click_weight
         self._folded: OrderedDict[tuple, list[str]] = OrderedDict()
         self._n = artifact.user_top.shape[1] if artifact.user_top.ndim == 2 else 0
+        # which readers have a table row, a byte each: read per widget without a numpy scalar
+        # (indexing and comparing one costs about a microsecond)
+        self._tabled = (artifact.user_top[:, 0] >= 0).tobytes() if self._n else b""
         # the recommender's, per model: a swap (made in a loader thread) leaves the serving one alone
         self.candidates: OrderedDict[tuple, Candidates] = OrderedDict()
 
@@ -85,7 +87,7 @@ class LoadedModel:
         """The reader's table row; a reader without one (not active lately) scored from their
         factors; a reader newer than the model folded in from their clicks."""
         u = self.user_index.get(user) if user else None
-        if u is not None and self.artifact.user_top[u, 0] >= 0:
+        if u is not None and self._tabled[u]:
             return self._ids(self.artifact.user_top[u])
         if u is not None:
             return self._best(("reader", u), self.artifact.user_factors[u], ())
@@ -120,10 +122,9 @@ class LoadedModel:
         return result
 
     def related(self, item: str | None) -> list[str] | None:
+        """The article's neighbours (empty when it has none: a row of -1)."""
         i = self.item_index.get(item) if item else None
-        if i is None or self.artifact.item_neighbors[i, 0] < 0:
-            return None
-        return self._ids(self.artifact.item_neighbors[i])
+        return None if i is None else self._ids(self.artifact.item_neighbors[i])
 
 
 class Recommender:
@@ -137,6 +138,7 @@ class Recommender:
         self.rng = rng or random.Random()
         self._clock = clock
         self._fresh: list[str] = []
+        self._fresh_position: tuple[list[str], dict[str, int]] = ([], {})  # a fresh list, its items' indices
         self._newest: list[str] = []
         self._fresh_at = -1e18
 
@@ -170,21 +172,31 @@ class Recommender:
             banned.add(page_item)
         now = self._clock()  # one reading per widget: its age cutoff and its fresh articles
         model = self.model  # the one this widget started with, whatever a swap does meanwhile
+        items = self.catalog.items
         picked: list[str] = []
         used: str | None = None
         for name in CHAINS[strategy]:
-            ranked = self._ranked(name, model, user, page_item, history, now)
-            if ranked and self._take(ranked, count, banned, picked) and used is None:
-                used = name
+            if name == "popular":  # the newest articles fill in when little has been clicked yet
+                ranked = itertools.chain(self.popularity.top(), self._recent(now)[1])  # read until a widget is full
+            elif (ranked := self._modelled(name, model, user, page_item, history, now)) is None:
+                continue
+            for item_id in ranked:  # its live, unbanned items up to ``count``
+                if len(picked) >= count:
+                    break
+                if item_id not in banned and (item := items.get(item_id)) is not None and item.live:
+                    picked.append(item_id)
+                    banned.add(item_id)
+                    if used is None:
+                        used = name
             if len(picked) >= count:
                 break
         self._explore(picked, count, banned, now)
         return Recommendation(picked, used or "popular")
 
-    def _ranked(self, name: str, model: LoadedModel | None, user, page_item, history,
-                now: float) -> Iterable[str] | None:
-        if name == "popular":  # the newest articles fill in when little has been clicked yet
-            return itertools.chain(self.popularity.top(), self._recent(now)[1])  # read until a widget is full
+    def _modelled(self, name: str, model: LoadedModel | None, user, page_item, history,
+                  now: float) -> list[str] | None:
+        """The model's current candidates for the reader (``personal``) or the article
+        (``related``), hottest first; None when it has none."""
         if model is None:
             return None
         # a reader or an article the model has no row for and no clicks to go by: nothing to list
@@ -219,27 +231,17 @@ class Recommender:
         current, until = [], math.inf
         for item_id in candidates:
             item = items.get(item_id)
-            if item is None or item.published is None:
+            published = None if item is None else item.published
+            if published is None:
                 current.append(item_id)
-            elif item.published >= cutoff:
+            elif published >= cutoff:
                 current.append(item_id)
-                until = min(until, item.published)
+                if published < until:  # not min(): a builtin call per candidate
+                    until = published
         found = model.candidates[key] = Candidates(self.catalog.version, cutoff, until, current)
         if len(model.candidates) > CANDIDATES_KEPT:
             model.candidates.popitem(last=False)
         return found
-
-    def _take(self, ranked: Iterable[str], count: int, banned: set[str], picked: list[str]) -> bool:
-        """Add ``ranked``'s live, unbanned items to ``picked`` up to ``count``; whether any was added."""
-        before = len(picked)
-        items = self.catalog.items
-        for item_id in ranked:
-            if len(picked) >= count:
-                break
-            if item_id not in banned and (item := items.get(item_id)) is not None and item.live:
-                picked.append(item_id)
-                banned.add(item_id)
-        return len(picked) > before
 
     def _explore(self, picked: list[str], count: int, banned: set[str], now: float) -> None:
         """Give fresh articles their exposure share, at random positions after the first."""
@@ -248,17 +250,38 @@ class Recommender:
         if not n:
             return
         fresh = self._recent(now)[0]
-        if not banned.isdisjoint(fresh):  # often none is (a reader's picks are older): no copy then
+        if n == 1:  # what widgets below 7 organic items draw at the default share
+            chosen = self._fresh_pick(fresh, banned)
+        else:
             fresh = [i for i in fresh if i not in banned]
-        # one pick (n is 0 or 1 below 7 organic items): the draw ``sample`` makes, at a tenth of its
-        # cost; ``choice`` draws as ``randrange`` does (one ``_randbelow`` of the length), without its checks
-        chosen = ([self.rng.choice(fresh)] if n == 1 and fresh
-                  else self.rng.sample(fresh, min(n, len(fresh))))
+            chosen = self.rng.sample(fresh, min(n, len(fresh)))
         for item in chosen:
             if len(picked) < count:
                 picked.append(item)
             else:
                 picked[self.rng.choice(range(1, count)) if count > 1 else 0] = item
+
+    def _fresh_pick(self, fresh: list[str], banned: set[str]) -> list[str]:
+        """One of the ``fresh`` articles not ``banned`` (none if all are), drawn as ``choice`` draws
+        from a copy of them without the banned ones (one ``_randbelow`` of its length), without
+        making the copy: the draw indexes what is left and steps past the banned ones' positions.
+        A widget's cost so follows its banned articles (about ten), not the day's fresh ones (a
+        copy and a membership test each per widget: hundreds on a news site)."""
+        listed, where = self._fresh_position
+        if listed is not fresh:  # once per fresh list (refreshed every 30 s)
+            where = {item: i for i, item in enumerate(fresh)}
+            self._fresh_position = (fresh, where)
+        if where.keys().isdisjoint(banned):  # half the widgets: none to step past (a test of ~10 keys)
+            return [self.rng.choice(fresh)] if fresh else []
+        skipped = sorted(map(where.__getitem__, where.keys() & banned))
+        if len(skipped) == len(fresh):  # all banned
+            return []
+        k = self.rng.choice(range(len(fresh) - len(skipped)))
+        for position in skipped:
+            if position > k:
+                break
+            k += 1
+        return [fresh[k]]
 
     def fresh_items(self) -> list[str]:
         return self._recent(self._clock())[0]
