@@ -73,7 +73,11 @@ class EventLog:
         """Write events (``ts`` added when missing, a new ``event_id`` each) with a single write
         call, or raise LogUnavailable."""
         first = events[0]
-        now = first["ts"] if len(events) == 1 and "ts" in first else self._clock()  # a lone dated event needs no clock
+        if len(events) == 1 and "ts" in first:  # a page's decision event: one line, no list to join
+            self.append_lines(first["ts"], orjson.dumps({**first, "event_id": self._ids()},
+                                                        option=orjson.OPT_APPEND_NEWLINE))
+            return
+        now = self._clock()
         self.append_lines(first.get("ts", now), b"".join(serialised(events, self._ids, now)))
 
     def append_lines(self, ts: float, data: bytes) -> None:
