@@ -420,23 +420,24 @@ class Decider:
         id (and cap counter). A big book's campaigns are each drawn a few times a second: kept
         per second, their bounds were worked out again for most draws.
         """
-        cid = campaign.id
-        shared = page.shared.get(cid)
+        shared = page.shared.get(campaign.id)
         if shared is None or not shared[1].since <= page.now < shared[1].until:
             if shared is not None:  # only its bounds moved
                 names = shared[0]
             else:
-                names = (f"c{cid}", f"a:{campaign.advertiser}") if self.unique_advertiser else (f"c{cid}",)
+                names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
+                    else (f"c{campaign.id}",)
             bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
             unreserved = Option(names, bounds.checks, (), None) if bounds.cap is None and not bounds.holds else None
-            shared = page.shared[cid] = (names, bounds, unreserved)
-        option = shared[2]
+            shared = page.shared[campaign.id] = (names, bounds, unreserved)
+        names, bounds, option = shared
         if option is None:  # it reserves, or reads the reader's cap: worked out per page
-            option = page.options.get(cid, self)  # self: not asked yet (None is an answer)
+            option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
             if option is self:
-                found = shared[1].of(page.reader)
-                option = page.options[cid] = None if found is None else \
-                    _new_option((shared[0], *found, f"{page.reservation}{cid}" if found[1] else None))
+                found = bounds.of(page.reader)
+                option = None if found is None else \
+                    _new_option((names, *found, f"{page.reservation}{campaign.id}" if found[1] else None))
+                page.options[campaign.id] = option
         return option
 
     async def bill(self, kind: str, campaign_id: object, user: str | None, hit: str, ttl: int,

@@ -384,8 +384,8 @@ class Ledger:
             paced = tuple(lines)
             cap = campaign.frequency_cap
             cap_ttl = 0 if cap is None else (_PERIOD_SECONDS.get(cap.period) or flight_left) + 3600
-        checks = tuple([c for c in every if c[1] is not None])
-        holds = tuple([c for c in checks if c[3] == "impression"])  # mostly all: then the same tuple
+        checks = tuple([c for c in every if c.limit is not None])
+        holds = tuple([c for c in checks if c.event == "impression"])  # mostly all: then the same tuple
         known = self._known[campaign.id] = _new_counters((
             campaign, moment, until - MOVE_MARGIN, tuple(every), (checks, checks if len(holds) == len(checks) else holds),
             paced, known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl))
