@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
+import functools
 import itertools
 import math
 import re
@@ -54,10 +55,7 @@ class _Plan:
     ends: tuple[float, ...]
     before: tuple[float, ...]   # weight of the stretches before each one
     weights: tuple[float, ...]
-
-    @property
-    def total(self) -> float:
-        return self.before[-1] + self.weights[-1] if self.weights else 0.0
+    total: float                # weight of the whole plan (read at every paced limit's move)
 
     def done(self, now: float) -> float:
         """The weight of the plan that lies before ``now``."""
@@ -144,12 +142,20 @@ class Bounds(NamedTuple):
         if user is None:
             return None if cap.without_consent == "skip" else (self.checks, self.holds)
         limit = _cap_limit(self.cap_prefix, user, self.cap_suffix, cap.count, self.cap_ttl)
-        return self.checks + limit, self.holds + limit
+        checks = self.checks + limit
+        return checks, checks if self.holds is self.checks else self.holds + limit
 
 
 def _cap_limit(prefix: str, user: str, suffix: str, count: int, ttl: int) -> tuple[Limit]:
     """A reader's frequency-cap counter, alone in a tuple (what it adds to a campaign's limits)."""
-    return (Limit(f"{prefix}{user}{suffix}", count, 1, "impression", ttl),)
+    return (_new_limit((f"{prefix}{user}{suffix}", count, 1, "impression", ttl)),)
+
+
+# Limits, counters and bounds made without NamedTuple's Python-level ``__new__``: a big book's
+# pages make a cap Limit per capped ad, and its paced campaigns new counters every second or so.
+_new_limit = functools.partial(tuple.__new__, Limit)
+_new_counters = functools.partial(tuple.__new__, _Counters)
+_new_bounds = functools.partial(tuple.__new__, Bounds)
 
 
 UNBOUNDED = Bounds((), (), None, "", "", 0, -math.inf, math.inf)  # no caps nor budgets: nothing to read
@@ -320,8 +326,8 @@ class Ledger:
         counters = self._counters(campaign, moment)
         cap = campaign.frequency_cap
         suffix = "" if cap is None else f":{moment.buckets[cap.period]}"
-        return Bounds(*counters.reservable, cap, counters.cap_prefix, suffix, counters.cap_ttl,
-                      counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1))
+        return _new_bounds((*counters.reservable, cap, counters.cap_prefix, suffix, counters.cap_ttl,
+                            counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1)))
 
     def _for_reader(self, campaign: Campaign, user: str | None,
                     moment: Moment) -> tuple[_Counters, tuple[Limit, ...]] | None:
@@ -355,8 +361,9 @@ class Ledger:
             for position, cap, line, whole in paced:
                 key, _, cost, event, ttl = every[position]
                 limit, moves = self._bound(campaign, cap, line, cost, moment, whole)
-                every[position] = Limit(key, limit, cost, event, ttl)
-                until = min(until, moves)
+                every[position] = _new_limit((key, limit, cost, event, ttl))
+                if moves < until:
+                    until = moves
             cap_ttl = known.cap_ttl
         else:
             flight_left = _flight_left(campaign, moment)
@@ -377,11 +384,11 @@ class Ledger:
             paced = tuple(lines)
             cap = campaign.frequency_cap
             cap_ttl = 0 if cap is None else (_PERIOD_SECONDS.get(cap.period) or flight_left) + 3600
-        checks = tuple(c for c in every if c.limit is not None)
-        known = self._known[campaign.id] = _Counters(
-            campaign, moment, until - MOVE_MARGIN, tuple(every),
-            (checks, tuple(c for c in checks if c.event == "impression")), paced,
-            known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl)
+        checks = tuple([c for c in every if c.limit is not None])
+        holds = tuple([c for c in checks if c.event == "impression"])  # mostly all: then the same tuple
+        known = self._known[campaign.id] = _new_counters((
+            campaign, moment, until - MOVE_MARGIN, tuple(every), (checks, checks if len(holds) == len(checks) else holds),
+            paced, known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl))
         return known
 
     def charge(self, campaign: Campaign, event: str, user: str | None,
@@ -513,7 +520,8 @@ def _plan(hours, hourly: tuple[float, ...], targeting: CompiledTargeting, weekda
                 stretches.append((a, b, hourly[hour] * (b - a) / 3600))
     weights = tuple(w for _a, _b, w in stretches)
     before = tuple(itertools.accumulate(weights[:-1], initial=0.0)) if weights else ()
-    return _Plan(tuple(a for a, _b, _w in stretches), tuple(b for _a, b, _w in stretches), before, weights)
+    return _Plan(tuple(a for a, _b, _w in stretches), tuple(b for _a, b, _w in stretches), before, weights,
+                 before[-1] + weights[-1] if weights else 0.0)
 
 
 def _hourly_weights(traffic: Mapping[int, float], tz: ZoneInfo) -> tuple[float, ...]:

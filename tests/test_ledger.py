@@ -577,3 +577,21 @@ def test_a_clock_set_back_within_the_hour_reads_the_paced_limit_of_then():
     assert serve_and_count(d, request(), 1) == 1
     clock.now = NY_MIDNIGHT + dt.timedelta(hours=9, minutes=10)
     assert serve_and_count(d, request(), 30) == 18
+
+
+def test_a_reader_reserves_what_is_checked_in_one_tuple_unless_clicks_are_checked_too():
+    """Where every bounded counter is impression-metered (caps, impression budgets, CPM spend) the
+    decision checks exactly what it holds: one tuple serves both, so a capped ad adds its reader's
+    counter once. A click budget is checked at the decision but held by no reservation."""
+    cap = FrequencyCap(count=3, period="day")
+    ledger = Ledger("America/New_York")
+    moment = ledger.moment(dt.datetime(2026, 11, 24, 15, 0, tzinfo=UTC))
+    shown = campaign(1, frequency_cap=cap, budget=Budget(metric="impressions", daily=100))
+    checks, holds = ledger.bounds(shown, moment).of("a")
+    assert holds is checks and [limit.key for limit in checks] == ["c1:day:2026-11-24:impressions",
+                                                                   "c1:cap:a:20261124"]
+    clicked = campaign(2, frequency_cap=cap, budget=Budget(metric="clicks", daily=7), pacing="asap")
+    clicked.price = Price(model="cpc", amount=1.0)
+    checks, holds = ledger.bounds(clicked, moment).of("a")
+    assert [limit.event for limit in checks] == ["click", "impression"]
+    assert holds == checks[1:] and holds[0].key == "c2:cap:a:20261124"
