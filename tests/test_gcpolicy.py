@@ -53,3 +53,20 @@ def test_garbage_that_was_alive_at_a_freeze_is_freed_within_the_hour(policy):
     gc.collect()  # ends by handing the frozen objects back
     gc.collect()
     assert alive() is None
+
+
+def test_the_embedded_stores_tables_stay_frozen_as_they_grow(policy):
+    """The store's dicts hold only tuples the collector stops tracking. An exact dict of such
+    values is untracked by a full collection too, so it missed the freeze; the next insert tracked
+    it again as a young object, and the collections after walked every key (17-19 ms a million)."""
+    from adserve.ledger import Limit
+    from adserve.state.memory import MemoryState
+
+    store = MemoryState(clock=lambda: 1000.0)
+    for n in range(200):
+        store.mark(f"mark:{n}", 3600, 1000.0)
+        store._reserved[f"r{n}"] = store._add([Limit(f"cap:{n}", 3, 1.0, "impression", 3600)], 1000.0)
+    gc.collect()
+    store.mark("mark:new", 3600, 1000.0)
+    store._reserved["r-new"] = ("cap:new", 1.0)
+    assert not {id(store._values), id(store._reserved)} & walked()

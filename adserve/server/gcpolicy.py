@@ -8,8 +8,7 @@ the embedded store's lists of keys by expiry minute (a day of reader caps) and o
 by release second (five minutes of answers). Walked by every full collection, they make its
 pause grow with traffic and uptime (7-42 ms of CPU within 100 s of load). So the survivors of
 each full collection are frozen too, and the next one walks only what was promoted since. (The
-store's dicts of tuples escape a freeze: each full collection untracks them, the next insert
-tracks them again as young objects; see benchmarks/PROFILE.md.)
+store's tables are a dict subclass so that they stay tracked and frozen: see ``state/memory.py``.)
 
 A frozen object is still freed by reference counting, but never as cyclic garbage: what was alive
 at a freeze and later dies in a cycle (a connection, a request in flight) stays (about 100 objects
