@@ -344,6 +344,9 @@ async def test_a_page_whose_walk_fails_in_a_shared_script_call_fails_alone(state
     assert picks == [[0], [None], [0], [0]]
     with sync_redis.Redis.from_url(redis_url) as client:
         assert [client.get(state._prefix + key) for key in ("cap", "other")] == [b"2", b"1"]
+    # its data, not Redis, failed: the store stays up (down, every page would go without its
+    # capped campaigns until the watcher reconnects, and a page that keeps failing keeps it down)
+    assert not state.down and await state.reserve([[capped_option(4)]], set(), 300) == [0]
 
 
 async def test_pages_sharing_a_script_call_are_answered_after_redis_forgot_the_script(state, redis_url):
@@ -361,3 +364,37 @@ async def test_a_cancelled_page_leaves_the_others_of_its_script_call_their_answe
     pages[0].cancel()
     picks = await asyncio.gather(*pages[1:])
     assert picks == [[0], [None], [None]] and not state.down  # the cancelled page reserved too
+
+
+async def test_the_reservations_due_are_released_as_fast_as_pages_reserve_in_shared_calls(redis_url):
+    """Each call releases a bounded batch of the reservations past their hold: with every page of a
+    turn in one call, that bound must grow with the pages, or a turn of 300 pages reserves more than
+    it releases, and unviewed answers (no pixel ever settles them) pile up until capped campaigns
+    are refused for good."""
+    now = [1000.0]
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:", clock=lambda: now[0])
+    pages = 300
+    try:
+        reserved = await asyncio.gather(*(state.reserve([[capped_option(n, cap=pages)]], set(), 10)
+                                          for n in range(pages)))
+        assert reserved == [[0]] * pages
+        now[0] += 60  # every hold has ended, no pixel came
+        again = await asyncio.gather(*(state.reserve([[capped_option(pages + n, cap=pages)]], set(), 10)
+                                       for n in range(pages)))
+        assert again == [[0]] * pages and await state.get_many(["cap"]) == [float(pages)]
+    finally:
+        await state.close()
+
+
+async def test_pages_of_one_call_with_different_clocks_see_every_hold_ended_by_the_latest(redis_url):
+    """Redis runs the call at one moment, at or after the latest clock of its pages: a hold that
+    has ended by then is released before any page is walked, not left to the next call (here the
+    only place under a cap of 1 would otherwise stay refused to both pages)."""
+    clocks = iter([1000.0, 1005.0, 1020.0])
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:", clock=lambda: next(clocks))
+    try:
+        assert await state.reserve([[capped_option(0, cap=1)]], set(), 10) == [0]  # held until 1010
+        picks = await asyncio.gather(*(state.reserve([[capped_option(n, cap=1)]], set(), 10) for n in (1, 2)))
+        assert picks == [[0], [None]] and await state.get_many(["cap"]) == [1.0]
+    finally:
+        await state.close()

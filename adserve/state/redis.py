@@ -15,7 +15,8 @@ if TYPE_CHECKING:
 
 
 # Shared by both scripts: release reservations past their hold time (a bounded batch per call,
-# so a backlog is worked off over a few calls), check bounds, add with an expiry. A request is
+# 256 per page of a reserve call so release keeps pace with reserving; a backlog is worked off over
+# a few calls), check bounds, add with an expiry. A request is
 # one flat JSON array: decoding it nested (a table per option and per limit) took the script
 # ~30-50 µs, more than all its counter reads and writes; flat, one table. In it a limit is
 # ``key, limit (null: none), cost``, a counter to add ``key, cost, ttl``. Costs are whole units
@@ -27,8 +28,8 @@ local function incr(key, amount)
   if type(value) == 'table' then value = redis.call('INCRBYFLOAT', key, amount) end  -- not whole
   return tonumber(value)
 end
-local function release_due()
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'reserved', '-inf', now, 'LIMIT', 0, 256)) do
+local function release_due(calls)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'reserved', '-inf', now, 'LIMIT', 0, 256 * calls)) do
     local held = redis.call('GET', p .. 'res:' .. id)
     if held then
       for _, h in ipairs(cjson.decode(held)) do
@@ -50,12 +51,12 @@ end
 local function add(key, cost, ttl)  -- a new counter (its first add) gets the expiry
   if incr(p .. key, cost) == cost then redis.call('EXPIRE', p .. key, ttl, 'NX') end
 end
-release_due()
 """
 
 # The pages whose walks reach Redis in one turn of the loop come in one call (``Pipe.run_each``):
-# ARGV[2], ARGV[3] are one page's clock and request, ARGV[4], ARGV[5] the next's, and so on (the
-# first page's clock releases what is due); each page is walked in its own ``pcall``, so a page
+# ARGV[2], ARGV[3] are one page's clock and request, ARGV[4], ARGV[5] the next's, and so on (what
+# is due by the latest page's clock is released first: no page sees a hold that has ended by its
+# own clock); each page is walked in its own ``pcall``, so a page
 # whose walk fails gets its error and the others their picks. A request is [hold seconds, the
 # number of taken names, the names..., then per need: the number of entries its options take (n,
 # or -n - 1 when they end with a ``CUT``), and per option: the number of names and the names, the
@@ -64,6 +65,8 @@ release_due()
 # positions offer the same few: a third of a light page's request)]. A reservation keeps its
 # holds as JSON [[key, null, cost], ...], which every version of this script releases.
 _LUA_RESERVE = _LUA_COMMON + """
+for k = 4, #ARGV, 2 do now = math.max(now, tonumber(ARGV[k])) end
+release_due((#ARGV - 1) / 2)
 local function walk(now, request)
   local r, taken, picks = cjson.decode(request), {}, {}
   local hold, i = r[1], 3 + r[2]
@@ -121,6 +124,7 @@ return replies
 # attempt holds is a repeated hit: -1, nothing moves; else it is set to this attempt, with the
 # outcome's ttl, in the same call (``claim``: the same attempt asking again reads its outcome).
 _LUA_SETTLE = _LUA_COMMON + """
+release_due(1)
 local outcome, ttl, reservation, mark, attempt = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local c = cjson.decode(ARGV[8])
 if mark ~= '' then
@@ -238,9 +242,10 @@ class RedisState:
     def __init__(self, url: str, prefix: str = "adserve:", clock=time.time, wait: float = 1.0) -> None:
         from redis.exceptions import RedisError  # optional dependency, only for multi-replica setups
 
-        from ..redis_pipe import Pipe, Script
+        from ..redis_pipe import CallError, Pipe, Script
 
         self._redis = Pipe(url, wait)
+        self._call_error = CallError
         self._faults = (RedisError, OSError)
         self._reserve = Script(_LUA_RESERVE)
         self._settle = Script(_LUA_SETTLE)
@@ -249,11 +254,14 @@ class RedisState:
         self.down = False
 
     async def _call(self, issue: Callable[..., Awaitable], *args):
-        """``issue(*args)``'s reply (a pipe's ``call`` or ``run``), or mark the store down."""
+        """``issue(*args)``'s reply (a pipe's ``call`` or ``run``), or mark the store down; a page's
+        own error in a shared call (its data broke its walk) fails that page alone."""
         if self.down:
             raise StateUnavailable("redis is down")
         try:
             return await waited_on(issue(*args))
+        except self._call_error as exc:
+            raise StateUnavailable(f"redis: {exc}") from exc
         except self._faults as exc:
             self.down = True
             raise StateUnavailable(f"redis: {exc}") from exc
