@@ -398,3 +398,46 @@ async def test_pages_of_one_call_with_different_clocks_see_every_hold_ended_by_t
         assert picks == [[0], [None]] and await state.get_many(["cap"]) == [1.0]
     finally:
         await state.close()
+
+
+async def test_a_shared_script_call_lost_with_its_connection_fails_each_page_and_leaves_nothing_queued(tmp_path):
+    """Redis stops answering a shared call: every page of it gets its degraded answer within the
+    wait (none hangs), nothing of the call stays queued, and once Redis is back the next call's
+    replies are shared out one per page, in order."""
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    state = RedisState(f"redis://127.0.0.1:{port}/0", prefix="t:", wait=0.3)
+    free = Option(("house",), (), (), None)
+    try:
+        assert await state.open() and await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]
+        redis.send_signal(signal.SIGSTOP)
+        picks = await asyncio.wait_for(asyncio.gather(  # the guard: 100 times the wait, against a hang
+            *(state.reserve([[capped_option(n), free]], set(), 300) for n in range(1, 5))), 30)
+        assert picks == [[1]] * 4 and state.down  # served what no counter limits
+        pipe = state._redis
+        assert not (pipe._pending or pipe._outgoing or pipe._batches)
+        redis.send_signal(signal.SIGCONT)
+        assert not await state.open()
+        picks = await asyncio.gather(*(state.reserve([[capped_option(n, "fresh", 2), free]], set(), 300)
+                                       for n in range(5, 9)))
+        assert picks == [[0], [0], [1], [1]] and not state.down
+    finally:
+        redis.send_signal(signal.SIGCONT)
+        redis.kill()
+        redis.wait(timeout=10)
+        await state.close()
+
+
+async def test_a_shared_call_dropped_before_it_was_written_leaves_no_call_for_later_pages_to_join(state):
+    """A page joining a call the lost connection failed unsent would wait for a reply that never
+    comes: the pipe's next call opens a new connection and is sent on it."""
+    from adserve.state.redis import _reserve_request
+
+    pipe, shared = state._redis, (state._prefix,)
+    assert await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]
+    lost = pipe.run_each(state._reserve, shared, 0, _reserve_request([[capped_option(1)]], set(), 300))
+    await pipe.close()  # in the same turn: the call was not written yet
+    with pytest.raises(sync_redis.ConnectionError):
+        await lost
+    later = pipe.run_each(state._reserve, shared, 0, _reserve_request([[capped_option(2)]], set(), 300))
+    assert await asyncio.wait_for(later, 30) == [1]  # its picks; the guard: a hang
