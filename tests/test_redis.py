@@ -349,6 +349,24 @@ async def test_a_page_whose_walk_fails_in_a_shared_script_call_fails_alone(state
     assert not state.down and await state.reserve([[capped_option(4)]], set(), 300) == [0]
 
 
+async def test_a_page_whose_walk_fails_keeps_none_of_its_reservations(state, redis_url):
+    """A page is reserved whole or not at all: its first need reserved, its second broke the walk
+    (a counter that holds no number), so its answer is the degraded one and the first need's
+    reservation is undone, not left holding the only place under the cap until its hold ends."""
+    with sync_redis.Redis.from_url(redis_url) as client:
+        client.set(state._prefix + "broken", "not a number")
+    broken = Option(("c99",), (Limit("broken", 5, 1, "impression", 60),), (), None)
+    spent = Option(("c98",), (), (Limit("spent", None, 1, "impression", 60),), "spent")  # counted, no limit
+    with sync_redis.Redis.from_url(redis_url) as client:
+        client.set(state._prefix + "spent", "also not a number")
+    # the walk breaks reading a counter, or adding to one; the degraded answer serves what no
+    # counter limits
+    for failing, degraded in ((broken, [None, None]), (spent, [None, 0])):
+        assert await state.reserve([[capped_option(1, cap=1)], [failing]], set(), 300) == degraded
+        assert await state.get_many(["cap"]) == [0.0] and not state.down
+    assert await state.reserve([[capped_option(2, cap=1)]], set(), 300) == [0]
+
+
 async def test_pages_sharing_a_script_call_are_answered_after_redis_forgot_the_script(state, redis_url):
     assert await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]
     with sync_redis.Redis.from_url(redis_url) as client:

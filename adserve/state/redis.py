@@ -56,17 +56,19 @@ end
 # The pages whose walks reach Redis in one turn of the loop come in one call (``Pipe.run_each``):
 # ARGV[2], ARGV[3] are one page's clock and request, ARGV[4], ARGV[5] the next's, and so on (what
 # is due by the latest page's clock is released first: no page sees a hold that has ended by its
-# own clock); each page is walked in its own ``pcall``, so a page
-# whose walk fails gets its error and the others their picks. A request is [hold seconds, the
-# number of taken names, the names..., then per need: the number of entries its options take (n,
-# or -n - 1 when they end with a ``CUT``), and per option: the number of names and the names, the
-# number of checks and the checks, the number of holds and the holds, the reservation id (null:
-# none); or, for an option an earlier need sent already, -(its place in the request) (a widget's
-# positions offer the same few: a third of a light page's request)]. A reservation keeps its
-# holds as JSON [[key, null, cost], ...], which every version of this script releases.
+# own clock); each page is walked in its own ``pcall``, so a page whose walk fails gets its error,
+# with its writes undone (a page is reserved whole or not at all), and the others their picks.
+# A request is [hold seconds, the number of taken names, the names..., then per need: the number
+# of entries its options take (n, or -n - 1 when they end with a ``CUT``), and per option: the
+# number of names and the names, the number of checks and the checks, the number of holds and the
+# holds, the reservation id (null: none); or, for an option an earlier need sent already, -(its
+# place in the request) (a widget's positions offer the same few: a third of a light page's
+# request)]. A reservation keeps its holds as JSON [[key, null, cost], ...], which every version
+# of this script releases.
 _LUA_RESERVE = _LUA_COMMON + """
 for k = 4, #ARGV, 2 do now = math.max(now, tonumber(ARGV[k])) end
 release_due((#ARGV - 1) / 2)
+local added, made  -- the writes of the page being walked: [key, cost, ...], its reservation ids
 local function walk(now, request)
   local r, taken, picks = cjson.decode(request), {}, {}
   local hold, i = r[1], 3 + r[2]
@@ -92,11 +94,13 @@ local function walk(now, request)
           local held = {}
           for h = holds + 1, reservation - 1, 3 do
             add(r[h], r[h + 1], r[h + 2])
+            added[#added + 1], added[#added + 2] = r[h], r[h + 1]
             held[#held + 1] = '[' .. cjson.encode(r[h]) .. ',null,' .. r[h + 1] .. ']'
           end
           redis.call('SET', p .. 'res:' .. r[reservation], '[' .. table.concat(held, ',') .. ']',
                      'EX', math.ceil(hold) + 3600)
           redis.call('ZADD', p .. 'reserved', now + hold, r[reservation])
+          made[#made + 1] = r[reservation]
         end
         for n = names, checks - 1 do taken[r[n]] = true end
         pick = index
@@ -110,10 +114,21 @@ local function walk(now, request)
   end
   return picks
 end
+local function undo()  -- a page whose walk failed keeps none of its reservations
+  for i = 1, #added, 2 do incr(p .. added[i], -added[i + 1]) end
+  for _, id in ipairs(made) do
+    redis.call('DEL', p .. 'res:' .. id)
+    redis.call('ZREM', p .. 'reserved', id)
+  end
+end
 local replies = {}
 for k = 2, #ARGV, 2 do
+  added, made = {}, {}
   local ok, picks = pcall(walk, tonumber(ARGV[k]), ARGV[k + 1])
-  if not ok and type(picks) ~= 'table' then picks = redis.error_reply(tostring(picks)) end
+  if not ok then
+    undo()
+    if type(picks) ~= 'table' then picks = redis.error_reply(tostring(picks)) end
+  end
   replies[#replies + 1] = picks  -- a redis.call's error comes as its error reply already
 end
 return replies
