@@ -15,10 +15,10 @@ if TYPE_CHECKING:
 
 
 # Shared by both scripts: release reservations past their hold time (a bounded batch per call,
-# 256 per page of a reserve call so release keeps pace with reserving; a backlog is worked off over
-# a few calls), check bounds, add with an expiry. A request is
-# one flat JSON array: decoding it nested (a table per option and per limit) took the script
-# ~30-50 µs, more than all its counter reads and writes; flat, one table. In it a limit is
+# 256 per page of a reserve call so releasing keeps pace with reserving; a backlog is worked off
+# over a few calls), check bounds, add with an expiry. A request is one flat JSON array: decoding
+# it nested (a table per option and per limit) took the script ~30-50 µs, more than all its
+# counter reads and writes; flat, one table. In it a limit is
 # ``key, limit (null: none), cost``, a counter to add ``key, cost, ttl``. Costs are whole units
 # (spend in micro-units): INCRBY, ~3x cheaper than INCRBYFLOAT, which is left for a fraction.
 _LUA_COMMON = """
