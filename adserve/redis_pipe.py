@@ -37,6 +37,11 @@ class Script:
         self.sha = hashlib.sha1(self.source).hexdigest().encode()
 
 
+class CallError(ResponseError):
+    """One call's own error in a command shared by many (``run_each``): Redis ran the command and
+    the connection is fine; only this caller's part failed."""
+
+
 class Pipe:
     """Every command of the process on one connection, each reply handed to its own caller."""
 
@@ -81,7 +86,7 @@ class Pipe:
         """One call of a script written to take many: ARGV is ``shared`` (the first call's), then
         each call's ``args``, and it answers a list of one reply per call. The calls of one turn
         of the loop go as one command; each caller gets its own reply (an error reply fails that
-        caller alone)."""
+        caller alone, with ``CallError``)."""
         if self._connection is None:
             return self._opened_each(script, shared, args)
         packed = hiredis.pack_command(args)  # first: arguments RESP cannot carry fail this call alone
@@ -226,7 +231,7 @@ class _Calls:
         for future, reply in zip(self.futures, replies):
             if not future.done():
                 if isinstance(reply, ResponseError):
-                    future.set_exception(reply)
+                    future.set_exception(CallError(str(reply)))
                 else:
                     future.set_result(reply)
 

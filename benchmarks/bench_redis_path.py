@@ -98,7 +98,7 @@ def script_parts(views: int, passes: int) -> str:
         whole = state_redis._LUA_RESERVE
         parts = {"an empty script": ("return 1", 1),
                  "+ decoding its request": ("cjson.decode(ARGV[3]) return 1", 1),
-                 "+ releasing what is due": (common + "cjson.decode(ARGV[3]) return 1", 1),
+                 "+ releasing what is due": (common + "release_due(1) cjson.decode(ARGV[3]) return 1", 1),
                  "whole (+ walk, adds, reservations)": (whole, 1),
                  f"whole, {BATCH} pages a call, per page": (whole, BATCH)}
         cpu: dict[str, list[float]] = {part: [] for part in parts}

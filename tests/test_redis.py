@@ -344,6 +344,27 @@ async def test_a_page_whose_walk_fails_in_a_shared_script_call_fails_alone(state
     assert picks == [[0], [None], [0], [0]]
     with sync_redis.Redis.from_url(redis_url) as client:
         assert [client.get(state._prefix + key) for key in ("cap", "other")] == [b"2", b"1"]
+    # its data, not Redis, failed: the store stays up (down, every page would go without its
+    # capped campaigns until the watcher reconnects, and a page that keeps failing keeps it down)
+    assert not state.down and await state.reserve([[capped_option(4)]], set(), 300) == [0]
+
+
+async def test_a_page_whose_walk_fails_keeps_none_of_its_reservations(state, redis_url):
+    """A page is reserved whole or not at all: its first need reserved, its second broke the walk
+    (a counter that holds no number), so its answer is the degraded one and the first need's
+    reservation is undone, not left holding the only place under the cap until its hold ends."""
+    with sync_redis.Redis.from_url(redis_url) as client:
+        client.set(state._prefix + "broken", "not a number")
+    broken = Option(("c99",), (Limit("broken", 5, 1, "impression", 60),), (), None)
+    spent = Option(("c98",), (), (Limit("spent", None, 1, "impression", 60),), "spent")  # counted, no limit
+    with sync_redis.Redis.from_url(redis_url) as client:
+        client.set(state._prefix + "spent", "also not a number")
+    # the walk breaks reading a counter, or adding to one; the degraded answer serves what no
+    # counter limits
+    for failing, degraded in ((broken, [None, None]), (spent, [None, 0])):
+        assert await state.reserve([[capped_option(1, cap=1)], [failing]], set(), 300) == degraded
+        assert await state.get_many(["cap"]) == [0.0] and not state.down
+    assert await state.reserve([[capped_option(2, cap=1)]], set(), 300) == [0]
 
 
 async def test_pages_sharing_a_script_call_are_answered_after_redis_forgot_the_script(state, redis_url):
@@ -361,3 +382,80 @@ async def test_a_cancelled_page_leaves_the_others_of_its_script_call_their_answe
     pages[0].cancel()
     picks = await asyncio.gather(*pages[1:])
     assert picks == [[0], [None], [None]] and not state.down  # the cancelled page reserved too
+
+
+async def test_the_reservations_due_are_released_as_fast_as_pages_reserve_in_shared_calls(redis_url):
+    """Each call releases a bounded batch of the reservations past their hold: with every page of a
+    turn in one call, that bound must grow with the pages, or a turn of 300 pages reserves more than
+    it releases, and unviewed answers (no pixel ever settles them) pile up until capped campaigns
+    are refused for good."""
+    now = [1000.0]
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:", clock=lambda: now[0])
+    pages = 300
+    try:
+        reserved = await asyncio.gather(*(state.reserve([[capped_option(n, cap=pages)]], set(), 10)
+                                          for n in range(pages)))
+        assert reserved == [[0]] * pages
+        now[0] += 60  # every hold has ended, no pixel came
+        again = await asyncio.gather(*(state.reserve([[capped_option(pages + n, cap=pages)]], set(), 10)
+                                       for n in range(pages)))
+        assert again == [[0]] * pages and await state.get_many(["cap"]) == [float(pages)]
+    finally:
+        await state.close()
+
+
+async def test_pages_of_one_call_with_different_clocks_see_every_hold_ended_by_the_latest(redis_url):
+    """Redis runs the call at one moment, at or after the latest clock of its pages: a hold that
+    has ended by then is released before any page is walked, not left to the next call (here the
+    only place under a cap of 1 would otherwise stay refused to both pages)."""
+    clocks = iter([1000.0, 1005.0, 1020.0])
+    state = RedisState(redis_url, prefix=f"t{uuid.uuid4().hex}:", clock=lambda: next(clocks))
+    try:
+        assert await state.reserve([[capped_option(0, cap=1)]], set(), 10) == [0]  # held until 1010
+        picks = await asyncio.gather(*(state.reserve([[capped_option(n, cap=1)]], set(), 10) for n in (1, 2)))
+        assert picks == [[0], [None]] and await state.get_many(["cap"]) == [1.0]
+    finally:
+        await state.close()
+
+
+async def test_a_shared_script_call_lost_with_its_connection_fails_each_page_and_leaves_nothing_queued(tmp_path):
+    """Redis stops answering a shared call: every page of it gets its degraded answer within the
+    wait (none hangs), nothing of the call stays queued, and once Redis is back the next call's
+    replies are shared out one per page, in order."""
+    port = free_port()
+    redis = start_redis(port, tmp_path)
+    state = RedisState(f"redis://127.0.0.1:{port}/0", prefix="t:", wait=0.3)
+    free = Option(("house",), (), (), None)
+    try:
+        assert await state.open() and await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]
+        redis.send_signal(signal.SIGSTOP)
+        picks = await asyncio.wait_for(asyncio.gather(  # the guard: 100 times the wait, against a hang
+            *(state.reserve([[capped_option(n), free]], set(), 300) for n in range(1, 5))), 30)
+        assert picks == [[1]] * 4 and state.down  # served what no counter limits
+        pipe = state._redis
+        assert not (pipe._pending or pipe._outgoing or pipe._batches)
+        redis.send_signal(signal.SIGCONT)
+        assert not await state.open()
+        picks = await asyncio.gather(*(state.reserve([[capped_option(n, "fresh", 2), free]], set(), 300)
+                                       for n in range(5, 9)))
+        assert picks == [[0], [0], [1], [1]] and not state.down
+    finally:
+        redis.send_signal(signal.SIGCONT)
+        redis.kill()
+        redis.wait(timeout=10)
+        await state.close()
+
+
+async def test_a_shared_call_dropped_before_it_was_written_leaves_no_call_for_later_pages_to_join(state):
+    """A page joining a call the lost connection failed unsent would wait for a reply that never
+    comes: the pipe's next call opens a new connection and is sent on it."""
+    from adserve.state.redis import _reserve_request
+
+    pipe, shared = state._redis, (state._prefix,)
+    assert await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]
+    lost = pipe.run_each(state._reserve, shared, 0, _reserve_request([[capped_option(1)]], set(), 300))
+    await pipe.close()  # in the same turn: the call was not written yet
+    with pytest.raises(sync_redis.ConnectionError):
+        await lost
+    later = pipe.run_each(state._reserve, shared, 0, _reserve_request([[capped_option(2)]], set(), 300))
+    assert await asyncio.wait_for(later, 30) == [1]  # its picks; the guard: a hang

@@ -15,9 +15,10 @@ if TYPE_CHECKING:
 
 
 # Shared by both scripts: release reservations past their hold time (a bounded batch per call,
-# so a backlog is worked off over a few calls), check bounds, add with an expiry. A request is
-# one flat JSON array: decoding it nested (a table per option and per limit) took the script
-# ~30-50 µs, more than all its counter reads and writes; flat, one table. In it a limit is
+# 256 per page of a reserve call so releasing keeps pace with reserving; a backlog is worked off
+# over a few calls), check bounds, add with an expiry. A request is one flat JSON array: decoding
+# it nested (a table per option and per limit) took the script ~30-50 µs, more than all its
+# counter reads and writes; flat, one table. In it a limit is
 # ``key, limit (null: none), cost``, a counter to add ``key, cost, ttl``. Costs are whole units
 # (spend in micro-units): INCRBY, ~3x cheaper than INCRBYFLOAT, which is left for a fraction.
 _LUA_COMMON = """
@@ -27,8 +28,8 @@ local function incr(key, amount)
   if type(value) == 'table' then value = redis.call('INCRBYFLOAT', key, amount) end  -- not whole
   return tonumber(value)
 end
-local function release_due()
-  for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'reserved', '-inf', now, 'LIMIT', 0, 256)) do
+local function release_due(calls)
+  for _, id in ipairs(redis.call('ZRANGEBYSCORE', p .. 'reserved', '-inf', now, 'LIMIT', 0, 256 * calls)) do
     local held = redis.call('GET', p .. 'res:' .. id)
     if held then
       for _, h in ipairs(cjson.decode(held)) do
@@ -50,20 +51,24 @@ end
 local function add(key, cost, ttl)  -- a new counter (its first add) gets the expiry
   if incr(p .. key, cost) == cost then redis.call('EXPIRE', p .. key, ttl, 'NX') end
 end
-release_due()
 """
 
 # The pages whose walks reach Redis in one turn of the loop come in one call (``Pipe.run_each``):
-# ARGV[2], ARGV[3] are one page's clock and request, ARGV[4], ARGV[5] the next's, and so on (the
-# first page's clock releases what is due); each page is walked in its own ``pcall``, so a page
-# whose walk fails gets its error and the others their picks. A request is [hold seconds, the
-# number of taken names, the names..., then per need: the number of entries its options take (n,
-# or -n - 1 when they end with a ``CUT``), and per option: the number of names and the names, the
-# number of checks and the checks, the number of holds and the holds, the reservation id (null:
-# none); or, for an option an earlier need sent already, -(its place in the request) (a widget's
-# positions offer the same few: a third of a light page's request)]. A reservation keeps its
-# holds as JSON [[key, null, cost], ...], which every version of this script releases.
+# ARGV[2], ARGV[3] are one page's clock and request, ARGV[4], ARGV[5] the next's, and so on (what
+# is due by the latest page's clock is released first: no page sees a hold that has ended by its
+# own clock); each page is walked in its own ``pcall``, so a page whose walk fails gets its error,
+# with its writes undone (a page is reserved whole or not at all), and the others their picks.
+# A request is [hold seconds, the number of taken names, the names..., then per need: the number
+# of entries its options take (n, or -n - 1 when they end with a ``CUT``), and per option: the
+# number of names and the names, the number of checks and the checks, the number of holds and the
+# holds, the reservation id (null: none); or, for an option an earlier need sent already, -(its
+# place in the request) (a widget's positions offer the same few: a third of a light page's
+# request)]. A reservation keeps its holds as JSON [[key, null, cost], ...], which every version
+# of this script releases.
 _LUA_RESERVE = _LUA_COMMON + """
+for k = 4, #ARGV, 2 do now = math.max(now, tonumber(ARGV[k])) end
+release_due((#ARGV - 1) / 2)
+local added, made  -- the writes of the page being walked: [key, cost, ...], its reservation ids
 local function walk(now, request)
   local r, taken, picks = cjson.decode(request), {}, {}
   local hold, i = r[1], 3 + r[2]
@@ -89,11 +94,13 @@ local function walk(now, request)
           local held = {}
           for h = holds + 1, reservation - 1, 3 do
             add(r[h], r[h + 1], r[h + 2])
+            added[#added + 1], added[#added + 2] = r[h], r[h + 1]
             held[#held + 1] = '[' .. cjson.encode(r[h]) .. ',null,' .. r[h + 1] .. ']'
           end
           redis.call('SET', p .. 'res:' .. r[reservation], '[' .. table.concat(held, ',') .. ']',
                      'EX', math.ceil(hold) + 3600)
           redis.call('ZADD', p .. 'reserved', now + hold, r[reservation])
+          made[#made + 1] = r[reservation]
         end
         for n = names, checks - 1 do taken[r[n]] = true end
         pick = index
@@ -107,10 +114,21 @@ local function walk(now, request)
   end
   return picks
 end
+local function undo()  -- a page whose walk failed keeps none of its reservations
+  for i = 1, #added, 2 do incr(p .. added[i], -added[i + 1]) end
+  for _, id in ipairs(made) do
+    redis.call('DEL', p .. 'res:' .. id)
+    redis.call('ZREM', p .. 'reserved', id)
+  end
+end
 local replies = {}
 for k = 2, #ARGV, 2 do
+  added, made = {}, {}
   local ok, picks = pcall(walk, tonumber(ARGV[k]), ARGV[k + 1])
-  if not ok and type(picks) ~= 'table' then picks = redis.error_reply(tostring(picks)) end
+  if not ok then
+    undo()
+    if type(picks) ~= 'table' then picks = redis.error_reply(tostring(picks)) end
+  end
   replies[#replies + 1] = picks  -- a redis.call's error comes as its error reply already
 end
 return replies
@@ -121,6 +139,7 @@ return replies
 # attempt holds is a repeated hit: -1, nothing moves; else it is set to this attempt, with the
 # outcome's ttl, in the same call (``claim``: the same attempt asking again reads its outcome).
 _LUA_SETTLE = _LUA_COMMON + """
+release_due(1)
 local outcome, ttl, reservation, mark, attempt = ARGV[3], ARGV[4], ARGV[5], ARGV[6], ARGV[7]
 local c = cjson.decode(ARGV[8])
 if mark ~= '' then
@@ -238,9 +257,10 @@ class RedisState:
     def __init__(self, url: str, prefix: str = "adserve:", clock=time.time, wait: float = 1.0) -> None:
         from redis.exceptions import RedisError  # optional dependency, only for multi-replica setups
 
-        from ..redis_pipe import Pipe, Script
+        from ..redis_pipe import CallError, Pipe, Script
 
         self._redis = Pipe(url, wait)
+        self._call_error = CallError
         self._faults = (RedisError, OSError)
         self._reserve = Script(_LUA_RESERVE)
         self._settle = Script(_LUA_SETTLE)
@@ -249,11 +269,14 @@ class RedisState:
         self.down = False
 
     async def _call(self, issue: Callable[..., Awaitable], *args):
-        """``issue(*args)``'s reply (a pipe's ``call`` or ``run``), or mark the store down."""
+        """``issue(*args)``'s reply (a pipe's ``call`` or ``run``), or mark the store down; a page's
+        own error in a shared call (its data broke its walk) fails that page alone."""
         if self.down:
             raise StateUnavailable("redis is down")
         try:
             return await waited_on(issue(*args))
+        except self._call_error as exc:
+            raise StateUnavailable(f"redis: {exc}") from exc
         except self._faults as exc:
             self.down = True
             raise StateUnavailable(f"redis: {exc}") from exc
