@@ -50,6 +50,7 @@ class Pipe:
                                                     socket_connect_timeout=wait)  # only opens them
         self._wait = wait
         self._connection: _Connection | None = None
+        self.drops = 0  # connections dropped: what the next one reaches may be a Redis restarted empty
         self._opening: asyncio.Future | None = None
         # commands issued in this turn of the loop, written at its end; a _Calls is packed then
         self._outgoing: list[bytes | _Calls] = []
@@ -182,6 +183,7 @@ class Pipe:
         if connection is None or connection is not self._connection:
             return
         self._connection = None
+        self.drops += 1
         connection.transport.close()
         self._outgoing = []
         self._batches = {}

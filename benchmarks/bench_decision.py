@@ -39,7 +39,7 @@ from adserve.ledger import Ledger
 from adserve.model import (Budget, Campaign, Config, Creative, Daypart, Flight, FrequencyCap, Placement,
                            Price, Site, Targeting, Variant)
 from adserve.request import parse_slot_request
-from adserve.state import MemoryState, RedisState
+from adserve.state import MemoryState, RedisState, Replayed
 from tests.conftest import start_redis
 
 BOOKS = (100, 10_000)
@@ -203,7 +203,8 @@ async def measure(shape: str, store: str, make_state, repeats: int, views: int) 
     pages = articles()
     runs = {n: Run(book(n, now, shape), make_state(f"{shape}{n}")) for n in BOOKS}
     for r in runs.values():
-        await r.decider.state.open()
+        if await r.decider.state.open():  # empty: up once restored
+            await r.decider.state.restore(Replayed())
     warm = page_views(WARM_CONTEXTS, 99, pages, tag=True)
     warm_views = [warm[i % len(warm)] for i in random.Random(3).sample(range(views), views)]
     fresh: dict[int, list[float]] = {n: [] for n in BOOKS}

@@ -95,7 +95,9 @@ class Worker:
         self.keywords = [random.Random(n).sample(KEYWORDS, 1 + n % 3) for n in range(keyword_sets)]
         self.loop = asyncio.new_event_loop()
         if redis_url:
-            self.loop.run_until_complete(self.server.state.open())
+            from adserve.state import Replayed
+            if self.loop.run_until_complete(self.server.state.open()):  # empty: up once restored
+                self.loop.run_until_complete(self.server.state.restore(Replayed()))
         self.views = 0
         gc.collect()
         if freeze:

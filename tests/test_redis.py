@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import signal
+import threading
 import uuid
 
 import pytest
@@ -14,7 +15,7 @@ import redis.asyncio
 from adserve.ledger import Limit
 from adserve.server import listener
 from adserve.server.app import create_app
-from adserve.state import Option, RedisState, StateUnavailable
+from adserve.state import Option, RedisState, Replayed, StateUnavailable
 
 from .conftest import EXAMPLE_REQUEST, start_redis
 from .live import free_port
@@ -96,6 +97,26 @@ async def test_a_pixel_is_one_round_trip_to_redis(aiohttp_client, make_server, r
         [(True, True), (True, True), (False, False)]
 
 
+async def views(client, readers) -> list[dict]:
+    """The display fill of one page per reader."""
+    return [(await post_slots(client, page(f"r{n}")))["s1"] for n in readers]
+
+
+async def pixels(client, fills) -> None:
+    for fill in fills:
+        assert (await client.get(local(fill["impression_url"]))).status == 200
+
+
+async def health_when(client, wanted) -> dict:
+    """/healthz once ``wanted(health)`` (the watcher reconnects each second), bounded against a hang."""
+    for _ in range(200):
+        health = await (await client.get("/healthz")).json()
+        if wanted(health):
+            return health
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"/healthz never got there: {health}")
+
+
 async def test_redis_killed_and_restarted_empty_mid_load(aiohttp_client, make_server, workdir, clock,
                                                          tmp_path):
     """Down: pages still answer (limited campaigns not served), pixels are logged and settled when
@@ -107,38 +128,23 @@ async def test_redis_killed_and_restarted_empty_mid_load(aiohttp_client, make_se
     state = RedisState(f"redis://127.0.0.1:{port}/0", clock=lambda: clock().timestamp())
     client = await aiohttp_client(create_app(make_server(state=state)))
 
-    async def views(readers):
-        return [(await post_slots(client, page(f"r{n}")))["s1"] for n in readers]
-
-    async def pixels(fills):
-        for fill in fills:
-            assert (await client.get(local(fill["impression_url"]))).status == 200
-
-    async def wait_for(status):
-        for _ in range(200):
-            health = await (await client.get("/healthz")).json()
-            if health["status"] == status:
-                return health
-            await asyncio.sleep(0.05)
-        raise AssertionError(f"/healthz never said {status}")
-
     try:
-        seen = await views(range(20))
-        await pixels(seen)  # 20 billed
-        unpixeled = await views(range(20, 30))  # 10 reserved, their pixels come during the outage
+        seen = await views(client, range(20))
+        await pixels(client, seen)  # 20 billed
+        unpixeled = await views(client, range(20, 30))  # 10 reserved, their pixels come during the outage
         assert {f["campaign_id"] for f in seen + unpixeled} == {LIMITED}
         redis.kill()
         redis.wait(timeout=10)
-        during = await views(range(30, 40))  # still answered, by campaigns without limits
+        during = await views(client, range(30, 40))  # still answered, by campaigns without limits
         assert LIMITED not in {f.get("campaign_id") for f in during}
-        await pixels(unpixeled)  # logged undecided
-        assert (await wait_for("degraded"))["failing"] == ["state"]
+        await pixels(client, unpixeled)  # logged undecided
+        assert (await health_when(client, lambda h: h["status"] == "degraded"))["failing"] == ["state"]
         assert "adserve_state_up 0.0" in await (await client.get("/metrics")).text()
         redis = start_redis(port, tmp_path)  # back, empty
-        await wait_for("ok")
-        await pixels(seen)  # replayed: duplicates, not counted again
-        more = await views(range(40, 100))
-        await pixels(more)
+        await health_when(client, lambda h: h["status"] == "ok")
+        await pixels(client, seen)  # replayed: duplicates, not counted again
+        more = await views(client, range(40, 100))
+        await pixels(client, more)
     finally:
         redis.kill()
         redis.wait(timeout=10)
@@ -148,6 +154,51 @@ async def test_redis_killed_and_restarted_empty_mid_load(aiohttp_client, make_se
     assert sum(1 for e in impressions if e["billable"]) == 50
     assert sum(1 for e in impressions if e.get("reconciled") and e["billable"]) == 10
     assert sum(f.get("campaign_id") == LIMITED for f in more) == 20
+
+
+async def test_a_budget_full_before_redis_lost_its_data_stays_full_through_its_rebuild(
+        aiohttp_client, make_server, workdir, clock, tmp_path):
+    """While the log is replayed (held here) the server and another replica reserve nothing
+    limited and /healthz and /metrics say so; every hit of the window is settled after: the
+    budget of 5 reached before the loss is never exceeded."""
+    limited_book(workdir, 100, 5)
+    port = free_port()
+    url = f"redis://127.0.0.1:{port}/0"
+    redis = start_redis(port, tmp_path)
+    server = make_server(state=RedisState(url, clock=lambda: clock().timestamp()))
+    client = await aiohttp_client(create_app(server))
+    other = RedisState(url)
+    replayed, rebuild = threading.Event(), server.replay.rebuild
+    server.replay.rebuild = lambda decider: replayed.wait(30) and rebuild(decider)
+
+    try:
+        full = await views(client, range(5))
+        await pixels(client, full)
+        assert {f["campaign_id"] for f in full} == {LIMITED}
+        redis.kill()
+        redis.wait(timeout=10)
+        redis = start_redis(port, tmp_path)  # back, empty
+        during = await views(client, range(5, 10))  # the first finds the connection dead: down
+        await health_when(client, lambda h: h["failing"] == ["state", "state_rebuild"])
+        assert "adserve_state_rebuilding 1.0" in await (await client.get("/metrics")).text()
+        with pytest.raises(StateUnavailable, match="rebuilt"):
+            await other.open()
+        assert await other.reserve([[capped_option(1), Option(("house",), (), (), None)]], set(), 300) == [1]
+        during += await views(client, range(10, 15))
+        await pixels(client, during)
+        assert LIMITED not in {f.get("campaign_id") for f in during}
+        replayed.set()
+        await health_when(client, lambda h: h["status"] == "ok")
+        assert not await other.open()
+        after = await views(client, range(15, 20))
+        await pixels(client, after)
+    finally:
+        replayed.set()
+        redis.kill()
+        redis.wait(timeout=10)
+        await other.close()
+    assert LIMITED not in {f.get("campaign_id") for f in after}
+    assert sum(1 for e in logged(workdir, "impression") if e["campaign"] == LIMITED and e["billable"]) == 5
 
 
 async def test_concurrent_calls_share_one_connection_each_with_its_own_answer(state):
@@ -243,7 +294,9 @@ async def test_a_redis_that_stops_answering_marks_the_store_down_within_the_wait
     redis = start_redis(port, tmp_path)
     state = RedisState(f"redis://127.0.0.1:{port}/0", prefix="t:", wait=0.3)
     try:
-        assert await state.open() and await state.first_time("tok0", 60)
+        assert await state.open()  # empty: down until its rebuild (from no log) is restored
+        await state.restore(Replayed())
+        assert await state.first_time("tok0", 60)
         redis.send_signal(signal.SIGSTOP)
         calls = await asyncio.wait_for(asyncio.gather(  # the guard: 100 times the wait, against a hang
             *(state.first_time(f"tok{n}", 60) for n in range(1, 4)), return_exceptions=True), 30)
@@ -427,7 +480,9 @@ async def test_a_shared_script_call_lost_with_its_connection_fails_each_page_and
     state = RedisState(f"redis://127.0.0.1:{port}/0", prefix="t:", wait=0.3)
     free = Option(("house",), (), (), None)
     try:
-        assert await state.open() and await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]
+        assert await state.open()
+        await state.restore(Replayed())
+        assert await state.reserve([[capped_option(0, "warm")]], set(), 300) == [0]
         redis.send_signal(signal.SIGSTOP)
         picks = await asyncio.wait_for(asyncio.gather(  # the guard: 100 times the wait, against a hang
             *(state.reserve([[capped_option(n), free]], set(), 300) for n in range(1, 5))), 30)

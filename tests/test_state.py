@@ -3,6 +3,7 @@ and the embedded store's expiry that never stalls the loop."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Iterator
 
@@ -368,10 +369,60 @@ async def test_redis_keys_expire_after_the_ttl_they_were_created_with(redis_url)
 
 @pytest.mark.redis
 async def test_only_the_first_replica_to_reach_an_empty_redis_is_told_to_rebuild(redis_pair):
+    """The others stay down until its restore is done; it is told again (a restore that failed)."""
     first, second = redis_pair
+    assert await first.open() and first.down and first.rebuilding
+    with pytest.raises(StateUnavailable, match="rebuilt"):
+        await second.open()
+    assert second.down and second.rebuilding
     assert await first.open()
+    await first.restore(Replayed())
+    assert not (first.down or first.rebuilding)
     assert not await second.open() and not await first.open()
-    assert await first.get_many(["c1:day"]) == [0.0]  # and it is up
+    assert not (second.down or second.rebuilding)
+    assert await second.get_many(["c1:day"]) == [0.0]  # and it is up
+
+
+@pytest.mark.redis
+async def test_no_replica_reserves_or_settles_limited_campaigns_until_the_rebuild_is_restored(redis_pair):
+    """A cap full before Redis lost its data: while the log is replayed, both the rebuilding
+    replica and the other serve only what no counter limits and defer hits; after, it is full."""
+    rebuilder, other = redis_pair
+    replayed = Replayed()
+    replayed.seed([count("c1:cap:r", 1.0, 3600)], START)  # cap 1, reached
+    assert await rebuilder.open()
+    with pytest.raises(StateUnavailable):
+        await other.open()
+    for n, state in enumerate(redis_pair):
+        assert await state.reserve([[capped(1, "r", 1, f"p1.{n}"), free(2)]], set(), HOLD) == [1]
+        with pytest.raises(StateUnavailable):
+            await state.settle(f"bill:{n}", 600, None, (count("c1:cap:r", 1.0, 3600),))
+    await rebuilder.restore(replayed)
+    assert not await other.open()
+    for n, state in enumerate(redis_pair):
+        assert await state.reserve([[capped(1, "r", 1, f"p2.{n}"), free(2)]], set(), HOLD) == [1]
+        assert await state.reserve([[capped(3, f"r{n}", 1, f"p3.{n}"), free(2)]], set(), HOLD) == [0]
+
+
+@pytest.mark.redis
+async def test_a_rebuild_that_never_ends_lets_another_replica_rebuild_once_its_marker_expires(redis_url):
+    prefix = f"t{uuid.uuid4().hex}:"
+    dead, other = (RedisState(redis_url, prefix=prefix, clock=lambda: START, rebuild_within=1)
+                   for _ in range(2))
+    try:
+        assert await dead.open()  # and it dies before its restore
+        for _ in range(200):  # until the marker expires (the bound: against a hang)
+            try:
+                rebuilds = await other.open()
+                break
+            except StateUnavailable:
+                await asyncio.sleep(0.02)
+        assert rebuilds and other.down
+        await other.restore(Replayed())
+        assert not await other.open() and not other.down
+    finally:
+        for state in (dead, other):
+            await state.close()
 
 
 @pytest.mark.redis

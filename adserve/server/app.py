@@ -116,6 +116,7 @@ class AdServer:
         self.reload_config, self.reload_model = self.reloader.reload_config, self.reloader.reload_model
         self.in_flight = 0  # slot requests admitted and not yet answered
         self.metrics.state_up.set_function(lambda: 0.0 if getattr(self.state, "down", False) else 1.0)
+        self.metrics.state_rebuilding.set_function(lambda: float(getattr(self.state, "rebuilding", False)))
 
     # -- config and model ---------------------------------------------------------------------
     def _runtime(self, config: Config) -> Runtime:
@@ -177,7 +178,8 @@ class AdServer:
     async def handle_health(self, request: web.Request) -> web.Response:
         """Alive (200) either way; ``degraded`` names what cannot work now, e.g. the event log."""
         failing = (["event_log"] * self.events.failing + ["event_stream"] * getattr(self.events, "down", False)
-                   + ["state"] * getattr(self.state, "down", False))
+                   + ["state"] * getattr(self.state, "down", False)
+                   + ["state_rebuild"] * getattr(self.state, "rebuilding", False))
         return json_response({"status": "degraded" if failing else "ok", "failing": failing,
                               "config_ok": self.status["config"]["ok"],
                               "model_loaded": self.status["model"]["loaded"]})

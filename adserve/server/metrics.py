@@ -50,6 +50,8 @@ class Metrics:
                                     "or catalog journal could not be written", registry=r)
         self.state_up = Gauge("adserve_state_up", "1 while the state store answers; 0 while it is "
                               "down (limited campaigns not served, hits settled later)", registry=r)
+        self.state_rebuilding = Gauge("adserve_state_rebuilding", "1 while an empty state store is being "
+                                      "rebuilt from the event log (the store is down till then)", registry=r)
 
         self._series: dict[tuple[Counter, tuple[str, ...]], _Series] = {}  # each counted once
         self._counted: list[_Series] = []  # those counted since the last scrape, in that order

@@ -3,7 +3,10 @@
 While Redis is down, pages are answered without limited campaigns and hits are logged with
 ``counted: null``. When the store is back, two things are owed: an empty store (a Redis restarted
 without its data) is rebuilt from the whole event log, and this writer's undecided hits are
-settled once each. Keeping it here leaves the app to wiring, and keeps the one piece of code
+settled once each. While the rebuild is under way the store stays down on every replica (see
+``RedisState.open``): pages are answered without limited campaigns and hits are logged undecided,
+as in an outage, since a hit settled against counters not yet rebuilt could bill past a cap that
+the log had filled. Keeping it here leaves the app to wiring, and keeps the one piece of code
 that decides "the store is back" in one place.
 """
 
@@ -38,7 +41,7 @@ class StateLink:
     async def connect(self) -> None:
         """(Re)connect the store. If it comes back empty, rebuild its counters and token marks from
         the log; then settle the hits logged while it was down. Raises StateUnavailable while it
-        still cannot be reached."""
+        still cannot be reached, or another replica is rebuilding it."""
         if await self.state.open() and not isinstance(self.state, MemoryState):
             replayed = await asyncio.to_thread(self.replay.rebuild, self.runtime().decider)
             await self.state.restore(replayed)

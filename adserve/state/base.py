@@ -75,7 +75,11 @@ class StateStore(Protocol):
         """
 
     async def open(self) -> bool:
-        """Connect; True when the store holds nothing yet (fresh, or restarted without its data)."""
+        """Connect; True when the store holds nothing yet (fresh, or restarted without its data).
+
+        A shared store says True to one process only, which is then to ``restore`` it; until that
+        is done, it raises StateUnavailable in the others (limited campaigns are not served).
+        """
 
     async def restore(self, replayed: Replayed) -> None:
         """Take counters and marks rebuilt from the event log."""

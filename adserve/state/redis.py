@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from typing import TYPE_CHECKING, Awaitable, Callable, Iterable
 
 import orjson
@@ -242,6 +243,7 @@ def _charges(charges: tuple[Limit, ...]) -> bytes:
 
 
 FEED_KEPT = 100_000  # changes a feed keeps for processes that start later
+REBUILDING = b"rebuilding:"  # the marker's value while a replica rebuilds the store, then its own id
 
 
 class RedisState:
@@ -250,11 +252,15 @@ class RedisState:
     one script call.
 
     Faults degrade, never break: a command without a reply within ``wait`` seconds fails, and once
-    Redis cannot be reached the store is ``down``: calls fail at once with ``StateUnavailable`` (a
-    decision serves only campaigns without limits) until ``open`` succeeds again.
+    Redis cannot be reached, or the connection was dropped (even idle: the Redis it would reconnect
+    to may have restarted empty, which only ``open`` checks), the store is ``down``: calls fail at once with ``StateUnavailable`` (a
+    decision serves only campaigns without limits) until ``open`` succeeds again. While a replica
+    rebuilds an empty Redis from the log the store is ``down`` and ``rebuilding`` on every replica
+    (see ``open``): its counters are not yet worth reserving against.
     """
 
-    def __init__(self, url: str, prefix: str = "adserve:", clock=time.time, wait: float = 1.0) -> None:
+    def __init__(self, url: str, prefix: str = "adserve:", clock=time.time, wait: float = 1.0,
+                 rebuild_within: int = 600) -> None:
         from redis.exceptions import RedisError  # optional dependency, only for multi-replica setups
 
         from ..redis_pipe import CallError, Pipe, Script
@@ -266,13 +272,22 @@ class RedisState:
         self._settle = Script(_LUA_SETTLE)
         self._prefix = prefix
         self._clock = clock
+        self._rebuild_within = rebuild_within
+        self._rebuilder = REBUILDING + uuid.uuid4().hex.encode()  # the marker while this store rebuilds
+        self._drops = 0  # the pipe's dropped connections as of the last ``open``
         self.down = False
+        self.rebuilding = False
 
     async def _call(self, issue: Callable[..., Awaitable], *args):
         """``issue(*args)``'s reply (a pipe's ``call`` or ``run``), or mark the store down; a page's
         own error in a shared call (its data broke its walk) fails that page alone."""
-        if self.down:
+        if self.down or self._redis.drops != self._drops:
+            self.down = True
             raise StateUnavailable("redis is down")
+        return await self._reach(issue, *args)
+
+    async def _reach(self, issue: Callable[..., Awaitable], *args):
+        """``_call`` even while the store is down: the rebuild's own writes."""
         try:
             return await waited_on(issue(*args))
         except self._call_error as exc:
@@ -339,22 +354,35 @@ class RedisState:
         return value if kept is None else kept.decode()
 
     async def open(self) -> bool:
-        """Reach Redis again; True when it lost its data (its marker key is gone) and needs a rebuild.
+        """Reach Redis again; True when it lost its data (its marker key is gone) and this replica is
+        to rebuild it: then the store stays ``down`` until ``restore`` has written the log's counts.
 
-        Only one replica gets True for one loss: the marker is set with NX. The connection is
-        dropped first: after an outage it may still point at the dead server.
+        The first replica to find the marker gone sets it (NX) to its own "rebuilding" value, which
+        expires after ``rebuild_within`` seconds, so a rebuilder that dies holds up the others no
+        longer: the next to open rebuilds. A replica that finds another's "rebuilding" marker stays
+        down (StateUnavailable; its watcher asks again), so no replica reserves against counters
+        the rebuild has not written yet. Its own marker (a restore that failed) it rebuilds again:
+        what the failed restore wrote then counts twice, erring on the side of full caps, as does a
+        rebuild whose marker expired before it ended. The connection is dropped first: after an
+        outage it may still point at the dead server.
         """
         try:
             await self._redis.close()
-            empty = await self._redis.call(b"SET", self._prefix + "alive", 1, b"NX") is not None
+            self._drops = self._redis.drops
+            marker = await self._redis.call(b"SET", self._prefix + "alive", self._rebuilder,
+                                            b"EX", self._rebuild_within, b"NX", b"GET")
         except self._faults as exc:
             self.down = True
             raise StateUnavailable(f"redis: {exc}") from exc
-        self.down = False
-        return empty
+        mine = marker is None or marker == self._rebuilder
+        self.rebuilding = self.down = mine or marker.startswith(REBUILDING)
+        if self.down and not mine:
+            raise StateUnavailable("redis is being rebuilt by another replica")
+        return mine
 
     async def restore(self, replayed: Replayed, batch: int = 2000) -> None:
-        """Counters and marks from the log, each expiring as it would have; pipelined in batches."""
+        """Counters and marks from the log, each expiring as it would have; pipelined in batches.
+        Then the marker gets its lasting value and every replica serves limited campaigns again."""
         now = self._clock()
         commands = [(count.key, count.cost, int(count.ttl - (now - ts)), False) for count, ts in replayed.counts]
         commands += [(key, 1, int(ttl - (now - ts)), True) for key, ttl, ts in replayed.marks]
@@ -368,7 +396,9 @@ class RedisState:
                 else:
                     pipelined += [(b"INCRBYFLOAT", self._prefix + key, amount),
                                   (b"EXPIRE", self._prefix + key, left, b"NX")]
-            await self._call(self._redis.call_many, pipelined)
+            await self._reach(self._redis.call_many, pipelined)
+        await self._reach(self._redis.call, b"SET", self._prefix + "alive", 1)
+        self.rebuilding = self.down = False
 
     async def publish(self, feed: str, payload: bytes) -> None:
         """XADD to a stream that keeps about the last ``FEED_KEPT`` changes."""
