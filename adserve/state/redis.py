@@ -253,10 +253,10 @@ class RedisState:
 
     Faults degrade, never break: a command without a reply within ``wait`` seconds fails, and once
     Redis cannot be reached, or the connection was dropped (even idle: the Redis it would reconnect
-    to may have restarted empty, which only ``open`` checks), the store is ``down``: calls fail at once with ``StateUnavailable`` (a
-    decision serves only campaigns without limits) until ``open`` succeeds again. While a replica
-    rebuilds an empty Redis from the log the store is ``down`` and ``rebuilding`` on every replica
-    (see ``open``): its counters are not yet worth reserving against.
+    to may have restarted empty, which only ``open`` checks), the store is ``down``: calls fail at
+    once with ``StateUnavailable`` (a decision serves only campaigns without limits) until ``open``
+    succeeds again. While a replica rebuilds an empty Redis from the log the store is ``down`` and
+    ``rebuilding`` on every replica (see ``open``): its counters are not yet worth reserving against.
     """
 
     def __init__(self, url: str, prefix: str = "adserve:", clock=time.time, wait: float = 1.0,
