@@ -385,9 +385,11 @@ class Ledger:
             cap = campaign.frequency_cap
             cap_ttl = 0 if cap is None else (_PERIOD_SECONDS.get(cap.period) or flight_left) + 3600
         checks = tuple([c for c in every if c.limit is not None])
-        holds = tuple([c for c in checks if c.event == "impression"])  # mostly all: then the same tuple
+        holds = tuple([c for c in checks if c.event == "impression"])
+        if len(holds) == len(checks):  # mostly all: then the same tuple, which Bounds.of concatenates once
+            holds = checks
         known = self._known[campaign.id] = _new_counters((
-            campaign, moment, until - MOVE_MARGIN, tuple(every), (checks, checks if len(holds) == len(checks) else holds),
+            campaign, moment, until - MOVE_MARGIN, tuple(every), (checks, holds),
             paced, known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl))
         return known
 
