@@ -12,9 +12,15 @@ campaigns targeted by section, include and exclude keywords, devices, countries,
 patterns, dayparts, and flights of which some have not started or have ended. Most have caps or budgets, a tenth have daily budgets
 small enough to run out during the run, and half the reservations are settled as impressions:
 counters refuse draws as on a live site. Each book runs against the in-memory store and a real
-redis-server; the 100-campaign book is the baseline, timed alternately in the same run. Before the
-timed passes each server has settled in as a running one has: every campaign's pacing plan for the
-day worked out, the collector frozen after start-up.
+redis-server; the 100-campaign books are the baselines, timed alternately in the same run. Before
+the timed passes each server has settled in as a running one has: every campaign's pacing plan for
+the day worked out, the collector frozen after start-up. The clock is simulated (``Run``).
+
+Two measures share the 10,000-campaign book. Per-campaign demand: the 100 campaigns are drawn like
+the 10,000, so the small book has a hundredth of the demand; its narrow campaigns match few pages,
+most of its slots go to a house ad or stay empty, and its pages do less work for that. Equal
+demand: the same 100 draws as orders 100 times bigger, in budgets and in reach (``bigger``), so
+both books fill about as many paid ads a page and the ratio is left with the book's size.
 
     python benchmarks/bench_decision.py [PASSES [VIEWS]]  # writes its section of benchmarks/RESULTS.md
 """
@@ -43,6 +49,10 @@ from adserve.state import MemoryState, RedisState, Replayed
 from tests.conftest import start_redis
 
 BOOKS = (100, 10_000)
+DEMANDS = ("per campaign", "equal")  # see ``book``
+LINEUP = [(n, "per campaign") for n in BOOKS] + [(n, "equal") for n in BOOKS[:-1]]  # the biggest is the same book
+START = 1796223600.0  # 2026-12-02 15:00 UTC, 10:00 in New York: every run sees the same dayparts and pacing lines
+PACE = 200e-6  # simulated seconds per page: one worker at full load (bench_slots: ~5,500 light pages/s)
 WARM_CONTEXTS = 400     # page views of the warm passes come from this many (cached) contexts
 TIMEZONE = "America/New_York"
 SECTIONS = [f"section{n}" for n in range(16)]
@@ -125,9 +135,33 @@ def house(cid: int, size: str, now: dt.datetime) -> Campaign:
                                         variants=[Variant(id="A", image_url="/static/creatives/house-300x250.svg")])])
 
 
-def book(campaigns: int, now: dt.datetime, shape: str) -> Config:
+def bigger(order: Campaign, scale: int) -> Campaign:
+    """The same order ``scale`` times bigger, as a smaller book sells the same inventory: its
+    impression budgets ``scale`` times as many, its reach about ``scale`` times as wide. A narrow
+    campaign's topics (keywords or URL patterns) keep ~1/9 of its sections' views, its sections
+    ~1/12 of all views: the order runs without its topics from scale 10, without its sections too
+    from scale 100. Its reader caps, devices, countries, placements, dayparts, exclusions, flight,
+    sizes, tier, price and pacing stay."""
+    budget = order.budget
+    if scale > 1 and budget is not None:
+        order.budget = Budget(metric=budget.metric, **{period: None if amount is None else amount * scale
+                                                       for period, amount in (("daily", budget.daily),
+                                                                              ("total", budget.total))})
+    if scale >= 10:
+        order.targeting.keywords.include, order.targeting.url_patterns = [], []
+    if scale >= 100:
+        order.targeting.sections = []
+    return order
+
+
+def book(campaigns: int, now: dt.datetime, shape: str, demand: str = "per campaign") -> Config:
+    """``demand``: "per campaign", every book's campaigns drawn alike (a bigger book has more demand);
+    "equal", each campaign an order ``BOOKS[-1] / campaigns`` times bigger (``bigger``): every
+    book has the demand of the biggest. Either way the same draws, so a book's equal-demand
+    campaigns are its per-campaign ones made bigger."""
     rng = random.Random(campaigns)
-    listed = [campaign(100_000 + n, rng, now, shape) for n in range(campaigns)]
+    scale = BOOKS[-1] // campaigns if demand == "equal" else 1
+    listed = [bigger(campaign(100_000 + n, rng, now, shape), scale) for n in range(campaigns)]
     listed += [house(n + 1, size, now) for n, size in enumerate(SIZES)]
     return Config(site=Site(timezone=TIMEZONE, unique_advertiser_per_page=True), placements=PLACEMENTS,
                   campaigns=listed)
@@ -162,10 +196,17 @@ def page_views(n: int, seed: int, pages: list[dict], tag: bool) -> list:
 
 
 class Run:
-    """One book against one store: a Decider, and the views it has decided (readers settle half)."""
+    """One book against one store: a Decider, and the views it has decided (readers settle half).
 
-    def __init__(self, config: Config, state) -> None:
-        self.decider = Decider(Inventory(config), Ledger(TIMEZONE), state, True, random.Random(1))
+    The decider and the store read a simulated clock that moves ``PACE`` a page: every book,
+    fast or slow, loaded machine or not, sees the same seconds pass per page, so the same
+    paced limits move (and the same dayparts hold) for the same pages."""
+
+    def __init__(self, config: Config, state, clock: list[float] | None = None) -> None:
+        """``clock``: the simulated Unix seconds (one item) that ``state`` reads too."""
+        self.clock = [START] if clock is None else clock
+        self.decider = Decider(Inventory(config), Ledger(TIMEZONE), state, True, random.Random(1),
+                               clock=lambda: dt.datetime.fromtimestamp(self.clock[0], UTC))
         self.hits = itertools.count()
         self.rng = random.Random(2)
 
@@ -175,6 +216,7 @@ class Run:
         spent, reserved = 0.0, 0
         for view in views:
             needs = [AdNeed(s.id, s.sizes, s.placement) for s in view.slots]
+            self.clock[0] += PACE
             started = time.perf_counter()
             fills = await self.decider.decide(view, needs)
             spent += time.perf_counter() - started
@@ -199,42 +241,48 @@ class Run:
 
 
 async def measure(shape: str, store: str, make_state, repeats: int, views: int) -> dict:
-    now = dt.datetime.now(UTC)
+    """Every book of ``LINEUP`` in one shape against one kind of store, the books alternating;
+    results keyed by mode ("fresh", "cached"), then by (campaigns, demand)."""
+    now = dt.datetime.fromtimestamp(START, UTC)
     pages = articles()
-    runs = {n: Run(book(n, now, shape), make_state(f"{shape}{n}")) for n in BOOKS}
+    runs = {}
+    for n, demand in LINEUP:
+        clock = [START]
+        runs[n, demand] = Run(book(n, now, shape, demand), make_state(f"{shape}{n}{demand[0]}", lambda c=clock: c[0]),
+                              clock)
     for r in runs.values():
         if await r.decider.state.open():  # empty: up once restored
             await r.decider.state.restore(Replayed())
     warm = page_views(WARM_CONTEXTS, 99, pages, tag=True)
     warm_views = [warm[i % len(warm)] for i in random.Random(3).sample(range(views), views)]
-    fresh: dict[int, list[float]] = {n: [] for n in BOOKS}
-    cached: dict[int, list[float]] = {n: [] for n in BOOKS}
-    reserved: dict[tuple[str, int], float] = {}  # (mode, book) -> reservations per page, last pass
+    times: dict[str, dict[tuple, list[float]]] = {mode: {b: [] for b in LINEUP} for mode in ("fresh", "cached")}
+    reserved: dict[tuple[str, tuple], float] = {}  # (mode, book) -> reservations per page, last pass
     matched = {}
-    for n, r in runs.items():  # unmeasured: the index's first activation, Redis scripts, the warm contexts
+    for r in runs.values():  # unmeasured: the index's first activation, Redis scripts, the warm contexts
         await r.decide(page_views(200, 1, pages, tag=True) + warm)
         r.settle_in()
     gc.collect()
     gc.freeze()  # as ``serve`` does after start-up: the book lives as long as the process
     for repeat in range(repeats):
         new_views = page_views(views, 10 + repeat, pages, tag=True)
-        for n in (BOOKS if repeat % 2 == 0 else BOOKS[::-1]):
-            spent, reserved["fresh", n] = await runs[n].decide(new_views)
-            fresh[n].append(spent)
-            matched[n] = runs[n].candidates()
-            await runs[n].decide(warm)  # the fresh views pushed some warm contexts out: back in, untimed
-            spent, reserved["cached", n] = await runs[n].decide(warm_views)
-            cached[n].append(spent)
-            print(f"{shape} book, {store} pass {repeat + 1}: {n} campaigns, fresh {fresh[n][-1]:.0f} µs, cached {cached[n][-1]:.0f} µs",
-                  file=sys.stderr)
+        turn = repeat % len(LINEUP)
+        for b in LINEUP[turn:] + LINEUP[:turn]:
+            spent, reserved["fresh", b] = await runs[b].decide(new_views)
+            times["fresh"][b].append(spent)
+            matched[b] = runs[b].candidates()
+            await runs[b].decide(warm)  # the fresh views pushed some warm contexts out: back in, untimed
+            spent, reserved["cached", b] = await runs[b].decide(warm_views)
+            times["cached"][b].append(spent)
+            print(f"{shape} book, {store} pass {repeat + 1}: {b[0]} campaigns, {b[1]} demand, "
+                  f"fresh {times['fresh'][b][-1]:.0f} µs, cached {times['cached'][b][-1]:.0f} µs", file=sys.stderr)
     for r in runs.values():
         await r.decider.state.close()
-    return {"shape": shape, "store": store, "fresh": fresh, "cached": cached, "matched": matched, "reserved": reserved}
+    return {"shape": shape, "store": store, **times, "matched": matched, "reserved": reserved}
 
 
-def ratio(times: dict[int, list[float]]) -> float:
-    """Requests per second of the big book over the small one (the inverse ratio of µs per page)."""
-    return statistics.median(times[BOOKS[0]]) / statistics.median(times[BOOKS[-1]])
+def ratio(times: dict[tuple, list[float]], demand: str) -> float:
+    """Pages per second of the biggest book over the smallest of ``demand`` (the inverse ratio of µs per page)."""
+    return statistics.median(times[BOOKS[0], demand]) / statistics.median(times[BOOKS[-1], "per campaign"])
 
 
 def run(repeats: int = 5, views: int = 2000) -> str:
@@ -244,35 +292,45 @@ def run(repeats: int = 5, views: int = 2000) -> str:
         redis = start_redis(port, Path(folder))
         try:
             for shape in SHAPES:
-                results.append(asyncio.run(measure(shape, "memory", lambda name: MemoryState(), repeats, views)))
-                results.append(asyncio.run(measure(shape, "redis", lambda name: RedisState(
-                    f"redis://127.0.0.1:{port}/0", prefix=f"bench-{name}:"), repeats, views)))
+                results.append(asyncio.run(measure(shape, "memory", lambda name, clock: MemoryState(clock), repeats,
+                                                   views)))
+                results.append(asyncio.run(measure(shape, "redis", lambda name, clock: RedisState(
+                    f"redis://127.0.0.1:{port}/0", prefix=f"bench-{name}:", clock=clock), repeats, views)))
         finally:
             redis.terminate()
             redis.wait(timeout=10)
+    return report(results, repeats, views)
+
+
+def report(results: list[dict], repeats: int, views: int) -> str:
     rows, goals = [], []
     for r in results:
         for mode, goal in (("fresh", 0.5), ("cached", 0.8)):
-            for n in BOOKS:
-                rows.append(f"| {r['shape']} | {r['store']} | {mode} | {n:,} | {r['matched'][n]:.1f} | "
-                            f"{r['reserved'][mode, n]:.2f} | "
-                            f"{median_spread(r[mode][n])} | {1e6 / statistics.median(r[mode][n]):,.0f} |")
-            goals.append(f"- {r['shape']} book, {r['store']}, {mode} contexts: **{ratio(r[mode]):.2f}x** "
-                         f"(goal >= {goal}x)")
+            for b in sorted(LINEUP, key=lambda b: (b[0], DEMANDS.index(b[1]))):
+                demand = "either" if b[0] == BOOKS[-1] else b[1]
+                rows.append(f"| {r['shape']} | {r['store']} | {mode} | {b[0]:,} | {demand} | {r['matched'][b]:.1f} | "
+                            f"{r['reserved'][mode, b]:.2f} | "
+                            f"{median_spread(r[mode][b])} | {1e6 / statistics.median(r[mode][b]):,.0f} |")
+            goals.append(f"- {r['shape']} book, {r['store']}, {mode} contexts (goal >= {goal}x): per-campaign demand "
+                         f"**{ratio(r[mode], 'per campaign'):.2f}x**, equal demand **{ratio(r[mode], 'equal'):.2f}x**")
     return "\n".join([
         "### Decision cost vs campaign count",
         f"`python benchmarks/bench_decision.py {repeats} {views}`: in-process `Decider.decide`, a page of two "
-        f"display slots (300x250; 970x250/728x90/320x50), {views:,} views per pass x {repeats} passes per book, the two "
+        f"display slots (300x250; 970x250/728x90/320x50), {views:,} views per pass x {repeats} passes per book, the "
         f"books alternating. Fresh: every view a new URL, so every page context is new. Cached: views of "
         f"{WARM_CONTEXTS} contexts that the cache holds. Half the fills are confirmed by their pixel (untimed), "
-        "so caps and small daily budgets refuse draws. Candidates: mean campaigns that match a slot's context. "
+        "so caps and small daily budgets refuse draws. The clock is simulated: from "
+        f"{dt.datetime.fromtimestamp(START, UTC):%Y-%m-%d %H:%M} UTC, {PACE * 1e6:.0f} µs a page (one worker at "
+        "full load), the same for every book. Candidates: mean campaigns that match a slot's context. "
         "Reserved: ads per page whose counters the decision checked and held (a capped, budgeted or paced "
-        "campaign; house ads and empty slots hold none), last pass: a book that fills more slots with such "
-        "campaigns does more work per page that is not the book's size. "
+        "campaign; house ads and empty slots hold none), last pass. "
         "Books: narrow (every campaign aimed at a section and some of its topics or URLs) and broad (half "
-        "run on whole sections).", "",
-        "| book | store | contexts | campaigns | candidates per slot | reserved per page | µs per page (median, min–max) "
-        "| pages/s |", "|---|---|---|---:|---:|---:|---:|---:|", *rows, "",
+        "run on whole sections). Demand: per campaign, every book's campaigns drawn alike, so the small book "
+        f"has 1/{BOOKS[-1] // BOOKS[0]} of the big one's demand; equal, the small book's campaigns are the same "
+        f"draws as orders {BOOKS[-1] // BOOKS[0]} times bigger (budgets, and reach: without their topics and "
+        "sections), so both books sell the same inventory. The 10,000-campaign book is the same in both.", "",
+        "| book | store | contexts | campaigns | demand | candidates per slot | reserved per page "
+        "| µs per page (median, min–max) | pages/s |", "|---|---|---|---:|---|---:|---:|---:|---:|", *rows, "",
         f"{BOOKS[-1]:,} / {BOOKS[0]} campaigns, pages per second:", *goals, ""])
 
 
