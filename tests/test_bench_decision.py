@@ -54,7 +54,8 @@ def test_a_bigger_order_lifts_its_topics_before_its_sections():
     sections = list(order.targeting.sections)
     daily = order.budget.daily
     bench.bigger(order, 10)
-    assert (order.targeting.sections, order.targeting.keywords.include, order.budget.daily) == (sections, [], daily * 10)
+    wide = order.targeting
+    assert (wide.sections, wide.keywords.include, order.budget.daily) == (sections, [], daily * 10)
 
 
 def test_every_page_moves_the_simulated_clock_the_decider_and_store_read():
