@@ -168,6 +168,9 @@ def checkout_of(ref: str) -> Path:
 
 def run(checkout: Path, part: str, pages: int, warm: int, dump: str | None = None) -> str:
     env = {**os.environ, "PYTHONHASHSEED": "0", "PYTHONPATH": str(checkout)}
+    # bytecode compiled beforehand: a run that compiles it lays memory out otherwise, and id-keyed
+    # dicts then probe differently (~1-2k instructions a page between the first run and the next)
+    subprocess.run([sys.executable, "-m", "compileall", "-q", str(checkout / "adserve"), str(ROOT)], check=True)
     command = [sys.executable, __file__, "--inside", str(checkout), part, str(pages), str(warm), dump or "-"]
     if dump is not None:
         subprocess.run(command, env=env, check=True)
