@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import re
@@ -82,6 +83,11 @@ class Connection:
         async def open_():  # kept alive between passes, however long the other passes take
             runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=KEEP_ALIVE, access_log=None)
             await runner.setup()
+            try:  # as ``listener.listen`` does, where there is one
+                from adserve.server import fastlane
+                fastlane.install(runner.server, app)
+            except ImportError:
+                pass
             return protocol(runner.server, loop=loop, keepalive_timeout=KEEP_ALIVE, access_log=None)
 
         self.loop = loop
@@ -171,31 +177,30 @@ def work(checkout: Path, scratch: Path) -> None:
         print(json.dumps(worker.http_pass(command["which"], command["views"])), file=out, flush=True)
 
 
-def counted(checkout: Path, scratch: Path, warm: int, views: int) -> None:
+def counted(checkout: Path, scratch: Path, pages: dict, warm: int, views: int) -> None:
     """Inside valgrind: each pass's ``views`` requests instrumented, one callgrind dump per pass."""
-    from bench_slots import PAGE_REQUEST, PAGES
-
-    pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
     worker = Worker(checkout, scratch, 4, pages, True, None)
 
     def control(*args: str) -> None:
         subprocess.run(["callgrind_control", *args, str(os.getpid())], capture_output=True, check=True)
     for which in PASSES:
         worker.http_pass(which, warm)
+        gc.collect()  # each count starts from the same collector state: no full collection
+        gc.freeze()  # of what happens to be pending falls into one pass and not the other
         control("-i", "on")
         worker.http_pass(which, views)
         control("-i", "off")
         control(f"--dump={which}")
 
 
-def instructions(label: str, checkout: Path, warm: int, views: int) -> dict[str, float]:
+def instructions(label: str, checkout: Path, pages: dict, warm: int, views: int) -> dict[str, float]:
     """Instructions per request of each pass of ``checkout``'s code, in a valgrind process of its own."""
     out = OUT / f"callgrind-http-{label}.out"
     for old in OUT.glob(f"{out.name}*"):
         old.unlink()
     subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
                     sys.executable, __file__, "--counted", str(checkout), str(OUT / f"http-{label}"),
-                    str(warm), str(views)],
+                    json.dumps(pages), str(warm), str(views)],
                    check=True, capture_output=True, cwd=checkout,
                    env={**os.environ, "PYTHONPATH": f"{checkout}:{ROOT}", "PYTHONHASHSEED": "0"})
     counts = {}
@@ -208,7 +213,10 @@ def instructions(label: str, checkout: Path, warm: int, views: int) -> dict[str,
 
 
 def count_run(ref: str, warm: int, views: int) -> str:
-    got = {label: instructions(label, checkout, warm, views)
+    from bench_slots import PAGE_REQUEST, PAGES  # here: it imports this checkout's code, not the worker's
+
+    pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
+    got = {label: instructions(label, checkout, pages, warm, views)
            for label, checkout in ((ref, baseline_checkout(ref)), ("current", ROOT.parent))}
     rows = [f"| {'this branch' if label == 'current' else f'`{label}`'} | "
             + " | ".join(f"{counts[which] / 1000:,.1f}k" for which in PASSES) + " |"
@@ -279,7 +287,7 @@ def main() -> None:
         work(Path(sys.argv[2]), Path(sys.argv[3]))
         return
     if len(sys.argv) > 1 and sys.argv[1] == "--counted":
-        counted(Path(sys.argv[2]), Path(sys.argv[3]), int(sys.argv[4]), int(sys.argv[5]))
+        counted(Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
         return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-ref", required=True, help="git ref whose code is the baseline")

@@ -27,7 +27,7 @@ import time
 
 from aiohttp import web
 
-from . import gcpolicy
+from . import fastlane, gcpolicy
 
 DRAIN_SECONDS = 30.0  # the longest a stop waits for requests being answered
 FD_HEADROOM = 64  # descriptors kept for the event log, the catalog journal, Redis and the like
@@ -133,10 +133,12 @@ class Listener:
 
 async def listen(app: web.Application, sock: socket.socket, max_connections: int, head_timeout: float,
                  on_refusal) -> tuple[web.AppRunner, asyncio.Server]:
-    """``app`` started and accepting on ``sock`` through the ``Listener``: what ``serve`` runs."""
+    """``app`` started, with the slot route's fast lane, and accepting on ``sock`` through the
+    ``Listener``: what ``serve`` runs."""
     handler_args = {"keepalive_timeout": head_timeout, "access_log": None}
     runner = web.AppRunner(app, handle_signals=False, **handler_args)
     await runner.setup()
+    fastlane.install(runner.server, app)
     listener = Listener(runner.server, connection_cap(max_connections), on_refusal, **handler_args)
     return runner, await asyncio.get_running_loop().create_server(listener, sock=sock, backlog=1024)
 
