@@ -68,7 +68,7 @@ async def test_the_lane_gives_its_handler_the_match_info_and_app_of_aiohttps_rou
 
     async def handler(request: web.Request) -> web.Response:
         seen.append((request.app, request.match_info.route, dict(request.match_info)))
-        return fastlane.JsonAnswer(body=b"{}", headers={"Content-Type": "application/json"})
+        return fastlane.JsonAnswer(b"{}", {"Content-Type": "application/json"})
     app = web.Application()
     app[fastlane.ROUTE] = app.router.add_post("/lane", handler)
     resolved = spied(app)

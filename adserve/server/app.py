@@ -156,7 +156,7 @@ class AdServer:
                                           consent_required=runtime.config.site.consent_required)
         answer = await self.slots.serve(runtime, slot_request, self.base_url(request))
         self.metrics.answered(answer, time.perf_counter() - started)
-        return fastlane.JsonAnswer(body=orjson.dumps({"slots": answer}), headers=JSON_HEADERS)
+        return fastlane.JsonAnswer(orjson.dumps({"slots": answer}), JSON_HEADERS)
 
     async def handle_item(self, request: web.Request) -> web.Response:
         refused = operator_only(request, self.cms_token, "item upserts", "ADSERVE_CMS_TOKEN")
