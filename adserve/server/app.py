@@ -437,9 +437,9 @@ def create_app(server: AdServer) -> web.Application:
               *report_page.routes(server, os.environ.get("ADSERVE_REPORT_TOKEN"))]
     for route in routes:  # each behind the front door, which counts it by its path template
         template = app.router.add_resource(route.path).canonical
-        registered = web.route(route.method, route.path, functools.partial(front, server, route.handler, template),
-                               **route.kwargs).register(app.router)
-        if template == SLOTS:
+        handler = functools.partial(front, server, route.handler, template)
+        registered = web.route(route.method, route.path, handler, **route.kwargs).register(app.router)
+        if template == SLOTS:  # the one route with a fast lane (fastlane.py)
             app[fastlane.ROUTE] = registered[0]
     anywhere = _Anywhere("/{path}")  # last: every other path
     app.router.register_resource(anywhere)

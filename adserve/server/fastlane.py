@@ -80,10 +80,12 @@ def install(server: web.Server, app: web.Application) -> None:
     match_info = web.UrlMappingMatchInfo({}, route)  # what aiohttp's router gives this route
     match_info.add_app(app)
     match_info.freeze()
-    method, path, handler, elsewise = route.method, route.resource.canonical, route.handler, server.request_handler
+    method, path, handler = route.method, route.resource.canonical, route.handler
+    elsewise = server.request_handler  # aiohttp's: the router, then the route's handler
 
     async def dispatch(request: web.BaseRequest) -> web.StreamResponse:
-        if request.method == method and request.rel_url.path_safe == path and not request.headers.get(hdrs.EXPECT):
+        if (request.method == method and request.rel_url.path_safe == path
+                and not request.headers.get(hdrs.EXPECT)):
             request._match_info = match_info
             return await handler(request)
         return await elsewise(request)
