@@ -15,6 +15,12 @@ sends the same requests with ``SlotServer.serve`` answering a fixed answer: what
 request path outside serving (aiohttp, the front door, reading and parsing the request, metrics,
 encoding the answer).
 
+``--callgrind`` counts instructions instead (valgrind's callgrind; load-independent): each code in
+its own valgrind process, the same three passes, each ``--warm`` requests uninstrumented and then
+``--views`` instrumented (``PYTHONHASHSEED=0``); instructions per request.
+
+    python benchmarks/bench_http.py --baseline-ref main --callgrind [--views 200 --warm 350]
+
 The world, the page views and the baseline worker are bench_inprocess's.
 """
 
@@ -22,8 +28,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
+import os
+import re
 import statistics
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,6 +42,7 @@ import bench_inprocess
 from bench_inprocess import OUT, ROOT, baseline_checkout
 
 KEEP_ALIVE = 24 * 3600.0
+PASSES = ("page", "front", "bare")
 
 
 class Transport:
@@ -72,6 +83,11 @@ class Connection:
         async def open_():  # kept alive between passes, however long the other passes take
             runner = web.AppRunner(app, handle_signals=False, keepalive_timeout=KEEP_ALIVE, access_log=None)
             await runner.setup()
+            try:  # as ``listener.listen`` does, where there is one
+                from adserve.server import fastlane
+                fastlane.install(runner.server, app)
+            except ImportError:
+                pass
             return protocol(runner.server, loop=loop, keepalive_timeout=KEEP_ALIVE, access_log=None)
 
         self.loop = loop
@@ -161,6 +177,56 @@ def work(checkout: Path, scratch: Path) -> None:
         print(json.dumps(worker.http_pass(command["which"], command["views"])), file=out, flush=True)
 
 
+def counted(checkout: Path, scratch: Path, pages: dict, warm: int, views: int) -> None:
+    """Inside valgrind: each pass's ``views`` requests instrumented, one callgrind dump per pass."""
+    worker = Worker(checkout, scratch, 4, pages, True, None)
+
+    def control(*args: str) -> None:
+        subprocess.run(["callgrind_control", *args, str(os.getpid())], capture_output=True, check=True)
+    for which in PASSES:
+        worker.http_pass(which, warm)
+        gc.collect()  # each count starts from the same collector state: no full collection
+        gc.freeze()  # of what happens to be pending falls into one pass and not the other
+        control("-i", "on")
+        worker.http_pass(which, views)
+        control("-i", "off")
+        control(f"--dump={which}")
+
+
+def instructions(label: str, checkout: Path, pages: dict, warm: int, views: int) -> dict[str, float]:
+    """Instructions per request of each pass of ``checkout``'s code, in a valgrind process of its own."""
+    out = OUT / f"callgrind-http-{label}.out"
+    for old in OUT.glob(f"{out.name}*"):
+        old.unlink()
+    subprocess.run(["valgrind", "--tool=callgrind", "--instr-atstart=no", f"--callgrind-out-file={out}",
+                    sys.executable, __file__, "--counted", str(checkout), str(OUT / f"http-{label}"),
+                    json.dumps(pages), str(warm), str(views)],
+                   check=True, capture_output=True, cwd=checkout,
+                   env={**os.environ, "PYTHONPATH": f"{checkout}:{ROOT}", "PYTHONHASHSEED": "0"})
+    counts = {}
+    for dump in OUT.glob(f"{out.name}.*"):
+        text = dump.read_text()
+        which = re.search(r"^desc: Trigger: dump (\w+)$", text, re.M)
+        if which:
+            counts[which.group(1)] = int(re.search(r"^totals: (\d+)", text, re.M).group(1)) / views
+    return counts
+
+
+def count_run(ref: str, warm: int, views: int) -> str:
+    from bench_slots import PAGE_REQUEST, PAGES  # here: it imports this checkout's code, not the worker's
+
+    pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
+    got = {label: instructions(label, checkout, pages, warm, views)
+           for label, checkout in ((ref, baseline_checkout(ref)), ("current", ROOT.parent))}
+    rows = [f"| {'this branch' if label == 'current' else f'`{label}`'} | "
+            + " | ".join(f"{counts[which] / 1000:,.1f}k" for which in PASSES) + " |"
+            for label, counts in got.items()]
+    return "\n".join([
+        f"`python benchmarks/bench_http.py --baseline-ref {ref} --callgrind --warm {warm} --views {views}`: "
+        "instructions per request (callgrind), the light page's raw request through aiohttp's handler.",
+        "", "| code | page | outside serving | bare handler |", "|---|---:|---:|---:|", *rows])
+
+
 class Remote(bench_inprocess.Remote):
     def __init__(self, label: str, checkout: Path, pages: dict) -> None:
         import os
@@ -179,7 +245,7 @@ def run(ref: str, views: int, passes: int) -> str:
 
     pages = {name: {**PAGE_REQUEST, "slots": slots} for name, (slots, _label) in PAGES.items()}
     remotes = [Remote(f"baseline-{ref}", baseline_checkout(ref), pages), Remote("current", ROOT.parent, pages)]
-    runs = [(remote, which) for remote in remotes for which in ("page", "front", "bare")]
+    runs = [(remote, which) for remote in remotes for which in PASSES]
     got: dict[tuple[str, str], list[float]] = {}
     try:
         for n in range(passes + 1):  # the first round warms up
@@ -220,12 +286,20 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "--worker":
         work(Path(sys.argv[2]), Path(sys.argv[3]))
         return
+    if len(sys.argv) > 1 and sys.argv[1] == "--counted":
+        counted(Path(sys.argv[2]), Path(sys.argv[3]), json.loads(sys.argv[4]), int(sys.argv[5]), int(sys.argv[6]))
+        return
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--baseline-ref", required=True, help="git ref whose code is the baseline")
     parser.add_argument("--views", type=int, default=2000, help="page views per pass")
     parser.add_argument("--passes", type=int, default=7)
+    parser.add_argument("--callgrind", action="store_true", help="count instructions instead of timing")
+    parser.add_argument("--warm", type=int, default=350, help="uninstrumented requests before each count")
     args = parser.parse_args()
-    print(run(args.baseline_ref, args.views, args.passes))
+    if args.callgrind:
+        print(count_run(args.baseline_ref, args.warm, args.views))
+    else:
+        print(run(args.baseline_ref, args.views, args.passes))
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ import time
 
 from aiohttp import web
 
-from . import gcpolicy
+from . import fastlane, gcpolicy
 
 DRAIN_SECONDS = 30.0  # the longest a stop waits for requests being answered
 FD_HEADROOM = 64  # descriptors kept for the event log, the catalog journal, Redis and the like
@@ -131,6 +131,18 @@ class Listener:
         return handler
 
 
+async def listen(app: web.Application, sock: socket.socket, max_connections: int, head_timeout: float,
+                 on_refusal) -> tuple[web.AppRunner, asyncio.Server]:
+    """``app`` started, with the slot route's fast lane, and accepting on ``sock`` through the
+    ``Listener``: what ``serve`` runs."""
+    handler_args = {"keepalive_timeout": head_timeout, "access_log": None}
+    runner = web.AppRunner(app, handle_signals=False, **handler_args)
+    await runner.setup()
+    fastlane.install(runner.server, app)
+    listener = Listener(runner.server, connection_cap(max_connections), on_refusal, **handler_args)
+    return runner, await asyncio.get_running_loop().create_server(listener, sock=sock, backlog=1024)
+
+
 async def serve(app: web.Application, sock: socket.socket, max_connections: int,
                 head_timeout: float, on_refusal, ready=lambda: None) -> None:
     """Run ``app`` on the bound ``sock`` until SIGINT or SIGTERM, then shut down cleanly.
@@ -138,13 +150,9 @@ async def serve(app: web.Application, sock: socket.socket, max_connections: int,
     The caller binds it before anything starts, so a taken port or a foreign address is its
     one-line error rather than a traceback from inside the loop.
     """
-    handler_args = {"keepalive_timeout": head_timeout, "access_log": None}
-    runner = web.AppRunner(app, handle_signals=False, **handler_args)
-    await runner.setup()
+    runner, sockets = await listen(app, sock, max_connections, head_timeout, on_refusal)
     gcpolicy.start()  # full collections walk only what is new (gcpolicy.py)
     loop = asyncio.get_running_loop()
-    listener = Listener(runner.server, connection_cap(max_connections), on_refusal, **handler_args)
-    sockets = await loop.create_server(listener, sock=sock, backlog=1024)
     stop = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(signum, stop.set)
