@@ -428,7 +428,7 @@ class Decider:
                 names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
                     else (f"c{campaign.id}",)
             bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
-            unreserved = Option(names, bounds.checks, (), None) if bounds.cap is None and not bounds.holds else None
+            unreserved = Option(names, bounds.checks, (), None) if bounds.cap_count is None and not bounds.holds else None
             shared = page.shared[campaign.id] = (names, bounds, unreserved)
         names, bounds, option = shared
         if option is None:  # it reserves, or reads the reader's cap: worked out per page

@@ -24,7 +24,7 @@ from decimal import Decimal
 from typing import Callable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
-from .model import Campaign, FrequencyCap
+from .model import Campaign
 from .targeting import CompiledTargeting
 
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
@@ -122,10 +122,13 @@ class Bounds(NamedTuple):
 
     The same for every moment of the same local hour from ``since`` until ``until``: counters
     change when a paced limit moves (at most once a second: a moment is one) or the day ends, a
-    cap's key when its period's bucket does (every bucket changes only where a local hour does)."""
+    cap's key when its period's bucket does (every bucket changes only where a local hour does).
+    Flat, with the cap's parts and no model object: a big book's walk reads one per reserved ad,
+    and each object it reaches is one more likely out of cache."""
     checks: tuple[Limit, ...]  # the bounded counters
     holds: tuple[Limit, ...]   # of those, the impression-metered ones (reserved)
-    cap: FrequencyCap | None
+    cap_count: int | None      # a reader's impressions allowed per cap period (None: no cap)
+    cap_skip: bool             # a cap that cannot be checked (no reader) fails closed
     cap_prefix: str            # a reader's cap key: prefix + reader + suffix (the period's bucket)
     cap_suffix: str
     cap_ttl: int
@@ -135,20 +138,16 @@ class Bounds(NamedTuple):
     def of(self, user: str | None) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
         """(checks, holds) for reader ``user`` (None: no id, or no consent to use it); None when
         the campaign may not serve that reader: a cap that cannot be checked fails closed unless
-        the campaign says ``without_consent: serve``."""
-        cap = self.cap
-        if cap is None:
+        the campaign says ``without_consent: serve``. With a cap and a reader, the reader's cap
+        counter comes last."""
+        count = self.cap_count
+        if count is None:
             return self.checks, self.holds
         if user is None:
-            return None if cap.without_consent == "skip" else (self.checks, self.holds)
-        limit = _cap_limit(self.cap_prefix, user, self.cap_suffix, cap.count, self.cap_ttl)
+            return None if self.cap_skip else (self.checks, self.holds)
+        limit = (_new_limit((f"{self.cap_prefix}{user}{self.cap_suffix}", count, 1, "impression", self.cap_ttl)),)
         checks = self.checks + limit
         return checks, checks if self.holds is self.checks else self.holds + limit
-
-
-def _cap_limit(prefix: str, user: str, suffix: str, count: int, ttl: int) -> tuple[Limit]:
-    """A reader's frequency-cap counter, alone in a tuple (what it adds to a campaign's limits)."""
-    return (_new_limit((f"{prefix}{user}{suffix}", count, 1, "impression", ttl)),)
 
 
 # Limits, counters and bounds made without NamedTuple's Python-level ``__new__``: a big book's
@@ -158,7 +157,7 @@ _new_counters = functools.partial(tuple.__new__, _Counters)
 _new_bounds = functools.partial(tuple.__new__, Bounds)
 
 
-UNBOUNDED = Bounds((), (), None, "", "", 0, -math.inf, math.inf)  # no caps nor budgets: nothing to read
+UNBOUNDED = Bounds((), (), None, False, "", "", 0, -math.inf, math.inf)  # no caps nor budgets: nothing to read
 
 
 class Ledger:
@@ -311,8 +310,11 @@ class Ledger:
         ``without_consent: serve``. Counters without a bound are still counted, so a budget
         added by a reload starts from what was already delivered.
         """
-        found = self._for_reader(campaign, user, moment)
-        return None if found is None else found[0].every + found[1]
+        bounds = self.bounds(campaign, moment)
+        found = bounds.of(user)
+        if found is None:
+            return None
+        return self._counters(campaign, moment).every + found[0][len(bounds.checks):]  # and the reader's cap
 
     def reservable(self, campaign: Campaign, user: str | None,
                    moment: Moment) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
@@ -325,21 +327,10 @@ class Ledger:
         while it holds (``since``/``until``), and then only names each reader's cap counter."""
         counters = self._counters(campaign, moment)
         cap = campaign.frequency_cap
-        suffix = "" if cap is None else f":{moment.buckets[cap.period]}"
-        return _new_bounds((*counters.reservable, cap, counters.cap_prefix, suffix, counters.cap_ttl,
+        count, skip, suffix = (None, False, "") if cap is None else \
+            (cap.count, cap.without_consent == "skip", f":{moment.buckets[cap.period]}")
+        return _new_bounds((*counters.reservable, count, skip, counters.cap_prefix, suffix, counters.cap_ttl,
                             counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1)))
-
-    def _for_reader(self, campaign: Campaign, user: str | None,
-                    moment: Moment) -> tuple[_Counters, tuple[Limit, ...]] | None:
-        """The campaign's shared counters and the reader's cap (none, or one), or None."""
-        cap = campaign.frequency_cap
-        if cap is not None and user is None and cap.without_consent == "skip":
-            return None
-        counters = self._counters(campaign, moment)
-        if cap is None or user is None:
-            return counters, ()
-        return counters, _cap_limit(counters.cap_prefix, user, f":{moment.buckets[cap.period]}", cap.count,
-                                    counters.cap_ttl)
 
     def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
         """The reader-independent counters, worked out again only when a paced limit may have
