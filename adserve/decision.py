@@ -306,7 +306,7 @@ class Decider:
         self._pages = itertools.count()
         self._moment = None  # the ledger moment of the newest page
         self._hour = None  # its local hour (the moment's hour bucket)
-        self._shared: dict[int, tuple] = {}  # campaign id -> (names, Bounds, Option if for any reader) this hour
+        self._shared: dict[int, tuple] = {}  # campaign id -> what ``_option`` keeps of it (``_known``) this hour
         self._splits: dict[int, tuple[Creative, list[float], int]] = {}  # id(creative) -> it, running shares, last
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
@@ -420,25 +420,31 @@ class Decider:
         id (and cap counter). A big book's campaigns are each drawn a few times a second: kept
         per second, their bounds were worked out again for most draws.
         """
-        shared = page.shared.get(campaign.id)
-        if shared is None or not shared[1].since <= page.now < shared[1].until:
-            if shared is not None:  # only its bounds moved
-                names = shared[0]
-            else:
-                names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
-                    else (f"c{campaign.id}",)
-            bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
-            unreserved = Option(names, bounds.checks, (), None) if bounds.cap_count is None and not bounds.holds else None
-            shared = page.shared[campaign.id] = (names, bounds, unreserved)
-        names, bounds, option = shared
+        known = page.shared.get(campaign.id)
+        if known is None or not known[0] <= page.now < known[1]:
+            known = self._known(campaign, page, known)
+        option = known[4]
         if option is None:  # it reserves, or reads the reader's cap: worked out per page
             option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
             if option is self:
-                found = bounds.of(page.reader)
-                option = None if found is None else \
-                    _new_option((names, *found, f"{page.reservation}{campaign.id}" if found[1] else None))
-                page.options[campaign.id] = option
+                found = known[3].of(page.reader)
+                option = page.options[campaign.id] = None if found is None else \
+                    _new_option((known[2], *found, page.reservation + known[5] if found[1] else None))
         return option
+
+    def _known(self, campaign: Campaign, page: _Page, known: tuple | None) -> tuple:
+        """What ``_option`` keeps of a campaign while its bounds hold, one flat tuple: (since,
+        until, names, Bounds, its Option when the same for every reader and page, its id as text:
+        the end of its reservation ids)."""
+        if known is not None:  # only its bounds moved
+            names, text = known[2], known[5]
+        else:
+            text = f"{campaign.id}"
+            names = (f"c{text}", f"a:{campaign.advertiser}") if self.unique_advertiser else (f"c{text}",)
+        bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
+        unreserved = Option(names, bounds.checks, (), None) if bounds.cap_count is None and not bounds.holds else None
+        known = page.shared[campaign.id] = (bounds.since, bounds.until, names, bounds, unreserved, text)
+        return known
 
     async def bill(self, kind: str, campaign_id: object, user: str | None, hit: str, ttl: int,
                    reservation: str | None = None, mark: tuple[str, str] | None = None) -> bool | None:
