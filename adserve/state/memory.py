@@ -60,16 +60,18 @@ class MemoryState:
         def take(option: Option) -> bool:
             """Check and hold in one call per option: nothing awaits in between, so it is atomic."""
             nonlocal due
-            if option.checks and not fit(option.checks, now):
+            checks = option.checks
+            if checks and not fit(checks, now):
                 return False
-            if option.reservation is not None:
-                reserved[option.reservation] = add(option.holds, now)
+            reservation = option.reservation
+            if reservation is not None:
+                reserved[reservation] = add(option.holds, now)
                 if due is None:
                     due = self._releasing.get(second)
                     if due is None:
                         due = self._releasing[second] = []
                         heapq.heappush(self._release_seconds, second)
-                due.append(option.reservation)
+                due.append(reservation)
             return True
 
         picks = choose(needs, taken, take)
@@ -88,7 +90,7 @@ class MemoryState:
         billable = reservation is not None and self._reserved.pop(reservation, None) is not None
         if billable:
             self.seed([charge for charge in charges if charge.limit is None], now)
-        elif self._fit(charges, now):
+        elif self._fit([charge for charge in charges if charge.limit is not None], now):
             self.seed(charges, now)
             billable = True
         self._create(outcome, 1.0 if billable else 0.0, now + ttl)
@@ -108,9 +110,9 @@ class MemoryState:
         what a reservation holds. One call per option a decision reserves, not one per counter."""
         values, held = self._values, []
         for key, _limit, cost, _event, ttl in counts:
-            entry = values.get(key)
-            if entry and entry[1] > now:
-                values[key] = (entry[0] + cost, entry[1])
+            value, expires = values.get(key, _ABSENT)
+            if expires > now:
+                values[key] = (value + cost, expires)
             else:
                 self._create(key, cost, now + ttl)
             held += (key, cost)
@@ -148,14 +150,14 @@ class MemoryState:
         entry = self._values.get(key)
         return entry[0] if entry and entry[1] > now else None
 
-    def _fit(self, limits: tuple[Limit, ...], now: float) -> bool:
+    def _fit(self, limits: Iterable[Limit], now: float) -> bool:
         """Whether one more event keeps every counter within its limit: ``value + cost <= limit``,
         the rule the Redis store's Lua ``fit`` applies too. Amounts are whole numbers (spend in
-        micro-units), so the comparison is exact."""
+        micro-units), so the comparison is exact. Bounded limits only (an option's checks are)."""
         values = self._values
         for key, limit, cost, _event, _ttl in limits:
             value, expires = values.get(key, _ABSENT)
-            if limit is not None and (value if expires > now else 0.0) + cost > limit:
+            if (value if expires > now else 0.0) + cost > limit:
                 return False
         return True
 
