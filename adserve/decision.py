@@ -103,6 +103,7 @@ DRAWS = 8         # weighted draws offered from a bigger tier; if all are refuse
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
 _new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
 _new_fill = functools.partial(tuple.__new__, Fill)  # likewise a Fill
+_new_context = functools.partial(tuple.__new__, Context)  # and a Context (two a page)
 _NEVER = object()  # what a need's options never are: they end with StopIteration
 ROWS = 64         # (sizes, device) pairs whose candidates the inventory keeps
 _UNSEEN, _UNFIT, _FITS = 0, 1, 2  # a listing's kind in a row: not worked out, no creative fits, a candidate
@@ -166,7 +167,7 @@ class Group:
 
     def first(self, rng: random.Random, whole: bool) -> int:
         """The position of the first candidate of ``order`` (``whole``) or ``draw``."""
-        if whole and (len(self.candidates) < 2 or self.total <= 0):  # nothing to order, or every weight zero
+        if whole and (len(self.cumulative) < 2 or self.total <= 0):  # nothing to order, or every weight zero
             return 0
         return self._drawn(rng)
 
@@ -273,7 +274,7 @@ class _Page:
         self.request = request
         self.reader = request.consent.ads_reader(request.user_id)
         self.moment = moment
-        self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
+        self.now = moment.seconds  # the Moment's second: flights need no finer
         self.local = moment.local
         self.reservation = reservation  # prefix of this page's reservation ids
         self.options: dict[int, Option | None] = {}  # campaign id -> what the store sees, if per page
@@ -364,10 +365,11 @@ class Decider:
         """
         rest = walk[1]
         if rest is None:
-            if walk[0] is None and tiers and tiers[0].candidates:
-                group = tiers[0]
+            group = tiers[0] if walk[0] is None and tiers else None
+            candidates = group and group.candidates  # a property: read once
+            if candidates:
                 position = group.first(self.rng, group.whole or (index, 0) in page.whole)
-                candidate = group.candidates[position]
+                candidate = candidates[position]
                 option = self._option(candidate.campaign, page)
                 if option is not None and (not page.taken or page.taken.isdisjoint(option.names)):
                     seen.append((candidate, option))
@@ -476,8 +478,9 @@ class Decider:
         The most recently used contexts are kept: an article read now is likely read again soon.
         """
         request = page.request
-        context = Context(need.sizes, need.placement, request.page.section, request.page.keywords,
-                          request.page.url if self.inventory.reads_url else None, request.device, request.country)
+        context = _new_context((need.sizes, need.placement, request.page.section, request.page.keywords,
+                                request.page.url if self.inventory.reads_url else None, request.device,
+                                request.country))
         known = self._contexts.get(context)
         if known is not None and known.since <= page.now < known.until:
             self._contexts.move_to_end(context)
