@@ -48,35 +48,36 @@ class MemoryState:
         self._reserved: dict[str, tuple] = _Table()  # reservation id -> (key, cost, key, cost, ...) it holds
         self._releasing: dict[int, list[str]] = {}  # second -> reservations released then
         self._release_seconds: list[int] = []  # heap of the seconds in ``_releasing``
+        self._now, self._second, self._due = 0.0, 0, None  # of the ``reserve`` call walking (``_take``)
 
     async def reserve(self, needs: list[Iterable[Option | None]], taken: set[str],
                       hold_seconds: float) -> list[int | None]:
-        now = self._clock()
+        now = self._now = self._clock()
         self._release_due(now)
-        reserved, fit, add = self._reserved, self._fit, self._add
-        second = math.ceil(now + hold_seconds)  # when what this call reserves is released
-        due: list[str] | None = None
-
-        def take(option: Option) -> bool:
-            """Check and hold in one call per option: nothing awaits in between, so it is atomic."""
-            nonlocal due
-            checks = option.checks
-            if checks and not fit(checks, now):
-                return False
-            reservation = option.reservation
-            if reservation is not None:
-                reserved[reservation] = add(option.holds, now)
-                if due is None:
-                    due = self._releasing.get(second)
-                    if due is None:
-                        due = self._releasing[second] = []
-                        heapq.heappush(self._release_seconds, second)
-                due.append(reservation)
-            return True
-
-        picks = choose(needs, taken, take)
+        self._second = math.ceil(now + hold_seconds)  # when what this call reserves is released
+        self._due = None
+        picks = choose(needs, taken, self._take)
         self._sweep(now)
         return picks
+
+    def _take(self, option: Option) -> bool:
+        """Check and hold in one call per option: nothing awaits in between, so it is atomic.
+        The call's moment and release second are the store's attributes while ``reserve`` walks
+        (a closure over them cost its cells on every call)."""
+        checks = option.checks
+        if checks and not self._fit(checks, self._now):
+            return False
+        reservation = option.reservation
+        if reservation is not None:
+            self._reserved[reservation] = self._add(option.holds, self._now)
+            due = self._due
+            if due is None:
+                due = self._due = self._releasing.get(self._second)
+                if due is None:
+                    due = self._due = self._releasing[self._second] = []
+                    heapq.heappush(self._release_seconds, self._second)
+            due.append(reservation)
+        return True
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
                      charges: tuple[Limit, ...], mark: tuple[str, str] | None = None) -> bool | None:
