@@ -110,12 +110,13 @@ class MemoryState:
         """Add each count's cost as of ``now``; what was added, flat: (key, cost, key, cost, ...),
         what a reservation holds. One call per option a decision reserves, not one per counter."""
         values, held = self._values, []
-        for key, _limit, cost, _event, ttl in counts:
+        for count in counts:  # read by position (see ``_fit``)
+            key, cost = count[0], count[2]
             value, expires = values.get(key, _ABSENT)
             if expires > now:
                 values[key] = (value + cost, expires)
             else:
-                self._create(key, cost, now + ttl)
+                self._create(key, cost, now + count[4])
             held += (key, cost)
         return tuple(held)
 
@@ -154,11 +155,15 @@ class MemoryState:
     def _fit(self, limits: Iterable[Limit], now: float) -> bool:
         """Whether one more event keeps every counter within its limit: ``value + cost <= limit``,
         the rule the Redis store's Lua ``fit`` applies too. Amounts are whole numbers (spend in
-        micro-units), so the comparison is exact. Bounded limits only (an option's checks are)."""
+        micro-units), so the comparison is exact. Bounded limits only (an option's checks are).
+
+        A Limit is read by position, (key, limit, cost, event, ttl): unpacking a tuple subclass
+        (or reading a NamedTuple's field by name) is not specialised, and made an iterator per
+        counter."""
         values = self._values
-        for key, limit, cost, _event, _ttl in limits:
-            value, expires = values.get(key, _ABSENT)
-            if (value if expires > now else 0.0) + cost > limit:
+        for limit in limits:
+            value, expires = values.get(limit[0], _ABSENT)
+            if (value if expires > now else 0.0) + limit[2] > limit[1]:
                 return False
         return True
 
