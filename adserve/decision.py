@@ -326,16 +326,22 @@ class Decider:
             if moment.buckets["hour"] != self._hour:  # a new local hour: pages of the last one keep theirs
                 self._hour, self._shared = moment.buckets["hour"], {}
         page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
-        tiers = [self._targeted(need, page).tiers for need in needs]
+        # loops, not comprehensions: a comprehension is a function made per call, and the
+        # variables it reads become cells of this one (CPython 3.11)
+        tiers = []
+        for need in needs:
+            tiers.append(self._targeted(need, page).tiers)
         fills: dict[str, Fill | None] = {}
         rng, allocation, taken = self.rng, self.allocation, page.taken
         done = 0
         while done < len(needs):
-            offered: list[list[tuple]] = [[] for _ in range(done, len(needs))]
-            picks = await self.state.reserve([iter(functools.partial(self._next_option, index, tiers[index], page,
-                                                                     seen, [None, None]), _NEVER)
-                                              for index, seen in enumerate(offered, done)],
-                                             taken, self.hold_seconds)
+            offered: list[list[tuple]] = []
+            options = []
+            for index in range(done, len(needs)):
+                offered.append(seen := [])
+                options.append(iter(functools.partial(self._next_option, index, tiers[index], page, seen,
+                                                      [None, None]), _NEVER))
+            picks = await self.state.reserve(options, taken, self.hold_seconds)
             for need, seen, pick in zip(needs[done:], offered, picks):
                 if pick is None:
                     fills[need.key] = None
