@@ -178,8 +178,10 @@ class Group:
         candidates = self.candidates
         rest = candidates[:first] + candidates[first + 1:]
         if len(rest) > 1 and self.total > 0:
-            times = [-math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf for c in rest]
-            rest = [rest[i] for i in sorted(range(len(rest)), key=times.__getitem__)]
+            times = []  # a loop, not a comprehension (see ``Decider.decide``)
+            for c in rest:
+                times.append(-math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf)
+            rest = list(map(rest.__getitem__, sorted(range(len(rest)), key=times.__getitem__)))
         return rest
 
     def _draws(self, rng: random.Random, n: int, first: int) -> Iterator[Candidate]:
