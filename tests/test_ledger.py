@@ -9,6 +9,7 @@ import math
 import time
 from decimal import Decimal
 from fnmatch import fnmatchcase
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
@@ -609,3 +610,16 @@ def test_a_campaigns_bounds_hold_no_object_of_the_model():
         assert bounds.of(None) == (None if without_consent == "skip" else ((), ()))
         (cap,), _holds = bounds.of("a")
         assert cap == Limit("c1:cap:a:20261124", 3, 1, "impression", 86400 + 3600)
+
+
+def test_a_moment_is_worked_out_once_per_second_whatever_the_clocks_zone():
+    """Decisions read a UTC clock, replays UTC datetimes, reports other zones: the same second
+    gives the same Moment, and the next second a new one, from either side of its edges."""
+    ledger = Ledger("America/New_York")
+    at = dt.datetime(2026, 11, 24, 15, 0, 7, 999_999, tzinfo=UTC)
+    first = ledger.moment(at)
+    assert ledger.moment(at - dt.timedelta(microseconds=999_999)) is first
+    assert ledger.moment(at.astimezone(ZoneInfo("Asia/Kolkata"))) is first
+    later = ledger.moment(at + dt.timedelta(microseconds=1))
+    assert later is not first and later.seconds == (at + dt.timedelta(microseconds=1)).timestamp()
+    assert ledger.moment(at) is not later and ledger.moment(at).seconds == at.timestamp()
