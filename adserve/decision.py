@@ -101,9 +101,10 @@ MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free 
 WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random order
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
-_new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
-_new_fill = functools.partial(tuple.__new__, Fill)  # likewise a Fill
-_new_context = functools.partial(tuple.__new__, Context)  # and a Context (two a page)
+# _new(Option, (...)): an Option, Fill or Context without NamedTuple's Python-level __new__ (a page
+# makes several); called directly, not through a partial, which concatenated its arguments into
+# one more tuple on every call
+_new = tuple.__new__
 _NEVER = object()  # what a need's options never are: they end with StopIteration
 ROWS = 64         # (sizes, device) pairs whose candidates the inventory keeps
 _UNSEEN, _UNFIT, _FITS = 0, 1, 2  # a listing's kind in a row: not worked out, no creative fits, a candidate
@@ -356,7 +357,7 @@ class Decider:
                     variant = await allocation.variant(creative, page.reader, rng)
                 else:
                     variant = self.variant(creative, page.reader)
-                fills[need.key] = _new_fill((chosen.campaign, creative, variant, option.reservation))
+                fills[need.key] = _new(Fill, (chosen.campaign, creative, variant, option.reservation))
                 taken.update(option.names)
             done += len(picks)
             if done < len(needs):
@@ -440,7 +441,7 @@ class Decider:
             if option is self:
                 found = known[3].of(page.reader)
                 option = page.options[campaign.id] = None if found is None else \
-                    _new_option((known[2], *found, page.reservation + known[5] if found[1] else None))
+                    _new(Option, (known[2], *found, page.reservation + known[5] if found[1] else None))
         return option
 
     def _known(self, campaign: Campaign, page: _Page, known: tuple | None) -> tuple:
@@ -487,9 +488,9 @@ class Decider:
         The most recently used contexts are kept: an article read now is likely read again soon.
         """
         request = page.request
-        context = _new_context((need.sizes, need.placement, request.page.section, request.page.keywords,
-                                request.page.url if self.inventory.reads_url else None, request.device,
-                                request.country))
+        context = _new(Context, (need.sizes, need.placement, request.page.section, request.page.keywords,
+                                 request.page.url if self.inventory.reads_url else None, request.device,
+                                 request.country))
         known = self._contexts.get(context)
         if known is not None and known.since <= page.now < known.until:
             self._contexts.move_to_end(context)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import functools
 import itertools
 import math
 import re
@@ -145,16 +144,16 @@ class Bounds(NamedTuple):
             return self.checks, self.holds
         if user is None:
             return None if self.cap_skip else (self.checks, self.holds)
-        limit = (_new_limit((f"{self.cap_prefix}{user}{self.cap_suffix}", count, 1, "impression", self.cap_ttl)),)
+        limit = (_new(Limit, (f"{self.cap_prefix}{user}{self.cap_suffix}", count, 1, "impression", self.cap_ttl)),)
         checks = self.checks + limit
         return checks, checks if self.holds is self.checks else self.holds + limit
 
 
-# Limits, counters and bounds made without NamedTuple's Python-level ``__new__``: a big book's
-# pages make a cap Limit per capped ad, and its paced campaigns new counters every second or so.
-_new_limit = functools.partial(tuple.__new__, Limit)
-_new_counters = functools.partial(tuple.__new__, _Counters)
-_new_bounds = functools.partial(tuple.__new__, Bounds)
+# Limits, counters and bounds made without NamedTuple's Python-level ``__new__`` (``_new(Limit,
+# (...))``): a big book's pages make a cap Limit per capped ad, and its paced campaigns new
+# counters every second or so. Called directly: a partial concatenated its arguments into one
+# more tuple on every call.
+_new = tuple.__new__
 
 
 UNBOUNDED = Bounds((), (), None, False, "", "", 0, -math.inf, math.inf)  # no caps nor budgets: nothing to read
@@ -338,7 +337,7 @@ class Ledger:
         cap = campaign.frequency_cap
         count, skip, suffix = (None, False, "") if cap is None else \
             (cap.count, cap.without_consent == "skip", f":{moment.buckets[cap.period]}")
-        return _new_bounds((*counters.reservable, count, skip, counters.cap_prefix, suffix, counters.cap_ttl,
+        return _new(Bounds, (*counters.reservable, count, skip, counters.cap_prefix, suffix, counters.cap_ttl,
                             counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1)))
 
     def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
@@ -361,7 +360,7 @@ class Ledger:
             for position, cap, line, whole in paced:
                 key, _, cost, event, ttl = every[position]
                 limit, moves = self._bound(campaign, cap, line, cost, moment, whole)
-                every[position] = _new_limit((key, limit, cost, event, ttl))
+                every[position] = _new(Limit, (key, limit, cost, event, ttl))
                 if moves < until:
                     until = moves
             cap_ttl = known.cap_ttl
@@ -388,7 +387,7 @@ class Ledger:
         holds = tuple([c for c in checks if c.event == "impression"])
         if len(holds) == len(checks):  # mostly all: then the same tuple, which Bounds.of concatenates once
             holds = checks
-        known = self._known[campaign.id] = _new_counters((
+        known = self._known[campaign.id] = _new(_Counters, (
             campaign, moment, until - MOVE_MARGIN, tuple(every), (checks, holds),
             paced, known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl))
         return known
