@@ -338,7 +338,7 @@ class Ledger:
         count, skip, suffix = (None, False, "") if cap is None else \
             (cap.count, cap.without_consent == "skip", f":{moment.buckets[cap.period]}")
         return _new(Bounds, (*counters.reservable, count, skip, counters.cap_prefix, suffix, counters.cap_ttl,
-                            counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1)))
+                             counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1)))
 
     def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
         """The reader-independent counters, worked out again only when a paced limit may have
