@@ -336,9 +336,12 @@ class Decider:
         page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
         # loops, not comprehensions: a comprehension is a function made per call, and the
         # variables it reads become cells of this one (CPython 3.11)
-        tiers = []
+        tiers, previous = [], None
         for need in needs:
-            tiers.append(self._targeted(need, page).tiers)
+            if previous is None or need.sizes is not previous.sizes or need.placement is not previous.placement:
+                found = self._targeted(need, page).tiers  # else the same context: a widget's positions
+            tiers.append(found)
+            previous = need
         fills: dict[str, Fill | None] = {}
         rng, allocation, taken = self.rng, self.allocation, page.taken
         done = 0
