@@ -101,8 +101,10 @@ MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free 
 WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random order
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
-_new_option = functools.partial(tuple.__new__, Option)  # an Option without its Python-level __new__ (per page)
-_new_fill = functools.partial(tuple.__new__, Fill)  # likewise a Fill
+# _new(Option, (...)): an Option, Fill or Context without NamedTuple's Python-level __new__ (a page
+# makes several); called directly, not through a partial, which concatenated its arguments into
+# one more tuple on every call
+_new = tuple.__new__
 _NEVER = object()  # what a need's options never are: they end with StopIteration
 ROWS = 64         # (sizes, device) pairs whose candidates the inventory keeps
 _UNSEEN, _UNFIT, _FITS = 0, 1, 2  # a listing's kind in a row: not worked out, no creative fits, a candidate
@@ -136,17 +138,20 @@ class Group:
             scored = np.flatnonzero(scores > 0)
             self.last = int(scored[-1]) if len(scored) else self.last
 
-    @property
-    def candidates(self) -> Sequence[Candidate]:
+    def gathered(self) -> Sequence[Candidate]:
+        """The candidates, gathered from the row on the first call. A method for the walk: a
+        property's read costs a call from C (~500 instructions in CPython 3.11), two a page."""
         if self._positions is not None:
             self._candidates, self._positions = self._candidates[self._positions].tolist(), None
         return self._candidates
+
+    candidates = property(gathered)
 
     def draw(self, rng: random.Random, n: int) -> Iterator[Candidate]:
         """``n`` weighted draws with repeats dropped, in draw order; lazily, so a store that
         takes the first draw that fits (the embedded one) stops drawing there."""
         first = self._drawn(rng)
-        yield self.candidates[first]
+        yield self.gathered()[first]
         yield from self._draws(rng, n - 1, first)
 
     def order(self, rng: random.Random) -> Iterator[Candidate]:
@@ -159,14 +164,15 @@ class Group:
         a page mostly needs one draw. (Efraimidis-Spirakis keys ``random() ** (1 / score)``
         are the same race, but underflow to 0.0 for scores near the 0.001 floor.)
         """
-        if self.candidates:
+        candidates = self.gathered()
+        if candidates:
             first = self.first(rng, True)
-            yield self.candidates[first]
+            yield candidates[first]
             yield from self.rest(rng, True, first)
 
     def first(self, rng: random.Random, whole: bool) -> int:
         """The position of the first candidate of ``order`` (``whole``) or ``draw``."""
-        if whole and (len(self.candidates) < 2 or self.total <= 0):  # nothing to order, or every weight zero
+        if whole and (len(self.cumulative) < 2 or self.total <= 0):  # nothing to order, or every weight zero
             return 0
         return self._drawn(rng)
 
@@ -174,24 +180,28 @@ class Group:
         """What follows the candidate at ``first`` in ``order`` (``whole``) or in ``DRAWS`` draws."""
         if not whole:
             return self._draws(rng, DRAWS - 1, first)
-        candidates = self.candidates
+        candidates = self.gathered()
         rest = candidates[:first] + candidates[first + 1:]
         if len(rest) > 1 and self.total > 0:
-            times = [-math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf for c in rest]
-            rest = [rest[i] for i in sorted(range(len(rest)), key=times.__getitem__)]
+            times = []  # a loop, not a comprehension (see ``Decider.decide``)
+            for c in rest:
+                times.append(-math.log(1.0 - rng.random()) / c.score if c.score > 0 else math.inf)
+            rest = list(map(rest.__getitem__, sorted(range(len(rest)), key=times.__getitem__)))
         return rest
 
     def _draws(self, rng: random.Random, n: int, first: int) -> Iterator[Candidate]:
-        drawn = {self.candidates[first]}
+        candidates = self.gathered()
+        drawn = {candidates[first]}
         for _ in range(n):
-            candidate = self.candidates[self._drawn(rng)]
+            candidate = candidates[self._drawn(rng)]
             if candidate not in drawn:
                 drawn.add(candidate)
                 yield candidate
 
     def _drawn(self, rng: random.Random) -> int:
         """The position of one weighted draw: each candidate with its share of the total."""
-        return min(bisect.bisect_right(self.cumulative, rng.random() * self.total), self.last)
+        position = bisect.bisect_right(self.cumulative, rng.random() * self.total)
+        return position if position < self.last else self.last  # not min(): ~1,000 instructions a call
 
 
 class Inventory:
@@ -273,7 +283,7 @@ class _Page:
         self.request = request
         self.reader = request.consent.ads_reader(request.user_id)
         self.moment = moment
-        self.now = moment.now.timestamp()  # the Moment's second: flights need no finer
+        self.now = moment.seconds  # the Moment's second: flights need no finer
         self.local = moment.local
         self.reservation = reservation  # prefix of this page's reservation ids
         self.options: dict[int, Option | None] = {}  # campaign id -> what the store sees, if per page
@@ -306,7 +316,7 @@ class Decider:
         self._pages = itertools.count()
         self._moment = None  # the ledger moment of the newest page
         self._hour = None  # its local hour (the moment's hour bucket)
-        self._shared: dict[int, tuple] = {}  # campaign id -> (names, Bounds, Option if for any reader) this hour
+        self._shared: dict[int, tuple] = {}  # campaign id -> what ``_option`` keeps of it (``_known``) this hour
         self._splits: dict[int, tuple[Creative, list[float], int]] = {}  # id(creative) -> it, running shares, last
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
@@ -324,16 +334,25 @@ class Decider:
             if moment.buckets["hour"] != self._hour:  # a new local hour: pages of the last one keep theirs
                 self._hour, self._shared = moment.buckets["hour"], {}
         page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
-        tiers = [self._targeted(need, page).tiers for need in needs]
+        # loops, not comprehensions: a comprehension is a function made per call, and the
+        # variables it reads become cells of this one (CPython 3.11)
+        tiers, previous = [], None
+        for need in needs:
+            if previous is None or need.sizes is not previous.sizes or need.placement is not previous.placement:
+                found = self._targeted(need, page).tiers  # else the same context: a widget's positions
+            tiers.append(found)
+            previous = need
         fills: dict[str, Fill | None] = {}
         rng, allocation, taken = self.rng, self.allocation, page.taken
         done = 0
         while done < len(needs):
-            offered: list[list[tuple]] = [[] for _ in range(done, len(needs))]
-            picks = await self.state.reserve([iter(functools.partial(self._next_option, index, tiers[index], page,
-                                                                     seen, [None, None]), _NEVER)
-                                              for index, seen in enumerate(offered, done)],
-                                             taken, self.hold_seconds)
+            offered: list[list[tuple]] = []
+            options = []
+            for index in range(done, len(needs)):
+                offered.append(seen := [])
+                options.append(iter(functools.partial(self._next_option, index, tiers[index], page, seen,
+                                                      [None, None]), _NEVER))
+            picks = await self.state.reserve(options, taken, self.hold_seconds)
             for need, seen, pick in zip(needs[done:], offered, picks):
                 if pick is None:
                     fills[need.key] = None
@@ -346,7 +365,7 @@ class Decider:
                     variant = await allocation.variant(creative, page.reader, rng)
                 else:
                     variant = self.variant(creative, page.reader)
-                fills[need.key] = _new_fill((chosen.campaign, creative, variant, option.reservation))
+                fills[need.key] = _new(Fill, (chosen.campaign, creative, variant, option.reservation))
                 taken.update(option.names)
             done += len(picks)
             if done < len(needs):
@@ -364,10 +383,11 @@ class Decider:
         """
         rest = walk[1]
         if rest is None:
-            if walk[0] is None and tiers and tiers[0].candidates:
-                group = tiers[0]
+            group = tiers[0] if walk[0] is None and tiers else None
+            candidates = group and group.gathered()
+            if candidates:
                 position = group.first(self.rng, group.whole or (index, 0) in page.whole)
-                candidate = group.candidates[position]
+                candidate = candidates[position]
                 option = self._option(candidate.campaign, page)
                 if option is not None and (not page.taken or page.taken.isdisjoint(option.names)):
                     seen.append((candidate, option))
@@ -420,25 +440,31 @@ class Decider:
         id (and cap counter). A big book's campaigns are each drawn a few times a second: kept
         per second, their bounds were worked out again for most draws.
         """
-        shared = page.shared.get(campaign.id)
-        if shared is None or not shared[1].since <= page.now < shared[1].until:
-            if shared is not None:  # only its bounds moved
-                names = shared[0]
-            else:
-                names = (f"c{campaign.id}", f"a:{campaign.advertiser}") if self.unique_advertiser \
-                    else (f"c{campaign.id}",)
-            bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
-            unreserved = Option(names, bounds.checks, (), None) if bounds.cap is None and not bounds.holds else None
-            shared = page.shared[campaign.id] = (names, bounds, unreserved)
-        names, bounds, option = shared
+        known = page.shared.get(campaign.id)
+        if known is None or not known[0] <= page.now < known[1]:
+            known = self._known(campaign, page, known)
+        option = known[4]
         if option is None:  # it reserves, or reads the reader's cap: worked out per page
             option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
             if option is self:
-                found = bounds.of(page.reader)
-                option = None if found is None else \
-                    _new_option((names, *found, f"{page.reservation}{campaign.id}" if found[1] else None))
-                page.options[campaign.id] = option
+                found = known[3].of(page.reader)
+                option = page.options[campaign.id] = None if found is None else \
+                    _new(Option, (known[2], *found, page.reservation + known[5] if found[1] else None))
         return option
+
+    def _known(self, campaign: Campaign, page: _Page, known: tuple | None) -> tuple:
+        """What ``_option`` keeps of a campaign while its bounds hold, one flat tuple: (since,
+        until, names, Bounds, its Option when the same for every reader and page, its id as text:
+        the end of its reservation ids)."""
+        if known is not None:  # only its bounds moved
+            names, text = known[2], known[5]
+        else:
+            text = f"{campaign.id}"
+            names = (f"c{text}", f"a:{campaign.advertiser}") if self.unique_advertiser else (f"c{text}",)
+        bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
+        unreserved = Option(names, bounds.checks, (), None) if bounds.cap_count is None and not bounds.holds else None
+        known = page.shared[campaign.id] = (bounds.since, bounds.until, names, bounds, unreserved, text)
+        return known
 
     async def bill(self, kind: str, campaign_id: object, user: str | None, hit: str, ttl: int,
                    reservation: str | None = None, mark: tuple[str, str] | None = None) -> bool | None:
@@ -470,8 +496,9 @@ class Decider:
         The most recently used contexts are kept: an article read now is likely read again soon.
         """
         request = page.request
-        context = Context(need.sizes, need.placement, request.page.section, request.page.keywords,
-                          request.page.url if self.inventory.reads_url else None, request.device, request.country)
+        context = _new(Context, (need.sizes, need.placement, request.page.section, request.page.keywords,
+                                 request.page.url if self.inventory.reads_url else None, request.device,
+                                 request.country))
         known = self._contexts.get(context)
         if known is not None and known.since <= page.now < known.until:
             self._contexts.move_to_end(context)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bisect
 import datetime as dt
-import functools
 import itertools
 import math
 import re
@@ -24,7 +23,7 @@ from decimal import Decimal
 from typing import Callable, Mapping, NamedTuple
 from zoneinfo import ZoneInfo
 
-from .model import Campaign, FrequencyCap
+from .model import Campaign
 from .targeting import CompiledTargeting
 
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
@@ -122,10 +121,13 @@ class Bounds(NamedTuple):
 
     The same for every moment of the same local hour from ``since`` until ``until``: counters
     change when a paced limit moves (at most once a second: a moment is one) or the day ends, a
-    cap's key when its period's bucket does (every bucket changes only where a local hour does)."""
+    cap's key when its period's bucket does (every bucket changes only where a local hour does).
+    Flat, with the cap's parts and no model object: a big book's walk reads one per reserved ad,
+    and each object it reaches is one more likely out of cache."""
     checks: tuple[Limit, ...]  # the bounded counters
     holds: tuple[Limit, ...]   # of those, the impression-metered ones (reserved)
-    cap: FrequencyCap | None
+    cap_count: int | None      # a reader's impressions allowed per cap period (None: no cap)
+    cap_skip: bool             # a cap that cannot be checked (no reader) fails closed
     cap_prefix: str            # a reader's cap key: prefix + reader + suffix (the period's bucket)
     cap_suffix: str
     cap_ttl: int
@@ -135,30 +137,26 @@ class Bounds(NamedTuple):
     def of(self, user: str | None) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
         """(checks, holds) for reader ``user`` (None: no id, or no consent to use it); None when
         the campaign may not serve that reader: a cap that cannot be checked fails closed unless
-        the campaign says ``without_consent: serve``."""
-        cap = self.cap
-        if cap is None:
+        the campaign says ``without_consent: serve``. With a cap and a reader, the reader's cap
+        counter comes last."""
+        count = self.cap_count
+        if count is None:
             return self.checks, self.holds
         if user is None:
-            return None if cap.without_consent == "skip" else (self.checks, self.holds)
-        limit = _cap_limit(self.cap_prefix, user, self.cap_suffix, cap.count, self.cap_ttl)
+            return None if self.cap_skip else (self.checks, self.holds)
+        limit = (_new(Limit, (f"{self.cap_prefix}{user}{self.cap_suffix}", count, 1, "impression", self.cap_ttl)),)
         checks = self.checks + limit
         return checks, checks if self.holds is self.checks else self.holds + limit
 
 
-def _cap_limit(prefix: str, user: str, suffix: str, count: int, ttl: int) -> tuple[Limit]:
-    """A reader's frequency-cap counter, alone in a tuple (what it adds to a campaign's limits)."""
-    return (_new_limit((f"{prefix}{user}{suffix}", count, 1, "impression", ttl)),)
+# Limits, counters and bounds made without NamedTuple's Python-level ``__new__`` (``_new(Limit,
+# (...))``): a big book's pages make a cap Limit per capped ad, and its paced campaigns new
+# counters every second or so. Called directly: a partial concatenated its arguments into one
+# more tuple on every call.
+_new = tuple.__new__
 
 
-# Limits, counters and bounds made without NamedTuple's Python-level ``__new__``: a big book's
-# pages make a cap Limit per capped ad, and its paced campaigns new counters every second or so.
-_new_limit = functools.partial(tuple.__new__, Limit)
-_new_counters = functools.partial(tuple.__new__, _Counters)
-_new_bounds = functools.partial(tuple.__new__, Bounds)
-
-
-UNBOUNDED = Bounds((), (), None, "", "", 0, -math.inf, math.inf)  # no caps nor budgets: nothing to read
+UNBOUNDED = Bounds((), (), None, False, "", "", 0, -math.inf, math.inf)  # no caps nor budgets: nothing to read
 
 
 class Ledger:
@@ -167,6 +165,7 @@ class Ledger:
         self.tz = ZoneInfo(timezone)
         self.hourly = _hourly_weights(traffic or {}, self.tz)
         self._last: Moment | None = None
+        self._edges: tuple[dt.datetime, dt.datetime] = ()  # of ``_last``'s second, in UTC
         self._targeting: dict[int, CompiledTargeting] = {}
         self._plans: dict[tuple, _Plan] = {}  # by campaign and day, and by dayparts, day and flight edges
         self._day_hours: dict[dt.date, tuple[tuple[float, int, int], ...]] = {}
@@ -177,9 +176,15 @@ class Ledger:
         self._known: dict[int, _Counters] = {}  # campaign id -> its counters at the last moment asked
 
     def moment(self, now: dt.datetime) -> Moment:
-        """The calendar facts of ``now``, computed once per second (counters need no finer)."""
+        """The calendar facts of ``now``, computed once per second (counters need no finer).
+
+        A clock's UTC datetime is compared with the second's edges: its ``timestamp()`` cost ~2,000
+        instructions, on every page."""
         last = self._last
-        if last is not None and int(last.seconds) == int(now.timestamp()):
+        if last is not None and now.tzinfo is dt.timezone.utc and self._edges[0] <= now < self._edges[1]:
+            return last
+        seconds = now.timestamp()
+        if last is not None and int(last.seconds) == int(seconds):
             return last
         local = now.astimezone(self.tz)
         if last is not None and last.day != local.date().isoformat():
@@ -189,7 +194,9 @@ class Ledger:
                             buckets={"hour": local.strftime("%Y%m%d%H") + offset,
                                      "day": local.strftime("%Y%m%d"),
                                      "week": "%d-W%02d" % local.isocalendar()[:2], "flight": "all"},
-                            seconds=now.timestamp(), date=local.date())
+                            seconds=seconds, date=local.date())
+        start = dt.datetime.fromtimestamp(int(seconds), dt.timezone.utc)
+        self._edges = (start, start + dt.timedelta(seconds=1))  # where ``int(seconds)`` is the same
         return self._last
 
     def day_bounds(self, now: dt.datetime) -> tuple[dt.datetime, dt.datetime]:
@@ -311,8 +318,11 @@ class Ledger:
         ``without_consent: serve``. Counters without a bound are still counted, so a budget
         added by a reload starts from what was already delivered.
         """
-        found = self._for_reader(campaign, user, moment)
-        return None if found is None else found[0].every + found[1]
+        bounds = self.bounds(campaign, moment)
+        found = bounds.of(user)
+        if found is None:
+            return None
+        return self._counters(campaign, moment).every + found[0][len(bounds.checks):]  # and the reader's cap
 
     def reservable(self, campaign: Campaign, user: str | None,
                    moment: Moment) -> tuple[tuple[Limit, ...], tuple[Limit, ...]] | None:
@@ -325,21 +335,10 @@ class Ledger:
         while it holds (``since``/``until``), and then only names each reader's cap counter."""
         counters = self._counters(campaign, moment)
         cap = campaign.frequency_cap
-        suffix = "" if cap is None else f":{moment.buckets[cap.period]}"
-        return _new_bounds((*counters.reservable, cap, counters.cap_prefix, suffix, counters.cap_ttl,
-                            counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1)))
-
-    def _for_reader(self, campaign: Campaign, user: str | None,
-                    moment: Moment) -> tuple[_Counters, tuple[Limit, ...]] | None:
-        """The campaign's shared counters and the reader's cap (none, or one), or None."""
-        cap = campaign.frequency_cap
-        if cap is not None and user is None and cap.without_consent == "skip":
-            return None
-        counters = self._counters(campaign, moment)
-        if cap is None or user is None:
-            return counters, ()
-        return counters, _cap_limit(counters.cap_prefix, user, f":{moment.buckets[cap.period]}", cap.count,
-                                    counters.cap_ttl)
+        count, skip, suffix = (None, False, "") if cap is None else \
+            (cap.count, cap.without_consent == "skip", f":{moment.buckets[cap.period]}")
+        return _new(Bounds, (*counters.reservable, count, skip, counters.cap_prefix, suffix, counters.cap_ttl,
+                             counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1)))
 
     def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
         """The reader-independent counters, worked out again only when a paced limit may have
@@ -361,7 +360,7 @@ class Ledger:
             for position, cap, line, whole in paced:
                 key, _, cost, event, ttl = every[position]
                 limit, moves = self._bound(campaign, cap, line, cost, moment, whole)
-                every[position] = _new_limit((key, limit, cost, event, ttl))
+                every[position] = _new(Limit, (key, limit, cost, event, ttl))
                 if moves < until:
                     until = moves
             cap_ttl = known.cap_ttl
@@ -388,7 +387,7 @@ class Ledger:
         holds = tuple([c for c in checks if c.event == "impression"])
         if len(holds) == len(checks):  # mostly all: then the same tuple, which Bounds.of concatenates once
             holds = checks
-        known = self._known[campaign.id] = _new_counters((
+        known = self._known[campaign.id] = _new(_Counters, (
             campaign, moment, until - MOVE_MARGIN, tuple(every), (checks, holds),
             paced, known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl))
         return known

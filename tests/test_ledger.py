@@ -9,13 +9,14 @@ import math
 import time
 from decimal import Decimal
 from fnmatch import fnmatchcase
+from zoneinfo import ZoneInfo
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from adserve.decision import AdNeed
-from adserve.ledger import EXACT_CAP, Ledger, _paced, _whole, reader_keys
+from adserve.ledger import EXACT_CAP, Ledger, Limit, _paced, _whole, reader_keys
 from adserve.model import Budget, Daypart, Flight, FrequencyCap, Price, Targeting
 
 from .conftest import FakeClock
@@ -595,3 +596,30 @@ def test_a_reader_reserves_what_is_checked_in_one_tuple_unless_clicks_are_checke
     checks, holds = ledger.bounds(clicked, moment).of("a")
     assert [limit.event for limit in checks] == ["click", "impression"]
     assert holds == checks[1:] and holds[0].key == "c2:cap:a:20261124"
+
+
+def test_a_campaigns_bounds_hold_no_object_of_the_model():
+    """A decision reads a capped campaign's bounds on every page that draws it: they carry the
+    cap's count and its consent rule themselves, so a 10,000-campaign book's walk touches no
+    FrequencyCap (and its attribute dict) per reserved ad, and ``of`` answers as before."""
+    for without_consent in ("skip", "serve"):
+        ledger = Ledger("America/New_York")
+        capped = campaign(1, frequency_cap=FrequencyCap(count=3, period="day", without_consent=without_consent))
+        bounds = ledger.bounds(capped, ledger.moment(dt.datetime(2026, 11, 24, 15, 0, tzinfo=UTC)))
+        assert all(type(part) in (tuple, str, int, float, bool, type(None)) for part in bounds)
+        assert bounds.of(None) == (None if without_consent == "skip" else ((), ()))
+        (cap,), _holds = bounds.of("a")
+        assert cap == Limit("c1:cap:a:20261124", 3, 1, "impression", 86400 + 3600)
+
+
+def test_a_moment_is_worked_out_once_per_second_whatever_the_clocks_zone():
+    """Decisions read a UTC clock, replays UTC datetimes, reports other zones: the same second
+    gives the same Moment, and the next second a new one, from either side of its edges."""
+    ledger = Ledger("America/New_York")
+    at = dt.datetime(2026, 11, 24, 15, 0, 7, 999_999, tzinfo=UTC)
+    first = ledger.moment(at)
+    assert ledger.moment(at - dt.timedelta(microseconds=999_999)) is first
+    assert ledger.moment(at.astimezone(ZoneInfo("Asia/Kolkata"))) is first
+    later = ledger.moment(at + dt.timedelta(microseconds=1))
+    assert later is not first and later.seconds == (at + dt.timedelta(microseconds=1)).timestamp()
+    assert ledger.moment(at) is not later and ledger.moment(at).seconds == at.timestamp()

@@ -116,8 +116,9 @@ def choose(needs: list[Iterable[Option | None]], taken: set[str],
         for option in options:
             if option is CUT:
                 return picks
-            if taken.isdisjoint(option.names) and take(option):
-                taken.update(option.names)
+            names = option.names
+            if (not taken or taken.isdisjoint(names)) and take(option):  # a page's first need: nothing taken
+                taken.update(names)
                 pick = index
                 break
             index += 1

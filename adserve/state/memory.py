@@ -48,33 +48,36 @@ class MemoryState:
         self._reserved: dict[str, tuple] = _Table()  # reservation id -> (key, cost, key, cost, ...) it holds
         self._releasing: dict[int, list[str]] = {}  # second -> reservations released then
         self._release_seconds: list[int] = []  # heap of the seconds in ``_releasing``
+        self._now, self._second, self._due = 0.0, 0, None  # of the ``reserve`` call walking (``_take``)
 
     async def reserve(self, needs: list[Iterable[Option | None]], taken: set[str],
                       hold_seconds: float) -> list[int | None]:
-        now = self._clock()
+        now = self._now = self._clock()
         self._release_due(now)
-        reserved, fit, add = self._reserved, self._fit, self._add
-        second = math.ceil(now + hold_seconds)  # when what this call reserves is released
-        due: list[str] | None = None
-
-        def take(option: Option) -> bool:
-            """Check and hold in one call per option: nothing awaits in between, so it is atomic."""
-            nonlocal due
-            if option.checks and not fit(option.checks, now):
-                return False
-            if option.reservation is not None:
-                reserved[option.reservation] = add(option.holds, now)
-                if due is None:
-                    due = self._releasing.get(second)
-                    if due is None:
-                        due = self._releasing[second] = []
-                        heapq.heappush(self._release_seconds, second)
-                due.append(option.reservation)
-            return True
-
-        picks = choose(needs, taken, take)
+        self._second = math.ceil(now + hold_seconds)  # when what this call reserves is released
+        self._due = None
+        picks = choose(needs, taken, self._take)
         self._sweep(now)
         return picks
+
+    def _take(self, option: Option) -> bool:
+        """Check and hold in one call per option: nothing awaits in between, so it is atomic.
+        The call's moment and release second are the store's attributes while ``reserve`` walks
+        (a closure over them cost its cells on every call)."""
+        checks = option.checks
+        if checks and not self._fit(checks, self._now):
+            return False
+        reservation = option.reservation
+        if reservation is not None:
+            self._reserved[reservation] = self._add(option.holds, self._now)
+            due = self._due
+            if due is None:
+                due = self._due = self._releasing.get(self._second)
+                if due is None:
+                    due = self._due = self._releasing[self._second] = []
+                    heapq.heappush(self._release_seconds, self._second)
+            due.append(reservation)
+        return True
 
     async def settle(self, outcome: str, ttl: int, reservation: str | None,
                      charges: tuple[Limit, ...], mark: tuple[str, str] | None = None) -> bool | None:
@@ -88,7 +91,7 @@ class MemoryState:
         billable = reservation is not None and self._reserved.pop(reservation, None) is not None
         if billable:
             self.seed([charge for charge in charges if charge.limit is None], now)
-        elif self._fit(charges, now):
+        elif self._fit([charge for charge in charges if charge.limit is not None], now):
             self.seed(charges, now)
             billable = True
         self._create(outcome, 1.0 if billable else 0.0, now + ttl)
@@ -107,12 +110,13 @@ class MemoryState:
         """Add each count's cost as of ``now``; what was added, flat: (key, cost, key, cost, ...),
         what a reservation holds. One call per option a decision reserves, not one per counter."""
         values, held = self._values, []
-        for key, _limit, cost, _event, ttl in counts:
-            entry = values.get(key)
-            if entry and entry[1] > now:
-                values[key] = (entry[0] + cost, entry[1])
+        for count in counts:  # read by position (see ``_fit``)
+            key, cost = count[0], count[2]
+            value, expires = values.get(key, _ABSENT)
+            if expires > now:
+                values[key] = (value + cost, expires)
             else:
-                self._create(key, cost, now + ttl)
+                self._create(key, cost, now + count[4])
             held += (key, cost)
         return tuple(held)
 
@@ -148,14 +152,18 @@ class MemoryState:
         entry = self._values.get(key)
         return entry[0] if entry and entry[1] > now else None
 
-    def _fit(self, limits: tuple[Limit, ...], now: float) -> bool:
+    def _fit(self, limits: Iterable[Limit], now: float) -> bool:
         """Whether one more event keeps every counter within its limit: ``value + cost <= limit``,
         the rule the Redis store's Lua ``fit`` applies too. Amounts are whole numbers (spend in
-        micro-units), so the comparison is exact."""
+        micro-units), so the comparison is exact. Bounded limits only (an option's checks are).
+
+        A Limit is read by position, (key, limit, cost, event, ttl): unpacking a tuple subclass
+        (or reading a NamedTuple's field by name) is not specialised, and made an iterator per
+        counter."""
         values = self._values
-        for key, limit, cost, _event, _ttl in limits:
-            value, expires = values.get(key, _ABSENT)
-            if limit is not None and (value if expires > now else 0.0) + cost > limit:
+        for limit in limits:
+            value, expires = values.get(limit[0], _ABSENT)
+            if (value if expires > now else 0.0) + limit[2] > limit[1]:
                 return False
         return True
 
