@@ -47,13 +47,14 @@ class JsonAnswer(web.StreamResponse):
     def keep_alive(self) -> bool | None:
         return self._kept_alive
 
-    async def prepare(self, request: web.BaseRequest) -> None:
+    async def prepare(self, request: web.Request) -> None:
         if self._kept_alive is not None:
             return
-        if self._keep_alive is not None or self._cookies or self._compression or self._chunked \
-                or _signalled(request):
-            await self._prepare_as_aiohttp(request)
-            return
+        if self._keep_alive is not None or self._cookies or self._compression or self._chunked:
+            return await self._prepare_as_aiohttp(request)
+        for app in request._match_info._apps:  # those whose prepare signals aiohttp would send
+            if app.on_response_prepare:
+                return await self._prepare_as_aiohttp(request)
         self._kept_alive = keep_alive = request.keep_alive
         version = request.version
         headers = self.headers
@@ -72,7 +73,7 @@ class JsonAnswer(web.StreamResponse):
     async def write_eof(self, data: bytes = b"") -> None:
         """Written with the head in ``prepare``."""
 
-    async def _prepare_as_aiohttp(self, request: web.BaseRequest) -> None:
+    async def _prepare_as_aiohttp(self, request: web.Request) -> None:
         """For an answer given what the short way does not write (a ``force_close``, cookies,
         compression, chunking, prepare signals): aiohttp's own preparation, then the body."""
         if not self._chunked:
@@ -80,16 +81,6 @@ class JsonAnswer(web.StreamResponse):
         await super().prepare(request)
         self._kept_alive = self._keep_alive
         await super().write_eof(self.body)
-
-
-def _signalled(request: web.BaseRequest) -> bool:
-    """Whether an app the request was routed through has ``on_response_prepare`` signals, which
-    aiohttp's preparation sends (a ``BaseRequest`` has no apps, and sends none)."""
-    match_info = getattr(request, "_match_info", None)
-    for app in match_info._apps if match_info is not None else ():  # as Request._prepare_hook
-        if app.on_response_prepare:
-            return True
-    return False
 
 
 def install(server: web.Server, app: web.Application) -> None:
