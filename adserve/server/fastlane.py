@@ -29,10 +29,11 @@ ROUTE: web.AppKey[web.ResourceRoute] = web.AppKey("fast_lane_route")
 class JsonAnswer(web.StreamResponse):
     """A 200 JSON answer whose head aiohttp's ``StreamWriter`` writes with the body, in one write.
 
-    For what the slot route answers (no cookies, compression or chunking, no ``HEAD``, a body
-    that is never empty, an app without ``on_response_prepare`` signals, which it skips): the
+    For what the slot route answers (no cookies, compression or chunking, no ``force_close``,
+    no ``HEAD``, a body that is never empty, an app without ``on_response_prepare`` signals): the
     headers it has, then Content-Length, Date, Server and the Connection header aiohttp would
-    add, in aiohttp's order. A ``StreamResponse`` rather than a ``Response``: none of the
+    add, in aiohttp's order. An answer with any of the first four, or on such an app, takes
+    aiohttp's preparation instead. A ``StreamResponse`` rather than a ``Response``: none of the
     latter's body handling is used, and building one costs more.
     """
 
@@ -46,9 +47,14 @@ class JsonAnswer(web.StreamResponse):
     def keep_alive(self) -> bool | None:
         return self._kept_alive
 
-    async def prepare(self, request: web.BaseRequest) -> None:
+    async def prepare(self, request: web.Request) -> None:
         if self._kept_alive is not None:
             return
+        if self._keep_alive is not None or self._cookies or self._compression or self._chunked:
+            return await self._prepare_as_aiohttp(request)
+        for app in request._match_info._apps:  # those whose prepare signals aiohttp would send
+            if app.on_response_prepare:
+                return await self._prepare_as_aiohttp(request)
         self._kept_alive = keep_alive = request.keep_alive
         version = request.version
         headers = self.headers
@@ -66,6 +72,15 @@ class JsonAnswer(web.StreamResponse):
 
     async def write_eof(self, data: bytes = b"") -> None:
         """Written with the head in ``prepare``."""
+
+    async def _prepare_as_aiohttp(self, request: web.Request) -> None:
+        """For an answer given what the short way does not write (a ``force_close``, cookies,
+        compression, chunking, prepare signals): aiohttp's own preparation, then the body."""
+        if not self._chunked:
+            self.content_length = len(self.body)
+        await super().prepare(request)
+        self._kept_alive = self._keep_alive
+        await super().write_eof(self.body)
 
 
 def install(server: web.Server, app: web.Application) -> None:

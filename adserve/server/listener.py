@@ -75,14 +75,27 @@ def answering(connection: web.RequestHandler) -> bool:
     return connection._request_in_progress
 
 
+def waiting(connection: web.RequestHandler) -> bool:
+    """Whether the connection is waiting for a request: none being answered or received whole."""
+    waiter = connection._waiter
+    return waiter is not None and not waiter.done()
+
+
 async def drain(server: web.Server, seconds: float = DRAIN_SECONDS, every: float = 0.05) -> None:
-    """Close connections as soon as they are idle, until none is left or ``seconds`` have passed."""
+    """Close connections as soon as they are idle, until none is left or ``seconds`` have passed.
+
+    An idle one is force-closed: aiohttp's ``close()`` (since 3.14) ends its task but leaves its
+    socket open until the deadline. Between two requests (the next received, its handler not yet
+    started) ``close()`` lets it answer that one and then closes it.
+    """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + seconds
     while server.connections and loop.time() < deadline:
         for connection in server.connections:
-            if not answering(connection):
-                connection.close()  # idle: it ends now; answering: its answer goes out first
+            if waiting(connection):
+                connection.force_close()  # idle: it ends now
+            elif not answering(connection):
+                connection.close()  # it ends after what it received; answering: answer goes out first
         await asyncio.sleep(every)
 
 
