@@ -284,6 +284,16 @@ def operator_only(request: web.Request, token: str | None, what: str, variable: 
     return None
 
 
+class UnreadableBody(BadRequest):
+    """A body aiohttp could not read to its end: nothing more of it will be read (aiohttp would
+    try once more after the answer, and log that as its own failure), and the answer closes the
+    connection, whose next bytes cannot be framed."""
+
+    def __init__(self, request: web.Request, message: str) -> None:
+        super().__init__("body", f"unreadable: {message}")
+        request.content.feed_eof()
+
+
 async def read_json(request: web.Request, settings: ServerSettings) -> object:
     """The body as JSON: at most ``max_body_bytes``, received within ``body_timeout_seconds``."""
     limit = settings.max_body_bytes
@@ -299,6 +309,10 @@ async def read_json(request: web.Request, settings: ServerSettings) -> object:
                 raw = await request.read()
         except TimeoutError:
             raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
+        except web.RequestPayloadError as exc:  # e.g. a Content-Encoding its bytes do not follow
+            raise UnreadableBody(request, getattr(exc.__cause__, "message", str(exc))) from None
+        except ConnectionResetError:  # the client left mid-body: its doing, not a failure of ours
+            raise UnreadableBody(request, "the connection closed before the body arrived") from None
     if len(raw) > limit:
         raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(raw))
     try:
@@ -374,7 +388,10 @@ def _overloaded(server: AdServer, request: web.Request) -> web.Response | None:
 def _failure(server: AdServer, request: web.Request, exc: Exception) -> web.Response:
     """A handler's failure as a JSON error answer: never a traceback. Redirects go on up."""
     if isinstance(exc, BadRequest):
-        return json_error(400, "bad_request", str(exc))
+        response = json_error(400, "bad_request", str(exc))
+        if isinstance(exc, UnreadableBody):
+            response.force_close()
+        return response
     if isinstance(exc, TokenError):
         return json_error(exc.status, "bad_token", str(exc), tracking.NO_CACHE)
     if isinstance(exc, LogUnavailable):
