@@ -426,6 +426,35 @@ async def test_frequency_counters_survive_a_reload(client, workdir):
     assert (await post_slots(client, body))["s1"]["campaign_id"] == 90001
 
 
+async def test_a_reload_moves_the_body_limit_for_bodies_sent_in_pieces(client, workdir):
+    """aiohttp's own body limit is set once, at start-up; the configured one follows reloads, up
+    and down, for bodies that come with their head and for chunked ones alike."""
+    server = client.server.app[SERVER]
+
+    async def post(size: int) -> int:
+        body = orjson.dumps({"slots": [{"id": "a", "type": "recs"}], "pad": "x" * size})
+
+        async def chunks():
+            for start in range(0, len(body), 16384):
+                yield body[start:start + 16384]
+                await asyncio.sleep(0.01)  # the handler reads while the body is on its way
+
+        codes = []
+        for data in (body, chunks()):
+            response = await client.post("/v1/slots", data=data, headers={"Content-Type": "application/json"})
+            codes.append(response.status)
+        return codes
+
+    assert await post(70_000) == [413, 413]
+    edit(workdir, "site.yaml", "max_body_bytes: 65536", "max_body_bytes: 131072")
+    await server.reload_config()
+    assert await post(70_000) == [200, 200]
+    assert await post(140_000) == [413, 413]
+    edit(workdir, "site.yaml", "max_body_bytes: 131072", "max_body_bytes: 32768")
+    await server.reload_config()
+    assert await post(40_000) == [413, 413]
+
+
 async def test_an_edited_creative_shows_as_edited_after_a_reload(client, workdir):
     """Display answers and native items reuse each creative's parts: a reload must show its edits."""
     server = client.server.app[SERVER]
