@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import socket
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from adserve.server import listener
 from adserve.server.app import create_app
+
+from .test_fastlane import started, stopped
 
 HEAD = b"POST /v1/slots HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
 
@@ -22,14 +22,11 @@ async def served(server):
     app = create_app(server)
     app.on_startup.clear()  # no background tasks
     app.on_cleanup.clear()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        runner, sockets = await listener.listen(app, sock, 100, 15.0, lambda: None)
-        try:
-            yield sock.getsockname()[1]
-        finally:
-            sockets.close()
-            await runner.cleanup()
+    runner, sockets, url = await started(app)
+    try:
+        yield int(url.rsplit(":", 1)[1])
+    finally:
+        await stopped(runner, sockets)
 
 
 def slot_answers(server) -> dict[str, float]:

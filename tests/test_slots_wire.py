@@ -15,16 +15,15 @@ import asyncio
 import json
 import os
 import re
-import socket
 from pathlib import Path
 
 import orjson
 import pytest
 
-from adserve.server import listener
 from adserve.server.app import SERVER, create_app
 
 from .conftest import EXAMPLE_REQUEST, NOON_ISH
+from .test_fastlane import started, stopped
 
 TRANSCRIPT = Path(__file__).parent / "fixtures" / "slots_wire.json"
 BODY = orjson.dumps(EXAMPLE_REQUEST)
@@ -142,21 +141,18 @@ async def transcript(make_server, workdir) -> dict:
     app = create_app(server)
     app.on_startup.clear()  # no background tasks: the answers are the point
     app.on_cleanup.clear()
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-        runner, sockets = await listener.listen(app, sock, 100, 15.0, lambda: None)
-        try:
-            got = {name: await exchange(port, *case) for name, case in CASES.items()}
-            got["body timeout"] = await exchange(port, *SLOW["body timeout"])
-            server.in_flight += 10**6  # past max_pending: every slot request is shed
-            for name in ("overload", "overload, allowed origin"):
-                got[name] = await exchange(port, *SLOW[name])
-            server.in_flight -= 10**6
-            metrics = (await exchange(port, other("GET", "/metrics"), 1, False))[0]
-        finally:
-            sockets.close()
-            await runner.cleanup()
+    runner, sockets, url = await started(app)
+    port = int(url.rsplit(":", 1)[1])
+    try:
+        got = {name: await exchange(port, *case) for name, case in CASES.items()}
+        got["body timeout"] = await exchange(port, *SLOW["body timeout"])
+        server.in_flight += 10**6  # past max_pending: every slot request is shed
+        for name in ("overload", "overload, allowed origin"):
+            got[name] = await exchange(port, *SLOW[name])
+        server.in_flight -= 10**6
+        metrics = (await exchange(port, other("GET", "/metrics"), 1, False))[0]
+    finally:
+        await stopped(runner, sockets)
     got["metrics"] = [line for line in metrics.split("\n")
                       if line.startswith(("adserve_requests_total", "adserve_slots_total", "adserve_shed_total"))]
     return got
