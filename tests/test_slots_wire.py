@@ -20,7 +20,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from adserve.server.app import SERVER, create_app
+from adserve.server.app import create_app
 
 from .conftest import EXAMPLE_REQUEST, NOON_ISH
 from .test_fastlane import started, stopped
