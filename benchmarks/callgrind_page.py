@@ -196,6 +196,8 @@ def main() -> None:
     parser.add_argument("--compare", action="store_true")
     parser.add_argument("--current", action="store_true", help="this checkout only")
     args = parser.parse_args()
+    if args.compare and args.current:
+        parser.error("--compare needs two checkouts: leave out --current")
     codes = {args.ref: checkout_of(args.ref), "current": ROOT.parent}
     if args.current:
         del codes[args.ref]
