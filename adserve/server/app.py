@@ -306,7 +306,7 @@ async def read_json(request: web.Request, settings: ServerSettings) -> object:
             raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=declared)
         try:
             async with asyncio.timeout(settings.body_timeout_seconds):
-                raw = await request.clone(client_max_size=limit).read()  # today's limit; the app's is start-up's
+                raw = await request.clone(client_max_size=limit).read()  # the limit in force now, not start-up's
         except TimeoutError:
             raise web.HTTPRequestTimeout(text="the request body did not arrive in time") from None
         except web.RequestPayloadError as exc:  # e.g. a Content-Encoding its bytes do not follow
