@@ -113,6 +113,29 @@ def test_a_variant_object_shared_by_two_creatives_shows_each_ones_fields():
         assert (token["c"], token["cr"], token["l"]) == (campaign.id, creative.id, creative.landing_url)
 
 
+def test_a_big_books_ads_stay_kept_while_they_rotate(monkeypatch):
+    """The kept answers hold every ad of the book in each of a few slots: a big book's ads rotate
+    through more of them than the floor (``MAX_KEPT``), and starting over each time the floor
+    filled built 0.1-0.3 ads again a page at 10,000 campaigns (#18)."""
+    from types import SimpleNamespace
+
+    from adserve.decision import Fill
+    from adserve.request import Slot
+    from adserve.tokens import Signer
+
+    monkeypatch.setattr(Runtime, "MAX_KEPT", 3)
+    signer = Signer(b"s" * 32, 60)
+    campaigns = [SimpleNamespace(id=n, creatives=[SimpleNamespace(
+        id=f"cr-{n}", size="300x250", format="image", landing_url=f"https://{n}.example/",
+        variants=[SimpleNamespace(id=v, image_url="/a.svg", html=None) for v in "AB"])]) for n in range(10)]
+    runtime = Runtime(config=SimpleNamespace(campaigns=campaigns), decider=None)
+    ads = [(Slot(s, "display", None, ("300x250",)), Fill(c, c.creatives[0], v))
+           for s in ("side", "top") for c in campaigns for v in c.creatives[0].variants]
+    first = [runtime.shown_ad(slot, fill, "http://h", signer) for slot, fill in ads]
+    again = [runtime.shown_ad(slot, fill, "http://h", signer) for slot, fill in ads]
+    assert all(a is b for a, b in zip(first, again)) and len(runtime.shown) == 40
+
+
 def test_a_native_is_kept_per_widget_strategy_apart_from_the_display_ad():
     """A native's kept answer and token head are its widget strategy's: one variant shown as a
     display ad and as natives of two strategies in one slot gives three entries."""
