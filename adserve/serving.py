@@ -36,7 +36,9 @@ class Runtime:
     Each entry holds the objects whose ids key it, so an id cannot be reused while its entry
     lives. Made-up layouts and host names could fill them: ``layouts`` keeps only the layouts
     the parser shares, as many as it keeps, and ``shown`` holds no slot (a made-up one can be
-    a body's worth of sizes) and starts over past ``MAX_KEPT``.
+    a body's worth of sizes) and starts over past ``most_shown``: ``MAX_KEPT`` and
+    ``KEPT_PER_VARIANT`` entries for each variant of the book, so that a big book's ads, which
+    rotate through a few slots each, stay kept (~1.5 KB an entry).
     """
     config: Config
     decider: Decider
@@ -44,7 +46,15 @@ class Runtime:
     # (slot id, placement, id(variant), base URL, strategy) -> _Shown
     shown: dict[tuple, tuple] = field(default_factory=dict, repr=False)
 
+    most_shown: int = field(init=False, repr=False)
+
     MAX_KEPT = 4096
+    KEPT_PER_VARIANT = 4
+
+    def __post_init__(self) -> None:
+        variants = 0 if self.config is None else sum(
+            len(creative.variants) for campaign in self.config.campaigns for creative in campaign.creatives)
+        self.most_shown = self.MAX_KEPT + self.KEPT_PER_VARIANT * variants
 
     def layout(self, slots: tuple[Slot, ...]) -> _Layout:
         kept = self.layouts.get(id(slots))
@@ -64,7 +74,7 @@ class Runtime:
         key = (slot.id, slot.placement, id(fill.variant), base_url, strategy)
         kept = self.shown.get(key)
         if kept is None or kept.creative is not fill.creative or kept.campaign is not fill.campaign:
-            kept = _keep(self.shown, key, _Shown.of(slot, fill, base_url, signer, strategy), self.MAX_KEPT)
+            kept = _keep(self.shown, key, _Shown.of(slot, fill, base_url, signer, strategy), self.most_shown)
         return kept
 
 

@@ -80,9 +80,9 @@ async def test_one_ad_in_two_slots_and_pages_carries_each_ones_fields(client, wo
 
 async def test_what_serving_keeps_is_bounded(client, monkeypatch):
     """Host names and layouts made up per request start the kept answers over, never grow them."""
-    monkeypatch.setattr(Runtime, "MAX_KEPT", 3)
     monkeypatch.setattr("adserve.serving.MAX_SHARED", 3)
     runtime = client.server.app[SERVER].runtime
+    monkeypatch.setattr(runtime, "most_shown", 3)
     for n in range(8):
         body = {**copy.deepcopy(EXAMPLE_REQUEST), "slots": [{**DISPLAY, "id": f"s{n}"}]}
         response = await client.post("/v1/slots", json=body, headers={"Host": f"h{n}.example"})
