@@ -13,6 +13,7 @@ import datetime as dt
 import sys
 import time
 
+import bench_book
 import bench_config
 import bench_decision
 import bench_event_sink
@@ -41,6 +42,7 @@ def main() -> None:
         bench_overload.run(args.repeats),
         bench_workers.run(args.repeats),
         bench_decision.run(args.repeats + 2),
+        bench_book.run(args.repeats + 2),
         bench_config.run(args.repeats),
         bench_thompson.run(args.repeats + 2),
         bench_pacing.run(),
