@@ -37,8 +37,9 @@ class Runtime:
     lives. Made-up layouts and host names could fill them: ``layouts`` keeps only the layouts
     the parser shares, as many as it keeps, and ``shown`` holds no slot (a made-up one can be
     a body's worth of sizes) and starts over past ``most_shown``: ``MAX_KEPT`` and
-    ``KEPT_PER_VARIANT`` entries for each variant of the book, so that a big book's ads, which
-    rotate through a few slots each, stay kept (~1.5 KB an entry).
+    ``KEPT_PER_VARIANT`` entries for each variant of the book, so that a big book's ads, each
+    shown in a slot or two of its size, stay kept (~1.5 KB an entry: at most ~36 MB more for
+    12,000 variants).
     """
     config: Config
     decider: Decider
@@ -49,7 +50,7 @@ class Runtime:
     most_shown: int = field(init=False, repr=False)
 
     MAX_KEPT = 4096
-    KEPT_PER_VARIANT = 4
+    KEPT_PER_VARIANT = 2
 
     def __post_init__(self) -> None:
         variants = 0 if self.config is None else sum(
