@@ -13,14 +13,17 @@ redis-server) and loads the servers in turn with wrk over loopback, in one run:
   caps refuse draws), a page of two display slots (300x250 and a top banner).
 
 Fresh: every view's URL is new (a per-view tag), so every page context is new to the server.
-Cached: views replay 400 page contexts (their readers included) that the server has seen.
-Counters are live: every fill holds its caps and budgets until the reservation ends, and small
-daily budgets run out. No pixel confirms an impression (wrk sends no second request), so nothing
+Cached: views of 400 page contexts (page, URL, device and country) that the server has seen.
+Readers, in either mode, are drawn from 50,000 of whom some come back often. Counters are live:
+every fill holds its caps and budgets until the reservation ends, and small daily budgets run out.
+(bench_decision.py's cached passes replay 400 whole views, their readers included: each reader
+then rereads one page at thousands of views a second, and its caps refuse most draws of a
+narrow book.) No pixel confirms an impression (wrk sends no second request), so nothing
 is billed; holds refuse draws as billed impressions would. bench_decision.py times ``decide``
 alone, in-process: the stricter measure of the same books, as the page's fixed cost (HTTP,
 parsing, tokens, the event log) is left out there.
 
-    python benchmarks/bench_book.py [ROUNDS [SECONDS]]  # writes its section of benchmarks/RESULTS.md
+    python benchmarks/bench_book.py [ROUNDS [SECONDS [WORLD ...]]]  # writes its section of benchmarks/RESULTS.md
 """
 
 from __future__ import annotations
@@ -47,7 +50,7 @@ from tests.live import REPO
 BIG, SMALL = 10_000, 100
 FILE_SIZE = 500  # campaigns a file: files stay under the loader's 1 MiB limit
 CONNECTIONS = 32
-WARM_SECONDS = 8  # each server's first load, untimed: its index activated, pacing plans worked out
+WARM_SECONDS = 15  # each server's first load, untimed: its index activated, pacing plans worked out
 REVIEW_SECTIONS = [f"section{n}" for n in range(8)]
 REVIEW_WORDS = [f"word{n}" for n in range(500)]
 SITE_SLOTS = [{"id": "side", "placement": "sidebar-300x250"}, {"id": "top", "placement": "top-banner"}]
@@ -55,7 +58,7 @@ REVIEW_SLOTS = SITE_SLOTS[:1]
 
 LUA = """
 local pages = {%(pages)s}  -- a page's JSON up to its URL, left open for the view's tag
-local views = {%(views)s}  -- whole request bodies: the cached mode replays these
+local contexts = {%(contexts)s}  -- whole page contexts: the cached mode's views come from these
 local devices = {%(devices)s}
 local countries = {%(countries)s}
 local skew = %(skew)s  -- pages[n * r ^ skew]: 1 even, 3 a few pages draw most views
@@ -69,14 +72,16 @@ wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
 request = function()
   counter = counter + 1
-  if #views > 0 then
-    return wrk.format(nil, nil, nil, views[math.random(#views)])
+  local context
+  if #contexts > 0 then
+    context = contexts[math.random(#contexts)]
+  else
+    context = '{"page":' .. pages[math.floor(#pages * math.random() ^ skew) + 1] .. '?v=' .. counter
+      .. '"},"device":"' .. devices[math.random(#devices)] .. '","country":"'
+      .. countries[math.random(#countries)] .. '","slots":' .. slots
   end
-  local page = pages[math.floor(#pages * math.random() ^ skew) + 1]
-  local reader = math.floor(50000 * math.random() ^ 2)
-  return wrk.format(nil, nil, nil, '{"page":' .. page .. '?v=' .. counter .. '"},"user":{"id":"reader-'
-    .. reader .. '"},"device":"' .. devices[math.random(#devices)] .. '","country":"'
-    .. countries[math.random(#countries)] .. '","slots":' .. slots .. '}')
+  local reader = math.floor(50000 * math.random() ^ 2)  -- readers come back: their caps refuse draws
+  return wrk.format(nil, nil, nil, context .. ',"user":{"id":"reader-' .. reader .. '"}}')
 end
 """
 
@@ -91,26 +96,27 @@ class World:
     books: dict[tuple[int, str], Config]  # (campaigns, demand) -> book
 
     def script(self, folder: Path, cached: bool) -> Path:
-        """wrk's Lua for this world's fresh views, or for ``WARM_CONTEXTS`` views replayed."""
+        """wrk's Lua for this world's fresh views, or for views of ``WARM_CONTEXTS`` page contexts."""
         path = folder / f"book-{'cached' if cached else 'fresh'}-{id(self)}.lua"
-        views = self.replayed() if cached else []
+        contexts = self.contexts() if cached else []
         path.write_text(LUA % {
             "pages": ",".join(_lua(_open_url(page)) for page in self.pages),
-            "views": ",".join(_lua(view) for view in views), "skew": self.skew, "slots": json.dumps(self.slots),
+            "contexts": ",".join(_lua(c) for c in contexts), "skew": self.skew, "slots": json.dumps(self.slots),
             "devices": ",".join(_lua(d) for d in DEVICES), "countries": ",".join(_lua(c) for c in COUNTRIES)})
         return path
 
-    def replayed(self) -> list[str]:
-        """``WARM_CONTEXTS`` whole views, drawn as the fresh ones are."""
+    def contexts(self) -> list[str]:
+        """``WARM_CONTEXTS`` page contexts (a page, its URL, a device and a country) drawn as the
+        fresh views' are, each a request body but for its reader: ``{"page":...,"slots":[...]``."""
         rng = random.Random(99)
-        views = []
+        contexts = []
         for n in range(WARM_CONTEXTS):
             page = dict(self.pages[int(len(self.pages) * rng.random() ** self.skew)])
-            page["url"] += f"?v=replayed-{n}"
-            views.append(json.dumps({"page": page, "user": {"id": f"reader-{int(50_000 * rng.random() ** 2)}"},
-                                     "device": rng.choice(DEVICES), "country": rng.choice(COUNTRIES),
-                                     "slots": self.slots}))
-        return views
+            page["url"] += f"?v=context-{n}"
+            body = json.dumps({"page": page, "device": rng.choice(DEVICES), "country": rng.choice(COUNTRIES),
+                               "slots": self.slots})
+            contexts.append(body[:-1])
+        return contexts
 
 
 def _lua(text: str) -> str:
@@ -221,7 +227,8 @@ def measure(name: str, world: World, folder: Path, redis_url, rounds: int, secon
             shutil.rmtree(server.folder)  # its event log: a few hundred MB
 
 
-def run(rounds: int = 5, seconds: int = 2) -> str:
+def run(rounds: int = 5, seconds: int = 2, only: tuple[str, ...] = ()) -> str:
+    """``rounds`` of ``seconds`` per book, mode and store, for every world (or ``only`` those named)."""
     now = dt.datetime.now(dt.timezone.utc)
     measured = []
     with tempfile.TemporaryDirectory(dir=OUT) as scratch:
@@ -231,6 +238,8 @@ def run(rounds: int = 5, seconds: int = 2) -> str:
         databases = iter(range(16))
         try:
             for name, world in worlds(now).items():
+                if only and name not in only:
+                    continue
                 measured.append(measure(name, world, folder, None, rounds, seconds))
                 measured.append(measure(name, world, folder, lambda: f"redis://127.0.0.1:{port}/{next(databases)}",
                                         rounds, seconds))
@@ -277,8 +286,8 @@ def report(measured: list[Measured], rounds: int, seconds: int, now: dt.datetime
         f"after {WARM_SECONDS} s of untimed fresh views each. Worlds: `review`, the page and book of "
         "#18's reviewer (one 300x250; a random section of 8, two of 500 keywords; campaigns aimed at a "
         "section, three keywords and two devices); `narrow` and `broad`, bench_decision.py's site, books "
-        "and demands (its section below). Fresh: a new URL every view; cached: 400 views replayed, "
-        "readers included. Counters are live: fills hold their caps and budgets (no pixel confirms "
+        "and demands (its section below). Fresh: a new URL every view; cached: views of 400 page "
+        "contexts; readers drawn per view in both. Counters are live: fills hold their caps and budgets (no pixel confirms "
         "them, so nothing is billed). Medians (min–max) of the rounds; a ratio is taken per round, "
         "between runs a few seconds apart. Rates count pages answered: a 503 past capacity (the overload "
         "guard, when the machine starves a server) is counted apart, as it costs microseconds.",
@@ -289,6 +298,6 @@ def report(measured: list[Measured], rounds: int, seconds: int, now: dt.datetime
 
 
 if __name__ == "__main__":
-    text = run(*(int(a) for a in sys.argv[1:3]))
+    text = run(*(int(a) for a in sys.argv[1:3]), only=tuple(sys.argv[3:]))
     print(text)
     replace_section(text)
