@@ -429,6 +429,17 @@ def test_a_creative_of_weight_zero_never_serves_even_as_the_only_one_of_the_slot
     assert fill_ids(d, request(), [AdNeed("s0", ("728x90",), None)]) == [None]
 
 
+def test_a_campaign_whose_creatives_all_have_weight_zero_never_serves_and_the_page_is_answered():
+    """The config loads it with a warning; alone in the book (or in the part of it a context
+    reads) it was matched with no creative to show, and the page raised IndexError (a 500)."""
+    d = decider([with_creatives(campaign(1), ("300x250", 0.0))])
+    assert fill_ids(d, request()) == [None]
+    d = decider([with_creatives(campaign(1, targeting=Targeting(sections=["sports"])), ("300x250", 1.0)),
+                 with_creatives(campaign(2, targeting=Targeting(sections=["world"])), ("300x250", 1.0)),
+                 with_creatives(campaign(3), ("300x250", 0.0), ("728x90", 0.0))])
+    assert fill_ids(d, request()) == [None]  # "politics": no part of its own, only campaign 3
+
+
 def test_a_slot_gets_only_creatives_of_its_sizes():
     d = decider([with_creatives(campaign(1), ("300x250", 1.0), ("160x600", 1.0))])
     sizes = {asyncio.run(d.decide(request(user={"id": f"r{i}"}), [AdNeed("s0", ("160x600",), None)]))["s0"].creative.size
