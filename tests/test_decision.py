@@ -238,6 +238,32 @@ def test_kept_contexts_drop_the_least_recently_used(monkeypatch):
     assert len(looked_up) == 4  # a, b, c, then b again: "a" was never dropped
 
 
+def kept_bytes(d: Decider) -> tuple[int, int]:
+    """What the decider's kept contexts hold at least, in bytes: 16 per candidate (its position
+    and running sum), and the text of their keys (keywords, URL, section)."""
+    candidates = sum(len(group.cumulative) for kept in d._contexts.values() for group in kept.tiers)
+    text = sum(len(c.url or "") + len(c.section or "") + sum(map(len, c.keywords or ())) for c in d._contexts)
+    return 16 * candidates, text
+
+
+def test_kept_contexts_hold_bounded_bytes_however_broad_the_book_or_long_the_page(monkeypatch):
+    """Contexts bounded in number only held 1.4 GB (8,192 new contexts of a 10,000-campaign book
+    that each matched: every view a new URL or keyword set), and a page's keywords and URL are
+    part of its key: what kept contexts hold is bounded in bytes too, the least recently used
+    dropped first; the newest is always kept."""
+    monkeypatch.setattr(decision, "HELD_BYTES", 4096, raising=False)
+    d = decider([campaign(i) for i in range(40)])  # every page matches all 40
+    for k in range(30):
+        assert fill_ids(d, request(page={"section": "politics", "keywords": [f"k{k}"]})) != [None]
+        assert sum(kept_bytes(d)) <= 4096 and len(d._contexts) >= 1
+    long = [f"{k:02d}" + "x" * 62 for k in range(50)]
+    d = decider([campaign(1, targeting=Targeting(url_patterns=["https://news.example/*"]))])
+    for k in range(30):
+        page = {"section": "s" * 2048, "keywords": long, "url": f"https://news.example/{k}/" + "y" * 2000}
+        assert fill_ids(d, request(page=page)) == [1]
+        assert len(d._contexts) == 1 or sum(kept_bytes(d)) <= 4096
+
+
 def test_a_daypart_edge_after_a_dst_jump_is_in_local_time():
     night = Targeting(dayparts=[Daypart(start="03:00", end="04:00")])
     clock = FakeClock(dt.datetime(2026, 3, 8, 6, 50, tzinfo=UTC))  # 01:50 EST; at 02:00 it is 03:00 EDT
