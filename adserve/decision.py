@@ -101,6 +101,7 @@ MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free 
 WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random order
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
+HELD_BYTES = 64 << 20  # and what they may hold, roughly (``_held``): 8,192 of ~500 candidates each fit
 # _new(Option, (...)): an Option, Fill or Context without NamedTuple's Python-level __new__ (a page
 # makes several); called directly, not through a partial, which concatenated its arguments into
 # one more tuple on every call
@@ -298,6 +299,7 @@ class _Targeted:
     since: float          # Unix seconds: when it was worked out (a clock set back invalidates it)
     until: float          # Unix seconds: the next flight or daypart edge of a candidate
     tiers: tuple[Group, ...]  # best tier first
+    held: int             # roughly the bytes it holds, key included (``_held``)
 
 
 class Decider:
@@ -311,6 +313,7 @@ class Decider:
         self.rng = rng or random.Random()
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._contexts: OrderedDict[Context, _Targeted] = OrderedDict()  # least recently used first
+        self._held = 0  # what they hold, in bytes: the sum of their ``held``
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
@@ -494,6 +497,8 @@ class Decider:
         The context is everything targeting reads: sizes, placement, section, keywords, URL
         (when some campaign targets URLs), device and country. Readers and counters are not.
         The most recently used contexts are kept: an article read now is likely read again soon.
+        They are bounded in number and in bytes: a context may match most of a big book, and its
+        key holds the page's keywords and URL; every view of a site may be a new context.
         """
         request = page.request
         context = _new(Context, (need.sizes, need.placement, request.page.section, request.page.keywords,
@@ -503,11 +508,14 @@ class Decider:
         if known is not None and known.since <= page.now < known.until:
             self._contexts.move_to_end(context)
             return known
+        if known is not None:  # out of date: replaced
+            self._held -= known.held
         tiers, until = self.inventory.lookup(context, page.now, page.local)
-        self._contexts[context] = known = _Targeted(page.now, until, tiers)
+        self._contexts[context] = known = _Targeted(page.now, until, tiers, _held(context, tiers))
         self._contexts.move_to_end(context)
-        if len(self._contexts) > CONTEXTS:
-            self._contexts.popitem(last=False)
+        self._held += known.held
+        while len(self._contexts) > CONTEXTS or (self._held > HELD_BYTES and len(self._contexts) > 1):
+            self._held -= self._contexts.popitem(last=False)[1].held
         return known
 
     def variant(self, creative: Creative, user: str | None) -> Variant:
@@ -533,6 +541,17 @@ class Decider:
         split = self._splits[id(creative)] = (creative, list(itertools.accumulate(v.weight / total for v in variants)),
                                               last)
         return split
+
+
+def _held(context: Context, tiers: tuple[Group, ...]) -> int:
+    """Roughly the bytes a kept context holds: 16 per candidate (its position and running sum)
+    and its key's text, each keyword a str and a set slot more (~100 bytes)."""
+    held = len(context.url or "") + len(context.section or "")
+    for keyword in context.keywords or ():
+        held += len(keyword) + 100
+    for group in tiers:
+        held += 16 * len(group.cumulative)
+    return held
 
 
 def bill_key(kind: str, hit: str) -> str:
