@@ -18,14 +18,15 @@ from hypothesis import strategies as st
 from adserve import decision
 from adserve.decision import DRAWS, WHOLE_TIER, AdNeed, Decider, Inventory
 from adserve.ledger import Ledger
-from adserve.model import (Budget, Campaign, Config, Creative, Daypart, Flight, FrequencyCap, KeywordRule,
-                           Placement, Price, Site, Targeting, Variant)
+from adserve.model import (IAB_SIZES, Budget, Campaign, Config, Creative, Daypart, Flight, FrequencyCap,
+                           KeywordRule, Placement, Price, Site, Targeting, Variant)
 from adserve.request import parse_slot_request
 from adserve.state import MemoryState
 
 from .conftest import NOON_ISH, FakeClock
 
 UTC = dt.timezone.utc
+DISPLAY_SIZES = [size for size in IAB_SIZES if size != "native"]
 PLACEMENTS = {"special-offer": Placement(id="special-offer", type="display", sizes=["300x250"])}
 
 
@@ -238,12 +239,15 @@ def test_kept_contexts_drop_the_least_recently_used(monkeypatch):
     assert len(looked_up) == 4  # a, b, c, then b again: "a" was never dropped
 
 
-def kept_bytes(d: Decider) -> tuple[int, int]:
+def kept_bytes(d: Decider) -> tuple[int, int, int]:
     """What the decider's kept contexts hold at least, in bytes: 16 per candidate (its position
-    and running sum), and the text of their keys (keywords, URL, section)."""
+    and running sum), the text of their keys (keywords, URL, section), and the inventory rows
+    their tiers not drawn from yet gather from (each counted once)."""
     candidates = sum(len(group.cumulative) for kept in d._contexts.values() for group in kept.tiers)
     text = sum(len(c.url or "") + len(c.section or "") + sum(map(len, c.keywords or ())) for c in d._contexts)
-    return 16 * candidates, text
+    rows = {id(group._candidates): group._candidates.nbytes for kept in d._contexts.values()
+            for group in kept.tiers if isinstance(group._candidates, np.ndarray)}
+    return 16 * candidates, text, sum(rows.values())
 
 
 def test_kept_contexts_hold_bounded_bytes_however_broad_the_book_or_long_the_page(monkeypatch):
@@ -262,6 +266,20 @@ def test_kept_contexts_hold_bounded_bytes_however_broad_the_book_or_long_the_pag
         page = {"section": "s" * 2048, "keywords": long, "url": f"https://news.example/{k}/" + "y" * 2000}
         assert fill_ids(d, request(page=page)) == [1]
         assert len(d._contexts) == 1 or sum(kept_bytes(d)) <= 4096
+
+
+def test_kept_contexts_count_the_inventory_rows_they_hold(monkeypatch):
+    """A context's tiers not drawn from yet hold its (sizes, device) row of the inventory (a
+    candidate per campaign of the book); the inventory keeps 64 rows, but kept contexts kept the
+    rows it dropped: a slot's sizes in a new order each view (109,600 orders of the 8 sizes)
+    held a row per context, 216 MB at 10,000 campaigns, whatever the contexts' own bytes."""
+    monkeypatch.setattr(decision, "HELD_BYTES", 64 * 1024, raising=False)
+    book = [campaign(i, tier=("standard", "house")[i % 2], size=("300x250", "728x90")[i // 2 % 2])
+            for i in range(400)]  # a row: 3,200 bytes; the house tier is never drawn
+    d = decider(book)
+    for k, sizes in enumerate(itertools.islice(itertools.permutations(DISPLAY_SIZES), 60)):
+        assert fill_ids(d, request(), [AdNeed("s0", sizes, None)]) != [None]
+        assert sum(kept_bytes(d)) <= 64 * 1024, k
 
 
 def test_a_daypart_edge_after_a_dst_jump_is_in_local_time():
