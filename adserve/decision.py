@@ -300,6 +300,7 @@ class _Targeted:
     until: float          # Unix seconds: the next flight or daypart edge of a candidate
     tiers: tuple[Group, ...]  # best tier first
     held: int             # roughly the bytes it holds, key included (``_held``)
+    row: np.ndarray | None  # the inventory row its groups gather from (counted once however many share it)
 
 
 class Decider:
@@ -313,7 +314,8 @@ class Decider:
         self.rng = rng or random.Random()
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._contexts: OrderedDict[Context, _Targeted] = OrderedDict()  # least recently used first
-        self._held = 0  # what they hold, in bytes: the sum of their ``held``
+        self._held = 0  # what they hold, in bytes: their ``held`` and the rows they keep
+        self._rows: dict[int, list] = {}  # id of a row kept contexts hold -> [it, how many hold it]
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
@@ -497,8 +499,9 @@ class Decider:
         The context is everything targeting reads: sizes, placement, section, keywords, URL
         (when some campaign targets URLs), device and country. Readers and counters are not.
         The most recently used contexts are kept: an article read now is likely read again soon.
-        They are bounded in number and in bytes: a context may match most of a big book, and its
-        key holds the page's keywords and URL; every view of a site may be a new context.
+        They are bounded in number and in bytes: a context may match most of a big book, its
+        key holds the page's keywords and URL, and its row (a candidate per campaign) stays with
+        it after the inventory drops it; every view of a site may be a new context.
         """
         request = page.request
         context = _new(Context, (need.sizes, need.placement, request.page.section, request.page.keywords,
@@ -509,14 +512,32 @@ class Decider:
             self._contexts.move_to_end(context)
             return known
         if known is not None:  # out of date: replaced
-            self._held -= known.held
+            self._forget(known)
         tiers, until = self.inventory.lookup(context, page.now, page.local)
-        self._contexts[context] = known = _Targeted(page.now, until, tiers, _held(context, tiers))
+        row = tiers[0]._candidates if tiers else None  # every group of a lookup gathers from its row
+        self._contexts[context] = known = _Targeted(page.now, until, tiers, _held(context, tiers), row)
         self._contexts.move_to_end(context)
         self._held += known.held
+        if row is not None:
+            holders = self._rows.get(id(row))
+            if holders is None:
+                self._rows[id(row)] = [row, 1]
+                self._held += row.nbytes
+            else:
+                holders[1] += 1
         while len(self._contexts) > CONTEXTS or (self._held > HELD_BYTES and len(self._contexts) > 1):
-            self._held -= self._contexts.popitem(last=False)[1].held
+            self._forget(self._contexts.popitem(last=False)[1])
         return known
+
+    def _forget(self, known: _Targeted) -> None:
+        """Take a kept context's bytes off the count, and its row's when no other holds it."""
+        self._held -= known.held
+        if known.row is not None:
+            holders = self._rows[id(known.row)]
+            holders[1] -= 1
+            if not holders[1]:
+                del self._rows[id(known.row)]
+                self._held -= known.row.nbytes
 
     def variant(self, creative: Creative, user: str | None) -> Variant:
         """Weighted choice, sticky per reader: the same reader always sees the same variant.
