@@ -25,6 +25,7 @@ import itertools
 import math
 import random
 import secrets
+import weakref
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -238,6 +239,10 @@ class Inventory:
                                    dtype=object),
                           np.array([_FITS if listing.uniform else _UNSEEN for listing in self._listings], dtype=np.uint8))
         self._rows: dict[tuple[tuple[str, ...], str | None], tuple[np.ndarray, np.ndarray]] = {}
+        # rows dropped but still alive (kept contexts' groups gather from them): the id of a weak
+        # reference to each -> it and the row's bytes; their sum the decider's kept contexts count
+        self._dropped: dict[int, tuple[weakref.ref, int]] = {}
+        self.dropped_bytes = 0
 
     def lookup(self, context: Context, now: float, local: dt.datetime) -> tuple[tuple[Group, ...], float]:
         """The candidates of ``context`` at ``now``, one group per tier (best first, empty tiers
@@ -270,9 +275,16 @@ class Inventory:
         row = self._rows.get((sizes, device))
         if row is None:
             if len(self._rows) >= ROWS:
-                del self._rows[next(iter(self._rows))]
+                candidates = self._rows.pop(next(iter(self._rows)))[0]
+                dropped = weakref.ref(candidates, self._gone)
+                self._dropped[id(dropped)] = dropped, candidates.nbytes
+                self.dropped_bytes += candidates.nbytes
             row = self._rows[sizes, device] = (self._template[0].copy(), self._template[1].copy())
         return row
+
+    def _gone(self, dropped: weakref.ref) -> None:
+        """A dropped row is gone (the last kept context holding it was dropped)."""
+        self.dropped_bytes -= self._dropped.pop(id(dropped))[1]
 
 
 class _Page:
@@ -300,7 +312,6 @@ class _Targeted:
     until: float          # Unix seconds: the next flight or daypart edge of a candidate
     tiers: tuple[Group, ...]  # best tier first
     held: int             # roughly the bytes it holds, key included (``_held``)
-    row: np.ndarray | None  # the inventory row its groups gather from (counted once however many share it)
 
 
 class Decider:
@@ -314,8 +325,7 @@ class Decider:
         self.rng = rng or random.Random()
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._contexts: OrderedDict[Context, _Targeted] = OrderedDict()  # least recently used first
-        self._held = 0  # what they hold, in bytes: their ``held`` and the rows they keep
-        self._rows: dict[int, list] = {}  # id of a row kept contexts hold -> [it, how many hold it]
+        self._held = 0  # what they hold, in bytes: the sum of their ``held``
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
@@ -500,8 +510,8 @@ class Decider:
         (when some campaign targets URLs), device and country. Readers and counters are not.
         The most recently used contexts are kept: an article read now is likely read again soon.
         They are bounded in number and in bytes: a context may match most of a big book, its
-        key holds the page's keywords and URL, and its row (a candidate per campaign) stays with
-        it after the inventory drops it; every view of a site may be a new context.
+        key holds the page's keywords and URL, and its tiers not drawn from yet keep their row
+        (a candidate per campaign) after the inventory drops it; every view may be a new context.
         """
         request = page.request
         context = _new(Context, (need.sizes, need.placement, request.page.section, request.page.keywords,
@@ -512,32 +522,16 @@ class Decider:
             self._contexts.move_to_end(context)
             return known
         if known is not None:  # out of date: replaced
-            self._forget(known)
+            self._held -= known.held
         tiers, until = self.inventory.lookup(context, page.now, page.local)
-        row = tiers[0]._candidates if tiers else None  # every group of a lookup gathers from its row
-        self._contexts[context] = known = _Targeted(page.now, until, tiers, _held(context, tiers), row)
+        self._contexts[context] = known = _Targeted(page.now, until, tiers, _held(context, tiers))
         self._contexts.move_to_end(context)
         self._held += known.held
-        if row is not None:
-            holders = self._rows.get(id(row))
-            if holders is None:
-                self._rows[id(row)] = [row, 1]
-                self._held += row.nbytes
-            else:
-                holders[1] += 1
-        while len(self._contexts) > CONTEXTS or (self._held > HELD_BYTES and len(self._contexts) > 1):
-            self._forget(self._contexts.popitem(last=False)[1])
+        inventory = self.inventory
+        while len(self._contexts) > CONTEXTS or (self._held + inventory.dropped_bytes > HELD_BYTES
+                                                  and len(self._contexts) > 1):
+            self._held -= self._contexts.popitem(last=False)[1].held  # a dropped row may go with it
         return known
-
-    def _forget(self, known: _Targeted) -> None:
-        """Take a kept context's bytes off the count, and its row's when no other holds it."""
-        self._held -= known.held
-        if known.row is not None:
-            holders = self._rows[id(known.row)]
-            holders[1] -= 1
-            if not holders[1]:
-                del self._rows[id(known.row)]
-                self._held -= known.row.nbytes
 
     def variant(self, creative: Creative, user: str | None) -> Variant:
         """Weighted choice, sticky per reader: the same reader always sees the same variant.
@@ -566,10 +560,8 @@ class Decider:
 
 def _held(context: Context, tiers: tuple[Group, ...]) -> int:
     """Roughly the bytes a kept context holds: 16 per candidate (its position and running sum)
-    and its key's text, each keyword a str and a set slot more (~100 bytes)."""
-    held = len(context.url or "") + len(context.section or "")
-    for keyword in context.keywords or ():
-        held += len(keyword) + 100
+    and its key's text, a keyword at most 64 characters and a str and a set slot (~100 bytes)."""
+    held = len(context.url or "") + len(context.section or "") + 164 * len(context.keywords or ())
     for group in tiers:
         held += 16 * len(group.cumulative)
     return held

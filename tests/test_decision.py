@@ -243,12 +243,13 @@ def test_kept_contexts_drop_the_least_recently_used(monkeypatch):
 
 def kept_bytes(d: Decider) -> tuple[int, int, int]:
     """What the decider's kept contexts hold at least, in bytes: 16 per candidate (its position
-    and running sum), the text of their keys (keywords, URL, section), and the inventory rows
-    their tiers not drawn from yet gather from (each counted once)."""
+    and running sum), the text of their keys (keywords, URL, section), and the rows that their
+    tiers not drawn from yet gather from and the inventory dropped, each counted once."""
     candidates = sum(len(group.cumulative) for kept in d._contexts.values() for group in kept.tiers)
     text = sum(len(c.url or "") + len(c.section or "") + sum(map(len, c.keywords or ())) for c in d._contexts)
+    own = {id(candidates) for candidates, _ in d.inventory._rows.values()}
     rows = {id(group._candidates): group._candidates.nbytes for kept in d._contexts.values()
-            for group in kept.tiers if isinstance(group._candidates, np.ndarray)}
+            for group in kept.tiers if isinstance(group._candidates, np.ndarray) and id(group._candidates) not in own}
     return 16 * candidates, text, sum(rows.values())
 
 
@@ -270,12 +271,13 @@ def test_kept_contexts_hold_bounded_bytes_however_broad_the_book_or_long_the_pag
         assert len(d._contexts) == 1 or sum(kept_bytes(d)) <= 4096
 
 
-def test_kept_contexts_count_the_inventory_rows_they_hold(monkeypatch):
+def test_kept_contexts_count_the_rows_the_inventory_dropped_that_they_hold(monkeypatch):
     """A context's tiers not drawn from yet hold its (sizes, device) row of the inventory (a
-    candidate per campaign of the book); the inventory keeps 64 rows, but kept contexts kept the
-    rows it dropped: a slot's sizes in a new order each view (109,600 orders of the 8 sizes)
+    candidate per campaign of the book); the inventory keeps ``ROWS`` rows, but kept contexts kept
+    the rows it dropped: a slot's sizes in a new order each view (109,600 orders of the 8 sizes)
     held a row per context, 216 MB at 10,000 campaigns, whatever the contexts' own bytes."""
     monkeypatch.setattr(decision, "HELD_BYTES", 64 * 1024, raising=False)
+    monkeypatch.setattr(decision, "ROWS", 2)
     book = [campaign(i, tier=("standard", "house")[i % 2], size=("300x250", "728x90")[i // 2 % 2])
             for i in range(400)]  # a row: 3,200 bytes; the house tier is never drawn
     d = decider(book)
