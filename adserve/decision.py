@@ -25,6 +25,7 @@ import itertools
 import math
 import random
 import secrets
+import weakref
 from array import array
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -101,6 +102,7 @@ MIN_ECPM = 0.001  # a free (house) campaign still has a share in a tier of free 
 WHOLE_TIER = 8    # a tier this small is offered whole, in a weighted random order
 DRAWS = 8         # weighted draws offered from a bigger tier; if all are refused, it is offered whole
 CONTEXTS = 8192   # page contexts whose targeting outcome is kept (least recently used dropped first)
+HELD_BYTES = 64 << 20  # and what they may hold, roughly (``_held``): 8,192 of ~500 candidates each fit
 # _new(Option, (...)): an Option, Fill or Context without NamedTuple's Python-level __new__ (a page
 # makes several); called directly, not through a partial, which concatenated its arguments into
 # one more tuple on every call
@@ -237,6 +239,10 @@ class Inventory:
                                    dtype=object),
                           np.array([_FITS if listing.uniform else _UNSEEN for listing in self._listings], dtype=np.uint8))
         self._rows: dict[tuple[tuple[str, ...], str | None], tuple[np.ndarray, np.ndarray]] = {}
+        # rows dropped but still alive (kept contexts' groups gather from them): the id of a weak
+        # reference to each -> it and the row's bytes; their sum the decider's kept contexts count
+        self._dropped: dict[int, tuple[weakref.ref, int]] = {}
+        self.dropped_bytes = 0
 
     def lookup(self, context: Context, now: float, local: dt.datetime) -> tuple[tuple[Group, ...], float]:
         """The candidates of ``context`` at ``now``, one group per tier (best first, empty tiers
@@ -269,9 +275,16 @@ class Inventory:
         row = self._rows.get((sizes, device))
         if row is None:
             if len(self._rows) >= ROWS:
-                del self._rows[next(iter(self._rows))]
+                candidates = self._rows.pop(next(iter(self._rows)))[0]
+                dropped = weakref.ref(candidates, self._gone)
+                self._dropped[id(dropped)] = dropped, candidates.nbytes
+                self.dropped_bytes += candidates.nbytes
             row = self._rows[sizes, device] = (self._template[0].copy(), self._template[1].copy())
         return row
+
+    def _gone(self, dropped: weakref.ref) -> None:
+        """A dropped row is gone (the last kept context holding it was dropped)."""
+        self.dropped_bytes -= self._dropped.pop(id(dropped))[1]
 
 
 class _Page:
@@ -298,6 +311,7 @@ class _Targeted:
     since: float          # Unix seconds: when it was worked out (a clock set back invalidates it)
     until: float          # Unix seconds: the next flight or daypart edge of a candidate
     tiers: tuple[Group, ...]  # best tier first
+    held: int             # roughly the bytes it holds, key included (``_held``)
 
 
 class Decider:
@@ -311,6 +325,7 @@ class Decider:
         self.rng = rng or random.Random()
         self.clock = clock or (lambda: dt.datetime.now(dt.timezone.utc))
         self._contexts: OrderedDict[Context, _Targeted] = OrderedDict()  # least recently used first
+        self._held = 0  # what they hold, in bytes: the sum of their ``held``
         self.hold_seconds = hold_seconds  # how long an unconfirmed reservation holds its counters
         self._page_prefix = secrets.token_hex(4)  # reservation ids stay unique across replicas
         self._pages = itertools.count()
@@ -494,6 +509,9 @@ class Decider:
         The context is everything targeting reads: sizes, placement, section, keywords, URL
         (when some campaign targets URLs), device and country. Readers and counters are not.
         The most recently used contexts are kept: an article read now is likely read again soon.
+        They are bounded in number and in bytes: a context may match most of a big book, its
+        key holds the page's keywords and URL, and its tiers not drawn from yet keep their row
+        (a candidate per campaign) after the inventory drops it; every view may be a new context.
         """
         request = page.request
         context = _new(Context, (need.sizes, need.placement, request.page.section, request.page.keywords,
@@ -503,11 +521,16 @@ class Decider:
         if known is not None and known.since <= page.now < known.until:
             self._contexts.move_to_end(context)
             return known
+        if known is not None:  # out of date: replaced
+            self._held -= known.held
         tiers, until = self.inventory.lookup(context, page.now, page.local)
-        self._contexts[context] = known = _Targeted(page.now, until, tiers)
+        self._contexts[context] = known = _Targeted(page.now, until, tiers, _held(context, tiers))
         self._contexts.move_to_end(context)
-        if len(self._contexts) > CONTEXTS:
-            self._contexts.popitem(last=False)
+        self._held += known.held
+        inventory = self.inventory
+        while len(self._contexts) > CONTEXTS or (self._held + inventory.dropped_bytes > HELD_BYTES
+                                                  and len(self._contexts) > 1):
+            self._held -= self._contexts.popitem(last=False)[1].held  # a dropped row may go with it
         return known
 
     def variant(self, creative: Creative, user: str | None) -> Variant:
@@ -533,6 +556,15 @@ class Decider:
         split = self._splits[id(creative)] = (creative, list(itertools.accumulate(v.weight / total for v in variants)),
                                               last)
         return split
+
+
+def _held(context: Context, tiers: tuple[Group, ...]) -> int:
+    """Roughly the bytes a kept context holds: 16 per candidate (its position and running sum)
+    and its key's text, a keyword at most 64 characters and a str and a set slot (~100 bytes)."""
+    held = len(context.url or "") + len(context.section or "") + 164 * len(context.keywords or ())
+    for group in tiers:
+        held += 16 * len(group.cumulative)
+    return held
 
 
 def bill_key(kind: str, hit: str) -> str:

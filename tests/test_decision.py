@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import fnmatch
 import gc
 import itertools
 import random
 import time
 from collections import Counter
+from zoneinfo import ZoneInfo
 
 import numpy as np
 import pytest
@@ -18,14 +20,15 @@ from hypothesis import strategies as st
 from adserve import decision
 from adserve.decision import DRAWS, WHOLE_TIER, AdNeed, Decider, Inventory
 from adserve.ledger import Ledger
-from adserve.model import (Budget, Campaign, Config, Creative, Daypart, Flight, FrequencyCap, KeywordRule,
-                           Placement, Price, Site, Targeting, Variant)
+from adserve.model import (IAB_SIZES, Budget, Campaign, Config, Creative, Daypart, Flight, FrequencyCap,
+                           KeywordRule, Placement, Price, Site, Targeting, Variant)
 from adserve.request import parse_slot_request
 from adserve.state import MemoryState
 
 from .conftest import NOON_ISH, FakeClock
 
 UTC = dt.timezone.utc
+DISPLAY_SIZES = [size for size in IAB_SIZES if size != "native"]
 PLACEMENTS = {"special-offer": Placement(id="special-offer", type="display", sizes=["300x250"])}
 
 
@@ -238,6 +241,51 @@ def test_kept_contexts_drop_the_least_recently_used(monkeypatch):
     assert len(looked_up) == 4  # a, b, c, then b again: "a" was never dropped
 
 
+def kept_bytes(d: Decider) -> tuple[int, int, int]:
+    """What the decider's kept contexts hold at least, in bytes: 16 per candidate (its position
+    and running sum), the text of their keys (keywords, URL, section), and the rows that their
+    tiers not drawn from yet gather from and the inventory dropped, each counted once."""
+    candidates = sum(len(group.cumulative) for kept in d._contexts.values() for group in kept.tiers)
+    text = sum(len(c.url or "") + len(c.section or "") + sum(map(len, c.keywords or ())) for c in d._contexts)
+    own = {id(candidates) for candidates, _ in d.inventory._rows.values()}
+    rows = {id(group._candidates): group._candidates.nbytes for kept in d._contexts.values()
+            for group in kept.tiers if isinstance(group._candidates, np.ndarray) and id(group._candidates) not in own}
+    return 16 * candidates, text, sum(rows.values())
+
+
+def test_kept_contexts_hold_bounded_bytes_however_broad_the_book_or_long_the_page(monkeypatch):
+    """Contexts bounded in number only held 1.4 GB (8,192 new contexts of a 10,000-campaign book
+    that each matched: every view a new URL or keyword set), and a page's keywords and URL are
+    part of its key: what kept contexts hold is bounded in bytes too, the least recently used
+    dropped first; the newest is always kept."""
+    monkeypatch.setattr(decision, "HELD_BYTES", 4096, raising=False)
+    d = decider([campaign(i) for i in range(40)])  # every page matches all 40
+    for k in range(30):
+        assert fill_ids(d, request(page={"section": "politics", "keywords": [f"k{k}"]})) != [None]
+        assert sum(kept_bytes(d)) <= 4096 and len(d._contexts) >= 1
+    long = [f"{k:02d}" + "x" * 62 for k in range(50)]
+    d = decider([campaign(1, targeting=Targeting(url_patterns=["https://news.example/*"]))])
+    for k in range(30):
+        page = {"section": "s" * 2048, "keywords": long, "url": f"https://news.example/{k}/" + "y" * 2000}
+        assert fill_ids(d, request(page=page)) == [1]
+        assert len(d._contexts) == 1 or sum(kept_bytes(d)) <= 4096
+
+
+def test_kept_contexts_count_the_rows_the_inventory_dropped_that_they_hold(monkeypatch):
+    """A context's tiers not drawn from yet hold its (sizes, device) row of the inventory (a
+    candidate per campaign of the book); the inventory keeps ``ROWS`` rows, but kept contexts kept
+    the rows it dropped: a slot's sizes in a new order each view (109,600 orders of the 8 sizes)
+    held a row per context, 216 MB at 10,000 campaigns, whatever the contexts' own bytes."""
+    monkeypatch.setattr(decision, "HELD_BYTES", 64 * 1024, raising=False)
+    monkeypatch.setattr(decision, "ROWS", 2)
+    book = [campaign(i, tier=("standard", "house")[i % 2], size=("300x250", "728x90")[i // 2 % 2])
+            for i in range(400)]  # a row: 3,200 bytes; the house tier is never drawn
+    d = decider(book)
+    for k, sizes in enumerate(itertools.islice(itertools.permutations(DISPLAY_SIZES), 60)):
+        assert fill_ids(d, request(), [AdNeed("s0", sizes, None)]) != [None]
+        assert sum(kept_bytes(d)) <= 64 * 1024, k
+
+
 def test_a_daypart_edge_after_a_dst_jump_is_in_local_time():
     night = Targeting(dayparts=[Daypart(start="03:00", end="04:00")])
     clock = FakeClock(dt.datetime(2026, 3, 8, 6, 50, tzinfo=UTC))  # 01:50 EST; at 02:00 it is 03:00 EDT
@@ -427,6 +475,17 @@ def test_the_same_seed_makes_the_same_choices_and_a_decider_needs_no_clock():
 def test_a_creative_of_weight_zero_never_serves_even_as_the_only_one_of_the_slots_size():
     d = decider([with_creatives(campaign(1), ("300x250", 1.0), ("728x90", 0.0))])
     assert fill_ids(d, request(), [AdNeed("s0", ("728x90",), None)]) == [None]
+
+
+def test_a_campaign_whose_creatives_all_have_weight_zero_never_serves_and_the_page_is_answered():
+    """The config loads it with a warning; alone in the book (or in the part of it a context
+    reads) it was matched with no creative to show, and the page raised IndexError (a 500)."""
+    d = decider([with_creatives(campaign(1), ("300x250", 0.0))])
+    assert fill_ids(d, request()) == [None]
+    d = decider([with_creatives(campaign(1, targeting=Targeting(sections=["sports"])), ("300x250", 1.0)),
+                 with_creatives(campaign(2, targeting=Targeting(sections=["world"])), ("300x250", 1.0)),
+                 with_creatives(campaign(3), ("300x250", 0.0), ("728x90", 0.0))])
+    assert fill_ids(d, request()) == [None]  # "politics": no part of its own, only campaign 3
 
 
 def test_a_slot_gets_only_creatives_of_its_sizes():
@@ -706,3 +765,127 @@ def test_a_small_tier_whose_first_draws_are_refused_keeps_exact_shares_among_the
     shares = {1: 1.0, 2: 2.0, 4: 4.0}
     chi2 = sum((counts[c] - len(readers) * s / 7) ** 2 / (len(readers) * s / 7) for c, s in shares.items())
     assert chi2 < 13.82
+
+
+# A book and pages drawn to meet every rule's edge: mixed case in rules and pages, URL globs with
+# character classes, ``?``, query strings and fragments, flights and dayparts ending on the clock's
+# steps, paused campaigns, creatives of weight 0, slots of several sizes and placements.
+ORACLE_START = dt.datetime(2026, 3, 7, 12, 0, tzinfo=UTC)  # a Saturday; DST starts the next night
+ORACLE_PLACEMENTS = {"top": Placement(id="top", type="display", sizes=["300x250", "728x90"]),
+                     "Side": Placement(id="Side", type="display", sizes=["320x50"])}
+ORACLE_SIZES = ["300x250", "728x90", "320x50"]
+ORACLE_KEYWORDS = ["senate", "Budget", "Élan", "ß"]
+ORACLE_URLS = ["https://x.example/a/b", "https://x.example/A/b", "https://x.example/a", "https://x.example/a?q=1",
+               "https://x.example/a#f", "https://x.example/", ""]
+ORACLE_GLOBS = ["https://x.example/a/*", "https://x.example/a*", "https://x.example/[aA]/*", "*?q=*", "*#f",
+                "https://x.example/a", "", "*", "https://x.example/?", "https://x.example/[!a]*"]
+
+
+def _some(values: list) -> st.SearchStrategy[list]:
+    """Mostly unset, so that campaigns often pass all their rules."""
+    return st.one_of(st.just([]), st.just([]), st.just([]),
+                     st.lists(st.sampled_from(values), min_size=1, max_size=3, unique=True))
+
+
+_oracle_targeting = st.builds(
+    Targeting, sections=_some(["politics", "Sports"]),
+    keywords=st.builds(KeywordRule, include=_some(ORACLE_KEYWORDS), exclude=_some(ORACLE_KEYWORDS)),
+    devices=_some(["desktop", "mobile", "tablet", "app"]), countries=_some(["US", "DE"]),
+    placements=_some(["top", "Side"]), url_patterns=_some(ORACLE_GLOBS),
+    dayparts=st.one_of(st.just([]), st.just([]), st.lists(st.builds(
+        Daypart, days=st.lists(st.sampled_from(["fri", "sat", "sun"]), min_size=1, unique=True),
+        start=st.sampled_from(["00:00", "01:30", "02:30", "12:00"]),
+        end=st.sampled_from(["02:00", "03:00", "13:00", "24:00"])).filter(lambda p: p.end > p.start),
+        min_size=1, max_size=2)))
+
+
+@st.composite
+def _oracle_book(draw) -> list[Campaign]:
+    book = []
+    for cid in range(draw(st.integers(1, 10))):
+        start = ORACLE_START + dt.timedelta(minutes=30 * draw(st.integers(-20, 40)))
+        creatives = [Creative(id=f"cr{cid}-{n}", size=draw(st.sampled_from(ORACLE_SIZES)),
+                              platform=draw(st.sampled_from(["ANY", "WEB", "MWEB", "APP"])),
+                              weight=draw(st.sampled_from([1.0, 1.0, 0.0])), landing_url="https://a.example/",
+                              variants=[Variant(id="A", image_url="/x.svg")])
+                     for n in range(draw(st.integers(1, 3)))]
+        book.append(Campaign(id=cid, name=f"c{cid}", advertiser=f"a{cid}", tier=draw(st.sampled_from(decision.TIERS)),
+                             status=draw(st.sampled_from(["active", "active", "paused"])),
+                             weight=draw(st.sampled_from([1.0, 2.0, 0.0])), price=Price(model="cpm", amount=1.0),
+                             flight=Flight(start=start, end=start + dt.timedelta(hours=draw(st.integers(1, 30)))),
+                             targeting=draw(_oracle_targeting), creatives=creatives))
+    return book
+
+
+_oracle_page = st.fixed_dictionaries({"page": st.fixed_dictionaries({
+    "section": st.sampled_from([None, "politics", "POLITICS", "sports", "Sports", ""]),
+    "keywords": st.one_of(st.none(), st.lists(st.sampled_from(ORACLE_KEYWORDS + ["SENATE", "budget", "élan", "SS"]),
+                                              max_size=3)),
+    "url": st.sampled_from([None, *ORACLE_URLS])}),
+    "device": st.sampled_from([None, "desktop", "mobile", "tablet", "app"]),
+    "country": st.sampled_from([None, "US", "DE"])})
+_oracle_slot = st.one_of(
+    st.builds(lambda sizes: {"id": "s", "type": "display", "sizes": sizes},
+              st.lists(st.sampled_from(ORACLE_SIZES), min_size=1, max_size=3)),
+    st.builds(lambda name: {"id": "s", "placement": name}, st.sampled_from(["top", "Side"])))
+_PLATFORMS = {"WEB": {"desktop", "tablet"}, "MWEB": {"mobile"}, "APP": {"app"}}
+
+
+def _minute(hhmm: str) -> int:
+    return int(hhmm[:2]) * 60 + int(hhmm[3:])
+
+
+def oracle(book: list[Campaign], req, now: dt.datetime) -> list[set[int]]:
+    """The campaigns that may fill the page's one slot, per tier (best first, empty ones left
+    out), from the README's rules (no counters: every limit allows): active, weight above 0, in
+    flight, every rule set admits the page (case aside in sections and keywords; a rule the page
+    cannot answer excludes), a creative of weight above 0 of one of the slot's sizes made for
+    the device's platform."""
+    page, slot, local = req.page, req.slots[0], now.astimezone(ZoneInfo("America/New_York"))
+    keywords = None if page.keywords is None else {k.lower() for k in page.keywords}
+    minute, day = local.hour * 60 + local.minute, ("mon", "tue", "wed", "thu", "fri", "sat", "sun")[local.weekday()]
+    tiers = {}
+    for c in book:
+        t, include, exclude = c.targeting, {k.lower() for k in c.targeting.keywords.include}, \
+            {k.lower() for k in c.targeting.keywords.exclude}
+        if not (c.status == "active" and c.weight > 0 and c.flight.start <= now < c.flight.end
+                and (not t.sections or (page.section or "").lower() in {s.lower() for s in t.sections})
+                and (not (include or exclude) or keywords is not None and (not include or include & keywords)
+                     and not exclude & keywords)
+                and (not t.devices or req.device in t.devices) and (not t.countries or req.country in t.countries)
+                and (not t.placements or slot.placement in t.placements)
+                and (not t.url_patterns or page.url is not None
+                     and any(fnmatch.fnmatchcase(page.url, glob) for glob in t.url_patterns))
+                and (not t.dayparts or any(day in p.days and _minute(p.start) <= minute < _minute(p.end)
+                                           for p in t.dayparts))
+                and any(cr.weight > 0 and cr.size in slot.sizes
+                        and (cr.platform == "ANY" or req.device in _PLATFORMS[cr.platform]) for cr in c.creatives)):
+            continue
+        tiers.setdefault(decision.TIERS.index(c.tier), set()).add(c.id)
+    return [tiers[tier] for tier in sorted(tiers)]
+
+
+@settings(max_examples=200, deadline=None)
+@given(_oracle_book(), st.lists(st.tuples(_oracle_page, _oracle_slot, st.lists(st.integers(-3600, 20000), min_size=2,
+                                                                                max_size=4)),
+                                min_size=1, max_size=8),
+       st.integers(1, 3), st.sampled_from([200, 1 << 30]))
+def test_decisions_fill_from_what_the_documented_rules_admit(book, views, contexts, held):
+    """One decider, its kept contexts few (and small in bytes), its clock going forward and back:
+    each page, viewed at a few moments (from its kept context while that holds), has the
+    candidates the rules admit, tier by tier, and fills its slot from the best tier (empty only
+    when none)."""
+    clock = FakeClock(ORACLE_START)
+    d = decider(book, clock)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(decision, "CONTEXTS", contexts)
+        patch.setattr(decision, "HELD_BYTES", held)
+        for body, slot, steps in views:
+            req = parse_slot_request({**body, "slots": [slot]}, ORACLE_PLACEMENTS, 20)
+            for step in steps:
+                clock.advance(seconds=step)
+                admitted = oracle(book, req, clock.now)
+                fill = asyncio.run(d.decide(req, [AdNeed("s", req.slots[0].sizes, req.slots[0].placement)]))["s"]
+                kept = next(reversed(d._contexts.values()))  # the page's: the newest is always kept
+                assert [{c.campaign.id for c in group.gathered()} for group in kept.tiers] == admitted, clock.now
+                assert (fill.campaign.id in admitted[0]) if fill else not admitted

@@ -93,6 +93,21 @@ def test_a_book_of_many_words_matches_a_plain_scan(entries, copies, queries):
         assert ask(index, c, now)[0] == scan(book, c, now)
 
 
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.tuples(entry, st.booleans()), min_size=1, max_size=20),
+       st.lists(st.tuples(context, moment), min_size=1, max_size=4))
+def test_an_entry_that_fills_no_size_never_matches(drawn, queries):
+    """A campaign whose creatives all have weight 0 loads (with a warning) and is filed with no
+    size to fill: it matches no context, also in a book, or a part of one, where no entry has a
+    size (there the index had no size rule to apply, and admitted it)."""
+    some_empty = [dataclasses.replace(e, sizes=frozenset()) if empty else e for e, empty in drawn]
+    all_empty = [dataclasses.replace(e, sizes=frozenset()) for e, _ in drawn]
+    for book in (some_empty, all_empty):
+        index = TargetingIndex(book)
+        for c, now in queries:
+            assert ask(index, c, now)[0] == scan(book, c, now)
+
+
 def aimed(entries: list[Entry], values: list[list[str]], attribute: str) -> list[Entry]:
     """The entries with their rule on ``attribute`` replaced by ``values`` (one list per entry)."""
     return [dataclasses.replace(e, rules=dataclasses.replace(e.rules, **{attribute: frozenset(v)}))

@@ -127,11 +127,13 @@ class _Part:
             if r.include or r.exclude:
                 keyworded |= bit
         # per attribute some entry rules on, the context's field that holds its value(s), the
-        # entries that leave it unset and the entries per value (sizes: every entry has some)
+        # entries that leave it unset and the entries per value; sizes always, and none leaves
+        # them unset: an entry with no size (its creatives all of weight 0) fills no slot
         unruled = {a: everyone & ~ruled[a] for a in ("include", "url", *SINGLES)}
         unruled["sizes"] = 0
         self._singles = [(field, unruled[a], self._postings[a]) for a, field in SINGLES.items() if ruled[a]]
-        self._manies = [(a, unruled[a], self._postings[a]) for a in ("sizes", "include", "url") if ruled[a]]
+        self._manies = [(a, unruled[a], self._postings[a]) for a in ("sizes", "include", "url")
+                        if ruled[a] or a == "sizes"]
         self._unkeyworded = everyone & ~keyworded
         self._url_checked = url_checked
         # position -> its URL regex and every entry with the same one: a context runs each once
