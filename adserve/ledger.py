@@ -388,7 +388,7 @@ class Ledger:
         if len(holds) == len(checks):  # mostly all: then the same tuple, which Bounds.of concatenates once
             holds = checks
         known = self._known[campaign.id] = _new(_Counters, (
-            campaign, moment, until - MOVE_MARGIN, tuple(every), (checks, holds),
+            campaign, moment, until - MOVE_MARGIN if until < math.inf else math.inf, tuple(every), (checks, holds),
             paced, known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl))
         return known
 
