@@ -27,7 +27,7 @@ import random
 import secrets
 from array import array
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -54,6 +54,13 @@ class Candidate:
     # here, not in a dict by campaign id, as a big book's walk reaches a cold candidate anyway
     # and would then read its campaign, the id and the dict's slots (each one more cache miss)
     kept: tuple | None = None
+    # (creative, variant) when it brings one creative of one variant, as most do: a fill then
+    # reads neither the creative's fields nor its list of variants (cold in a big book)
+    only: tuple[Creative, Variant] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        single = len(self.creatives) == 1 and len(self.creatives[0].variants) == 1
+        self.only = (self.creatives[0], self.creatives[0].variants[0]) if single else None
 
     def creative(self, rng: random.Random) -> Creative:
         if len(self.creatives) == 1:
@@ -362,13 +369,16 @@ class Decider:
                     fills[need.key] = None
                     continue
                 chosen, option = seen[pick]
-                creative = chosen.creatives[0] if len(chosen.creatives) == 1 else chosen.creative(rng)
-                if len(creative.variants) == 1:  # most creatives: nothing to split (nor to allocate)
-                    variant = creative.variants[0]
-                elif creative.id in allocation.floors:
-                    variant = await allocation.variant(creative, page.reader, rng)
+                if chosen.only is not None:  # most candidates: nothing to draw, split nor allocate
+                    creative, variant = chosen.only
                 else:
-                    variant = self.variant(creative, page.reader)
+                    creative = chosen.creatives[0] if len(chosen.creatives) == 1 else chosen.creative(rng)
+                    if len(creative.variants) == 1:  # nothing to split (nor to allocate)
+                        variant = creative.variants[0]
+                    elif creative.id in allocation.floors:
+                        variant = await allocation.variant(creative, page.reader, rng)
+                    else:
+                        variant = self.variant(creative, page.reader)
                 fills[need.key] = _new(Fill, (chosen.campaign, creative, variant, option.reservation))
                 taken.update(option.names)
             done += len(picks)
