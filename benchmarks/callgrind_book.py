@@ -7,13 +7,14 @@ switches it on; ``--toggle-collect`` keeps the count to the pages themselves). T
 simulated, from a fixed moment and a page every 60 µs (a server's pace, not valgrind's), so
 pacing moves as often per page as in a real run and two codes see the same counters; a digest of
 the fills says whether two codes decided the same. Unlike bench_decision, no fill is billed
-between the measured pages. ``--cache-sim`` adds simulated cache misses (L1 and last level; valgrind takes the last level's size
-from the host, here a 480 MiB L3, where only first touches miss: ``--LL=2097152,16,64`` models
-this VM's 2 MiB L2 instead). ``--as-bench``: bench_decision's own conditions, its pace (200 µs a
-page) and half the fills billed between the measured pages (not counted), and its equal-demand
-100 book too: the 10,000 book refuses more draws there, as caps fill.
+between the measured pages, unless ``--as-bench``: bench_decision's own conditions, its pace
+(200 µs a page), half the fills billed between the measured pages (not counted), and its
+equal-demand 100 book too; the 10,000 book refuses more draws there, as caps fill.
+``--cache-sim=yes`` adds simulated cache misses (L1 and last level). valgrind takes the last
+level's size from the host, here a 480 MiB L3 where only first touches miss; ``--LL=2097152,16,64``
+models this VM's 2 MiB L2 instead.
 
-    python benchmarks/callgrind_book.py [cached|fresh] [narrow|broad] [PAGES] [--as-bench] [--cache-sim] [--LL=...]
+    python benchmarks/callgrind_book.py [cached|fresh] [narrow|broad] [PAGES] [--as-bench] [VALGRIND FLAGS]
 """
 
 from __future__ import annotations
