@@ -28,7 +28,7 @@ import secrets
 import weakref
 from array import array
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, NamedTuple, Sequence
 
 import numpy as np
@@ -51,6 +51,17 @@ class Candidate:
     campaign: Campaign
     creatives: tuple[Creative, ...]
     score: float  # share in its tier's lottery: weight x eCPM
+    # what a decider's ``_option`` keeps of the campaign while its bounds hold (``Decider._known``):
+    # here, not in a dict by campaign id, as a big book's walk reaches a cold candidate anyway
+    # and would then read its campaign, the id and the dict's slots (each one more cache miss)
+    kept: tuple | None = None
+    # (creative, variant) when it brings one creative of one variant, as most do: a fill then
+    # reads neither the creative's fields nor its list of variants (cold in a big book)
+    only: tuple[Creative, Variant] | None = field(init=False)
+
+    def __post_init__(self) -> None:
+        single = len(self.creatives) == 1 and len(self.creatives[0].variants) == 1
+        self.only = (self.creatives[0], self.creatives[0].variants[0]) if single else None
 
     def creative(self, rng: random.Random) -> Creative:
         if len(self.creatives) == 1:
@@ -289,18 +300,18 @@ class Inventory:
 
 class _Page:
     """What one request has learned so far: campaign options, names taken, tiers to ask whole."""
-    __slots__ = ("request", "reader", "moment", "now", "local", "reservation", "options", "shared", "taken",
+    __slots__ = ("request", "reader", "moment", "now", "local", "reservation", "options", "era", "taken",
                  "whole")
 
-    def __init__(self, request: SlotRequest, moment: Moment, reservation: str, shared: dict[int, tuple]) -> None:
+    def __init__(self, request: SlotRequest, moment: Moment, reservation: str, era: object) -> None:
         self.request = request
         self.reader = request.consent.ads_reader(request.user_id)
         self.moment = moment
         self.now = moment.seconds  # the Moment's second: flights need no finer
         self.local = moment.local
         self.reservation = reservation  # prefix of this page's reservation ids
-        self.options: dict[int, Option | None] = {}  # campaign id -> what the store sees, if per page
-        self.shared = shared  # campaign id -> what the store sees of it for any reader in this moment
+        self.options: dict[str, Option | None] = {}  # campaign id as text -> what the store sees, if per page
+        self.era = era  # the decider's local hour: what its candidates' kept entries are good for
         self.taken: set[str] = set()  # campaigns (and advertisers, when the site asks) on the page
         self.whole: set[tuple[int, int]] = set()  # (need, tier) whose draws were all refused
 
@@ -331,7 +342,7 @@ class Decider:
         self._pages = itertools.count()
         self._moment = None  # the ledger moment of the newest page
         self._hour = None  # its local hour (the moment's hour bucket)
-        self._shared: dict[int, tuple] = {}  # campaign id -> what ``_option`` keeps of it (``_known``) this hour
+        self._era = object()  # this decider's local hour, as entries kept on candidates name it (``_known``)
         self._splits: dict[int, tuple[Creative, list[float], int]] = {}  # id(creative) -> it, running shares, last
         self.allocation = VariantAllocation(inventory.campaigns.values(), state, lambda: self.clock().timestamp())
 
@@ -347,8 +358,8 @@ class Decider:
         if moment is not self._moment:
             self._moment = moment
             if moment.buckets["hour"] != self._hour:  # a new local hour: pages of the last one keep theirs
-                self._hour, self._shared = moment.buckets["hour"], {}
-        page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._shared)
+                self._hour, self._era = moment.buckets["hour"], object()
+        page = _Page(request, moment, f"{self._page_prefix}{next(self._pages):x}.", self._era)
         # loops, not comprehensions: a comprehension is a function made per call, and the
         # variables it reads become cells of this one (CPython 3.11)
         tiers, previous = [], None
@@ -373,13 +384,16 @@ class Decider:
                     fills[need.key] = None
                     continue
                 chosen, option = seen[pick]
-                creative = chosen.creatives[0] if len(chosen.creatives) == 1 else chosen.creative(rng)
-                if len(creative.variants) == 1:  # most creatives: nothing to split (nor to allocate)
-                    variant = creative.variants[0]
-                elif creative.id in allocation.floors:
-                    variant = await allocation.variant(creative, page.reader, rng)
+                if chosen.only is not None:  # most candidates: nothing to draw, split nor allocate
+                    creative, variant = chosen.only
                 else:
-                    variant = self.variant(creative, page.reader)
+                    creative = chosen.creatives[0] if len(chosen.creatives) == 1 else chosen.creative(rng)
+                    if len(creative.variants) == 1:  # nothing to split (nor to allocate)
+                        variant = creative.variants[0]
+                    elif creative.id in allocation.floors:
+                        variant = await allocation.variant(creative, page.reader, rng)
+                    else:
+                        variant = self.variant(creative, page.reader)
                 fills[need.key] = _new(Fill, (chosen.campaign, creative, variant, option.reservation))
                 taken.update(option.names)
             done += len(picks)
@@ -403,7 +417,7 @@ class Decider:
             if candidates:
                 position = group.first(self.rng, group.whole or (index, 0) in page.whole)
                 candidate = candidates[position]
-                option = self._option(candidate.campaign, page)
+                option = self._option(candidate, page)
                 if option is not None and (not page.taken or page.taken.isdisjoint(option.names)):
                     seen.append((candidate, option))
                     walk[0] = (position, option)
@@ -433,7 +447,7 @@ class Decider:
                 unbounded = first[1] is not None and not first[1].checks
                 first = None
             for candidate in ranked:
-                option = self._option(candidate.campaign, page)
+                option = self._option(candidate, page)
                 if option is not None and (not taken or taken.isdisjoint(option.names)):
                     seen.append((candidate, option))
                     yield option
@@ -444,41 +458,43 @@ class Decider:
             if unbounded:
                 return
 
-    def _option(self, campaign: Campaign, page: _Page) -> Option | None:
-        """The campaign as the store sees it (None: it may not serve this reader); once per page.
+    def _option(self, candidate: Candidate, page: _Page) -> Option | None:
+        """The candidate's campaign as the store sees it (None: it may not serve this reader); once per page.
 
         Its bounds are the same for every reader, a reader's frequency cap only adds that reader's
         counter, and they hold for as long as the ledger says (until a paced limit moves; within
-        the local hour, where cap buckets and days change): kept per campaign for the pages of
+        the local hour, where cap buckets and days change): kept on the candidate for the pages of
         that stretch (a page still walking when the next hour starts keeps its own), with its
         Option when it reserves nothing and has no cap, so most pages only add their reservation
         id (and cap counter). A big book's campaigns are each drawn a few times a second: kept
         per second, their bounds were worked out again for most draws.
         """
-        known = page.shared.get(campaign.id)
-        if known is None or not known[0] <= page.now < known[1]:
-            known = self._known(campaign, page, known)
+        known = candidate.kept
+        if known is None or known[6] is not page.era or not known[0] <= page.now < known[1]:
+            known = self._known(candidate, page, known)
         option = known[4]
         if option is None:  # it reserves, or reads the reader's cap: worked out per page
-            option = page.options.get(campaign.id, self)  # self: not asked yet (None is an answer)
+            option = page.options.get(known[5], self)  # self: not asked yet (None is an answer)
             if option is self:
                 found = known[3].of(page.reader)
-                option = page.options[campaign.id] = None if found is None else \
+                option = page.options[known[5]] = None if found is None else \
                     _new(Option, (known[2], *found, page.reservation + known[5] if found[1] else None))
         return option
 
-    def _known(self, campaign: Campaign, page: _Page, known: tuple | None) -> tuple:
-        """What ``_option`` keeps of a campaign while its bounds hold, one flat tuple: (since,
-        until, names, Bounds, its Option when the same for every reader and page, its id as text:
-        the end of its reservation ids)."""
-        if known is not None:  # only its bounds moved
+    def _known(self, candidate: Candidate, page: _Page, known: tuple | None) -> tuple:
+        """What ``_option`` keeps of a candidate's campaign while its bounds hold, one flat tuple:
+        (since, until, names, Bounds, its Option when the same for every reader and page, its id
+        as text: the end of its reservation ids and a page's key for its Option, the hour's era).
+        A campaign's candidates in several contexts' rows each keep their own."""
+        campaign = candidate.campaign
+        if known is not None and known[6] is page.era:  # only its bounds moved
             names, text = known[2], known[5]
         else:
             text = f"{campaign.id}"
             names = (f"c{text}", f"a:{campaign.advertiser}") if self.unique_advertiser else (f"c{text}",)
         bounds = self.ledger.bounds(campaign, page.moment) if bounded(campaign) else UNBOUNDED
         unreserved = Option(names, bounds.checks, (), None) if bounds.cap_count is None and not bounds.holds else None
-        known = page.shared[campaign.id] = (bounds.since, bounds.until, names, bounds, unreserved, text)
+        known = candidate.kept = (bounds.since, bounds.until, names, bounds, unreserved, text, page.era)
         return known
 
     async def bill(self, kind: str, campaign_id: object, user: str | None, hit: str, ttl: int,

@@ -28,6 +28,7 @@ from .targeting import CompiledTargeting
 
 _PERIOD_SECONDS = {"hour": 3600, "day": 86400, "week": 7 * 86400}
 _DAY_TTL = 2 * 86400
+_CAP_TTLS = {period: seconds + 3600 for period, seconds in _PERIOD_SECONDS.items()}  # one int each, shared
 TRAFFIC_FLOOR = 0.01  # an hour the log shows empty still plans this share of an average hour
 MOVE_MARGIN = 1.0  # seconds: counters are worked out again this long before a paced limit moves (float error)
 
@@ -174,6 +175,7 @@ class Ledger:
         self._day_shapes: dict[dt.date, int] = {}
         self._shape_ids: dict[tuple, int] = {}
         self._known: dict[int, _Counters] = {}  # campaign id -> its counters at the last moment asked
+        self._suffixes: dict[str, str] = {}  # a cap period's bucket -> ":" + it, one string for every campaign
 
     def moment(self, now: dt.datetime) -> Moment:
         """The calendar facts of ``now``, computed once per second (counters need no finer).
@@ -188,7 +190,8 @@ class Ledger:
             return last
         local = now.astimezone(self.tz)
         if last is not None and last.day != local.date().isoformat():
-            self._plans.clear()  # a new local day: yesterday's plans are done
+            self._plans.clear()  # a new local day: yesterday's plans (and cap buckets) are done
+            self._suffixes.clear()
         offset = local.strftime("%z")  # the fall-back night's two 01:00 hours are two buckets
         self._last = Moment(now=now, local=local, day=local.date().isoformat(),
                             buckets={"hour": local.strftime("%Y%m%d%H") + offset,
@@ -336,9 +339,18 @@ class Ledger:
         counters = self._counters(campaign, moment)
         cap = campaign.frequency_cap
         count, skip, suffix = (None, False, "") if cap is None else \
-            (cap.count, cap.without_consent == "skip", f":{moment.buckets[cap.period]}")
+            (cap.count, cap.without_consent == "skip", self._suffix(moment.buckets[cap.period]))
         return _new(Bounds, (*counters.reservable, count, skip, counters.cap_prefix, suffix, counters.cap_ttl,
                              counters.moment.seconds, max(counters.until, math.floor(moment.seconds) + 1)))
+
+    def _suffix(self, bucket: str) -> str:
+        """The end of a reader's cap key in ``bucket``: one string shared by every campaign's
+        ``Bounds``, which a big book's walk reads once per capped ad (one object per campaign
+        was one more likely out of cache)."""
+        suffix = self._suffixes.get(bucket)
+        if suffix is None:
+            suffix = self._suffixes[bucket] = f":{bucket}"
+        return suffix
 
     def _counters(self, campaign: Campaign, moment: Moment) -> _Counters:
         """The reader-independent counters, worked out again only when a paced limit may have
@@ -382,13 +394,13 @@ class Ledger:
                         every.append(Limit(key, limit, cost, event, ttl))
             paced = tuple(lines)
             cap = campaign.frequency_cap
-            cap_ttl = 0 if cap is None else (_PERIOD_SECONDS.get(cap.period) or flight_left) + 3600
+            cap_ttl = 0 if cap is None else _CAP_TTLS.get(cap.period) or flight_left + 3600
         checks = tuple([c for c in every if c.limit is not None])
         holds = tuple([c for c in checks if c.event == "impression"])
         if len(holds) == len(checks):  # mostly all: then the same tuple, which Bounds.of concatenates once
             holds = checks
         known = self._known[campaign.id] = _new(_Counters, (
-            campaign, moment, until - MOVE_MARGIN, tuple(every), (checks, holds),
+            campaign, moment, until - MOVE_MARGIN if until < math.inf else math.inf, tuple(every), (checks, holds),
             paced, known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl))
         return known
 

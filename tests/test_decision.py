@@ -889,3 +889,29 @@ def test_decisions_fill_from_what_the_documented_rules_admit(book, views, contex
                 kept = next(reversed(d._contexts.values()))  # the page's: the newest is always kept
                 assert [{c.campaign.id for c in group.gathered()} for group in kept.tiers] == admitted, clock.now
                 assert (fill.campaign.id in admitted[0]) if fill else not admitted
+
+
+def test_two_deciders_over_one_inventory_each_keep_their_own_view_of_its_campaigns():
+    """What a decider keeps of a campaign (its names on the page, its bounds) sits on the
+    inventory's candidates: a second decider over the same inventory, here one that does not
+    keep advertisers apart, never takes the first one's for its own."""
+    pair = [campaign(1, advertiser="same"), campaign(2, advertiser="same")]
+    config = Config(site=Site(timezone="America/New_York"), placements=PLACEMENTS, campaigns=pair)
+    inventory = Inventory(config)
+    apart, together = (Decider(inventory, Ledger("America/New_York"), MemoryState(), unique, random.Random(3),
+                               FakeClock()) for unique in (True, False))
+    for _ in range(3):
+        assert fill_ids(apart, request(slots=2)).count(None) == 1
+        assert None not in fill_ids(together, request(slots=2))
+
+
+def test_a_readers_hourly_cap_counts_afresh_in_the_next_local_hour():
+    """A campaign's kept bounds name the cap's counter of their local hour: the first page of
+    the next hour reads the next hour's counter, though its paced limits have not moved."""
+    clock = FakeClock(NOON_ISH + dt.timedelta(minutes=59, seconds=58))
+    d = decider([campaign(1, frequency_cap=FrequencyCap(count=1, period="hour"))], clock)
+    assert fill_ids(d, request()) == [1]
+    clock.advance(seconds=1)
+    assert fill_ids(d, request()) == [None]  # the same hour: capped
+    clock.advance(seconds=1)
+    assert fill_ids(d, request()) == [1]

@@ -623,3 +623,13 @@ def test_a_moment_is_worked_out_once_per_second_whatever_the_clocks_zone():
     later = ledger.moment(at + dt.timedelta(microseconds=1))
     assert later is not first and later.seconds == (at + dt.timedelta(microseconds=1)).timestamp()
     assert ledger.moment(at) is not later and ledger.moment(at).seconds == at.timestamp()
+
+
+def test_campaigns_capped_in_one_period_share_its_cap_key_ending_and_ttl():
+    """A big book's walk reads a capped campaign's cap key ending and ttl once per capped ad:
+    one object each for every campaign of a period, not one per campaign (each one more likely
+    out of cache)."""
+    moment = (ledger := Ledger("America/New_York")).moment(FakeClock()())
+    a, b = (ledger.bounds(campaign(n, frequency_cap=FrequencyCap(count=3, period="day")), moment) for n in (1, 2))
+    assert (a.cap_suffix, a.cap_ttl) == (":20261125", 86400 + 3600)
+    assert a.cap_suffix is b.cap_suffix and a.cap_ttl is b.cap_ttl
