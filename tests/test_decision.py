@@ -286,6 +286,22 @@ def test_kept_contexts_count_the_rows_the_inventory_dropped_that_they_hold(monke
         assert sum(kept_bytes(d)) <= 64 * 1024, k
 
 
+def test_a_dropped_row_stops_counting_once_the_last_context_holding_it_is_dropped(monkeypatch):
+    """The bytes of a row the inventory dropped count while a kept context holds it, and no
+    longer once that context is dropped too (the row is then gone): else every row ever dropped
+    would count for good, and a server past ``HELD_BYTES`` of them would keep one context."""
+    monkeypatch.setattr(decision, "HELD_BYTES", 64 * 1024, raising=False)
+    monkeypatch.setattr(decision, "ROWS", 2)
+    book = [campaign(i, tier=("standard", "house")[i % 2], size=("300x250", "728x90")[i // 2 % 2])
+            for i in range(400)]  # a row: 3,200 bytes; a context's own: ~6,600
+    d = decider(book)
+    for sizes in itertools.islice(itertools.permutations(DISPLAY_SIZES), 60):  # ~190 KB of rows dropped
+        fill_ids(d, request(), [AdNeed("s0", sizes, None)])
+    for k in range(8):  # one row, kept by the inventory: 8 contexts fit
+        page = {"section": "politics", "keywords": [f"k{k}"]}
+        assert fill_ids(d, request(page=page), [AdNeed("s0", ("300x250", "728x90"), None)]) != [None]
+    assert len(d._contexts) >= 8
+
 def test_a_daypart_edge_after_a_dst_jump_is_in_local_time():
     night = Targeting(dayparts=[Daypart(start="03:00", end="04:00")])
     clock = FakeClock(dt.datetime(2026, 3, 8, 6, 50, tzinfo=UTC))  # 01:50 EST; at 02:00 it is 03:00 EDT
