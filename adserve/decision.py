@@ -485,7 +485,9 @@ class Decider:
         """What ``_option`` keeps of a candidate's campaign while its bounds hold, one flat tuple:
         (since, until, names, Bounds, its Option when the same for every reader and page, its id
         as text: the end of its reservation ids and a page's key for its Option, the hour's era).
-        A campaign's candidates in several contexts' rows each keep their own."""
+        Most candidates are their listing's ``whole`` one, shared by every (sizes, device) row
+        (and decider: hence the era); in a row where only some of its creatives fit, a campaign
+        has a candidate of that row's own, and so an entry of its own there."""
         campaign = candidate.campaign
         if known is not None and known[6] is page.era:  # only its bounds moved
             names, text = known[2], known[5]
