@@ -399,6 +399,7 @@ class Ledger:
         holds = tuple([c for c in checks if c.event == "impression"])
         if len(holds) == len(checks):  # mostly all: then the same tuple, which Bounds.of concatenates once
             holds = checks
+        # no paced limit: the one math.inf object (inf - 1.0 is another float, read cold each draw)
         known = self._known[campaign.id] = _new(_Counters, (
             campaign, moment, until - MOVE_MARGIN if until < math.inf else math.inf, tuple(every), (checks, holds),
             paced, known.cap_prefix if known is not None else f"c{campaign.id}:cap:", cap_ttl))
