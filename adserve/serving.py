@@ -53,8 +53,7 @@ class Runtime:
     KEPT_PER_VARIANT = 2
 
     def __post_init__(self) -> None:
-        variants = 0 if self.config is None else sum(
-            len(creative.variants) for campaign in self.config.campaigns for creative in campaign.creatives)
+        variants = sum(len(creative.variants) for campaign in self.config.campaigns for creative in campaign.creatives)
         self.most_shown = self.MAX_KEPT + self.KEPT_PER_VARIANT * variants
 
     def layout(self, slots: tuple[Slot, ...]) -> _Layout:

@@ -99,7 +99,7 @@ def test_a_variant_object_shared_by_two_creatives_shows_each_ones_fields():
     from adserve.tokens import Signer
 
     signer = Signer(b"s" * 32, 60)
-    runtime = Runtime(config=None, decider=None)
+    runtime = Runtime(config=SimpleNamespace(campaigns=[]), decider=None)
     slot = Slot("s1", "display", None, ("300x250",))
     variant = SimpleNamespace(id="A", image_url="/a.svg", html=None)
     creatives = [SimpleNamespace(id=f"cr-{n}", size="300x250", format="image", landing_url=f"https://{n}.example/")
@@ -146,7 +146,7 @@ def test_a_native_is_kept_per_widget_strategy_apart_from_the_display_ad():
     from adserve.tokens import Signer
 
     signer = Signer(b"s" * 32, 60)
-    runtime = Runtime(config=None, decider=None)
+    runtime = Runtime(config=SimpleNamespace(campaigns=[]), decider=None)
     slot = Slot("w1", "recs", "widget", ("native",))
     variant = SimpleNamespace(id="A", image_url="/a.svg", html=None, title="Sponsored A")
     creative = SimpleNamespace(id="cr-1", size="300x250", format="image", landing_url="https://a.example/")
