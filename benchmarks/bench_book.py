@@ -42,13 +42,13 @@ import yaml
 from bench_decision import COUNTRIES, DEVICES, PLACEMENTS, SHAPES, TIMEZONE, WARM_CONTEXTS, articles, book, house
 from bench_slots import Readers, measured_run
 from common import OUT, LiveServer, free_port, machine, median_spread, replace_section, wrk
+from world import write_campaigns
 
 from adserve.model import Campaign, Config, Creative, Flight, Price, Site, Targeting, Variant
 from tests.conftest import start_redis
 from tests.live import REPO
 
 BIG, SMALL = 10_000, 100
-FILE_SIZE = 500  # campaigns a file: files stay under the loader's 1 MiB limit
 CONNECTIONS = 32
 WARM_SECONDS = 15  # each server's first load, untimed: its index activated, pacing plans worked out
 REVIEW_SECTIONS = [f"section{n}" for n in range(8)]
@@ -178,10 +178,7 @@ def write_book(folder: Path, config: Config, redis_url: str | None) -> Path:
         site["server"]["redis_url"] = redis_url
     (target / "site.yaml").write_text(yaml.safe_dump(site))
     shutil.copy(REPO / "config" / "catalog.jsonl", target / "catalog.jsonl")
-    campaigns = [_plain(dataclasses.asdict(c)) for c in config.campaigns]
-    for start in range(0, len(campaigns), FILE_SIZE):
-        part = target / "campaigns" / f"book-{start // FILE_SIZE:03d}.yaml"
-        part.write_text(yaml.safe_dump({"campaigns": campaigns[start:start + FILE_SIZE]}, sort_keys=False))
+    write_campaigns(target, [_plain(dataclasses.asdict(c)) for c in config.campaigns], "book")
     return folder
 
 

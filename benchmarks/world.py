@@ -68,11 +68,16 @@ def write_config(folder: Path, campaigns: int, seed: int = 1) -> Path:
     shutil.copy(REPO / "config" / "campaigns" / "house.yaml", config / "campaigns" / "house.yaml")
     shutil.copy(REPO / "config" / "campaigns" / "native.yaml", config / "campaigns" / "native.yaml")
     rng = random.Random(seed)
-    book = [campaign(100_000 + n, rng) for n in range(campaigns)]
-    for start in range(0, campaigns, FILE_SIZE):  # files stay under the loader's 1 MiB limit
-        part = config / "campaigns" / f"generated-{start // FILE_SIZE:03d}.yaml"
-        part.write_text(yaml.safe_dump({"campaigns": book[start:start + FILE_SIZE]}))
+    write_campaigns(config, [campaign(100_000 + n, rng) for n in range(campaigns)], "generated")
     return config
+
+
+def write_campaigns(config: Path, campaigns: list[dict], stem: str) -> None:
+    """``campaigns`` in files of ``FILE_SIZE`` under ``config``/campaigns: each stays under the
+    loader's 1 MiB limit."""
+    for start in range(0, len(campaigns), FILE_SIZE):
+        part = config / "campaigns" / f"{stem}-{start // FILE_SIZE:03d}.yaml"
+        part.write_text(yaml.safe_dump({"campaigns": campaigns[start:start + FILE_SIZE]}, sort_keys=False))
 
 
 def write_catalog(config: Path, items: int, extra: list[Item]) -> None:
