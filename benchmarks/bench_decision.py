@@ -222,11 +222,15 @@ class Run:
             fills = await self.decider.decide(view, needs)
             spent += time.perf_counter() - started
             reserved += sum(fill is not None and fill.reservation is not None for fill in fills.values())
-            for fill in fills.values():
-                if fill is not None and self.rng.random() < 0.5:
-                    await self.decider.bill("impression", fill.campaign.id, view.user_id, f"h{next(self.hits)}",
-                                            3600, fill.reservation)
+            await self.bill(view, fills)
         return spent / len(views) * 1e6, reserved / len(views)
+
+    async def bill(self, view, fills: dict) -> None:
+        """Half the fills of ``view`` confirmed by their pixel."""
+        for fill in fills.values():
+            if fill is not None and self.rng.random() < 0.5:
+                await self.decider.bill("impression", fill.campaign.id, view.user_id, f"h{next(self.hits)}",
+                                        3600, fill.reservation)
 
     def settle_in(self) -> None:
         """Work out every campaign's pacing plan and counters for the day, as a server that has

@@ -80,17 +80,12 @@ def measured(campaigns: int, mode: str, shape: str, pages: int, demand: str = "p
         clock[0] += pace
         return done(decider.decide(view, [AdNeed(s.id, s.sizes, s.placement) for s in view.slots]))
 
-    def bill(view, answer):
-        for fill in answer.values():
-            if fill is not None and run.rng.random() < 0.5:
-                done(decider.bill("impression", fill.campaign.id, view.user_id, f"h{next(run.hits)}", 3600,
-                                  fill.reservation))
     subprocess.run(["callgrind_control", "-i", "on", str(os.getpid())], capture_output=True, check=True)
     if billed:  # one page at a time through starmap (counted), its bills outside it
         fills = []
         for view in views:
             fills += itertools.starmap(page, ((view,),))
-            bill(view, fills[-1])
+            done(run.bill(view, fills[-1]))
     else:
         fills = list(itertools.starmap(page, ((view,) for view in views)))
     subprocess.run(["callgrind_control", "-i", "off", str(os.getpid())], capture_output=True, check=True)
