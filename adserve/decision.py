@@ -464,10 +464,11 @@ class Decider:
         Its bounds are the same for every reader, a reader's frequency cap only adds that reader's
         counter, and they hold for as long as the ledger says (until a paced limit moves; within
         the local hour, where cap buckets and days change): kept on the candidate for the pages of
-        that stretch (a page still walking when the next hour starts keeps its own), with its
-        Option when it reserves nothing and has no cap, so most pages only add their reservation
-        id (and cap counter). A big book's campaigns are each drawn a few times a second: kept
-        per second, their bounds were worked out again for most draws.
+        that stretch, stamped with the hour (a page still walking when the next hour starts works
+        out its own, in its place), with its Option when it reserves nothing and has no cap, so
+        most pages only add their reservation id (and cap counter). A big book's campaigns are
+        each drawn a few times a second: kept per second, their bounds were worked out again for
+        most draws.
         """
         known = candidate.kept
         if known is None or known[6] is not page.era or not known[0] <= page.now < known[1]:
