@@ -302,6 +302,23 @@ def test_a_dropped_row_stops_counting_once_the_last_context_holding_it_is_droppe
         assert fill_ids(d, request(page=page), [AdNeed("s0", ("300x250", "728x90"), None)]) != [None]
     assert len(d._contexts) >= 8
 
+
+def test_a_kept_context_worked_out_again_counts_its_bytes_once(monkeypatch):
+    """A kept context past its edge (here: the clock set back) is worked out again in its place:
+    its old bytes stop counting, else each replacement would add them for good, and the decider
+    would end up keeping one context."""
+    monkeypatch.setattr(decision, "HELD_BYTES", 4096, raising=False)
+    clock = FakeClock()
+    d = decider([campaign(i) for i in range(40)], clock)  # a context: ~850 bytes
+    pages = [request(page={"section": "politics", "keywords": [f"k{k}"]}) for k in range(3)]
+    for page in pages:
+        fill_ids(d, page)
+    for _ in range(10):
+        clock.advance(seconds=-1)
+        fill_ids(d, pages[0])
+    assert len(d._contexts) == 3
+
+
 def test_a_daypart_edge_after_a_dst_jump_is_in_local_time():
     night = Targeting(dayparts=[Daypart(start="03:00", end="04:00")])
     clock = FakeClock(dt.datetime(2026, 3, 8, 6, 50, tzinfo=UTC))  # 01:50 EST; at 02:00 it is 03:00 EDT
