@@ -47,6 +47,14 @@ def test_the_reviewers_book_matches_a_page_in_a_thousand(worlds):
     assert len(targeted) == 10_000
     assert all(len(c.targeting.sections) == 1 and len(c.targeting.keywords.include) == 3
                and len(c.targeting.devices) == 2 for c in targeted)
+    by_section = {}
+    for c in targeted:
+        by_section.setdefault(c.targeting.sections[0], []).append((set(c.targeting.keywords.include),
+                                                                   c.targeting.devices))
+    pages = worlds["review"].pages[:400]  # each viewed on every device a view draws from
+    matched = sum(1 for page in pages for words, devices in by_section[page["section"]]
+                  if words & set(page["keywords"]) for device in bench.DEVICES if device in devices)
+    assert 0.0005 < matched / (len(pages) * len(bench.DEVICES) * len(targeted)) < 0.0015
 
 
 async def _sent(script: Path, seconds: int = 1) -> list[bytes]:
