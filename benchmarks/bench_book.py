@@ -196,13 +196,15 @@ class Measured:
                                                             self.runs[mode][SMALL, demand])]
 
 
-def measure(name: str, world: World, folder: Path, redis_url, rounds: int, seconds: int) -> Measured:
-    """Every book of ``world`` served at once, loaded in turn (the order rotating each round)."""
-    store = "redis" if redis_url else "memory"
+def measure(name: str, world: World, folder: Path, next_redis_url, rounds: int, seconds: int) -> Measured:
+    """Every book of ``world`` served at once, loaded in turn (the order rotating each round);
+    ``next_redis_url``: None for the embedded store, else a database of its own for each book."""
+    store = "redis" if next_redis_url else "memory"
     servers = {}
     try:
         for key, config in world.books.items():
-            home = write_book(folder / f"{name}-{store}-{key[0]}-{key[1][0]}", config, redis_url and redis_url())
+            home = folder / f"{name}-{store}-{key[0]}-{key[1][0]}"
+            write_book(home, config, next_redis_url and next_redis_url())
             servers[key] = LiveServer(home).start(timeout=120)
         readers, runs = Readers(), {}
         for mode in ("fresh", "cached"):
@@ -268,7 +270,7 @@ def report(measured: list[Measured], rounds: int, seconds: int, now: dt.datetime
                 rows.append(f"| {m.world} | {m.store} | {mode} | {campaigns:,} | {demand} "
                             f"| {median_spread([answered(r) for r in got], 0)} | {median_spread([r.p99_ms for r in loads], 1)} "
                             f"| {median_spread([cpu_per_page(r) for r in got], 0)} | {sum(r.non_2xx for r in loads)} |")
-            for demand in sorted({d for _, d in books if _ == SMALL}, reverse=True):
+            for demand in sorted({d for n, d in books if n == SMALL}, reverse=True):
                 rps = m.ratios(mode, demand, answered)
                 cpu = m.ratios(mode, demand, lambda r: 1 / cpu_per_page(r))
                 ratios.append(f"- {m.world} book, {m.store}, {mode} contexts, {demand} demand (goal >= "
